@@ -1,0 +1,165 @@
+package hsm
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/miekg/pkcs11"
+)
+
+// Defaults applied by Open to zero fields of Config and Profile.
+const (
+	DefaultMaxSessions     = 16
+	DefaultPoolWaitTimeout = 5 * time.Second
+	DefaultGCMIVLength     = 12  // NIST SP 800-38D's 96-bit IV
+	DefaultGCMTagBits      = 128 // full tag; SoftHSM fails short tags (pitfall 24)
+)
+
+// CKR codes miekg/pkcs11 v1.1.2 has no name for (pitfall 16):
+// CKR_ACTION_PROHIBITED and PKCS#11 3.0's CKR_AEAD_DECRYPT_FAILED.
+const (
+	ckrActionProhibited  = 0x1B
+	ckrAEADDecryptFailed = 0x35
+)
+
+// Config selects one token and bounds how it is used. Exactly one way to
+// pick the token: the module path plus the token label (slot IDs are not
+// stable, pitfall 26).
+type Config struct {
+	// Module is the absolute path of the vendor's PKCS#11 library. Relative
+	// paths are refused: the library is arbitrary native code.
+	Module string
+	// TokenLabel names the token; zero or several tokens with it is an error.
+	TokenLabel string
+	// PIN is the user PIN. It is kept only for re-login after a token
+	// reset and never appears in a log, an error or String().
+	PIN string
+	// MaxSessions caps the R/W sessions this process keeps open on the token
+	// (default 16). Vendors cap sessions per application (CloudHSM 1024,
+	// some USB tokens 16), so it is config, not derived from the token.
+	MaxSessions int
+	// PoolWaitTimeout bounds the wait for a free session (default 5s); when
+	// it passes the call fails with ErrUnavailable instead of hanging.
+	PoolWaitTimeout time.Duration
+	// Profile holds what this vendor does differently; zero means DefaultProfile.
+	Profile Profile
+}
+
+// Profile records vendor differences as data, so that supporting another HSM
+// is a new value, not new branches in the code (pitfall 45).
+type Profile struct {
+	// Name identifies the profile in messages.
+	Name string
+	// GCMIVLength is the length of the IV the service draws for each encrypt
+	// (default 12). It must be at least 12: SoftHSM silently accepts an empty
+	// IV and then encrypts deterministically (pitfall 25).
+	GCMIVLength int
+	// GCMTagBits is the GCM tag length in bits (default 128).
+	GCMTagBits int
+	// DecryptFailureCodes are the CKR_ codes that C_Decrypt returns when the
+	// tag does not verify. They become ErrDecryptFailed; any other code is a
+	// token error. SoftHSM 2.6.1 says CKR_GENERAL_ERROR (pitfall 24), which
+	// on a real HSM means something else, hence per vendor.
+	DecryptFailureCodes []uint
+	// SupportsEncryptFlip says that CKA_ENCRYPT can be set to false on an
+	// existing key (SoftHSM 2.6: yes; YubiHSM: no). Without it SetDecryptOnly
+	// is a no-op and the store's version state is the only guard.
+	SupportsEncryptFlip bool
+}
+
+// SoftHSMProfile is SoftHSM 2.6.x, the development and CI token.
+var SoftHSMProfile = Profile{
+	Name:        "softhsm2",
+	GCMIVLength: DefaultGCMIVLength,
+	GCMTagBits:  DefaultGCMTagBits,
+	DecryptFailureCodes: []uint{
+		pkcs11.CKR_GENERAL_ERROR, // 2.6.1: wrong tag, aad, iv or truncated input
+		pkcs11.CKR_ENCRYPTED_DATA_INVALID,
+		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, // SoftHSM after upstream PR #690
+		ckrAEADDecryptFailed,
+	},
+	SupportsEncryptFlip: true,
+}
+
+// DefaultProfile is a standards-following HSM with caller-chosen 12-byte
+// IVs. CKR_GENERAL_ERROR is not a decryption failure here: on a real HSM it
+// means the device has a problem.
+var DefaultProfile = Profile{
+	Name:        "default",
+	GCMIVLength: DefaultGCMIVLength,
+	GCMTagBits:  DefaultGCMTagBits,
+	DecryptFailureCodes: []uint{
+		pkcs11.CKR_ENCRYPTED_DATA_INVALID,
+		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
+		ckrAEADDecryptFailed,
+	},
+	SupportsEncryptFlip: true,
+}
+
+// withDefaults returns c with zero fields filled in; c itself is not changed
+// (crypto11's Configure mutates its argument; this does not).
+func (c Config) withDefaults() Config {
+	if c.MaxSessions == 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.PoolWaitTimeout == 0 {
+		c.PoolWaitTimeout = DefaultPoolWaitTimeout
+	}
+	if c.Profile.Name == "" && c.Profile.GCMIVLength == 0 && len(c.Profile.DecryptFailureCodes) == 0 {
+		c.Profile = DefaultProfile
+	}
+	if c.Profile.GCMIVLength == 0 {
+		c.Profile.GCMIVLength = DefaultGCMIVLength
+	}
+	if c.Profile.GCMTagBits == 0 {
+		c.Profile.GCMTagBits = DefaultGCMTagBits
+	}
+	return c
+}
+
+// setDefaults fills the zero fields of c in place.
+func (c *Config) setDefaults() { *c = c.withDefaults() }
+
+// Validate reports the first bad field by name, after defaults are applied.
+// It never repeats the PIN.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Module == "":
+		return errors.New("hsm: config: Module is empty (absolute path of the PKCS#11 library)")
+	case !filepath.IsAbs(c.Module):
+		return fmt.Errorf("hsm: config: Module %q is not an absolute path", c.Module)
+	case c.TokenLabel == "":
+		return errors.New("hsm: config: TokenLabel is empty")
+	case len(c.TokenLabel) > 32:
+		return fmt.Errorf("hsm: config: TokenLabel %q is longer than 32 bytes", c.TokenLabel)
+	case c.PIN == "":
+		return errors.New("hsm: config: PIN is empty")
+	case c.MaxSessions < 1:
+		return fmt.Errorf("hsm: config: MaxSessions %d is less than 1", c.MaxSessions)
+	case c.PoolWaitTimeout < 0:
+		return fmt.Errorf("hsm: config: PoolWaitTimeout %v is negative", c.PoolWaitTimeout)
+	case c.Profile.GCMIVLength < 12 || c.Profile.GCMIVLength > 128:
+		return fmt.Errorf("hsm: config: Profile.GCMIVLength %d is outside 12..128", c.Profile.GCMIVLength)
+	case c.Profile.GCMTagBits < 96 || c.Profile.GCMTagBits > 128 || c.Profile.GCMTagBits%8 != 0:
+		return fmt.Errorf("hsm: config: Profile.GCMTagBits %d is not one of 96, 104, 112, 120, 128", c.Profile.GCMTagBits)
+	case len(c.Profile.DecryptFailureCodes) == 0:
+		return fmt.Errorf("hsm: config: Profile.DecryptFailureCodes of profile %q is empty (a wrong tag would look like a token fault)", c.Profile.Name)
+	}
+	return nil
+}
+
+// String describes c without the PIN, so that logging a Config is safe.
+func (c Config) String() string {
+	pin := "<empty>"
+	if c.PIN != "" {
+		pin = "<redacted>"
+	}
+	return fmt.Sprintf("hsm.Config{Module:%q TokenLabel:%q PIN:%s MaxSessions:%d PoolWaitTimeout:%v Profile:%s}",
+		c.Module, c.TokenLabel, pin, c.MaxSessions, c.PoolWaitTimeout, c.Profile.Name)
+}
+
+// GoString is String, so that %#v does not print the PIN either.
+func (c Config) GoString() string { return c.String() }

@@ -1,0 +1,113 @@
+package hsm
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+
+	"github.com/miekg/pkcs11"
+)
+
+// minIVLength is the shortest GCM IV ever sent to the token. SoftHSM
+// accepts an empty IV and then encrypts deterministically (pitfalls item
+// 25), so a short IV must not reach it.
+const minIVLength = 12
+
+// MaxRandom is the largest Random request.
+const MaxRandom = 1024
+
+// gcm builds the CKM_AES_GCM mechanism; the caller frees params after the
+// whole operation (C_EncryptInit and C_Encrypt), not before.
+func (p *PKCS11) gcm(iv, aad []byte) (*pkcs11.GCMParams, []*pkcs11.Mechanism) {
+	params := pkcs11.NewGCMParams(iv, aad, p.cfg.Profile.GCMTagBits)
+	return params, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}
+}
+
+// Encrypt implements Token: AES-256-GCM in the token with a fresh random IV
+// of the profile's length, on a pooled session and the cached handle (no
+// search). Every failure is an error, never a panic; a decrypt-only version
+// is ErrNotPermitted.
+func (p *PKCS11) Encrypt(ctx context.Context, ref ObjectRef, plaintext, aad []byte) ([]byte, []byte, error) {
+	iv := make([]byte, p.cfg.Profile.GCMIVLength)
+	if len(iv) < minIVLength {
+		return nil, nil, fmt.Errorf("hsm: encrypt %s: IV length %d is below %d", ref, len(iv), minIVLength)
+	}
+	if _, err := rand.Read(iv); err != nil {
+		return nil, nil, fmt.Errorf("hsm: encrypt %s: drawing the IV: %w", ref, err)
+	}
+	var out []byte
+	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		params, mech := p.gcm(iv, aad)
+		defer params.Free()
+		if err := c.EncryptInit(sh, mech, h); err != nil {
+			return err
+		}
+		var err error
+		out, err = c.Encrypt(sh, plaintext)
+		return err
+	})
+	if err != nil {
+		return nil, nil, translate("encrypt "+ref.String(), err)
+	}
+	return iv, out, nil
+}
+
+// Decrypt implements Token. Lengths are checked before the token is called;
+// a tag that does not verify (wrong key, IV, aad, or altered or truncated
+// ciphertext) is ErrDecryptFailed, recognised by the profile's codes and
+// only from C_Decrypt itself.
+func (p *PKCS11) Decrypt(ctx context.Context, ref ObjectRef, iv, ciphertext, aad []byte) ([]byte, error) {
+	if len(iv) < minIVLength || len(iv) > 128 || len(ciphertext) < p.cfg.Profile.GCMTagBits/8 {
+		return nil, fmt.Errorf("%w: %s: IV of %d bytes or ciphertext of %d bytes out of range", ErrDecryptFailed, ref, len(iv), len(ciphertext))
+	}
+	var out []byte
+	var failedIn string
+	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		params, mech := p.gcm(iv, aad)
+		defer params.Free()
+		failedIn = "C_DecryptInit"
+		if err := c.DecryptInit(sh, mech, h); err != nil {
+			return err
+		}
+		failedIn = "C_Decrypt"
+		var err error
+		out, err = c.Decrypt(sh, ciphertext)
+		return err
+	})
+	if code, ok := ckrCode(err); ok && failedIn == "C_Decrypt" && slices.Contains(p.cfg.Profile.DecryptFailureCodes, code) {
+		return nil, &tokenError{op: "decrypt " + ref.String(), code: code, kind: ErrDecryptFailed}
+	}
+	if err != nil {
+		return nil, translate("decrypt "+ref.String(), err)
+	}
+	return out, nil
+}
+
+// Random implements Token with C_GenerateRandom; n must be in 1..MaxRandom.
+func (p *PKCS11) Random(ctx context.Context, n int) ([]byte, error) {
+	if n < 1 || n > MaxRandom {
+		return nil, fmt.Errorf("hsm: random length %d out of 1..%d", n, MaxRandom)
+	}
+	var out []byte
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		var err error
+		out, err = c.GenerateRandom(sh, n)
+		return err
+	})
+	if err != nil {
+		return nil, translate("C_GenerateRandom", err)
+	}
+	if len(out) != n {
+		return nil, fmt.Errorf("hsm: token returned %d random bytes, want %d", len(out), n)
+	}
+	return out, nil
+}
+
+// Ping implements Token: a session can be borrowed (opened and logged in if
+// needed) and is logged in according to C_GetSessionInfo. A dead session or
+// a lost login is recovered from here as on any call.
+func (p *PKCS11) Ping(ctx context.Context) error {
+	err := p.do(ctx, loggedIn)
+	return translate("ping", err)
+}

@@ -1,0 +1,228 @@
+package hsm
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+)
+
+func TestEncryptDecryptRoundTrip(t *testing.T) {
+	p := sharedToken(t)
+	ref := generated(t, p)
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		name      string
+		plaintext []byte
+		aad       []byte
+	}{
+		{"empty plaintext", nil, []byte("ctx")},
+		{"one byte", []byte{0x42}, []byte("ctx")},
+		{"64 bytes", bytes.Repeat([]byte{7}, 64), []byte("header|context")},
+		{"4 KiB", bytes.Repeat([]byte("abcd"), 1024), []byte("ctx")},
+		{"no aad", []byte("data key"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			iv, ct, err := p.Encrypt(ctx, ref, tc.plaintext, tc.aad)
+			if err != nil {
+				t.Fatalf("Encrypt: %v", err)
+			}
+			if len(iv) != 12 {
+				t.Errorf("IV is %d bytes, want 12", len(iv))
+			}
+			if len(ct) != len(tc.plaintext)+16 {
+				t.Errorf("ciphertext is %d bytes, want plaintext+16 = %d", len(ct), len(tc.plaintext)+16)
+			}
+			pt, err := p.Decrypt(ctx, ref, iv, ct, tc.aad)
+			if err != nil {
+				t.Fatalf("Decrypt: %v", err)
+			}
+			if !bytes.Equal(pt, tc.plaintext) {
+				t.Errorf("Decrypt = %x, want %x", pt, tc.plaintext)
+			}
+			iv2, ct2, err := p.Encrypt(ctx, ref, tc.plaintext, tc.aad)
+			if err != nil {
+				t.Fatalf("second Encrypt: %v", err)
+			}
+			if bytes.Equal(iv, iv2) || bytes.Equal(ct, ct2) {
+				t.Error("two encryptions of the same plaintext share IV or ciphertext")
+			}
+		})
+	}
+}
+
+// TestDecryptFailures: every bad input is ErrDecryptFailed, never a panic,
+// and the one session of the pool stays usable after each (SoftHSM ends the
+// operation on a failed C_Decrypt).
+func TestDecryptFailures(t *testing.T) {
+	p := openToken(t, func(c *Config) { c.MaxSessions = 1 })
+	ref, other := generated(t, p), generated(t, p)
+	ctx := testCtx(t)
+	aad := []byte("key-id|v1|context")
+	iv, ct, err := p.Encrypt(ctx, ref, []byte("sixty-four bytes of plaintext, give or take a few for the test"), aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(b []byte, i int) []byte {
+		c := bytes.Clone(b)
+		c[(i+len(c))%len(c)] ^= 0x01
+		return c
+	}
+	opened := p.Stats().SessionsOpened
+	for _, tc := range []struct {
+		name    string
+		ref     ObjectRef
+		iv, ct  []byte
+		aad     []byte
+		checked bool // refused before calling the token
+	}{
+		{"wrong aad", ref, iv, ct, []byte("key-id|v2|context"), false},
+		{"missing aad", ref, iv, ct, nil, false},
+		{"wrong iv", ref, flip(iv, 0), ct, aad, false},
+		{"16-byte iv", ref, append(bytes.Clone(iv), 0, 0, 0, 0), ct, aad, false},
+		{"flipped ciphertext byte", ref, iv, flip(ct, 0), aad, false},
+		{"flipped tag byte", ref, iv, flip(ct, -1), aad, false},
+		{"truncated by one", ref, iv, ct[:len(ct)-1], aad, false},
+		{"tag only", ref, iv, ct[len(ct)-16:], aad, false},
+		{"appended byte", ref, iv, append(bytes.Clone(ct), 0), aad, false},
+		{"wrong key", other, iv, ct, aad, false},
+		{"shorter than the tag", ref, iv, ct[:15], aad, true},
+		{"empty ciphertext", ref, iv, nil, aad, true},
+		{"8-byte iv", ref, iv[:8], ct, aad, true},
+		{"empty iv", ref, nil, ct, aad, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			searches := p.Stats().Searches
+			pt, err := p.Decrypt(ctx, tc.ref, tc.iv, tc.ct, tc.aad)
+			if !errors.Is(err, ErrDecryptFailed) {
+				t.Fatalf("Decrypt = %q, %v; want ErrDecryptFailed", pt, err)
+			}
+			if pt != nil {
+				t.Errorf("Decrypt returned %d bytes with the error", len(pt))
+			}
+			if got := p.Stats().Searches; got != searches {
+				t.Errorf("a failed decryption searched the token (%d searches)", got-searches)
+			}
+			// The session is still usable.
+			if _, err := p.Decrypt(ctx, ref, iv, ct, aad); err != nil {
+				t.Fatalf("Decrypt after the failure: %v", err)
+			}
+		})
+	}
+	if got := p.Stats().SessionsOpened; got != opened {
+		t.Errorf("failed decryptions opened %d new sessions; the one session should stay usable", got-opened)
+	}
+}
+
+func TestEncryptUnknownObject(t *testing.T) {
+	p := sharedToken(t)
+	ref := newRef()
+	if _, _, err := p.Encrypt(testCtx(t), ref, []byte("x"), nil); !errors.Is(err, ErrObjectNotFound) {
+		t.Errorf("Encrypt = %v, want ErrObjectNotFound", err)
+	}
+	if _, err := p.Decrypt(testCtx(t), ref, make([]byte, 12), make([]byte, 20), nil); !errors.Is(err, ErrObjectNotFound) {
+		t.Errorf("Decrypt = %v, want ErrObjectNotFound", err)
+	}
+	// Not found is not cached: once the object exists, it is found.
+	if err := p.GenerateKey(testCtx(t), ref); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Destroy(testCtx(t), ref)
+	p.forgetAny(ref)
+	if _, _, err := p.Encrypt(testCtx(t), ref, []byte("x"), nil); err != nil {
+		t.Errorf("Encrypt after GenerateKey: %v", err)
+	}
+}
+
+// TestRequestPathNeverSearches: once a handle is cached, encrypt and
+// decrypt do not search the token.
+func TestRequestPathNeverSearches(t *testing.T) {
+	p := sharedToken(t)
+	ref := newRef()
+	// Generated through another PKCS11, so p's cache does not know it.
+	if err := openToken(t, nil).GenerateKey(testCtx(t), ref); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Destroy(testCtx(t), ref) })
+	ctx := testCtx(t)
+	before := p.Stats()
+	iv, ct, err := p.Encrypt(ctx, ref, make([]byte, 64), []byte("aad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Stats().Searches - before.Searches; got != 1 {
+		t.Fatalf("first encrypt made %d searches, want 1", got)
+	}
+	warm := p.Stats()
+	for i := 0; i < 100; i++ {
+		if _, _, err := p.Encrypt(ctx, ref, make([]byte, 64), []byte("aad")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Decrypt(ctx, ref, iv, ct, []byte("aad")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := p.Stats()
+	if after.Searches != warm.Searches {
+		t.Errorf("200 warm calls made %d searches, want 0", after.Searches-warm.Searches)
+	}
+	if hits := after.CacheHits - warm.CacheHits; hits < 200 {
+		t.Errorf("%d cache hits for 200 warm calls", hits)
+	}
+}
+
+// TestSingleFlight: concurrent misses of one handle make one search.
+func TestSingleFlight(t *testing.T) {
+	p := sharedToken(t)
+	ref := newRef()
+	if err := openToken(t, nil).GenerateKey(testCtx(t), ref); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Destroy(testCtx(t), ref) })
+	ctx := testCtx(t)
+	before := p.Stats().Searches
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, _, err := p.Encrypt(ctx, ref, []byte("x"), nil)
+			errs <- err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := p.Stats().Searches - before; got != 1 {
+		t.Errorf("16 concurrent misses made %d searches, want 1", got)
+	}
+}
+
+func TestRandom(t *testing.T) {
+	p := sharedToken(t)
+	ctx := testCtx(t)
+	for _, n := range []int{1, 12, 32, MaxRandom} {
+		b, err := p.Random(ctx, n)
+		if err != nil || len(b) != n {
+			t.Errorf("Random(%d) = %d bytes, %v", n, len(b), err)
+		}
+	}
+	for _, n := range []int{-1, 0, MaxRandom + 1} {
+		if b, err := p.Random(ctx, n); err == nil {
+			t.Errorf("Random(%d) = %d bytes, want an error", n, len(b))
+		}
+	}
+	a, _ := p.Random(ctx, 32)
+	b, _ := p.Random(ctx, 32)
+	if bytes.Equal(a, b) {
+		t.Error("two Random(32) calls returned the same bytes")
+	}
+}

@@ -1,0 +1,239 @@
+package hsm
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/miekg/pkcs11"
+)
+
+// keyTemplate is the complete template of a key version: every security
+// attribute set explicitly (pitfalls item 9), only encrypt and decrypt.
+func keyTemplate(ref ObjectRef) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID()),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label()),
+	}
+}
+
+// required are the boolean attributes every key version must have, read
+// back after generation and before reuse. optional ones may be absent
+// (CKR_ATTRIBUTE_TYPE_INVALID): a usage a token does not know is not granted.
+var required = []struct {
+	attr     uint
+	name     string
+	want     bool
+	optional bool
+}{
+	{pkcs11.CKA_TOKEN, "CKA_TOKEN", true, false},
+	{pkcs11.CKA_PRIVATE, "CKA_PRIVATE", true, false},
+	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true, false},
+	{pkcs11.CKA_EXTRACTABLE, "CKA_EXTRACTABLE", false, false},
+	{pkcs11.CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", true, true},
+	{pkcs11.CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", true, true},
+	{pkcs11.CKA_ENCRYPT, "CKA_ENCRYPT", true, false},
+	{pkcs11.CKA_DECRYPT, "CKA_DECRYPT", true, false},
+	{pkcs11.CKA_WRAP, "CKA_WRAP", false, true},
+	{pkcs11.CKA_UNWRAP, "CKA_UNWRAP", false, true},
+	{pkcs11.CKA_DERIVE, "CKA_DERIVE", false, true},
+	{pkcs11.CKA_SIGN, "CKA_SIGN", false, true},
+	{pkcs11.CKA_VERIFY, "CKA_VERIFY", false, true},
+}
+
+// GenerateKey implements Token. The search and the generation run as one
+// unit on one session, under the management lock: if the unit is retried
+// after a token reset, it searches again first, so a generation that
+// reached the token before the failure is reused, never duplicated.
+func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
+	p.mgmt.Lock()
+	defer p.mgmt.Unlock()
+	_, _, gen := p.current()
+	var h pkcs11.ObjectHandle
+	var created bool
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		hs, err := p.findIn(c, sh, ref)
+		if err != nil {
+			return err
+		}
+		if len(hs) > 0 {
+			// An earlier attempt made it (crash recovery): reuse it if it
+			// is what we would have made.
+			h, created = hs[0], false
+			return exactlyOne(ref, hs)
+		}
+		h, err = c.GenerateKey(sh, mech, keyTemplate(ref))
+		created = err == nil
+		return err
+	})
+	if err != nil {
+		return translate("generate "+ref.String(), err)
+	}
+	if err := p.verify(ctx, h, ref); err != nil {
+		if created {
+			_ = p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error { return c.DestroyObject(sh, h) })
+		}
+		return err
+	}
+	p.cache(ref, cachedHandle{h: h, gen: gen})
+	return nil
+}
+
+// verify reads the security attributes and the key type and length back,
+// one attribute per call (a token answers a whole template with an error
+// if one attribute is unreadable: pitfalls item 14), and refuses an object
+// that does not match. CKA_VALUE is never asked for.
+func (p *PKCS11) verify(ctx context.Context, h pkcs11.ObjectHandle, ref ObjectRef) error {
+	for _, r := range required {
+		v, present, err := p.boolAttr(ctx, h, r.attr)
+		if err != nil {
+			return translate("read "+r.name+" of "+ref.String(), err)
+		}
+		if (present || !r.optional) && v != r.want {
+			return fmt.Errorf("%w: %s has %s=%v", ErrAttributeMismatch, ref, r.name, v)
+		}
+	}
+	for _, r := range []struct {
+		attr uint
+		name string
+		want uint
+	}{{pkcs11.CKA_CLASS, "CKA_CLASS", pkcs11.CKO_SECRET_KEY}, {pkcs11.CKA_KEY_TYPE, "CKA_KEY_TYPE", pkcs11.CKK_AES}, {pkcs11.CKA_VALUE_LEN, "CKA_VALUE_LEN", 32}} {
+		v, err := p.attr(ctx, h, r.attr)
+		if err != nil {
+			return translate("read "+r.name+" of "+ref.String(), err)
+		}
+		if n, ok := ulong(v); !ok || n != r.want {
+			return fmt.Errorf("%w: %s has %s=%x, want %d", ErrAttributeMismatch, ref, r.name, v, r.want)
+		}
+	}
+	return nil
+}
+
+// attr reads one attribute of h.
+func (p *PKCS11) attr(ctx context.Context, h pkcs11.ObjectHandle, attr uint) ([]byte, error) {
+	var out []*pkcs11.Attribute
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		var err error
+		out, err = c.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(attr, nil)})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != 1 {
+		return nil, fmt.Errorf("hsm: token returned %d values for attribute 0x%X", len(out), attr)
+	}
+	return out[0].Value, nil
+}
+
+// boolAttr reads one CK_BBOOL attribute; present is false when the token
+// does not know it (CKR_ATTRIBUTE_TYPE_INVALID).
+func (p *PKCS11) boolAttr(ctx context.Context, h pkcs11.ObjectHandle, attr uint) (v, present bool, err error) {
+	b, err := p.attr(ctx, h, attr)
+	if hasCode(err, []uint{pkcs11.CKR_ATTRIBUTE_TYPE_INVALID}) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	if len(b) != 1 {
+		return false, false, fmt.Errorf("%w: attribute 0x%X is not a boolean", ErrAttributeMismatch, attr)
+	}
+	return b[0] != 0, true, nil
+}
+
+// ulong decodes a CK_ULONG attribute value (native byte order and size).
+func ulong(b []byte) (uint, bool) {
+	switch len(b) {
+	case 8:
+		return uint(binary.NativeEndian.Uint64(b)), true
+	case 4:
+		return uint(binary.NativeEndian.Uint32(b)), true
+	}
+	return 0, false
+}
+
+// findIn lists up to two secret keys with ref's CKA_ID on session sh. No
+// result on a session that is not logged in is CKR_USER_NOT_LOGGED_IN, not
+// "not found": private objects are invisible after a logout (pitfalls item
+// 6), and that is a dead login to recover from. The caller holds mgmt.
+func (p *PKCS11) findIn(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ref ObjectRef) ([]pkcs11.ObjectHandle, error) {
+	p.stats.searches.Add(1)
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID()),
+	}
+	if err := c.FindObjectsInit(sh, tmpl); err != nil {
+		return nil, err
+	}
+	hs, _, err := c.FindObjects(sh, 2)
+	if ferr := c.FindObjectsFinal(sh); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(hs) == 0 {
+		if err := loggedIn(c, sh); err != nil {
+			return nil, err
+		}
+	}
+	return hs, nil
+}
+
+// loggedIn reports CKR_USER_NOT_LOGGED_IN for a session without the user's
+// login (someone called C_Logout, or the last session was closed).
+func loggedIn(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+	info, err := c.GetSessionInfo(sh)
+	if err != nil {
+		return err
+	}
+	if info.State != pkcs11.CKS_RW_USER_FUNCTIONS {
+		return pkcs11.Error(pkcs11.CKR_USER_NOT_LOGGED_IN)
+	}
+	return nil
+}
+
+// exactlyOne fails closed: zero objects is ErrObjectNotFound, two or more
+// ErrAmbiguousObject (pitfalls item 10).
+func exactlyOne(ref ObjectRef, hs []pkcs11.ObjectHandle) error {
+	switch len(hs) {
+	case 0:
+		return fmt.Errorf("%w: %s", ErrObjectNotFound, ref)
+	case 1:
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrAmbiguousObject, ref)
+}
+
+// search finds the one object with ref's CKA_ID. The caller holds mgmt.
+func (p *PKCS11) search(ctx context.Context, ref ObjectRef) (pkcs11.ObjectHandle, error) {
+	var hs []pkcs11.ObjectHandle
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		var err error
+		hs, err = p.findIn(c, sh, ref)
+		return err
+	})
+	if err != nil {
+		return 0, translate("find "+ref.String(), err)
+	}
+	if err := exactlyOne(ref, hs); err != nil {
+		return 0, err
+	}
+	return hs[0], nil
+}

@@ -1,0 +1,58 @@
+package hsm
+
+import (
+	"context"
+	"errors"
+)
+
+// Token is everything the service needs from a PKCS#11 token. Key material
+// never crosses this interface: callers name objects by ObjectRef and get
+// ciphertext, plaintext of their own data, or metadata back.
+type Token interface {
+	// GenerateKey creates the AES-256 object for ref inside the token:
+	// sensitive, non-extractable, usable only for encrypt and decrypt. It is
+	// idempotent: if exactly one object with ref's CKA_ID already exists (an
+	// earlier attempt that crashed before the store recorded it), it is
+	// checked and reused.
+	GenerateKey(ctx context.Context, ref ObjectRef) error
+	// Encrypt seals plaintext with AES-256-GCM under ref, binding aad. It
+	// returns the IV that was used (chosen by the service or by the token,
+	// depending on the vendor profile) and ciphertext||tag.
+	Encrypt(ctx context.Context, ref ObjectRef, plaintext, aad []byte) (iv, ciphertext []byte, err error)
+	// Decrypt opens ciphertext||tag. A wrong tag, IV or aad is ErrDecryptFailed.
+	Decrypt(ctx context.Context, ref ObjectRef, iv, ciphertext, aad []byte) ([]byte, error)
+	// SetDecryptOnly sets CKA_ENCRYPT=false on ref's object and reads it back.
+	SetDecryptOnly(ctx context.Context, ref ObjectRef) error
+	// Destroy removes ref's object. Destroying a missing object is not an error.
+	Destroy(ctx context.Context, ref ObjectRef) error
+	// Random returns n bytes from the token's RNG.
+	Random(ctx context.Context, n int) ([]byte, error)
+	// Inventory lists every object of this service in the token.
+	Inventory(ctx context.Context) ([]ObjectInfo, error)
+	// Ping proves that the token answers (a session can be used).
+	Ping(ctx context.Context) error
+	// Close releases sessions and the module. It is idempotent.
+	Close() error
+}
+
+// Errors at the token boundary. PKCS#11 return values are translated once,
+// here, so that nothing above hsm looks at CKR_ codes.
+var (
+	// ErrUnavailable: the token, a session or the module cannot be used now
+	// (device removed, sessions exhausted, pool wait timed out). Retryable.
+	ErrUnavailable = errors.New("hsm: token unavailable")
+	// ErrObjectNotFound: no object with the CKA_ID.
+	ErrObjectNotFound = errors.New("hsm: object not found")
+	// ErrAmbiguousObject: more than one object with the CKA_ID; fail closed.
+	ErrAmbiguousObject = errors.New("hsm: more than one object with the same id")
+	// ErrDecryptFailed: authentication of the ciphertext failed.
+	ErrDecryptFailed = errors.New("hsm: decryption failed")
+	// ErrNotPermitted: the object refuses the function (e.g. encrypt with a
+	// decrypt-only version: CKR_KEY_FUNCTION_NOT_PERMITTED).
+	ErrNotPermitted = errors.New("hsm: key function not permitted")
+	// ErrAttributeMismatch: an object's security attributes are not what this
+	// service requires (e.g. extractable); the object is refused.
+	ErrAttributeMismatch = errors.New("hsm: object attributes do not match the required template")
+	// ErrLogin: the PIN is wrong or the token is locked. Fatal at start-up.
+	ErrLogin = errors.New("hsm: login failed")
+)
