@@ -1,0 +1,172 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/hsmkms/hsmkms/service"
+)
+
+// The hash-chained audit log. Each record holds the hash of the one before
+// it; audit_head holds the last seq and hash. Appends lock the head row, so
+// they are serial across connections and replicas, and a record's seq is
+// exactly one more than its predecessor's, with no gap and no fork.
+
+const (
+	auditColumns = `seq, at, request_id, principal, action, key_id, key_version,
+		outcome, error_code, source, detail, prev_hash, hash`
+	sqlAuditHead     = `SELECT seq, hash FROM audit_head WHERE id = 1`
+	sqlMoveAuditHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
+	// seq is given explicitly: the head, not the table, numbers records.
+	sqlInsertAudit = `INSERT INTO audit_events (` + auditColumns + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+// auditRow is an audit_events row as stored.
+type auditRow struct {
+	Seq        int64  `db:"seq"`
+	At         int64  `db:"at"`
+	RequestID  string `db:"request_id"`
+	Principal  string `db:"principal"`
+	Action     string `db:"action"`
+	KeyID      string `db:"key_id"`
+	KeyVersion int    `db:"key_version"`
+	Outcome    string `db:"outcome"`
+	ErrorCode  string `db:"error_code"`
+	Source     string `db:"source"`
+	Detail     string `db:"detail"`
+	PrevHash   string `db:"prev_hash"`
+	Hash       string `db:"hash"`
+}
+
+// auditHead is the audit_head row.
+type auditHead struct {
+	Seq  int64  `db:"seq"`
+	Hash string `db:"hash"`
+}
+
+// AppendAudit appends events to the chain, in order, atomically. It locks
+// the head (SELECT ... FOR UPDATE on PostgreSQL; on SQLite the write
+// transaction already excludes every other writer), then for each event
+// sets At to UTC microseconds (the precision stored), Seq to the next
+// number, PrevHash to the previous record's hash and Hash to h(e), computed
+// from those final values, inserts it, and moves the head.
+//
+// Inside a transaction the records commit or roll back with it, and the head
+// stays locked until it ends: append last, after the other writes, to hold
+// the lock briefly. Outside one, AppendAudit runs in its own transaction. On
+// error nothing is appended and the events' Seq, PrevHash and Hash are void;
+// the same holds when an enclosing transaction rolls back. No events: no-op.
+func (q queries) AppendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if h == nil {
+		return errors.New("store: append audit: no hash function")
+	}
+	for i, e := range events {
+		if e == nil {
+			return fmt.Errorf("store: append audit: event %d is nil", i)
+		}
+	}
+	if db, ok := q.w.(*sqlx.DB); ok {
+		return withTx(ctx, db, func(tx *sqlx.Tx) error {
+			return queries{r: tx, w: tx}.appendAudit(ctx, events, h)
+		})
+	}
+	return q.appendAudit(ctx, events, h)
+}
+
+// appendAudit is AppendAudit inside a transaction.
+func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
+	query := sqlAuditHead
+	if q.w.DriverName() == "pgx" {
+		query += " FOR UPDATE"
+	}
+	var head auditHead
+	if err := sqlx.GetContext(ctx, q.w, &head, q.w.Rebind(query)); err != nil {
+		return internal("lock", "audit head", err)
+	}
+	for _, e := range events {
+		e.At = e.At.UTC().Truncate(time.Microsecond)
+		e.Seq, e.PrevHash, e.Hash = head.Seq+1, head.Hash, ""
+		e.Hash = h(e)
+		if _, err := q.exec(ctx, sqlInsertAudit, e.Seq, micros(e.At), e.RequestID, e.Principal,
+			e.Action, e.KeyID, e.KeyVersion, e.Outcome, e.ErrorCode, e.Source, e.Detail,
+			e.PrevHash, e.Hash); err != nil {
+			return internal("insert", fmt.Sprintf("audit record %d", e.Seq), err)
+		}
+		head = auditHead{Seq: e.Seq, Hash: e.Hash}
+	}
+	if _, err := q.exec(ctx, sqlMoveAuditHead, head.Seq, head.Hash); err != nil {
+		return internal("move", "audit head", err)
+	}
+	return nil
+}
+
+// ListAudit returns up to f.Limit records (all if f.Limit <= 0) with seq >
+// f.AfterSeq that match the set fields of f, ordered by seq. From and To
+// compare at the stored microseconds: at >= From and at < To exactly, even
+// when they hold nanoseconds.
+func (q queries) ListAudit(ctx context.Context, f service.AuditFilter) ([]service.AuditEvent, error) {
+	var b strings.Builder
+	b.WriteString(`SELECT ` + auditColumns + ` FROM audit_events WHERE seq > ?`)
+	args := []any{f.AfterSeq}
+	if !f.From.IsZero() {
+		b.WriteString(` AND at >= ?`)
+		args = append(args, ceilMicros(f.From))
+	}
+	if !f.To.IsZero() {
+		b.WriteString(` AND at < ?`)
+		args = append(args, ceilMicros(f.To))
+	}
+	if f.KeyID != "" {
+		b.WriteString(` AND key_id = ?`)
+		args = append(args, f.KeyID)
+	}
+	if f.Principal != "" {
+		b.WriteString(` AND principal = ?`)
+		args = append(args, f.Principal)
+	}
+	b.WriteString(` ORDER BY seq LIMIT ?`)
+	args = append(args, limitArg(f.Limit))
+
+	var rows []auditRow
+	if err := q.sel(ctx, &rows, b.String(), args...); err != nil {
+		return nil, internal("list", "audit records", err)
+	}
+	es := make([]service.AuditEvent, len(rows))
+	for i, r := range rows {
+		es[i] = service.AuditEvent{Seq: r.Seq, At: fromMicros(r.At), RequestID: r.RequestID,
+			Principal: r.Principal, Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion,
+			Outcome: r.Outcome, ErrorCode: r.ErrorCode, Source: r.Source, Detail: r.Detail,
+			PrevHash: r.PrevHash, Hash: r.Hash}
+	}
+	return es, nil
+}
+
+// ceilMicros is t in unix microseconds, rounded up: for a whole number of
+// microseconds m, m >= t exactly when m >= ceilMicros(t), and m < t exactly
+// when m < ceilMicros(t).
+func ceilMicros(t time.Time) int64 {
+	us := micros(t) // rounds down: the sub-second part is never negative
+	if t.Nanosecond()%int(time.Microsecond) != 0 {
+		us++
+	}
+	return us
+}
+
+// AuditHead returns the last seq and its hash: 0 and
+// service.AuditGenesisHash while the chain is empty.
+func (q queries) AuditHead(ctx context.Context) (int64, string, error) {
+	var head auditHead
+	if err := q.get(ctx, &head, sqlAuditHead); err != nil {
+		return 0, "", internal("get", "audit head", err)
+	}
+	return head.Seq, head.Hash, nil
+}

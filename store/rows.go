@@ -1,0 +1,178 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/hsmkms/hsmkms/service"
+)
+
+// queries implements service.Queries once, for a DB and for a transaction.
+// A DB reads through its reader pool and writes through its writer; in a
+// transaction both are the *sqlx.Tx. Every query is written with "?" and
+// rebound for the dialect here, at the call.
+type queries struct {
+	r sqlx.ExtContext
+	w sqlx.ExtContext
+}
+
+func (q queries) get(ctx context.Context, dest any, query string, args ...any) error {
+	return sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...)
+}
+
+func (q queries) sel(ctx context.Context, dest any, query string, args ...any) error {
+	return sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...)
+}
+
+func (q queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return q.w.ExecContext(ctx, q.w.Rebind(query), args...)
+}
+
+// limitArg turns a page size into a LIMIT argument: zero or less means no
+// limit.
+func limitArg(n int) int64 {
+	if n <= 0 {
+		return math.MaxInt64
+	}
+	return int64(n)
+}
+
+// Times are unix microseconds UTC in the database (see doc.go).
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func nullMicros(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromNullMicros(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := fromMicros(n.Int64)
+	return &t
+}
+
+// encodeTags stores a nil map as "{}", never "null", so that every row
+// decodes to a map.
+func encodeTags(tags map[string]string) (string, error) {
+	if len(tags) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(tags)
+	if err != nil {
+		return "", fmt.Errorf("store: encode tags: %w", err)
+	}
+	return string(b), nil
+}
+
+func decodeTags(s string) (map[string]string, error) {
+	tags := map[string]string{}
+	if s == "" {
+		return tags, nil
+	}
+	if err := json.Unmarshal([]byte(s), &tags); err != nil {
+		return nil, fmt.Errorf("store: decode tags: %w", err)
+	}
+	if tags == nil { // the text was "null"
+		tags = map[string]string{}
+	}
+	return tags, nil
+}
+
+// keyColumns lists the columns of keyRow, in the order keyArgs gives them.
+// The lease columns are not part of a Key: only ClaimKey and ReleaseKey
+// touch them.
+const keyColumns = `id, description, state, origin, key_spec, key_manager,
+	created_at, updated_at, primary_version, rotation_enabled,
+	rotation_interval_seconds, last_rotation, next_rotation, deletion_date, tags`
+
+// keyRow is a keys row as stored.
+type keyRow struct {
+	ID               string        `db:"id"`
+	Description      string        `db:"description"`
+	State            string        `db:"state"`
+	Origin           string        `db:"origin"`
+	KeySpec          string        `db:"key_spec"`
+	Manager          string        `db:"key_manager"`
+	CreatedAt        int64         `db:"created_at"`
+	UpdatedAt        int64         `db:"updated_at"`
+	PrimaryVersion   int           `db:"primary_version"`
+	RotationEnabled  bool          `db:"rotation_enabled"`
+	RotationInterval int64         `db:"rotation_interval_seconds"`
+	LastRotation     sql.NullInt64 `db:"last_rotation"`
+	NextRotation     sql.NullInt64 `db:"next_rotation"`
+	DeletionDate     sql.NullInt64 `db:"deletion_date"`
+	Tags             string        `db:"tags"`
+}
+
+func (r *keyRow) key() (*service.Key, error) {
+	tags, err := decodeTags(r.Tags)
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", r.ID, err)
+	}
+	return &service.Key{
+		ID:               r.ID,
+		Description:      r.Description,
+		State:            service.KeyState(r.State),
+		Origin:           service.Origin(r.Origin),
+		KeySpec:          r.KeySpec,
+		Manager:          service.KeyManager(r.Manager),
+		CreatedAt:        fromMicros(r.CreatedAt),
+		UpdatedAt:        fromMicros(r.UpdatedAt),
+		PrimaryVersion:   r.PrimaryVersion,
+		RotationEnabled:  r.RotationEnabled,
+		RotationInterval: time.Duration(r.RotationInterval) * time.Second,
+		LastRotation:     fromNullMicros(r.LastRotation),
+		NextRotation:     fromNullMicros(r.NextRotation),
+		DeletionDate:     fromNullMicros(r.DeletionDate),
+		Tags:             tags,
+	}, nil
+}
+
+// versionColumns lists the columns of versionRow.
+const versionColumns = `key_id, version, state, origin, created_at, updated_at, destroy_at, token_label`
+
+// versionRow is a key_versions row as stored.
+type versionRow struct {
+	KeyID      string        `db:"key_id"`
+	Version    int           `db:"version"`
+	State      string        `db:"state"`
+	Origin     string        `db:"origin"`
+	CreatedAt  int64         `db:"created_at"`
+	UpdatedAt  int64         `db:"updated_at"`
+	DestroyAt  sql.NullInt64 `db:"destroy_at"`
+	TokenLabel string        `db:"token_label"`
+}
+
+func (r *versionRow) version() service.Version {
+	return service.Version{
+		KeyID:      r.KeyID,
+		Version:    r.Version,
+		State:      service.VersionState(r.State),
+		Origin:     service.Origin(r.Origin),
+		CreatedAt:  fromMicros(r.CreatedAt),
+		UpdatedAt:  fromMicros(r.UpdatedAt),
+		DestroyAt:  fromNullMicros(r.DestroyAt),
+		TokenLabel: r.TokenLabel,
+	}
+}
+
+func versionsOf(rows []versionRow) []service.Version {
+	vs := make([]service.Version, len(rows))
+	for i := range rows {
+		vs[i] = rows[i].version()
+	}
+	return vs
+}
