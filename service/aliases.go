@@ -1,0 +1,149 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/hsmkms/hsmkms/policy"
+)
+
+// checkCustomerAlias refuses names reserved for keys the service manages.
+func checkCustomerAlias(name string) error {
+	if strings.HasPrefix(name, managedAliasPrefix) {
+		return errorf(ErrInvalidState, "alias %q is reserved for service-managed keys", name)
+	}
+	return nil
+}
+
+// resolveTarget resolves target_key_id (before any transaction begins).
+func (s *Service) resolveTarget(ctx context.Context, ref string) (string, error) {
+	if ref == "" {
+		return "", Validationf("target_key_id is required")
+	}
+	return s.resolveID(ctx, ref)
+}
+
+// aliasTarget reads the key an alias is to point at and checks it may be one.
+func (s *Service) aliasTarget(ctx context.Context, q Queries, id string) (*Key, error) {
+	k, err := s.lockKey(ctx, q, id)
+	if err != nil {
+		return nil, err
+	}
+	return k, checkKey(k, policy.OpAliasTarget)
+}
+
+// CreateAlias binds a new alias to a key.
+func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
+	if err := validateAliasName(name); err != nil {
+		return nil, err
+	}
+	if err := checkCustomerAlias(name); err != nil {
+		return nil, err
+	}
+	targetID, err := s.resolveTarget(ctx, targetRef)
+	if err != nil {
+		return nil, err
+	}
+	var out *Alias
+	err = s.store.InTx(ctx, func(q Queries) error {
+		k, err := s.aliasTarget(ctx, q, targetID)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		out = &Alias{Name: name, KeyID: k.ID, CreatedAt: now, UpdatedAt: now}
+		return s.bindNewAlias(ctx, q, name, k.ID, now)
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	s.cache.invalidateAlias(name)
+	return out, nil
+}
+
+// UpdateAlias re-binds an existing alias to another key: the manual way to
+// rotate (applications keep using the alias).
+func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
+	if err := validateAliasName(name); err != nil {
+		return nil, err
+	}
+	if err := checkCustomerAlias(name); err != nil {
+		return nil, err
+	}
+	targetID, err := s.resolveTarget(ctx, targetRef)
+	if err != nil {
+		return nil, err
+	}
+	var out *Alias
+	err = s.store.InTx(ctx, func(q Queries) error {
+		a, err := q.GetAlias(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			return errorf(ErrNotFound, "alias %q not found", name)
+		}
+		if err != nil {
+			return err
+		}
+		k, err := s.aliasTarget(ctx, q, targetID)
+		if err != nil {
+			return err
+		}
+		a.KeyID, a.UpdatedAt = k.ID, s.now()
+		out = a
+		return q.UpdateAlias(ctx, a)
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	s.cache.invalidateAlias(name)
+	return out, nil
+}
+
+// DeleteAlias removes an alias; the key is untouched.
+func (s *Service) DeleteAlias(ctx context.Context, name string) error {
+	if err := validateAliasName(name); err != nil {
+		return err
+	}
+	if err := checkCustomerAlias(name); err != nil {
+		return err
+	}
+	err := s.store.DeleteAlias(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return errorf(ErrNotFound, "alias %q not found", name)
+	}
+	if err != nil {
+		return s.storeErr(err)
+	}
+	s.cache.invalidateAlias(name)
+	return nil
+}
+
+// ListAliases lists aliases, all or those of one key (id or alias).
+func (s *Service) ListAliases(ctx context.Context, keyRef string, limit int, nextToken string) ([]Alias, string, error) {
+	limit, err := pageLimit(limit)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodePageToken(nextToken)
+	if err != nil {
+		return nil, "", err
+	}
+	keyID := ""
+	if keyRef != "" {
+		v, err := s.view(ctx, keyRef)
+		if err != nil {
+			return nil, "", err
+		}
+		keyID = v.key.ID
+	}
+	rows, err := s.store.ListAliases(ctx, keyID, Page{After: after, Limit: limit + 1})
+	if err != nil {
+		return nil, "", s.storeErr(err)
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = encodePageToken(rows[limit-1].Name)
+	}
+	return rows, next, nil
+}

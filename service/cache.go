@@ -1,0 +1,146 @@
+package service
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// keyView is what the request path needs of a key: its row and the state of
+// each version. It is immutable once built; changes replace it.
+type keyView struct {
+	key      Key
+	versions map[int]VersionState
+	loadedAt time.Time
+}
+
+// keyCache keeps keyViews and alias bindings in memory so that a warm
+// encrypt or decrypt makes no database round trip. Entries live for ttl (so
+// another replica's change is seen within ttl) and are dropped at once when
+// this process changes them. N concurrent misses on one key cause one load.
+type keyCache struct {
+	store Store
+	clock Clock
+	ttl   time.Duration
+
+	mu      sync.RWMutex
+	keys    map[string]*keyView
+	aliases map[string]aliasEntry
+	loads   singleflight.Group
+	// gen counts invalidations; a load that started before one does not
+	// store its (possibly stale) result.
+	gen uint64
+}
+
+type aliasEntry struct {
+	keyID    string
+	loadedAt time.Time
+}
+
+func newKeyCache(store Store, clock Clock, ttl time.Duration) *keyCache {
+	return &keyCache{store: store, clock: clock, ttl: ttl,
+		keys: map[string]*keyView{}, aliases: map[string]aliasEntry{}}
+}
+
+func (c *keyCache) fresh(loadedAt time.Time) bool {
+	return c.clock.Now().Sub(loadedAt) < c.ttl
+}
+
+// key returns the view of key id, loading it on a miss or when stale.
+func (c *keyCache) key(ctx context.Context, id string) (*keyView, error) {
+	c.mu.RLock()
+	v, ok := c.keys[id]
+	c.mu.RUnlock()
+	if ok && c.fresh(v.loadedAt) {
+		return v, nil
+	}
+	r, err, _ := c.loads.Do("k/"+id, func() (any, error) {
+		return c.loadKey(context.WithoutCancel(ctx), id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.(*keyView), nil
+}
+
+func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
+	c.mu.RLock()
+	gen := c.gen
+	c.mu.RUnlock()
+	k, err := c.store.GetKey(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := c.store.ListVersions(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), loadedAt: c.clock.Now()}
+	for _, ver := range vs {
+		v.versions[ver.Version] = ver.State
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		c.keys[id] = v
+	}
+	c.mu.Unlock()
+	return v, nil
+}
+
+// alias returns the key id an alias names.
+func (c *keyCache) alias(ctx context.Context, name string) (string, error) {
+	c.mu.RLock()
+	e, ok := c.aliases[name]
+	c.mu.RUnlock()
+	if ok && c.fresh(e.loadedAt) {
+		return e.keyID, nil
+	}
+	r, err, _ := c.loads.Do("a/"+name, func() (any, error) {
+		c.mu.RLock()
+		gen := c.gen
+		c.mu.RUnlock()
+		a, err := c.store.GetAlias(context.WithoutCancel(ctx), name)
+		if err != nil {
+			return "", err
+		}
+		c.mu.Lock()
+		if c.gen == gen {
+			c.aliases[name] = aliasEntry{keyID: a.KeyID, loadedAt: c.clock.Now()}
+		}
+		c.mu.Unlock()
+		return a.KeyID, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return r.(string), nil
+}
+
+// invalidateKey drops a key's view after this process changed it.
+func (c *keyCache) invalidateKey(id string) {
+	c.mu.Lock()
+	c.gen++
+	delete(c.keys, id)
+	c.mu.Unlock()
+	c.loads.Forget("k/" + id)
+}
+
+// invalidateAlias drops an alias binding after this process changed it.
+func (c *keyCache) invalidateAlias(name string) {
+	c.mu.Lock()
+	c.gen++
+	delete(c.aliases, name)
+	c.mu.Unlock()
+	c.loads.Forget("a/" + name)
+}
+
+// invalidateAllAliases drops every alias binding (a deleted key lost all of
+// its aliases at once).
+func (c *keyCache) invalidateAllAliases() {
+	c.mu.Lock()
+	c.gen++
+	c.aliases = map[string]aliasEntry{}
+	c.mu.Unlock()
+}

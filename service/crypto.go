@@ -1,0 +1,239 @@
+package service
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/policy"
+)
+
+// CryptoResult names the key and version that made or opened a blob.
+type CryptoResult struct {
+	KeyID      string
+	KeyVersion int
+	Ciphertext []byte // a blob (encrypt, data keys, re-encrypt)
+	Plaintext  []byte // decrypt, data keys
+}
+
+// Encrypt seals plaintext (1-4096 bytes) under the key's primary version.
+// On a warm cache it makes one token call and no database round trip.
+func (s *Service) Encrypt(ctx context.Context, keyRef string, plaintext []byte, encCtx map[string]string) (*CryptoResult, error) {
+	if len(plaintext) < 1 || len(plaintext) > MaxPlaintextLen {
+		return nil, Validationf("plaintext must be 1 to %d bytes", MaxPlaintextLen)
+	}
+	if err := validateContext(encCtx); err != nil {
+		return nil, err
+	}
+	v, err := s.view(ctx, keyRef)
+	if err != nil {
+		return nil, err
+	}
+	return s.seal(ctx, v, plaintext, encCtx)
+}
+
+// seal encrypts under v's primary version and builds the blob.
+func (s *Service) seal(ctx context.Context, v *keyView, plaintext []byte, encCtx map[string]string) (*CryptoResult, error) {
+	if err := checkKey(&v.key, policy.OpEncrypt); err != nil {
+		return nil, err
+	}
+	version := v.key.PrimaryVersion
+	if version == 0 || v.versions[version] != VersionPrimary {
+		return nil, errorf(ErrInvalidState, "key %s has no usable primary version", v.key.ID)
+	}
+	header := blobHeader(uuid.MustParse(v.key.ID), version)
+	iv, ct, err := s.token.Encrypt(ctx, versionRef(v.key.ID, version), plaintext, additionalData(header, encCtx))
+	if err != nil {
+		if errors.Is(err, hsm.ErrNotPermitted) {
+			// The store says primary, the token says decrypt-only: someone
+			// changed the object. Refuse; the reconciler reports it.
+			s.log.Error("primary version refuses to encrypt in the token", "key_id", v.key.ID, "version", version)
+		}
+		return nil, s.tokenErr(err)
+	}
+	return &CryptoResult{KeyID: v.key.ID, KeyVersion: version, Ciphertext: marshalBlob(header, iv, ct)}, nil
+}
+
+// Decrypt opens a blob. The blob names its key and version; keyRef is
+// optional and, when given, must name the blob's key (IncorrectKeyException).
+func (s *Service) Decrypt(ctx context.Context, ciphertext []byte, encCtx map[string]string, keyRef string) (*CryptoResult, error) {
+	if err := validateContext(encCtx); err != nil {
+		return nil, err
+	}
+	b, v, err := s.openTarget(ctx, ciphertext, keyRef)
+	if err != nil {
+		return nil, err
+	}
+	return s.open(ctx, b, v, encCtx)
+}
+
+// BlobKey returns the key id a blob names, without decrypting it: decrypt
+// and re-encrypt are authorised against the key inside the blob.
+func BlobKey(ciphertext []byte) (string, error) {
+	b, err := parseBlob(ciphertext)
+	if err != nil {
+		return "", err
+	}
+	return b.keyID.String(), nil
+}
+
+// openTarget parses the blob and finds its key. Unknown keys and versions
+// are InvalidCiphertext: a blob this service made always names a real one.
+func (s *Service) openTarget(ctx context.Context, ciphertext []byte, keyRef string) (*blob, *keyView, error) {
+	if len(ciphertext) > maxCiphertextBytes {
+		return nil, nil, ErrInvalidCiphertext
+	}
+	b, err := parseBlob(ciphertext)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyID := b.keyID.String()
+	if keyRef != "" {
+		id, err := s.resolveID(ctx, keyRef)
+		if err != nil {
+			return nil, nil, err
+		}
+		if id != keyID {
+			return nil, nil, errorf(ErrIncorrectKey, "the ciphertext was not made with key %s", id)
+		}
+	}
+	v, err := s.viewByID(ctx, keyID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, ErrInvalidCiphertext
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, v, nil
+}
+
+// open checks the key and version states and decrypts in the token.
+func (s *Service) open(ctx context.Context, b *blob, v *keyView, encCtx map[string]string) (*CryptoResult, error) {
+	if err := checkKey(&v.key, policy.OpDecrypt); err != nil {
+		return nil, err
+	}
+	switch policy.VersionDecrypt(string(v.versions[b.version])) {
+	case policy.Allow:
+	case policy.Disabled:
+		return nil, errorf(ErrDisabled, "version %d of key %s is disabled", b.version, v.key.ID)
+	case policy.InvalidState:
+		return nil, errorf(ErrInvalidState, "version %d of key %s was destroyed or is pending destruction", b.version, v.key.ID)
+	default:
+		return nil, ErrInvalidCiphertext
+	}
+	pt, err := s.token.Decrypt(ctx, versionRef(v.key.ID, b.version), b.iv, b.ciphertext, additionalData(b.header, encCtx))
+	if err != nil {
+		return nil, s.tokenErr(err)
+	}
+	return &CryptoResult{KeyID: v.key.ID, KeyVersion: b.version, Plaintext: pt}, nil
+}
+
+// DataKeyInput asks for a data key: KeySpec (AES_256, AES_128) or NumberOfBytes.
+type DataKeyInput struct {
+	KeyRef        string
+	KeySpec       string
+	NumberOfBytes int
+	Context       map[string]string
+}
+
+// GenerateDataKey returns a fresh data key from the token's RNG, in
+// plaintext and encrypted under the key's primary version. With
+// withPlaintext false the plaintext is dropped before returning.
+func (s *Service) GenerateDataKey(ctx context.Context, in DataKeyInput, withPlaintext bool) (*CryptoResult, error) {
+	n, err := dataKeyLength(in.KeySpec, in.NumberOfBytes)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateContext(in.Context); err != nil {
+		return nil, err
+	}
+	v, err := s.view(ctx, in.KeyRef)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(&v.key, policy.OpEncrypt); err != nil {
+		return nil, err
+	}
+	pt, err := s.token.Random(ctx, n)
+	if err != nil {
+		return nil, s.tokenErr(err)
+	}
+	res, err := s.seal(ctx, v, pt, in.Context)
+	if err != nil {
+		return nil, err
+	}
+	if withPlaintext {
+		res.Plaintext = pt
+	} else {
+		clear(pt)
+	}
+	return res, nil
+}
+
+func dataKeyLength(spec string, n int) (int, error) {
+	switch {
+	case spec != "" && n != 0:
+		return 0, Validationf("give key_spec or number_of_bytes, not both")
+	case spec == "AES_256":
+		return 32, nil
+	case spec == "AES_128":
+		return 16, nil
+	case spec != "":
+		return 0, Validationf("key_spec must be AES_256 or AES_128")
+	case n < 1 || n > maxDataKeyBytes:
+		return 0, Validationf("number_of_bytes must be 1 to %d (or give key_spec)", maxDataKeyBytes)
+	}
+	return n, nil
+}
+
+// ReEncryptResult is the new blob and where the old one came from.
+type ReEncryptResult struct {
+	Source      CryptoResult // key and version that opened the blob
+	Destination CryptoResult // key, version and the new blob
+}
+
+// ReEncrypt decrypts a blob and encrypts the plaintext under another key (or
+// the same key's new primary, or another context); the plaintext never leaves
+// the service and is wiped before returning.
+func (s *Service) ReEncrypt(ctx context.Context, ciphertext []byte, srcCtx map[string]string, dstRef string, dstCtx map[string]string) (*ReEncryptResult, error) {
+	if err := validateContext(srcCtx); err != nil {
+		return nil, err
+	}
+	if err := validateContext(dstCtx); err != nil {
+		return nil, err
+	}
+	dst, err := s.view(ctx, dstRef)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(&dst.key, policy.OpEncrypt); err != nil {
+		return nil, err
+	}
+	b, src, err := s.openTarget(ctx, ciphertext, "")
+	if err != nil {
+		return nil, err
+	}
+	opened, err := s.open(ctx, b, src, srcCtx)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(opened.Plaintext)
+	sealed, err := s.seal(ctx, dst, opened.Plaintext, dstCtx)
+	if err != nil {
+		return nil, err
+	}
+	return &ReEncryptResult{
+		Source:      CryptoResult{KeyID: opened.KeyID, KeyVersion: opened.KeyVersion},
+		Destination: *sealed,
+	}, nil
+}
+
+// GenerateRandom returns n (1-1024) bytes from the token's RNG.
+func (s *Service) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
+	if n < 1 || n > maxRandomBytes {
+		return nil, Validationf("number_of_bytes must be 1 to %d", maxRandomBytes)
+	}
+	b, err := s.token.Random(ctx, n)
+	return b, s.tokenErr(err)
+}

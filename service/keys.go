@@ -1,0 +1,325 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/policy"
+)
+
+// CreateKeyInput is the request of CreateKey. Zero values take defaults.
+type CreateKeyInput struct {
+	Description       string
+	Alias             string // optional alias/NAME bound in the same step
+	Origin            Origin // HSM (default) or EXTERNAL
+	KeySpec           string // AES_256 (default)
+	AutomaticRotation bool
+	RotationInterval  time.Duration // 0: the default interval
+	Tags              map[string]string
+}
+
+// CreateKey makes a key. For HSM origin its first version is generated in
+// the token before the key becomes visible: the rows are written first as
+// Creating/Pending (so a crash leaves something the reconciler can find),
+// then the token object, then one transaction makes the key Enabled.
+func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error) {
+	if err := s.validateCreate(&in); err != nil {
+		return nil, err
+	}
+	if in.Alias != "" {
+		if _, err := s.store.GetAlias(ctx, in.Alias); err == nil {
+			return nil, errorf(ErrAlreadyExists, "alias %q already exists", in.Alias)
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, s.storeErr(err)
+		}
+	}
+	now := s.now()
+	k := &Key{
+		ID: uuid.NewString(), Description: in.Description, Origin: in.Origin, KeySpec: in.KeySpec,
+		Manager: ManagerCustomer, CreatedAt: now, UpdatedAt: now, Tags: in.Tags,
+		RotationEnabled: in.AutomaticRotation, RotationInterval: in.RotationInterval,
+	}
+	if k.Tags == nil {
+		k.Tags = map[string]string{}
+	}
+	if in.Origin == OriginExternal {
+		k.State = KeyPendingImport
+		err := s.store.InTx(ctx, func(q Queries) error {
+			if err := q.InsertKey(ctx, k); err != nil {
+				return err
+			}
+			return s.bindNewAlias(ctx, q, in.Alias, k.ID, now)
+		})
+		if err != nil {
+			return nil, s.storeErr(err)
+		}
+		return s.DescribeKey(ctx, k.ID)
+	}
+
+	k.State = KeyCreating
+	v := &Version{KeyID: k.ID, Version: 1, State: VersionPending, Origin: OriginHSM,
+		CreatedAt: now, UpdatedAt: now, TokenLabel: versionRef(k.ID, 1).Label()}
+	err := s.store.InTx(ctx, func(q Queries) error {
+		if err := q.InsertKey(ctx, k); err != nil {
+			return err
+		}
+		return q.InsertVersion(ctx, v)
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	if err := s.token.GenerateKey(ctx, versionRef(k.ID, 1)); err != nil {
+		s.abandonCreate(k.ID, false)
+		return nil, s.tokenErr(err)
+	}
+	err = s.store.InTx(ctx, func(q Queries) error {
+		k.State, k.PrimaryVersion, k.UpdatedAt = KeyEnabled, 1, now
+		if k.RotationEnabled {
+			next := policy.NextRotation(now, k.RotationInterval)
+			k.NextRotation = &next
+		}
+		if err := q.UpdateKey(ctx, k); err != nil {
+			return err
+		}
+		v.State = VersionPrimary
+		if err := q.UpdateVersion(ctx, v); err != nil {
+			return err
+		}
+		return s.bindNewAlias(ctx, q, in.Alias, k.ID, now)
+	})
+	if err != nil {
+		s.abandonCreate(k.ID, true)
+		return nil, s.storeErr(err)
+	}
+	return s.DescribeKey(ctx, k.ID)
+}
+
+// abandonCreate rolls back a key whose creation failed: destroys the token
+// object (if made) and deletes the rows. If this fails too, the reconciler
+// finds the Creating key after the grace period and finishes the job.
+func (s *Service) abandonCreate(keyID string, objectMade bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if objectMade {
+		if err := s.token.Destroy(ctx, versionRef(keyID, 1)); err != nil {
+			s.log.Error("roll back key creation: destroy token object", "key_id", keyID, "err", err)
+			return
+		}
+	}
+	if err := s.store.DeleteKey(ctx, keyID); err != nil {
+		s.log.Error("roll back key creation: delete rows", "key_id", keyID, "err", err)
+	}
+}
+
+func (s *Service) bindNewAlias(ctx context.Context, q Queries, name, keyID string, now time.Time) error {
+	if name == "" {
+		return nil
+	}
+	err := q.InsertAlias(ctx, &Alias{Name: name, KeyID: keyID, CreatedAt: now, UpdatedAt: now})
+	if errors.Is(err, ErrAlreadyExists) {
+		return errorf(ErrAlreadyExists, "alias %q already exists", name)
+	}
+	return err
+}
+
+func (s *Service) validateCreate(in *CreateKeyInput) error {
+	if err := validateDescription(in.Description); err != nil {
+		return err
+	}
+	if err := validateTags(in.Tags); err != nil {
+		return err
+	}
+	if in.Alias != "" {
+		if err := validateAliasName(in.Alias); err != nil {
+			return err
+		}
+		if err := checkCustomerAlias(in.Alias); err != nil {
+			return err
+		}
+	}
+	switch in.Origin {
+	case "":
+		in.Origin = OriginHSM
+	case OriginHSM, OriginExternal:
+	default:
+		return Validationf("origin must be HSM or EXTERNAL")
+	}
+	switch in.KeySpec {
+	case "":
+		in.KeySpec = KeySpecAES256
+	case KeySpecAES256:
+	default:
+		return Validationf("key_spec must be AES_256")
+	}
+	if in.Origin == OriginExternal && in.AutomaticRotation {
+		return errorf(ErrInvalidState, "keys with imported (EXTERNAL) material cannot rotate automatically")
+	}
+	return s.validateInterval(&in.RotationInterval)
+}
+
+// validateInterval applies the default and checks the configured bounds.
+func (s *Service) validateInterval(d *time.Duration) error {
+	if *d == 0 {
+		*d = s.cfg.DefaultRotationInterval
+		return nil
+	}
+	if *d < s.cfg.MinRotationInterval || *d > s.cfg.MaxRotationInterval {
+		return Validationf("rotation_interval must be between %s and %s",
+			FormatDuration(s.cfg.MinRotationInterval), FormatDuration(s.cfg.MaxRotationInterval))
+	}
+	return nil
+}
+
+// DescribeKey returns a key with its aliases.
+func (s *Service) DescribeKey(ctx context.Context, ref string) (*Key, error) {
+	id, err := s.resolveID(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	k, err := s.loadKey(ctx, s.store, id)
+	if err != nil {
+		return nil, err
+	}
+	return k, s.attachAliases(ctx, k)
+}
+
+func (s *Service) attachAliases(ctx context.Context, keys ...*Key) error {
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID
+	}
+	names, err := s.store.AliasNames(ctx, ids)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	for _, k := range keys {
+		k.Aliases = names[k.ID]
+		if k.Aliases == nil {
+			k.Aliases = []string{}
+		}
+	}
+	return nil
+}
+
+// ListKeys returns one page of keys and the token of the next page ("" at the end).
+func (s *Service) ListKeys(ctx context.Context, limit int, nextToken string) ([]*Key, string, error) {
+	limit, err := pageLimit(limit)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodePageToken(nextToken)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.store.ListKeys(ctx, Page{After: after, Limit: limit + 1})
+	if err != nil {
+		return nil, "", s.storeErr(err)
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = encodePageToken(rows[limit-1].ID)
+	}
+	keys := make([]*Key, 0, len(rows))
+	for i := range rows {
+		if rows[i].State != KeyCreating {
+			keys = append(keys, &rows[i])
+		}
+	}
+	return keys, next, s.attachAliases(ctx, keys...)
+}
+
+// UpdateKeyInput changes a key's description and/or tags; nil leaves a field alone.
+type UpdateKeyInput struct {
+	Description *string
+	Tags        map[string]string // replaces all tags when not nil
+}
+
+// UpdateKey changes description and tags.
+func (s *Service) UpdateKey(ctx context.Context, ref string, in UpdateKeyInput) (*Key, error) {
+	if in.Description != nil {
+		if err := validateDescription(*in.Description); err != nil {
+			return nil, err
+		}
+	}
+	if in.Tags != nil {
+		if err := validateTags(in.Tags); err != nil {
+			return nil, err
+		}
+	}
+	return s.changeKey(ctx, ref, policy.OpUpdate, func(k *Key, _ time.Time) {
+		if in.Description != nil {
+			k.Description = *in.Description
+		}
+		if in.Tags != nil {
+			k.Tags = maps.Clone(in.Tags)
+		}
+	})
+}
+
+// EnableKey makes a Disabled key usable again; automatic rotation resumes
+// from now, without a burst of missed rotations.
+func (s *Service) EnableKey(ctx context.Context, ref string) (*Key, error) {
+	return s.changeKey(ctx, ref, policy.OpEnable, func(k *Key, now time.Time) {
+		if k.State == KeyEnabled {
+			return
+		}
+		k.State = KeyEnabled
+		if k.RotationEnabled && k.NextRotation != nil {
+			last := k.CreatedAt
+			if k.LastRotation != nil {
+				last = *k.LastRotation
+			}
+			next := policy.ResumedNextRotation(last, now, k.RotationInterval)
+			k.NextRotation = &next
+		}
+	})
+}
+
+// DisableKey refuses every cryptographic use of the key until it is enabled.
+func (s *Service) DisableKey(ctx context.Context, ref string) (*Key, error) {
+	return s.changeKey(ctx, ref, policy.OpDisable, func(k *Key, _ time.Time) {
+		k.State = KeyDisabled
+	})
+}
+
+// changeKey is the shape of every simple management change: read the key in
+// a transaction, check the state policy, apply, write, invalidate the cache.
+func (s *Service) changeKey(ctx context.Context, ref string, op policy.Op, apply func(k *Key, now time.Time)) (*Key, error) {
+	id, err := s.resolveID(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	var out *Key
+	err = s.store.InTx(ctx, func(q Queries) error {
+		k, err := s.lockKey(ctx, q, id)
+		if err != nil {
+			return err
+		}
+		if err := checkKey(k, op); err != nil {
+			return err
+		}
+		now := s.now()
+		apply(k, now)
+		k.UpdatedAt = now
+		if err := q.UpdateKey(ctx, k); err != nil {
+			return err
+		}
+		out = k
+		return nil
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	s.cache.invalidateKey(out.ID)
+	return out, s.attachAliases(ctx, out)
+}
+
+// versionRef names version n of key id in the token.
+func versionRef(keyID string, n int) hsm.ObjectRef {
+	return hsm.ObjectRef{KeyID: uuid.MustParse(keyID), Version: n}
+}

@@ -1,0 +1,247 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hsmkms/hsmkms/policy"
+)
+
+// Pending windows of key deletion and version destruction, in days.
+const (
+	MinPendingWindowDays     = 7
+	MaxPendingWindowDays     = 30
+	DefaultPendingWindowDays = 30
+)
+
+func pendingWindow(days int) (time.Duration, error) {
+	if days == 0 {
+		days = DefaultPendingWindowDays
+	}
+	if days < MinPendingWindowDays || days > MaxPendingWindowDays {
+		return 0, Validationf("pending_window_days must be %d to %d", MinPendingWindowDays, MaxPendingWindowDays)
+	}
+	return time.Duration(days) * 24 * time.Hour, nil
+}
+
+// ScheduleKeyDeletion puts a key in PendingDeletion: every cryptographic use
+// is refused and, when the window passes, the deletion worker destroys its
+// token objects and leaves a tombstone. CancelKeyDeletion undoes it.
+func (s *Service) ScheduleKeyDeletion(ctx context.Context, ref string, days int) (*Key, error) {
+	window, err := pendingWindow(days)
+	if err != nil {
+		return nil, err
+	}
+	return s.changeKey(ctx, ref, policy.OpScheduleDeletion, func(k *Key, now time.Time) {
+		at := now.Add(window)
+		k.State, k.DeletionDate = KeyPendingDeletion, &at
+	})
+}
+
+// CancelKeyDeletion returns a PendingDeletion key to Disabled.
+func (s *Service) CancelKeyDeletion(ctx context.Context, ref string) (*Key, error) {
+	return s.changeKey(ctx, ref, policy.OpCancelDeletion, func(k *Key, _ time.Time) {
+		k.State, k.DeletionDate = KeyDisabled, nil
+	})
+}
+
+// RotationPolicyInput sets automatic rotation; a zero interval keeps the
+// key's interval.
+type RotationPolicyInput struct {
+	AutomaticRotation bool
+	RotationInterval  time.Duration
+}
+
+// PutRotationPolicy turns automatic rotation on or off and sets its interval.
+// next = last rotation (or creation) + interval; if that is already past, the
+// worker rotates at once.
+func (s *Service) PutRotationPolicy(ctx context.Context, ref string, in RotationPolicyInput) (*Key, error) {
+	if in.RotationInterval != 0 {
+		if err := s.validateInterval(&in.RotationInterval); err != nil {
+			return nil, err
+		}
+	}
+	var verr error
+	k, err := s.changeKey(ctx, ref, policy.OpUpdate, func(k *Key, _ time.Time) {
+		if in.AutomaticRotation && k.Origin == OriginExternal {
+			verr = errorf(ErrInvalidState, "key %s has imported (EXTERNAL) material and cannot rotate", k.ID)
+			return
+		}
+		if in.RotationInterval != 0 {
+			k.RotationInterval = in.RotationInterval
+		}
+		k.RotationEnabled = in.AutomaticRotation
+		k.NextRotation = nil
+		if k.RotationEnabled {
+			last := k.CreatedAt
+			if k.LastRotation != nil {
+				last = *k.LastRotation
+			}
+			next := policy.NextRotation(last, k.RotationInterval)
+			k.NextRotation = &next
+		}
+	})
+	if verr != nil {
+		return nil, verr
+	}
+	return k, err
+}
+
+// RotationStatus is GET .../rotation-status.
+type RotationStatus struct {
+	KeyID            string
+	Status           string // Enabled, Disabled, Suspended
+	RotationInterval time.Duration
+	LastRotation     *time.Time
+	NextRotation     *time.Time
+}
+
+// GetRotationStatus reports a key's rotation policy and dates.
+func (s *Service) GetRotationStatus(ctx context.Context, ref string) (*RotationStatus, error) {
+	k, err := s.DescribeKey(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	st := &RotationStatus{KeyID: k.ID, RotationInterval: k.RotationInterval, LastRotation: k.LastRotation,
+		Status: policy.RotationStatus(k.RotationEnabled, string(k.State), string(k.Origin))}
+	if st.Status == policy.RotationStatusEnabled {
+		st.NextRotation = k.NextRotation
+	}
+	return st, nil
+}
+
+// ListKeyRotations lists a key's rotations (its first version is not one).
+func (s *Service) ListKeyRotations(ctx context.Context, ref string, limit int, nextToken string) ([]Rotation, string, error) {
+	limit, err := pageLimit(limit)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodeVersionToken(nextToken)
+	if err != nil {
+		return nil, "", err
+	}
+	k, err := s.DescribeKey(ctx, ref)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.store.ListRotations(ctx, k.ID, after, limit+1)
+	if err != nil {
+		return nil, "", s.storeErr(err)
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = encodePageToken(itoa(rows[limit-1].Version))
+	}
+	return rows, next, nil
+}
+
+// ListVersions lists a key's versions, oldest first, without Pending ones.
+func (s *Service) ListVersions(ctx context.Context, ref string) ([]Version, error) {
+	k, err := s.DescribeKey(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := s.store.ListVersions(ctx, k.ID)
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	out := vs[:0]
+	for _, v := range vs {
+		if v.State != VersionPending {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// VersionAction is a change to one non-primary version.
+type VersionAction int
+
+// Version actions.
+const (
+	DisableVersion VersionAction = iota
+	EnableVersion
+	ScheduleVersionDestruction
+	CancelVersionDestruction
+)
+
+// ChangeVersion disables, re-enables, schedules the destruction of, or
+// cancels the destruction of one version. The primary version cannot be
+// changed (rotate first); a destroyed version stays destroyed.
+func (s *Service) ChangeVersion(ctx context.Context, ref string, version int, action VersionAction, days int) (*Version, error) {
+	window, err := pendingWindow(days)
+	if err != nil && action == ScheduleVersionDestruction {
+		return nil, err
+	}
+	id, err := s.resolveID(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	var out *Version
+	err = s.store.InTx(ctx, func(q Queries) error {
+		k, err := s.lockKey(ctx, q, id)
+		if err != nil {
+			return err
+		}
+		if k.State == KeyDeleted {
+			return checkKey(k, policy.OpUpdate)
+		}
+		v, err := q.GetVersion(ctx, id, version)
+		if errors.Is(err, ErrNotFound) || (err == nil && v.State == VersionPending) {
+			return errorf(ErrNotFound, "version %d of key %s not found", version, id)
+		}
+		if err != nil {
+			return err
+		}
+		if v.State == VersionPrimary {
+			return errorf(ErrInvalidState, "version %d is the primary version of key %s; rotate the key first", version, id)
+		}
+		now := s.now()
+		next, err := nextVersionState(v, action, now.Add(window))
+		if err != nil {
+			return err
+		}
+		*v = *next
+		v.UpdatedAt = now
+		out = v
+		return q.UpdateVersion(ctx, v)
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	s.cache.invalidateKey(id)
+	return out, nil
+}
+
+// nextVersionState applies a version action or says why it is not allowed.
+func nextVersionState(v *Version, action VersionAction, destroyAt time.Time) (*Version, error) {
+	out := *v
+	bad := func() (*Version, error) {
+		return nil, errorf(ErrInvalidState, "version %d of key %s is %s; not allowed", v.Version, v.KeyID, v.State)
+	}
+	switch action {
+	case DisableVersion:
+		if v.State != VersionDecryptOnly && v.State != VersionDisabled {
+			return bad()
+		}
+		out.State = VersionDisabled
+	case EnableVersion:
+		if v.State != VersionDecryptOnly && v.State != VersionDisabled {
+			return bad()
+		}
+		out.State = VersionDecryptOnly
+	case ScheduleVersionDestruction:
+		if v.State != VersionDecryptOnly && v.State != VersionDisabled {
+			return bad()
+		}
+		out.State, out.DestroyAt = VersionPendingDestruction, &destroyAt
+	case CancelVersionDestruction:
+		if v.State != VersionPendingDestruction {
+			return bad()
+		}
+		out.State, out.DestroyAt = VersionDisabled, nil
+	}
+	return &out, nil
+}

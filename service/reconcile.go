@@ -1,0 +1,164 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hsmkms/hsmkms/hsm"
+)
+
+// ReconcileReport says what one reconciler pass repaired.
+type ReconcileReport struct {
+	CreatesRolledBack   int      // keys left in Creating by a crash: rows and object removed
+	RotationsRolledBack int      // Pending versions left by a crash: object and row removed
+	EncryptRevoked      int      // non-primary objects that could still encrypt
+	ObjectsDestroyed    int      // objects of destroyed versions, deleted keys, or without a row
+	UnknownObjects      []string // labels of objects of keys this database does not know
+}
+
+// Reconcile repairs what a crash (or a person with the PIN) left between the
+// token and the database:
+//   - a key still Creating after the grace period: its creation is rolled back;
+//   - a Pending version after the grace period: the rotation is rolled back
+//     (the old primary never stopped working; a due automatic rotation is
+//     simply redone on the next pass);
+//   - an object of a non-primary version that can still encrypt: CKA_ENCRYPT
+//     is set to false again;
+//   - an object of a Destroyed version or of a Deleted key, or of a known key
+//     but without a version row: destroyed;
+//   - an object of an unknown key: reported, destroyed only when
+//     Config.DestroyUnknownObjects is set.
+//
+// The token inventory is read before the database: an object always gets its
+// row before it is generated, so an object seen in the inventory whose row is
+// missing afterwards really has none.
+func (s *Service) Reconcile(ctx context.Context) (*ReconcileReport, error) {
+	rep := &ReconcileReport{}
+	inv, err := s.token.Inventory(ctx)
+	if err != nil {
+		return nil, s.tokenErr(err)
+	}
+	present := make(map[hsm.ObjectRef]hsm.ObjectInfo, len(inv))
+	for _, o := range inv {
+		present[o.Ref] = o
+	}
+	if err := s.reconcilePending(ctx, present, rep); err != nil {
+		return rep, err
+	}
+	remaining := inv[:0]
+	for _, o := range inv {
+		if _, ok := present[o.Ref]; ok {
+			remaining = append(remaining, o)
+		}
+	}
+	if err := s.reconcileObjects(ctx, remaining, rep); err != nil {
+		return rep, err
+	}
+	if rep.CreatesRolledBack+rep.RotationsRolledBack+rep.EncryptRevoked+rep.ObjectsDestroyed+len(rep.UnknownObjects) > 0 {
+		s.log.Warn("reconciler repaired token/database differences",
+			"creates_rolled_back", rep.CreatesRolledBack, "rotations_rolled_back", rep.RotationsRolledBack,
+			"encrypt_revoked", rep.EncryptRevoked, "objects_destroyed", rep.ObjectsDestroyed,
+			"unknown_objects", len(rep.UnknownObjects))
+	}
+	return rep, nil
+}
+
+// reconcilePending rolls back abandoned creations and rotations.
+func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRef]hsm.ObjectInfo, rep *ReconcileReport) error {
+	pending, err := s.store.VersionsInState(ctx, VersionPending)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	cutoff := s.now().Add(-s.cfg.PendingGrace)
+	for _, v := range pending {
+		if v.UpdatedAt.After(cutoff) {
+			continue // may still be in progress
+		}
+		err := s.withLease(ctx, v.KeyID, func(_ time.Time) error {
+			cur, err := s.store.GetVersion(ctx, v.KeyID, v.Version)
+			if errors.Is(err, ErrNotFound) || (err == nil && cur.State != VersionPending) {
+				return nil // finished meanwhile
+			}
+			if err != nil {
+				return s.storeErr(err)
+			}
+			k, err := s.store.GetKey(ctx, v.KeyID)
+			if err != nil {
+				return s.storeErr(err)
+			}
+			ref := versionRef(v.KeyID, v.Version)
+			if err := s.token.Destroy(ctx, ref); err != nil {
+				return s.tokenErr(err)
+			}
+			if k.State == KeyCreating {
+				err = s.store.DeleteKey(ctx, v.KeyID)
+				rep.CreatesRolledBack++
+			} else {
+				err = s.store.DeleteVersion(ctx, v.KeyID, v.Version)
+				rep.RotationsRolledBack++
+			}
+			s.cache.invalidateKey(v.KeyID)
+			delete(present, ref)
+			return s.storeErr(err)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reconcileObjects checks every object of the inventory against its row.
+func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep *ReconcileReport) error {
+	keys := map[string]*Key{}
+	versions := map[string]map[int]VersionState{}
+	for _, o := range inv {
+		id := o.Ref.KeyID.String()
+		k, seen := keys[id]
+		if !seen {
+			var err error
+			k, err = s.store.GetKey(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				k = nil
+			} else if err != nil {
+				return s.storeErr(err)
+			}
+			keys[id] = k
+			if k != nil {
+				vs, err := s.store.ListVersions(ctx, id)
+				if err != nil {
+					return s.storeErr(err)
+				}
+				versions[id] = make(map[int]VersionState, len(vs))
+				for _, v := range vs {
+					versions[id][v.Version] = v.State
+				}
+			}
+		}
+		if k == nil {
+			rep.UnknownObjects = append(rep.UnknownObjects, o.Label)
+			if s.cfg.DestroyUnknownObjects {
+				if err := s.token.Destroy(ctx, o.Ref); err != nil {
+					return s.tokenErr(err)
+				}
+				rep.ObjectsDestroyed++
+			}
+			continue
+		}
+		state, hasRow := versions[id][o.Ref.Version]
+		switch {
+		case !hasRow || state == VersionDestroyed || k.State == KeyDeleted:
+			if err := s.token.Destroy(ctx, o.Ref); err != nil {
+				return s.tokenErr(err)
+			}
+			rep.ObjectsDestroyed++
+		case state != VersionPrimary && state != VersionPending && o.Encrypt:
+			if err := s.token.SetDecryptOnly(ctx, o.Ref); err != nil {
+				return s.tokenErr(err)
+			}
+			rep.EncryptRevoked++
+		}
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hsmkms/hsmkms/policy"
+)
+
+// leaseDuration bounds how long a crashed worker's claim on a key blocks
+// others. A rotation takes milliseconds; a minute leaves ample margin.
+const leaseDuration = time.Minute
+
+// RotateKey makes a new primary version (RotateKeyOnDemand). It follows the
+// four-step protocol of DESIGN.md, "Rotation without losing anything":
+//  1. DB: insert version n+1 as Pending;
+//  2. token: generate its object (idempotent by CKA_ID);
+//  3. DB, one transaction: n+1 Primary, n DecryptOnly, rotation record, dates;
+//  4. token: CKA_ENCRYPT=false on version n.
+//
+// A crash between any two steps leaves a state the reconciler finishes. A
+// lease on the key makes concurrent rotations of one key (several workers,
+// several replicas) produce exactly one version each.
+func (s *Service) RotateKey(ctx context.Context, ref string) (*Version, error) {
+	id, err := s.resolveID(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return s.rotate(ctx, id, RotationOnDemand)
+}
+
+// rotate runs the protocol under the key's lease. For AUTOMATIC rotations it
+// re-checks, under the lease, that the key is still due; if another worker
+// already rotated it, it returns (nil, nil).
+func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*Version, error) {
+	owner := s.leaseOwner()
+	now := s.now()
+	ok, err := s.store.ClaimKey(ctx, keyID, owner, now, now.Add(leaseDuration))
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, errorf(ErrNotFound, "key %s not found", keyID)
+		}
+		return nil, s.storeErr(err)
+	}
+	if !ok {
+		if typ == RotationAutomatic {
+			return nil, nil // another worker has it
+		}
+		return nil, errorf(ErrLimitExceeded, "key %s is being rotated by another request; retry", keyID)
+	}
+	defer s.release(keyID, owner)
+
+	k, err := s.loadKey(ctx, s.store, keyID)
+	if err != nil {
+		return nil, err
+	}
+	if typ == RotationAutomatic && !s.due(k, now) {
+		return nil, nil
+	}
+	if err := checkKey(k, policy.OpRotate); err != nil {
+		return nil, err
+	}
+	versions, err := s.store.ListVersions(ctx, keyID)
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	live := 0
+	for _, v := range versions {
+		if v.State != VersionDestroyed {
+			live++
+		}
+	}
+	if live >= s.cfg.MaxVersionsPerKey {
+		return nil, errorf(ErrLimitExceeded, "key %s has %d versions, the most allowed; schedule old versions for destruction first", keyID, live)
+	}
+	n := 1
+	if len(versions) > 0 {
+		n = versions[len(versions)-1].Version + 1
+	}
+
+	// Step 1.
+	v := &Version{KeyID: keyID, Version: n, State: VersionPending, Origin: k.Origin,
+		CreatedAt: now, UpdatedAt: now, TokenLabel: versionRef(keyID, n).Label()}
+	if err := s.store.InsertVersion(ctx, v); err != nil {
+		return nil, s.storeErr(err)
+	}
+	s.hooks.after(StepPendingInserted)
+	// Step 2.
+	if err := s.token.GenerateKey(ctx, versionRef(keyID, n)); err != nil {
+		if derr := s.store.DeleteVersion(context.WithoutCancel(ctx), keyID, n); derr != nil {
+			s.log.Error("roll back pending version", "key_id", keyID, "version", n, "err", derr)
+		}
+		return nil, s.tokenErr(err)
+	}
+	s.hooks.after(StepObjectGenerated)
+	// Step 3.
+	old, err := s.promote(ctx, keyID, n, typ, now)
+	if err != nil {
+		return nil, err
+	}
+	s.hooks.after(StepPromoted)
+	// Step 4.
+	if old > 0 {
+		if err := s.token.SetDecryptOnly(ctx, versionRef(keyID, old)); err != nil {
+			s.log.Warn("set previous version decrypt-only in the token; the reconciler retries",
+				"key_id", keyID, "version", old, "err", err)
+		}
+	}
+	s.log.Info("key rotated", "key_id", keyID, "version", n, "type", string(typ))
+	v.State = VersionPrimary
+	return v, nil
+}
+
+// promote is step 3: one transaction makes version n primary and the old
+// primary decrypt-only, and records the rotation. It returns the old primary.
+func (s *Service) promote(ctx context.Context, keyID string, n int, typ RotationType, now time.Time) (int, error) {
+	old := 0
+	err := s.store.InTx(ctx, func(q Queries) error {
+		k, err := q.LockKey(ctx, keyID)
+		if err != nil {
+			return err
+		}
+		v, err := q.GetVersion(ctx, keyID, n)
+		if err != nil {
+			return err
+		}
+		if v.State != VersionPending {
+			return fmt.Errorf("version %d of key %s is %s, not Pending", n, keyID, v.State)
+		}
+		old = k.PrimaryVersion
+		if old > 0 && old < n {
+			prev, err := q.GetVersion(ctx, keyID, old)
+			if err != nil {
+				return err
+			}
+			prev.State, prev.UpdatedAt = VersionDecryptOnly, now
+			if err := q.UpdateVersion(ctx, prev); err != nil {
+				return err
+			}
+		}
+		v.State, v.UpdatedAt = VersionPrimary, now
+		if err := q.UpdateVersion(ctx, v); err != nil {
+			return err
+		}
+		k.PrimaryVersion, k.UpdatedAt = n, now
+		if n > 1 {
+			k.LastRotation = &now
+			if err := q.InsertRotation(ctx, &Rotation{KeyID: keyID, Version: n, At: now, Type: typ}); err != nil {
+				return err
+			}
+		}
+		if k.RotationEnabled {
+			next := policy.NextRotation(now, k.RotationInterval)
+			k.NextRotation = &next
+		}
+		return q.UpdateKey(ctx, k)
+	})
+	s.cache.invalidateKey(keyID)
+	if err != nil {
+		return 0, s.storeErr(err)
+	}
+	return old, nil
+}
+
+// due says whether an automatic rotation of k is due at now.
+func (s *Service) due(k *Key, now time.Time) bool {
+	return k.RotationEnabled && k.State == KeyEnabled && k.Origin == OriginHSM &&
+		k.NextRotation != nil && !k.NextRotation.After(now)
+}
+
+func (s *Service) release(keyID, owner string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.store.ReleaseKey(ctx, keyID, owner); err != nil {
+		s.log.Warn("release key lease; it expires by itself", "key_id", keyID, "err", err)
+	}
+}

@@ -1,0 +1,178 @@
+// Package service holds the use cases of hsmkms: keys, versions, aliases and
+// the cryptographic operations. It knows no HTTP and no SQL: it talks to the
+// token through hsm.Token and to the metadata through Store.
+package service
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/hsm"
+)
+
+// Config tunes the service. Zero values take the defaults.
+type Config struct {
+	// Clock is the time source (default: the system clock in UTC).
+	Clock Clock
+	// CacheTTL bounds how long a replica may use a key's cached state after
+	// another replica changed it (default 1s). Changes made by this process
+	// invalidate its cache at once.
+	CacheTTL time.Duration
+	// MaxVersionsPerKey caps versions (token objects) per key (default 100).
+	MaxVersionsPerKey int
+	// MinRotationInterval and MaxRotationInterval bound rotation_interval
+	// (defaults 7 days and 2560 days).
+	MinRotationInterval time.Duration
+	MaxRotationInterval time.Duration
+	// DefaultRotationInterval applies when rotation is enabled without an
+	// interval (default 365 days).
+	DefaultRotationInterval time.Duration
+	// PendingGrace is how old a Creating key or Pending version must be
+	// before the reconciler treats it as abandoned (default 5 minutes).
+	PendingGrace time.Duration
+	// Logger receives operational events; never plaintext or key material.
+	Logger *slog.Logger
+	// StepHook, when set, is called after each step of the rotation
+	// protocol with the step's name. Crash tests use it to stop a rotation
+	// between two steps; it is nil in production.
+	StepHook func(step string)
+	// DestroyUnknownObjects lets the reconciler destroy token objects whose
+	// key this database does not know. Off by default: a token shared with
+	// another deployment must not lose that deployment's keys; such objects
+	// are reported instead.
+	DestroyUnknownObjects bool
+}
+
+func (c *Config) setDefaults() {
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = time.Second
+	}
+	if c.MaxVersionsPerKey == 0 {
+		c.MaxVersionsPerKey = 100
+	}
+	if c.MinRotationInterval == 0 {
+		c.MinRotationInterval = 7 * 24 * time.Hour
+	}
+	if c.MaxRotationInterval == 0 {
+		c.MaxRotationInterval = 2560 * 24 * time.Hour
+	}
+	if c.DefaultRotationInterval == 0 {
+		c.DefaultRotationInterval = 365 * 24 * time.Hour
+	}
+	if c.PendingGrace == 0 {
+		c.PendingGrace = 5 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Service implements the KMS use cases.
+type Service struct {
+	store Store
+	token hsm.Token
+	cfg   Config
+	clock Clock
+	log   *slog.Logger
+	cache *keyCache
+	hooks hooks
+
+	instance string        // identifies this process in key leases
+	leases   atomic.Uint64 // makes every lease owner unique
+}
+
+// Rotation protocol steps, as StepHook names them.
+const (
+	StepPendingInserted = "pending-inserted"
+	StepObjectGenerated = "object-generated"
+	StepPromoted        = "promoted"
+)
+
+type hooks struct{ fn func(string) }
+
+func (h hooks) after(step string) {
+	if h.fn != nil {
+		h.fn(step)
+	}
+}
+
+// leaseOwner is a fresh owner id for one claim: two goroutines of one
+// process never share a lease.
+func (s *Service) leaseOwner() string {
+	return s.instance + "/" + strconv.FormatUint(s.leases.Add(1), 10)
+}
+
+// New returns a service on an opened store and token.
+func New(store Store, token hsm.Token, cfg Config) *Service {
+	cfg.setDefaults()
+	s := &Service{store: store, token: token, cfg: cfg, clock: cfg.Clock, log: cfg.Logger,
+		hooks: hooks{cfg.StepHook}, instance: uuid.NewString()}
+	s.cache = newKeyCache(store, cfg.Clock, cfg.CacheTTL)
+	return s
+}
+
+// Ready reports whether both the token and the database answer.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.token.Ping(ctx); err != nil {
+		return s.tokenErr(err)
+	}
+	if err := s.store.Ping(ctx); err != nil {
+		return s.storeErr(err)
+	}
+	return nil
+}
+
+// now is the clock's time truncated to microseconds, the store's precision,
+// so that what is returned equals what is read back later.
+func (s *Service) now() time.Time {
+	return s.clock.Now().UTC().Truncate(time.Microsecond)
+}
+
+// tokenErr translates an hsm error into a domain error. Unknown errors are
+// returned as they are: the API logs them and answers 500 without details.
+func (s *Service) tokenErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, hsm.ErrDecryptFailed):
+		return ErrInvalidCiphertext
+	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		s.log.Warn("token unavailable", "err", err)
+		return errorf(ErrUnavailable, "the key store (HSM) is unavailable; retry later")
+	case errors.Is(err, context.Canceled):
+		return err
+	}
+	return fmt.Errorf("token: %w", err)
+}
+
+// storeErr passes domain errors through and turns connection failures into
+// ErrUnavailable; anything else stays internal.
+func (s *Service) storeErr(err error) error {
+	var netErr net.Error
+	var dErr *Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &dErr), errors.Is(err, ErrNotFound), errors.Is(err, ErrAlreadyExists):
+		return err
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.As(err, &netErr), errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, context.DeadlineExceeded):
+		s.log.Warn("database unavailable", "err", err)
+		return errorf(ErrUnavailable, "the metadata database is unavailable; retry later")
+	}
+	return fmt.Errorf("store: %w", err)
+}

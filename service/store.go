@@ -1,0 +1,100 @@
+package service
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the metadata the service keeps beside the token: keys, versions,
+// aliases, rotations. The store package implements it on SQLite and
+// PostgreSQL. Every method returns ErrNotFound when a named row is missing
+// and ErrAlreadyExists on a unique violation.
+type Store interface {
+	Queries
+	// InTx runs fn in one transaction. An error from fn, or a panic, rolls
+	// back; otherwise it commits. fn must not call the token: token calls
+	// are slow and happen outside transactions.
+	InTx(ctx context.Context, fn func(q Queries) error) error
+	// Ping proves the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Queries are the reads and writes, usable inside and outside a transaction.
+type Queries interface {
+	AccessQueries
+	InsertKey(ctx context.Context, k *Key) error
+	GetKey(ctx context.Context, id string) (*Key, error)
+	// LockKey is GetKey that, inside a transaction, locks the key's row
+	// until the transaction ends: read-modify-write of a key must use it, so
+	// replicas changing one key never lose each other's updates.
+	LockKey(ctx context.Context, id string) (*Key, error)
+	// ListKeys returns keys ordered by id, with id > p.After.
+	ListKeys(ctx context.Context, p Page) ([]Key, error)
+	// DeleteKey removes a key row and its versions, rotations and aliases.
+	// Only for rolling back a key whose creation failed (state Creating);
+	// deleted keys otherwise stay as tombstones.
+	DeleteKey(ctx context.Context, id string) error
+	// UpdateKey writes every mutable column of k (description, state, tags,
+	// primary version, rotation fields, deletion date, updated_at).
+	UpdateKey(ctx context.Context, k *Key) error
+
+	InsertVersion(ctx context.Context, v *Version) error
+	GetVersion(ctx context.Context, keyID string, version int) (*Version, error)
+	// ListVersions returns a key's versions in ascending order.
+	ListVersions(ctx context.Context, keyID string) ([]Version, error)
+	// UpdateVersion writes state, destroy_at and updated_at.
+	UpdateVersion(ctx context.Context, v *Version) error
+	// VersionsInState lists versions of any key in one of the states
+	// (the reconciler's view), ordered by key id and version.
+	VersionsInState(ctx context.Context, states ...VersionState) ([]Version, error)
+	// MaxVersion is the highest version number a key has ever had (0: none).
+	MaxVersion(ctx context.Context, keyID string) (int, error)
+	// DeleteVersion removes a version row (only for rolling back a Pending row).
+	DeleteVersion(ctx context.Context, keyID string, version int) error
+
+	InsertAlias(ctx context.Context, a *Alias) error
+	GetAlias(ctx context.Context, name string) (*Alias, error)
+	// UpdateAlias rebinds a.Name to a.KeyID and sets updated_at.
+	UpdateAlias(ctx context.Context, a *Alias) error
+	DeleteAlias(ctx context.Context, name string) error
+	// ListAliases returns aliases ordered by name with name > p.After, only
+	// those of keyID when it is not empty.
+	ListAliases(ctx context.Context, keyID string, p Page) ([]Alias, error)
+	// AliasNames maps each of keyIDs to its alias names, sorted.
+	AliasNames(ctx context.Context, keyIDs []string) (map[string][]string, error)
+	// DeleteAliasesOfKey removes every alias of a key (the key was deleted).
+	DeleteAliasesOfKey(ctx context.Context, keyID string) error
+
+	InsertRotation(ctx context.Context, r *Rotation) error
+	// ListRotations returns a key's rotations ordered by version, with
+	// version > afterVersion.
+	ListRotations(ctx context.Context, keyID string, afterVersion, limit int) ([]Rotation, error)
+
+	// DueRotations lists ids of Enabled, HSM-origin keys with automatic
+	// rotation on and next_rotation <= now.
+	DueRotations(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// DueDeletions lists ids of PendingDeletion keys with deletion_date <= now.
+	DueDeletions(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// DueDestructions lists versions in PendingDestruction with destroy_at <= now.
+	DueDestructions(ctx context.Context, now time.Time, limit int) ([]Version, error)
+	// ClaimKey takes a lease on a key for owner until `until`, atomically:
+	// it succeeds when the key has no lease, the lease expired (lease_until
+	// <= now) or owner already holds it. One due rotation is therefore done
+	// by exactly one worker even across replicas.
+	ClaimKey(ctx context.Context, keyID, owner string, now, until time.Time) (bool, error)
+	// ReleaseKey drops owner's lease on the key (no-op if owner does not hold it).
+	ReleaseKey(ctx context.Context, keyID, owner string) error
+}
+
+// Clock is the time source; tests inject a fake one to move time instead of
+// sleeping.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the real clock, in UTC.
+type SystemClock struct{}
+
+// Now returns the current time in UTC.
+func (SystemClock) Now() time.Time { return time.Now().UTC() }

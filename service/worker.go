@@ -1,0 +1,172 @@
+package service
+
+import (
+	"context"
+	"time"
+)
+
+// batch is how many due items one pass takes of each kind.
+const batch = 100
+
+// WorkerConfig sets the background worker's timers.
+type WorkerConfig struct {
+	Tick           time.Duration // due rotations, deletions, destructions (default 10s)
+	ReconcileEvery time.Duration // reconciler (default 5m); it also runs at start
+}
+
+// RunWorker runs the background work until ctx ends: the reconciler at once
+// and then every ReconcileEvery, and a pass over due work every Tick.
+func (s *Service) RunWorker(ctx context.Context, cfg WorkerConfig) {
+	if cfg.Tick == 0 {
+		cfg.Tick = 10 * time.Second
+	}
+	if cfg.ReconcileEvery == 0 {
+		cfg.ReconcileEvery = 5 * time.Minute
+	}
+	if _, err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("reconcile", "err", err)
+	}
+	tick := time.NewTicker(cfg.Tick)
+	defer tick.Stop()
+	rec := time.NewTicker(cfg.ReconcileEvery)
+	defer rec.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := s.RunDue(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("worker pass", "err", err)
+			}
+		case <-rec.C:
+			if _, err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("reconcile", "err", err)
+			}
+		}
+	}
+}
+
+// RunDue does one pass of due work at the clock's now: automatic rotations,
+// key deletions whose window passed, version destructions whose window
+// passed. Each item is claimed with the key's lease, so several workers
+// (goroutines or replicas) never do one item twice. It returns the first
+// store error; errors of single items are logged and retried next pass.
+func (s *Service) RunDue(ctx context.Context) error {
+	now := s.now()
+	ids, err := s.store.DueRotations(ctx, now, batch)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	for _, id := range ids {
+		if _, err := s.rotate(ctx, id, RotationAutomatic); err != nil {
+			s.log.Error("automatic rotation", "key_id", id, "err", err)
+		}
+	}
+	ids, err = s.store.DueDeletions(ctx, now, batch)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	for _, id := range ids {
+		if err := s.deleteKey(ctx, id); err != nil {
+			s.log.Error("key deletion", "key_id", id, "err", err)
+		}
+	}
+	vs, err := s.store.DueDestructions(ctx, now, batch)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	for _, v := range vs {
+		if err := s.destroyVersion(ctx, v.KeyID, v.Version); err != nil {
+			s.log.Error("version destruction", "key_id", v.KeyID, "version", v.Version, "err", err)
+		}
+	}
+	return nil
+}
+
+// deleteKey turns a key whose deletion window passed into a tombstone: one
+// transaction marks it Deleted, its versions Destroyed and removes its
+// aliases; then its token objects are destroyed. A crash in between leaves
+// objects of a Deleted key, which the reconciler destroys.
+func (s *Service) deleteKey(ctx context.Context, id string) error {
+	return s.withLease(ctx, id, func(now time.Time) error {
+		var versions []Version
+		err := s.store.InTx(ctx, func(q Queries) error {
+			k, err := q.LockKey(ctx, id)
+			if err != nil {
+				return err
+			}
+			if k.State != KeyPendingDeletion || k.DeletionDate == nil || k.DeletionDate.After(now) {
+				return nil // cancelled or not yet due
+			}
+			k.State, k.UpdatedAt, k.NextRotation = KeyDeleted, now, nil
+			if err := q.UpdateKey(ctx, k); err != nil {
+				return err
+			}
+			if versions, err = q.ListVersions(ctx, id); err != nil {
+				return err
+			}
+			for i := range versions {
+				versions[i].State, versions[i].UpdatedAt = VersionDestroyed, now
+				if err := q.UpdateVersion(ctx, &versions[i]); err != nil {
+					return err
+				}
+			}
+			return q.DeleteAliasesOfKey(ctx, id)
+		})
+		if err != nil {
+			return s.storeErr(err)
+		}
+		s.cache.invalidateKey(id)
+		s.cache.invalidateAllAliases()
+		for _, v := range versions {
+			if err := s.token.Destroy(ctx, versionRef(id, v.Version)); err != nil {
+				return s.tokenErr(err)
+			}
+		}
+		if versions != nil {
+			s.log.Info("key deleted", "key_id", id, "versions_destroyed", len(versions))
+		}
+		return nil
+	})
+}
+
+// destroyVersion destroys one version whose destruction window passed:
+// the row becomes Destroyed first, then the token object goes.
+func (s *Service) destroyVersion(ctx context.Context, id string, version int) error {
+	return s.withLease(ctx, id, func(now time.Time) error {
+		destroy := false
+		err := s.store.InTx(ctx, func(q Queries) error {
+			v, err := q.GetVersion(ctx, id, version)
+			if err != nil {
+				return err
+			}
+			if v.State != VersionPendingDestruction || v.DestroyAt == nil || v.DestroyAt.After(now) {
+				return nil
+			}
+			v.State, v.UpdatedAt, destroy = VersionDestroyed, now, true
+			return q.UpdateVersion(ctx, v)
+		})
+		if err != nil {
+			return s.storeErr(err)
+		}
+		s.cache.invalidateKey(id)
+		if !destroy {
+			return nil
+		}
+		s.log.Info("key version destroyed", "key_id", id, "version", version)
+		return s.tokenErr(s.token.Destroy(ctx, versionRef(id, version)))
+	})
+}
+
+// withLease runs fn while holding the key's lease; if another worker holds
+// it, fn is skipped (the item stays due and is retried next pass).
+func (s *Service) withLease(ctx context.Context, id string, fn func(now time.Time) error) error {
+	owner := s.leaseOwner()
+	now := s.now()
+	ok, err := s.store.ClaimKey(ctx, id, owner, now, now.Add(leaseDuration))
+	if err != nil || !ok {
+		return s.storeErr(err)
+	}
+	defer s.release(id, owner)
+	return fn(now)
+}
