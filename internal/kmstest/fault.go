@@ -1,0 +1,134 @@
+package kmstest
+
+import (
+	"context"
+	"sync"
+
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service"
+)
+
+// FaultToken wraps the real token and fails chosen calls: the real token is
+// used for everything else (STYLE.md: wrap the real token, do not fake it).
+type FaultToken struct {
+	hsm.Token
+	mu    sync.Mutex
+	fails map[string][]error
+}
+
+// NewFaultToken wraps tok.
+func NewFaultToken(tok hsm.Token) *FaultToken {
+	return &FaultToken{Token: tok, fails: map[string][]error{}}
+}
+
+// FailNext makes the next call of method ("GenerateKey", "Encrypt",
+// "Decrypt", "SetDecryptOnly", "Destroy", "Random", "Inventory", "Ping")
+// return err without reaching the token. Calls queue up.
+func (f *FaultToken) FailNext(method string, err error) {
+	f.mu.Lock()
+	f.fails[method] = append(f.fails[method], err)
+	f.mu.Unlock()
+}
+
+func (f *FaultToken) fault(method string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	q := f.fails[method]
+	if len(q) == 0 {
+		return nil
+	}
+	f.fails[method] = q[1:]
+	return q[0]
+}
+
+// GenerateKey implements hsm.Token.
+func (f *FaultToken) GenerateKey(ctx context.Context, ref hsm.ObjectRef) error {
+	if err := f.fault("GenerateKey"); err != nil {
+		return err
+	}
+	return f.Token.GenerateKey(ctx, ref)
+}
+
+// Encrypt implements hsm.Token.
+func (f *FaultToken) Encrypt(ctx context.Context, ref hsm.ObjectRef, pt, aad []byte) ([]byte, []byte, error) {
+	if err := f.fault("Encrypt"); err != nil {
+		return nil, nil, err
+	}
+	return f.Token.Encrypt(ctx, ref, pt, aad)
+}
+
+// Decrypt implements hsm.Token.
+func (f *FaultToken) Decrypt(ctx context.Context, ref hsm.ObjectRef, iv, ct, aad []byte) ([]byte, error) {
+	if err := f.fault("Decrypt"); err != nil {
+		return nil, err
+	}
+	return f.Token.Decrypt(ctx, ref, iv, ct, aad)
+}
+
+// SetDecryptOnly implements hsm.Token.
+func (f *FaultToken) SetDecryptOnly(ctx context.Context, ref hsm.ObjectRef) error {
+	if err := f.fault("SetDecryptOnly"); err != nil {
+		return err
+	}
+	return f.Token.SetDecryptOnly(ctx, ref)
+}
+
+// Destroy implements hsm.Token.
+func (f *FaultToken) Destroy(ctx context.Context, ref hsm.ObjectRef) error {
+	if err := f.fault("Destroy"); err != nil {
+		return err
+	}
+	return f.Token.Destroy(ctx, ref)
+}
+
+// Random implements hsm.Token.
+func (f *FaultToken) Random(ctx context.Context, n int) ([]byte, error) {
+	if err := f.fault("Random"); err != nil {
+		return nil, err
+	}
+	return f.Token.Random(ctx, n)
+}
+
+// Ping implements hsm.Token.
+func (f *FaultToken) Ping(ctx context.Context) error {
+	if err := f.fault("Ping"); err != nil {
+		return err
+	}
+	return f.Token.Ping(ctx)
+}
+
+// Close does not close the shared token.
+func (f *FaultToken) Close() error { return nil }
+
+// FaultStore wraps the real store and fails chosen transactions.
+type FaultStore struct {
+	service.Store
+	mu       sync.Mutex
+	failTx   []error
+	txCalled int
+}
+
+// NewFaultStore wraps st.
+func NewFaultStore(st service.Store) *FaultStore { return &FaultStore{Store: st} }
+
+// FailNextTx makes the next InTx return err without running.
+func (f *FaultStore) FailNextTx(err error) {
+	f.mu.Lock()
+	f.failTx = append(f.failTx, err)
+	f.mu.Unlock()
+}
+
+// InTx implements service.Store.
+func (f *FaultStore) InTx(ctx context.Context, fn func(q service.Queries) error) error {
+	f.mu.Lock()
+	f.txCalled++
+	var err error
+	if len(f.failTx) > 0 {
+		err, f.failTx = f.failTx[0], f.failTx[1:]
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.Store.InTx(ctx, fn)
+}
