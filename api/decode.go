@@ -1,0 +1,98 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/labstack/echo/v4"
+)
+
+// bind decodes the request body into v strictly: one JSON object, no unknown
+// fields, no trailing data, right types. An empty body is an empty object.
+// Every failure is a ValidationException naming what is wrong.
+func bind(c echo.Context, v any) error {
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
+		return service.Validationf("cannot read the request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return service.Validationf("request body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a client-safe ValidationException.
+func jsonError(err error) error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
+		return service.Validationf("malformed JSON")
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return service.Validationf("request body must be a JSON object")
+		}
+		return service.Validationf("field %s must be of type %s", typ.Field, jsonType(typ.Type.Kind().String()))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return service.Validationf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return service.Validationf("malformed JSON")
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "map", "struct":
+		return "object"
+	case "slice":
+		return "array"
+	case "int", "int64", "int32", "uint", "uint32", "uint64", "float64":
+		return "number"
+	}
+	return kind
+}
+
+// Base64 is a []byte written as standard, padded base64 in JSON responses.
+type Base64 []byte
+
+// MarshalJSON writes standard base64.
+func (b Base64) MarshalJSON() ([]byte, error) {
+	return json.Marshal(base64.StdEncoding.EncodeToString(b))
+}
+
+// decodeBase64 reads a required base64 field strictly (padding required).
+func decodeBase64(field string, s *string) ([]byte, error) {
+	if s == nil {
+		return nil, service.Validationf("field %s is required", field)
+	}
+	out, err := base64.StdEncoding.Strict().DecodeString(*s)
+	if err != nil {
+		return nil, service.Validationf("field %s is not valid base64", field)
+	}
+	return out, nil
+}
+
+// requireField reports a missing required field.
+func requireField(name string, present bool) error {
+	if !present {
+		return service.Validationf("field %s is required", name)
+	}
+	return nil
+}

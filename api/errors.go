@@ -1,0 +1,104 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/labstack/echo/v4"
+)
+
+// Error codes of the API (API.md, "Errors").
+const (
+	CodeValidation        = "ValidationException"
+	CodeInvalidCiphertext = "InvalidCiphertextException"
+	CodeIncorrectKey      = "IncorrectKeyException"
+	CodeUnauthenticated   = "UnauthenticatedException"
+	CodeAccessDenied      = "AccessDeniedException"
+	CodeNotFound          = "NotFoundException"
+	CodeAlreadyExists     = "AlreadyExistsException"
+	CodeDisabled          = "DisabledException"
+	CodeInvalidState      = "KMSInvalidStateException"
+	CodeLimitExceeded     = "LimitExceededException"
+	CodeUnavailable       = "KeyUnavailableException"
+	CodeInternal          = "KMSInternalException"
+)
+
+// errorBody is the JSON of every error response.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// domainErrors maps each service error kind to its status and code: the one
+// place where errors become HTTP.
+var domainErrors = []struct {
+	kind   error
+	status int
+	code   string
+}{
+	{service.ErrValidation, http.StatusBadRequest, CodeValidation},
+	{service.ErrInvalidCiphertext, http.StatusBadRequest, CodeInvalidCiphertext},
+	{service.ErrIncorrectKey, http.StatusBadRequest, CodeIncorrectKey},
+	{service.ErrUnauthenticated, http.StatusUnauthorized, CodeUnauthenticated},
+	{service.ErrAccessDenied, http.StatusForbidden, CodeAccessDenied},
+	{service.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{service.ErrAlreadyExists, http.StatusConflict, CodeAlreadyExists},
+	{service.ErrDisabled, http.StatusConflict, CodeDisabled},
+	{service.ErrInvalidState, http.StatusConflict, CodeInvalidState},
+	{service.ErrLimitExceeded, http.StatusTooManyRequests, CodeLimitExceeded},
+	{service.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
+}
+
+// classify returns status, code and a client-safe message for err. Unknown
+// errors are internal: their text is logged, never sent.
+func classify(err error) (status int, code, message string, internal bool) {
+	for _, d := range domainErrors {
+		if errors.Is(err, d.kind) {
+			return d.status, d.code, err.Error(), false
+		}
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		switch he.Code {
+		case http.StatusRequestEntityTooLarge:
+			return he.Code, CodeValidation, "request body is larger than the limit", false
+		case http.StatusNotFound:
+			return he.Code, CodeNotFound, "no such endpoint", false
+		case http.StatusMethodNotAllowed:
+			return he.Code, CodeValidation, "method not allowed on this endpoint", false
+		case http.StatusUnauthorized:
+			return he.Code, CodeUnauthenticated, service.ErrUnauthenticated.Error(), false
+		case http.StatusServiceUnavailable:
+			return he.Code, CodeUnavailable, "request timed out; safe to retry", false
+		}
+		if he.Code >= 400 && he.Code < 500 {
+			return http.StatusBadRequest, CodeValidation, http.StatusText(he.Code), false
+		}
+	}
+	return http.StatusInternalServerError, CodeInternal, "internal error; the request id identifies it in the server log", true
+}
+
+// errorHandler is the Echo HTTPErrorHandler: every error leaves here.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		status, code, msg, internal := classify(err)
+		if internal {
+			log.Error("internal error", "request_id", requestID(c), "path", c.Path(), "err", err)
+		}
+		c.Set(ctxErrorCode, code)
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(status)
+			return
+		}
+		_ = c.JSON(status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+	}
+}

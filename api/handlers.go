@@ -1,0 +1,178 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/labstack/echo/v4"
+)
+
+var errPanic = errors.New("panic in handler")
+
+func urlUnescape(s string) (string, error) { return url.PathUnescape(s) }
+
+type handlers struct {
+	svc *service.Service
+}
+
+func (h *handlers) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *handlers) readyz(c echo.Context) error {
+	if err := h.svc.Ready(c.Request().Context()); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// queryInt reads an optional integer query parameter.
+func queryInt(c echo.Context, name string) (int, error) {
+	s := c.QueryParam(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, service.Validationf("query parameter %s must be a positive integer", name)
+	}
+	return n, nil
+}
+
+func (h *handlers) createKey(c echo.Context) error {
+	var req createKeyRequest
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	in := service.CreateKeyInput{
+		Description: req.Description, Alias: req.Alias, Origin: service.Origin(req.Origin),
+		KeySpec: req.KeySpec, AutomaticRotation: req.AutomaticRotation, Tags: req.Tags,
+	}
+	if req.RotationInterval != "" {
+		d, err := service.ParseDuration(req.RotationInterval)
+		if err != nil {
+			return err
+		}
+		if d == 0 {
+			return service.Validationf("rotation_interval must be positive")
+		}
+		in.RotationInterval = d
+	}
+	k, err := h.svc.CreateKey(c.Request().Context(), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, keyResponse(k))
+}
+
+func (h *handlers) listKeys(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	keys, next, err := h.svc.ListKeys(c.Request().Context(), limit, c.QueryParam("next_token"))
+	if err != nil {
+		return err
+	}
+	out := listKeysResponse{Keys: make([]KeyResponse, len(keys)), NextToken: next}
+	for i, k := range keys {
+		out.Keys[i] = keyResponse(k)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (h *handlers) describeKey(c echo.Context) error {
+	k, err := h.svc.DescribeKey(c.Request().Context(), keyRef(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, keyResponse(k))
+}
+
+func (h *handlers) updateKey(c echo.Context) error {
+	var req updateKeyRequest
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	k, err := h.svc.UpdateKey(c.Request().Context(), keyRef(c),
+		service.UpdateKeyInput{Description: req.Description, Tags: req.Tags})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, keyResponse(k))
+}
+
+func (h *handlers) enableKey(c echo.Context) error {
+	if err := bind(c, &struct{}{}); err != nil {
+		return err
+	}
+	k, err := h.svc.EnableKey(c.Request().Context(), keyRef(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, keyResponse(k))
+}
+
+func (h *handlers) disableKey(c echo.Context) error {
+	if err := bind(c, &struct{}{}); err != nil {
+		return err
+	}
+	k, err := h.svc.DisableKey(c.Request().Context(), keyRef(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, keyResponse(k))
+}
+
+func (h *handlers) createAlias(c echo.Context) error {
+	var req aliasRequest
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	if err := requireField("alias_name", req.AliasName != ""); err != nil {
+		return err
+	}
+	a, err := h.svc.CreateAlias(c.Request().Context(), req.AliasName, req.TargetKeyID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, aliasResponse(a))
+}
+
+func (h *handlers) updateAlias(c echo.Context) error {
+	var req updateAliasRequest
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	a, err := h.svc.UpdateAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name")), req.TargetKeyID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, aliasResponse(a))
+}
+
+func (h *handlers) deleteAlias(c echo.Context) error {
+	if err := h.svc.DeleteAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name"))); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (h *handlers) listAliases(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	aliases, next, err := h.svc.ListAliases(c.Request().Context(), c.QueryParam("key_id"), limit, c.QueryParam("next_token"))
+	if err != nil {
+		return err
+	}
+	out := listAliasesResponse{Aliases: make([]AliasResponse, len(aliases)), NextToken: next}
+	for i := range aliases {
+		out.Aliases[i] = aliasResponse(&aliases[i])
+	}
+	return c.JSON(http.StatusOK, out)
+}

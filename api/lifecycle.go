@@ -1,0 +1,188 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hsmkms/hsmkms/policy"
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/labstack/echo/v4"
+)
+
+type deletionRequest struct {
+	PendingWindowDays int `json:"pending_window_days"`
+}
+
+type rotationPolicyRequest struct {
+	AutomaticRotation *bool  `json:"automatic_rotation"`
+	RotationInterval  string `json:"rotation_interval"`
+}
+
+type rotationStatusResponse struct {
+	KeyID             string     `json:"key_id"`
+	AutomaticRotation string     `json:"automatic_rotation"`
+	RotationInterval  string     `json:"rotation_interval"`
+	LastRotationDate  *time.Time `json:"last_rotation_date,omitempty"`
+	NextRotationDate  *time.Time `json:"next_rotation_date,omitempty"`
+}
+
+type rotateResponse struct {
+	KeyID      string `json:"key_id"`
+	KeyVersion int    `json:"key_version"`
+}
+
+// VersionResponse is one key version as the API shows it.
+type VersionResponse struct {
+	Version          int        `json:"version"`
+	State            string     `json:"state"`
+	Origin           string     `json:"origin"`
+	CreationDate     time.Time  `json:"creation_date"`
+	DestructionDate  *time.Time `json:"destruction_date,omitempty"`
+	TokenObjectLabel string     `json:"token_object_label"`
+}
+
+func versionResponse(v *service.Version) VersionResponse {
+	return VersionResponse{Version: v.Version, State: string(v.State), Origin: string(v.Origin),
+		CreationDate: v.CreatedAt.UTC(), DestructionDate: utc(v.DestroyAt), TokenObjectLabel: v.TokenLabel}
+}
+
+type rotationsResponse struct {
+	Rotations []rotationItem `json:"rotations"`
+	NextToken string         `json:"next_token"`
+}
+
+type rotationItem struct {
+	KeyVersion   int       `json:"key_version"`
+	RotationDate time.Time `json:"rotation_date"`
+	RotationType string    `json:"rotation_type"`
+}
+
+func (h *handlers) scheduleDeletion(c echo.Context) error {
+	var req deletionRequest
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	k, err := h.svc.ScheduleKeyDeletion(c.Request().Context(), keyRef(c), req.PendingWindowDays)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, keyResponse(k))
+}
+
+func (h *handlers) cancelDeletion(c echo.Context) error {
+	if err := bind(c, &struct{}{}); err != nil {
+		return err
+	}
+	k, err := h.svc.CancelKeyDeletion(c.Request().Context(), keyRef(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, keyResponse(k))
+}
+
+func (h *handlers) putRotationPolicy(c echo.Context) error {
+	var req rotationPolicyRequest
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	if err := requireField("automatic_rotation", req.AutomaticRotation != nil); err != nil {
+		return err
+	}
+	in := service.RotationPolicyInput{AutomaticRotation: *req.AutomaticRotation}
+	if req.RotationInterval != "" {
+		d, err := service.ParseDuration(req.RotationInterval)
+		if err != nil {
+			return err
+		}
+		if d == 0 {
+			return service.Validationf("rotation_interval must be positive")
+		}
+		in.RotationInterval = d
+	}
+	k, err := h.svc.PutRotationPolicy(c.Request().Context(), keyRef(c), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, keyResponse(k))
+}
+
+func (h *handlers) rotationStatus(c echo.Context) error {
+	st, err := h.svc.GetRotationStatus(c.Request().Context(), keyRef(c))
+	if err != nil {
+		return err
+	}
+	out := rotationStatusResponse{KeyID: st.KeyID, AutomaticRotation: st.Status,
+		RotationInterval: service.FormatDuration(st.RotationInterval),
+		LastRotationDate: utc(st.LastRotation), NextRotationDate: utc(st.NextRotation)}
+	if st.Status != policy.RotationStatusEnabled {
+		out.NextRotationDate = nil
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (h *handlers) rotate(c echo.Context) error {
+	if err := bind(c, &struct{}{}); err != nil {
+		return err
+	}
+	v, err := h.svc.RotateKey(c.Request().Context(), keyRef(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, rotateResponse{KeyID: v.KeyID, KeyVersion: v.Version})
+}
+
+func (h *handlers) listRotations(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	rows, next, err := h.svc.ListKeyRotations(c.Request().Context(), keyRef(c), limit, c.QueryParam("next_token"))
+	if err != nil {
+		return err
+	}
+	out := rotationsResponse{Rotations: make([]rotationItem, len(rows)), NextToken: next}
+	for i, r := range rows {
+		out.Rotations[i] = rotationItem{KeyVersion: r.Version, RotationDate: r.At.UTC(), RotationType: string(r.Type)}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (h *handlers) listVersions(c echo.Context) error {
+	vs, err := h.svc.ListVersions(c.Request().Context(), keyRef(c))
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Versions []VersionResponse `json:"versions"`
+	}{Versions: make([]VersionResponse, len(vs))}
+	for i := range vs {
+		out.Versions[i] = versionResponse(&vs[i])
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// changeVersion serves POST .../versions/{version}/{disable,enable,
+// schedule-destruction,cancel-destruction}.
+func (h *handlers) changeVersion(action service.VersionAction) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		version, err := strconv.Atoi(c.Param("version"))
+		if err != nil || version < 1 {
+			return service.Validationf("version must be a positive integer")
+		}
+		var req deletionRequest
+		if action == service.ScheduleVersionDestruction {
+			err = bind(c, &req)
+		} else {
+			err = bind(c, &struct{}{})
+		}
+		if err != nil {
+			return err
+		}
+		v, err := h.svc.ChangeVersion(c.Request().Context(), keyRef(c), version, action, req.PendingWindowDays)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, versionResponse(v))
+	}
+}

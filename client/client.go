@@ -1,0 +1,125 @@
+// Package client is a typed Go client for the hsmkms REST API (API.md).
+// Errors from the server are *Error values carrying the API error code.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Client calls one hsmkms server with one bearer token.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for the server at baseURL (e.g. http://127.0.0.1:8080).
+func New(baseURL, token string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: hc}
+}
+
+// Error is an error response of the API.
+type Error struct {
+	Status    int    // HTTP status
+	Code      string // e.g. "NotFoundException"
+	Message   string
+	RequestID string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (%d): %s", e.Code, e.Status, e.Message)
+}
+
+// Code returns the API error code of err, or "" if err is not an API error.
+func Code(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// Do sends one request with a JSON body (nil for none) and decodes the JSON
+// response into out (nil to discard). It is exported for endpoints that have
+// no typed method yet and for tests that send raw bodies.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	var rdr io.Reader
+	if body != nil {
+		switch b := body.(type) {
+		case []byte:
+			rdr = bytes.NewReader(b)
+		case string:
+			rdr = strings.NewReader(b)
+		default:
+			buf, err := json.Marshal(body)
+			if err != nil {
+				return err
+			}
+			rdr = bytes.NewReader(buf)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rdr)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var eb struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		_ = json.Unmarshal(data, &eb)
+		return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message,
+			RequestID: resp.Header.Get("X-Request-Id")}
+	}
+	if out == nil || len(data) == 0 {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+// keyPath is the path of a key named by id or alias/NAME.
+func keyPath(ref string) string {
+	if name, ok := strings.CutPrefix(ref, "alias/"); ok {
+		return "/v1/keys/alias/" + url.PathEscape(name)
+	}
+	return "/v1/keys/" + url.PathEscape(ref)
+}
+
+func pageQuery(q url.Values, limit int, next string) string {
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if next != "" {
+		q.Set("next_token", next)
+	}
+	if len(q) == 0 {
+		return ""
+	}
+	return "?" + q.Encode()
+}
