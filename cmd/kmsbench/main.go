@@ -1,0 +1,170 @@
+// Command kmsbench measures hsmkms throughput in one run: the raw token
+// ceiling (AES-GCM through the hsm package alone) and REST encrypt/decrypt
+// against a running kmsd, at concurrency 1 and 32, and prints the ratios as
+// a Markdown table (docs/benchmarks.md). It is a benchmark, not a test.
+//
+//	kmsbench -addr http://127.0.0.1:8080 -duration 10s
+//
+// The bearer token comes from KMS_TOKEN; the token for the raw ceiling from
+// KMS_PKCS11_MODULE, KMS_TOKEN_LABEL and KMS_PIN (as kmsd reads them).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/hsm"
+)
+
+func main() {
+	addr := flag.String("addr", "http://127.0.0.1:8080", "kmsd base URL")
+	dur := flag.Duration("duration", 10*time.Second, "length of each measurement")
+	size := flag.Int("size", 64, "plaintext bytes")
+	levels := flag.String("concurrency", "1,32", "comma-separated concurrency levels")
+	flag.Parse()
+	if err := run(*addr, *dur, *size, *levels); err != nil {
+		fmt.Fprintln(os.Stderr, "kmsbench:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one measurement.
+type result struct {
+	name        string
+	concurrency int
+	ops         int64
+	elapsed     time.Duration
+	p50, p99    time.Duration
+	errors      int64
+}
+
+func (r result) opsPerSec() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+// measure runs op from n goroutines for d and records latencies.
+func measure(name string, n int, d time.Duration, op func(ctx context.Context) error) result {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var ops, errs atomic.Int64
+	lat := make([][]time.Duration, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if err := op(context.Background()); err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+				ops.Add(1)
+			}
+		}(i)
+	}
+	wg.Wait()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	r := result{name: name, concurrency: n, ops: ops.Load(), elapsed: time.Since(start), errors: errs.Load()}
+	if len(all) > 0 {
+		r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
+	}
+	return r
+}
+
+func run(addr string, d time.Duration, size int, levelList string) error {
+	var levels []int
+	for _, s := range strings.Split(levelList, ",") {
+		var n int
+		if _, err := fmt.Sscanf(s, "%d", &n); err != nil || n < 1 {
+			return fmt.Errorf("bad concurrency %q", s)
+		}
+		levels = append(levels, n)
+	}
+	ctx := context.Background()
+	plaintext := make([]byte, size)
+	aad := make([]byte, 25)
+
+	// Raw token ceiling: the hsm package alone, on a key of its own.
+	tok, err := hsm.Open(ctx, hsm.Config{Module: env("KMS_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"),
+		TokenLabel: env("KMS_TOKEN_LABEL", "hsmkms"), PIN: os.Getenv("KMS_PIN"), MaxSessions: 32,
+		Profile: hsm.SoftHSMProfile})
+	if err != nil {
+		return err
+	}
+	ref := hsm.ObjectRef{KeyID: uuid.New(), Version: 1}
+	if err := tok.GenerateKey(ctx, ref); err != nil {
+		return err
+	}
+	defer tok.Destroy(ctx, ref)
+	iv, ct, err := tok.Encrypt(ctx, ref, plaintext, aad)
+	if err != nil {
+		return err
+	}
+
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	c := client.New(addr, os.Getenv("KMS_TOKEN"), hc)
+	k, err := c.CreateKey(ctx, client.CreateKeyRequest{Description: "kmsbench"})
+	if err != nil {
+		return fmt.Errorf("create key: %w", err)
+	}
+	enc, err := c.Encrypt(ctx, k.KeyID, plaintext, nil)
+	if err != nil {
+		return err
+	}
+
+	var rows []result
+	for _, n := range levels {
+		rawEnc := measure("token encrypt", n, d, func(ctx context.Context) error {
+			_, _, err := tok.Encrypt(ctx, ref, plaintext, aad)
+			return err
+		})
+		rawDec := measure("token decrypt", n, d, func(ctx context.Context) error {
+			_, err := tok.Decrypt(ctx, ref, iv, ct, aad)
+			return err
+		})
+		restEnc := measure("REST encrypt", n, d, func(ctx context.Context) error {
+			_, err := c.Encrypt(ctx, k.KeyID, plaintext, nil)
+			return err
+		})
+		restDec := measure("REST decrypt", n, d, func(ctx context.Context) error {
+			_, err := c.Decrypt(ctx, enc.CiphertextBlob, nil, "")
+			return err
+		})
+		rows = append(rows, rawEnc, rawDec, restEnc, restDec)
+	}
+	c.ScheduleKeyDeletion(ctx, k.KeyID, 7)
+
+	fmt.Printf("Machine: %s/%s, %d CPUs (GOMAXPROCS %d), %s; plaintext %d bytes; %s per measurement.\n\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), size, d)
+	fmt.Println("| operation | concurrency | ops/s | p50 | p99 | errors | REST / token |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for i, r := range rows {
+		ratio := ""
+		if strings.HasPrefix(r.name, "REST") {
+			ratio = fmt.Sprintf("%.2f", r.opsPerSec()/rows[i-2].opsPerSec())
+		}
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %d | %s |\n", r.name, r.concurrency, r.opsPerSec(),
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, ratio)
+	}
+	return nil
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

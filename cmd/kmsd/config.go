@@ -1,0 +1,168 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is everything kmsd needs to start. Every field has a flag and an
+// environment variable of the same meaning (API.md, "Running the server"),
+// except secrets, which come only from the environment or a file.
+type Config struct {
+	Listen      string
+	Module      string
+	TokenLabel  string
+	DB          string
+	TLSCert     string
+	TLSKey      string
+	HSMProfile  string
+	MaxSessions int
+	LogLevel    string
+	// Rotation interval bounds (tests lower the minimum).
+	MinRotationInterval time.Duration
+	// Background worker timers.
+	WorkerTick     time.Duration
+	ReconcileEvery time.Duration
+	// DestroyUnknownObjects lets the reconciler destroy token objects of
+	// keys this database does not know (off: they are only reported).
+	DestroyUnknownObjects bool
+
+	// Secrets: never flags, never logged.
+	PIN            string
+	BootstrapToken string
+}
+
+// loadConfig reads flags, falling back to the environment, then defaults.
+func loadConfig(args []string, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("kmsd", flag.ContinueOnError)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.Listen, "listen", env("KMS_LISTEN", "127.0.0.1:8080"), "address to serve on (KMS_LISTEN)")
+	fs.StringVar(&c.Module, "pkcs11-module", env("KMS_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"), "PKCS#11 module path (KMS_PKCS11_MODULE)")
+	fs.StringVar(&c.TokenLabel, "token-label", env("KMS_TOKEN_LABEL", "hsmkms"), "token label (KMS_TOKEN_LABEL)")
+	fs.StringVar(&c.DB, "db", env("KMS_DB", "sqlite:var/hsmkms.db"), "sqlite:PATH or postgres:// URL (KMS_DB)")
+	fs.StringVar(&c.TLSCert, "tls-cert", env("KMS_TLS_CERT", ""), "TLS certificate file (KMS_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", env("KMS_TLS_KEY", ""), "TLS key file (KMS_TLS_KEY)")
+	fs.StringVar(&c.HSMProfile, "hsm-profile", env("KMS_HSM_PROFILE", "auto"), "vendor profile: auto, softhsm or generic (KMS_HSM_PROFILE)")
+	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "token sessions to pool (KMS_MAX_SESSIONS; default 16)")
+	fs.StringVar(&c.LogLevel, "log-level", env("KMS_LOG_LEVEL", "info"), "debug, info, warn or error (KMS_LOG_LEVEL)")
+	tick := fs.String("worker-tick", env("KMS_WORKER_TICK", "10s"), "how often due rotations and deletions run (KMS_WORKER_TICK)")
+	reconcile := fs.String("reconcile-every", env("KMS_RECONCILE_EVERY", "5m"), "how often the reconciler runs (KMS_RECONCILE_EVERY)")
+	fs.BoolVar(&c.DestroyUnknownObjects, "destroy-unknown-objects", env("KMS_DESTROY_UNKNOWN_OBJECTS", "") == "true",
+		"let the reconciler destroy token objects of keys unknown to this database (KMS_DESTROY_UNKNOWN_OBJECTS)")
+	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default 7d)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if c.MaxSessions == 0 {
+		if v := getenv("KMS_MAX_SESSIONS"); v != "" {
+			if _, err := fmt.Sscanf(v, "%d", &c.MaxSessions); err != nil {
+				return nil, fmt.Errorf("KMS_MAX_SESSIONS: %q is not a number", v)
+			}
+		}
+	}
+	for _, d := range []struct {
+		name string
+		val  string
+		dst  *time.Duration
+	}{{"worker-tick", *tick, &c.WorkerTick}, {"reconcile-every", *reconcile, &c.ReconcileEvery}} {
+		v, err := time.ParseDuration(d.val)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%s: %q is not a positive duration", d.name, d.val)
+		}
+		*d.dst = v
+	}
+	if *minRot != "" {
+		d, err := time.ParseDuration(*minRot)
+		if err != nil {
+			return nil, fmt.Errorf("min-rotation-interval: %v", err)
+		}
+		c.MinRotationInterval = d
+	}
+	pin, err := secret(getenv, "KMS_PIN", "KMS_PIN_FILE")
+	if err != nil {
+		return nil, err
+	}
+	c.PIN = pin
+	c.BootstrapToken = getenv("KMS_BOOTSTRAP_TOKEN")
+	return c, c.Validate()
+}
+
+// secret reads a secret from the variable name or the file named by fileVar.
+func secret(getenv func(string) string, name, fileVar string) (string, error) {
+	v, file := getenv(name), getenv(fileVar)
+	switch {
+	case v != "" && file != "":
+		return "", fmt.Errorf("set %s or %s, not both", name, fileVar)
+	case v != "":
+		return v, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: cannot read the file: %v", fileVar, errors.Unwrap(err))
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", nil
+}
+
+// Validate names the first bad field.
+func (c *Config) Validate() error {
+	if c.PIN == "" {
+		return errors.New("no token PIN: set KMS_PIN or KMS_PIN_FILE")
+	}
+	if c.BootstrapToken == "" {
+		return errors.New("no bearer token: set KMS_BOOTSTRAP_TOKEN (the administrator's token)")
+	}
+	if len(c.BootstrapToken) < 16 {
+		return errors.New("KMS_BOOTSTRAP_TOKEN must be at least 16 characters")
+	}
+	if !strings.HasPrefix(c.Module, "/") {
+		return fmt.Errorf("pkcs11-module: %q must be an absolute path", c.Module)
+	}
+	if c.TokenLabel == "" || len(c.TokenLabel) > 32 {
+		return errors.New("token-label must be 1 to 32 characters")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls-cert and tls-key go together")
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	if c.TLSCert == "" && !isLoopback(host) {
+		return fmt.Errorf("listen: plain HTTP is served on loopback only; set KMS_TLS_CERT and KMS_TLS_KEY to listen on %s", c.Listen)
+	}
+	switch c.HSMProfile {
+	case "auto", "softhsm", "generic":
+	default:
+		return fmt.Errorf("hsm-profile: %q is not auto, softhsm or generic", c.HSMProfile)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.MaxSessions < 0 {
+		return errors.New("max-sessions must be positive")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,127 @@
+// Command kmsd is the hsmkms server: it opens the token and the database,
+// serves the REST API (API.md) and runs the background workers.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hsmkms/hsmkms/api"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv); err != nil {
+		// One line, whatever the driver's message looks like.
+		fmt.Fprintln(os.Stderr, "kmsd:", strings.Join(strings.Fields(err.Error()), " "))
+		os.Exit(1)
+	}
+}
+
+// run starts kmsd and serves until ctx is cancelled. Start-up failures
+// (config, token, PIN, database) return one clear error before listening.
+func run(ctx context.Context, args []string, getenv func(string) string) error {
+	cfg, err := loadConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel)
+
+	tok, err := hsm.Open(ctx, hsm.Config{
+		Module: cfg.Module, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
+		MaxSessions: cfg.MaxSessions, Profile: profile(cfg),
+	})
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	defer tok.Close()
+	db, err := store.Open(ctx, cfg.DB)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer db.Close()
+
+	svc := service.New(db, tok, service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
+		DestroyUnknownObjects: cfg.DestroyUnknownObjects})
+	workerCtx, stopWorker := context.WithCancel(context.Background())
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		svc.RunWorker(workerCtx, service.WorkerConfig{Tick: cfg.WorkerTick, ReconcileEvery: cfg.ReconcileEvery})
+	}()
+	defer func() { stopWorker(); <-workerDone }()
+	e := api.New(api.Config{
+		Service: svc,
+		Auth:    api.NewStaticToken(cfg.BootstrapToken, "admin"),
+		Logger:  log,
+	})
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	log.Info("kmsd serving", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "", "token", cfg.TokenLabel, "db", dbKind(cfg.DB))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	// Shutdown order: stop HTTP and drain in-flight requests, then the
+	// deferred closes release the token and the database.
+	log.Info("kmsd shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// profile picks the vendor profile: SoftHSM's for its module, else generic.
+func profile(cfg *Config) hsm.Profile {
+	switch {
+	case cfg.HSMProfile == "softhsm":
+		return hsm.SoftHSMProfile
+	case cfg.HSMProfile == "auto" && strings.Contains(filepath.Base(cfg.Module), "softhsm"):
+		return hsm.SoftHSMProfile
+	}
+	return hsm.DefaultProfile
+}
+
+// dbKind names the database without its credentials.
+func dbKind(dsn string) string {
+	if strings.HasPrefix(dsn, "sqlite:") {
+		return dsn
+	}
+	return "postgres"
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/internal/softhsmtest"
+)
+
+var kmsdBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(softhsmtest.Run(&buildFirst{m}))
+}
+
+// buildFirst builds the kmsd binary once before the tests run it as a subprocess.
+type buildFirst struct{ m *testing.M }
+
+func (b *buildFirst) Run() int {
+	dir, err := os.MkdirTemp("", "kmsd-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	kmsdBin = filepath.Join(dir, "kmsd")
+	out, err := exec.Command("go", "build", "-o", kmsdBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build kmsd: %v\n%s", err, out)
+		return 1
+	}
+	return b.m.Run()
+}
+
+const adminToken = "kmsd-test-admin-token-0123456789"
+
+// proc is one running kmsd.
+type proc struct {
+	cmd    *exec.Cmd
+	url    string
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	done   chan error
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// kmsdEnv is the environment of a kmsd on the test token with database db.
+func kmsdEnv(t *testing.T, db string, extra ...string) []string {
+	env := softhsmtest.Get(t)
+	base := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"SOFTHSM2_CONF=" + env.Conf,
+		"KMS_PKCS11_MODULE=" + env.Module,
+		"KMS_TOKEN_LABEL=" + env.Label,
+		"KMS_PIN=" + env.PIN,
+		"KMS_DB=" + db,
+		"KMS_BOOTSTRAP_TOKEN=" + adminToken,
+		"KMS_LOG_LEVEL=warn",
+	}
+	return append(base, extra...)
+}
+
+// startKmsd runs kmsd and waits until /readyz answers 200.
+func startKmsd(t *testing.T, env []string) *proc {
+	t.Helper()
+	addr := freeAddr(t)
+	p := &proc{url: "http://" + addr, done: make(chan error, 1)}
+	p.cmd = exec.Command(kmsdBin)
+	p.cmd.Env = append(env, "KMS_LISTEN="+addr)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(p.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("kmsd exited: %v\n%s", err, p.log())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("kmsd not ready after 30s\n%s", p.log())
+	return nil
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("kmsd exit after SIGTERM: %v\n%s", err, p.log())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("kmsd did not stop within 30s of SIGTERM")
+	}
+}
+
+// Restart: stop kmsd and start it again on the same token and database;
+// every blob made before still decrypts, every key and alias is there.
+func TestRestartKeepsEverything(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env := kmsdEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "kms.db"))
+	p := startKmsd(t, env)
+	c := client.New(p.url, adminToken, nil)
+
+	type made struct {
+		blob  []byte
+		plain string
+		ctx   map[string]string
+	}
+	var blobs []made
+	var keyIDs []string
+	for i := 0; i < 4; i++ {
+		alias := fmt.Sprintf("alias/restart-%d", i)
+		k, err := c.CreateKey(ctx, client.CreateKeyRequest{Alias: alias, Description: alias})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyIDs = append(keyIDs, k.KeyID)
+		for j := 0; j < 3; j++ {
+			plain := fmt.Sprintf("secret %d/%d", i, j)
+			ec := map[string]string{"n": fmt.Sprint(j)}
+			enc, err := c.Encrypt(ctx, alias, []byte(plain), ec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs = append(blobs, made{enc.CiphertextBlob, plain, ec})
+		}
+	}
+	p.stop(t)
+
+	p2 := startKmsd(t, env)
+	c2 := client.New(p2.url, adminToken, nil)
+	for _, b := range blobs {
+		dec, err := c2.Decrypt(ctx, b.blob, b.ctx, "")
+		if err != nil || string(dec.Plaintext) != b.plain {
+			t.Fatalf("blob made before the restart: %v", err)
+		}
+	}
+	for i, id := range keyIDs {
+		k, err := c2.DescribeKey(ctx, fmt.Sprintf("alias/restart-%d", i))
+		if err != nil || k.KeyID != id || k.KeyState != "Enabled" {
+			t.Fatalf("key %d after restart: %v %+v", i, err, k)
+		}
+	}
+	if _, err := c2.Encrypt(ctx, "alias/restart-0", []byte("after"), nil); err != nil {
+		t.Fatalf("encrypt after restart: %v", err)
+	}
+}
+
+// Start-up failures exit non-zero with one clear line, before listening.
+func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
+	db := "sqlite:" + filepath.Join(t.TempDir(), "kms.db")
+	cases := []struct {
+		name  string
+		env   []string
+		want  string
+		leaks string // a secret that must not appear in the output
+	}{
+		{"wrong PIN", append(kmsdEnv(t, db), "KMS_PIN=wrong-pin-1234"), "login", "wrong-pin-1234"},
+		{"no PIN", withoutVar(kmsdEnv(t, db), "KMS_PIN"), "KMS_PIN", ""},
+		{"PIN file missing", append(withoutVar(kmsdEnv(t, db), "KMS_PIN"), "KMS_PIN_FILE=/nonexistent/pin"), "KMS_PIN_FILE", ""},
+		{"unknown token", append(kmsdEnv(t, db), "KMS_TOKEN_LABEL=no-such-token"), "no-such-token", ""},
+		{"missing module", append(kmsdEnv(t, db), "KMS_PKCS11_MODULE=/nonexistent/libpkcs11.so"), "/nonexistent/libpkcs11.so", ""},
+		{"bad database", append(kmsdEnv(t, db), "KMS_DB=mysql://x"), "sqlite:", ""},
+		{"postgres unreachable", append(kmsdEnv(t, db), "KMS_DB=postgres://u:hunter2secret@127.0.0.1:1/db?connect_timeout=2"), "database", "hunter2secret"},
+		{"no bootstrap token", withoutVar(kmsdEnv(t, db), "KMS_BOOTSTRAP_TOKEN"), "KMS_BOOTSTRAP_TOKEN", ""},
+		{"plain HTTP off loopback", append(kmsdEnv(t, db), "KMS_LISTEN=0.0.0.0:0"), "TLS", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(kmsdBin)
+			cmd.Env = tc.env
+			if !hasVar(tc.env, "KMS_LISTEN") {
+				cmd.Env = append(cmd.Env, "KMS_LISTEN="+freeAddr(t))
+			}
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			done := make(chan error, 1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatalf("kmsd started; output:\n%s", out.String())
+				}
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("kmsd did not exit; output:\n%s", out.String())
+			}
+			text := strings.TrimSpace(out.String())
+			if strings.Count(text, "\n") != 0 || !strings.Contains(text, tc.want) {
+				t.Fatalf("want one line mentioning %q, got:\n%s", tc.want, text)
+			}
+			if tc.leaks != "" && strings.Contains(text, tc.leaks) {
+				t.Fatalf("output leaks a secret: %s", text)
+			}
+		})
+	}
+}
+
+func withoutVar(env []string, name string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func hasVar(env []string, name string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, name+"=") {
+			return true
+		}
+	}
+	return false
+}
