@@ -1,0 +1,45 @@
+# hsmkms: make run (development server), make test (the whole suite),
+# make bench (throughput against a running kmsd and the raw token).
+SHELL := /bin/bash
+GO    ?= go
+export CGO_ENABLED := 1
+
+.PHONY: run test bench build vet fmt clean
+
+build:
+	@scripts/ensure-go.sh
+	$(GO) build -o bin/kmsd ./cmd/kmsd
+
+## run: SoftHSM token + SQLite under var/, kept between runs.
+run: build
+	@scripts/dev-setup.sh
+	@echo "kmsd on http://127.0.0.1:8080 (token 'hsmkms', database var/hsmkms.db)"
+	@echo "development bearer token: $$(cat var/bootstrap-token)"
+	@echo "try: curl -s -H \"Authorization: Bearer $$(cat var/bootstrap-token)\" -X POST http://127.0.0.1:8080/v1/keys -d '{\"alias\":\"alias/MyAppKey\"}'"
+	@SOFTHSM2_CONF=$(CURDIR)/softhsm.conf KMS_PIN_FILE=var/pin \
+	  KMS_BOOTSTRAP_TOKEN=$$(cat var/bootstrap-token) exec bin/kmsd
+
+## test: installs what is missing, then every test against real SoftHSM
+## tokens, SQLite and a throwaway PostgreSQL cluster (stopped at the end).
+test:
+	@scripts/ensure-go.sh
+	@scripts/ensure-softhsm.sh
+	@softhsm2-util --version | sed 's/^/softhsm2 /'
+	$(GO) vet ./...
+	@dir=$$(mktemp -d) && url=$$(scripts/pg-test.sh start "$$dir") && \
+	  trap 'scripts/pg-test.sh stop "'"$$dir"'"' EXIT && \
+	  echo "throwaway PostgreSQL: $$url" && \
+	  KMS_TEST_POSTGRES="$$url" CI=$${CI:-} $(GO) test -race -count=1 -timeout 12m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w .
+
+clean:
+	rm -rf bin
+
+## bench: REST vs raw token throughput (docs/benchmarks.md); BENCH_DURATION=10s for longer runs.
+bench:
+	@scripts/bench.sh
