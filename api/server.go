@@ -16,18 +16,21 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 )
 
-// Authenticator turns a bearer token into the principal's name. It must
-// compare tokens in constant time and return an error wrapping
-// service.ErrUnauthenticated for a missing or unknown token.
+// Authenticator turns a bearer token, or a verified client certificate's
+// subject, into the caller. It must compare tokens in constant time and
+// return an error wrapping service.ErrUnauthenticated for a missing,
+// unknown or revoked token. *service.Service implements it.
 type Authenticator interface {
-	Authenticate(ctx context.Context, bearer string) (principal string, err error)
+	Authenticate(ctx context.Context, bearer string) (*service.Caller, error)
+	AuthenticateCertificate(ctx context.Context, subject string) (*service.Caller, error)
 }
 
 // Config configures the REST layer.
 type Config struct {
 	Service *service.Service
-	Auth    Authenticator
-	Logger  *slog.Logger
+	// Auth authenticates callers (default: the service itself).
+	Auth   Authenticator
+	Logger *slog.Logger
 	// BodyLimit caps request bodies (default 64 KiB: a 4096-byte plaintext
 	// in base64 plus context fits with room to spare).
 	BodyLimit string
@@ -35,12 +38,26 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Extra registers further routes (e.g. /metrics) on the same server.
 	Extra func(e *echo.Echo)
+	// Observe, when set, is called once per request after it is answered
+	// (metrics). It must not block.
+	Observe func(RequestInfo)
+}
+
+// RequestInfo describes one answered request, for metrics.
+type RequestInfo struct {
+	Method    string
+	Route     string // the route pattern, e.g. /v1/keys/:key
+	Operation string // the action, e.g. kms:Encrypt; "" when none was reached
+	Status    int
+	ErrorCode string // API error code; "" on success
+	Duration  time.Duration
 }
 
 // Context keys set by the middleware.
 const (
 	ctxPrincipal = "principal"
 	ctxErrorCode = "error_code"
+	ctxOperation = "operation"
 )
 
 // New builds the Echo server with every route of API.md that is implemented.
@@ -54,11 +71,17 @@ func New(cfg Config) *echo.Echo {
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
+	if cfg.Auth == nil {
+		cfg.Auth = cfg.Service
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	// The audit trail's source address is the peer's: X-Forwarded-For is
+	// whatever the client says it is.
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
 	e.Use(middleware.RequestID())
-	e.Use(requestLog(cfg.Logger))
+	e.Use(requestLog(cfg.Logger, cfg.Observe))
 	e.Use(recoverPanics(cfg.Logger))
 
 	h := &handlers{svc: cfg.Service}
@@ -70,55 +93,77 @@ func New(cfg Config) *echo.Echo {
 
 	// Middleware goes on each route, not on the group: a group's middleware
 	// turns every unknown method of a known path into a 404, not a 405.
-	v1 := &routes{g: e.Group("/v1"), mw: []echo.MiddlewareFunc{
+	// audit comes first so that every request, refused ones too, has its
+	// record; authenticate comes last, just before the handler.
+	v1 := &routes{g: e.Group("/v1"), audit: audit(cfg.Service, cfg.Logger), mw: []echo.MiddlewareFunc{
 		middleware.BodyLimit(cfg.BodyLimit), timeout(cfg.RequestTimeout), authenticate(cfg.Auth)}}
-	v1.add(http.MethodPost, "/keys", h.createKey)
-	v1.add(http.MethodGet, "/keys", h.listKeys)
-	keyRoute(v1, http.MethodGet, "", h.describeKey)
-	keyRoute(v1, http.MethodPatch, "", h.updateKey)
-	keyRoute(v1, http.MethodPost, "/enable", h.enableKey)
-	keyRoute(v1, http.MethodPost, "/disable", h.disableKey)
-	keyRoute(v1, http.MethodPost, "/schedule-deletion", h.scheduleDeletion)
-	keyRoute(v1, http.MethodPost, "/cancel-deletion", h.cancelDeletion)
-	keyRoute(v1, http.MethodPut, "/rotation-policy", h.putRotationPolicy)
-	keyRoute(v1, http.MethodGet, "/rotation-status", h.rotationStatus)
-	keyRoute(v1, http.MethodPost, "/rotate", h.rotate)
-	keyRoute(v1, http.MethodGet, "/rotations", h.listRotations)
-	keyRoute(v1, http.MethodGet, "/versions", h.listVersions)
-	keyRoute(v1, http.MethodPost, "/versions/:version/disable", h.changeVersion(service.DisableVersion))
-	keyRoute(v1, http.MethodPost, "/versions/:version/enable", h.changeVersion(service.EnableVersion))
-	keyRoute(v1, http.MethodPost, "/versions/:version/schedule-destruction", h.changeVersion(service.ScheduleVersionDestruction))
-	keyRoute(v1, http.MethodPost, "/versions/:version/cancel-destruction", h.changeVersion(service.CancelVersionDestruction))
+	v1.add(http.MethodPost, "/keys", service.ActCreateKey, h.createKey)
+	v1.add(http.MethodGet, "/keys", service.ActListKeys, h.listKeys)
+	keyRoute(v1, http.MethodGet, "", service.ActDescribeKey, h.describeKey)
+	keyRoute(v1, http.MethodPatch, "", service.ActUpdateKey, h.updateKey)
+	keyRoute(v1, http.MethodPost, "/enable", service.ActEnableKey, h.enableKey)
+	keyRoute(v1, http.MethodPost, "/disable", service.ActDisableKey, h.disableKey)
+	keyRoute(v1, http.MethodPost, "/schedule-deletion", service.ActScheduleDeletion, h.scheduleDeletion)
+	keyRoute(v1, http.MethodPost, "/cancel-deletion", service.ActCancelDeletion, h.cancelDeletion)
+	keyRoute(v1, http.MethodPut, "/rotation-policy", service.ActPutRotationPolicy, h.putRotationPolicy)
+	keyRoute(v1, http.MethodGet, "/rotation-status", service.ActGetRotationStatus, h.rotationStatus)
+	keyRoute(v1, http.MethodPost, "/rotate", service.ActRotateKey, h.rotate)
+	keyRoute(v1, http.MethodGet, "/rotations", service.ActListKeyRotations, h.listRotations)
+	keyRoute(v1, http.MethodGet, "/versions", service.ActListKeyVersions, h.listVersions)
+	keyRoute(v1, http.MethodPost, "/versions/:version/disable", service.ActUpdateKeyVersion, h.changeVersion(service.DisableVersion))
+	keyRoute(v1, http.MethodPost, "/versions/:version/enable", service.ActUpdateKeyVersion, h.changeVersion(service.EnableVersion))
+	keyRoute(v1, http.MethodPost, "/versions/:version/schedule-destruction", service.ActUpdateKeyVersion, h.changeVersion(service.ScheduleVersionDestruction))
+	keyRoute(v1, http.MethodPost, "/versions/:version/cancel-destruction", service.ActUpdateKeyVersion, h.changeVersion(service.CancelVersionDestruction))
 
-	v1.add(http.MethodPost, "/aliases", h.createAlias)
-	v1.add(http.MethodGet, "/aliases", h.listAliases)
-	v1.add(http.MethodPut, "/aliases/:name", h.updateAlias)
-	v1.add(http.MethodDelete, "/aliases/:name", h.deleteAlias)
+	v1.add(http.MethodPost, "/aliases", service.ActCreateAlias, h.createAlias)
+	v1.add(http.MethodGet, "/aliases", service.ActListAliases, h.listAliases)
+	v1.add(http.MethodPut, "/aliases/:name", service.ActUpdateAlias, h.updateAlias)
+	v1.add(http.MethodDelete, "/aliases/:name", service.ActDeleteAlias, h.deleteAlias)
 
-	v1.add(http.MethodPost, "/encrypt", h.encrypt)
-	v1.add(http.MethodPost, "/decrypt", h.decrypt)
-	v1.add(http.MethodPost, "/generate-data-key", h.generateDataKey)
-	v1.add(http.MethodPost, "/generate-data-key-without-plaintext", h.generateDataKeyWithoutPlaintext)
-	v1.add(http.MethodPost, "/re-encrypt", h.reEncrypt)
-	v1.add(http.MethodPost, "/generate-random", h.generateRandom)
+	v1.add(http.MethodPost, "/encrypt", service.ActEncrypt, h.encrypt)
+	v1.add(http.MethodPost, "/decrypt", service.ActDecrypt, h.decrypt)
+	v1.add(http.MethodPost, "/generate-data-key", service.ActGenerateDataKey, h.generateDataKey)
+	v1.add(http.MethodPost, "/generate-data-key-without-plaintext", service.ActGenerateDataKeyNoP, h.generateDataKeyWithoutPlaintext)
+	v1.add(http.MethodPost, "/re-encrypt", "kms:ReEncrypt", h.reEncrypt)
+	v1.add(http.MethodPost, "/generate-random", service.ActGenerateRandom, h.generateRandom)
+
+	v1.add(http.MethodPost, "/principals", "kms:CreatePrincipal", h.createPrincipal)
+	v1.add(http.MethodGet, "/principals", "kms:ListPrincipals", h.listPrincipals)
+	v1.add(http.MethodGet, "/principals/:name", "kms:GetPrincipal", h.getPrincipal)
+	v1.add(http.MethodDelete, "/principals/:name", "kms:DeletePrincipal", h.deletePrincipal)
+	v1.add(http.MethodPut, "/principals/:name/policies/:policy", "kms:AttachPolicy", h.attachPolicy)
+	v1.add(http.MethodDelete, "/principals/:name/policies/:policy", "kms:DetachPolicy", h.detachPolicy)
+	v1.add(http.MethodPost, "/principals/:name/tokens", "kms:CreateToken", h.createToken)
+	v1.add(http.MethodDelete, "/principals/:name/tokens/:token", "kms:RevokeToken", h.revokeToken)
+	v1.add(http.MethodPost, "/principals/:name/tokens/:token/rotate", "kms:RotateToken", h.rotateToken)
+	v1.add(http.MethodPut, "/policies/:name", "kms:PutPolicy", h.putPolicy)
+	v1.add(http.MethodGet, "/policies", "kms:ListPolicies", h.listPolicies)
+	v1.add(http.MethodGet, "/policies/:name", "kms:GetPolicy", h.getPolicy)
+	v1.add(http.MethodDelete, "/policies/:name", "kms:DeletePolicy", h.deletePolicy)
+	v1.add(http.MethodGet, "/audit", "kms:ListAudit", h.listAudit)
+	v1.add(http.MethodGet, "/audit/verify", "kms:VerifyAudit", h.verifyAudit)
 	return e
 }
 
 // routes registers /v1 routes with their middleware.
 type routes struct {
-	g  *echo.Group
-	mw []echo.MiddlewareFunc
+	g     *echo.Group
+	audit func(action string) echo.MiddlewareFunc
+	mw    []echo.MiddlewareFunc
 }
 
-func (r *routes) add(method, path string, h echo.HandlerFunc) {
-	r.g.Add(method, path, h, r.mw...)
+// add registers a route; action names the operation in logs, metrics and
+// the audit trail (authorisation uses the service's own, finer actions).
+func (r *routes) add(method, path, action string, h echo.HandlerFunc) {
+	mw := append([]echo.MiddlewareFunc{r.audit(action)}, r.mw...)
+	r.g.Add(method, path, h, mw...)
 }
 
 // keyRoute registers a per-key route under both /keys/{key_id} and
 // /keys/alias/{name}.
-func keyRoute(r *routes, method, suffix string, h echo.HandlerFunc) {
-	r.add(method, "/keys/:key"+suffix, h)
-	r.add(method, "/keys/alias/:alias"+suffix, h)
+func keyRoute(r *routes, method, suffix, action string, h echo.HandlerFunc) {
+	r.add(method, "/keys/:key"+suffix, action, h)
+	r.add(method, "/keys/alias/:alias"+suffix, action, h)
 }
 
 // keyRef is the key a per-key route names: a key id or alias/NAME.
@@ -157,19 +202,33 @@ func timeout(d time.Duration) echo.MiddlewareFunc {
 	}
 }
 
-// authenticate requires a bearer token on every /v1 route.
+// authenticate requires a bearer token on every /v1 route, or, when the
+// server verifies client certificates and no token is given, a verified
+// certificate whose subject is mapped to a principal.
 func authenticate(a Authenticator) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			bearer, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
-			if !ok || bearer == "" {
-				return service.ErrUnauthenticated
+			ctx := c.Request().Context()
+			header := c.Request().Header.Get(echo.HeaderAuthorization)
+			var caller *service.Caller
+			var err error
+			if tls := c.Request().TLS; header == "" && tls != nil && len(tls.VerifiedChains) > 0 {
+				caller, err = a.AuthenticateCertificate(ctx, tls.VerifiedChains[0][0].Subject.String())
+			} else {
+				bearer, ok := strings.CutPrefix(header, "Bearer ")
+				if !ok || bearer == "" {
+					return service.ErrUnauthenticated
+				}
+				caller, err = a.Authenticate(ctx, bearer)
 			}
-			p, err := a.Authenticate(c.Request().Context(), bearer)
 			if err != nil {
 				return err
 			}
-			c.Set(ctxPrincipal, p)
+			c.Set(ctxPrincipal, caller.Principal)
+			if act := activity(c); act != nil {
+				act.Principal = caller.Principal
+			}
+			c.SetRequest(c.Request().WithContext(service.WithCaller(ctx, caller)))
 			return next(c)
 		}
 	}
@@ -192,7 +251,7 @@ func recoverPanics(log *slog.Logger) echo.MiddlewareFunc {
 }
 
 // requestLog writes one line per request: never bodies, never the bearer token.
-func requestLog(log *slog.Logger) echo.MiddlewareFunc {
+func requestLog(log *slog.Logger, observe func(RequestInfo)) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
@@ -202,9 +261,15 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 			}
 			principal, _ := c.Get(ctxPrincipal).(string)
 			code, _ := c.Get(ctxErrorCode).(string)
+			op, _ := c.Get(ctxOperation).(string)
+			d := time.Since(start)
 			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
-				"route", c.Path(), "status", c.Response().Status, "error_code", code,
-				"principal", principal, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+				"route", c.Path(), "operation", op, "status", c.Response().Status, "error_code", code,
+				"principal", principal, "duration_ms", float64(d.Microseconds())/1000)
+			if observe != nil {
+				observe(RequestInfo{Method: c.Request().Method, Route: c.Path(), Operation: op,
+					Status: c.Response().Status, ErrorCode: code, Duration: d})
+			}
 			return nil
 		}
 	}

@@ -16,12 +16,20 @@ func checkCustomerAlias(name string) error {
 	return nil
 }
 
-// resolveTarget resolves target_key_id (before any transaction begins).
-func (s *Service) resolveTarget(ctx context.Context, ref string) (string, error) {
+// resolveTarget resolves target_key_id (before any transaction begins) and
+// authorises action on that key and on the alias.
+func (s *Service) resolveTarget(ctx context.Context, action, alias, ref string) (string, error) {
 	if ref == "" {
 		return "", Validationf("target_key_id is required")
 	}
-	return s.resolveID(ctx, ref)
+	v, err := s.access(ctx, action, ref)
+	if err != nil {
+		return "", err
+	}
+	if err := allow(ctx, action, policy.Resource{KeyID: v.key.ID, Aliases: v.aliases, Alias: alias}); err != nil {
+		return "", err
+	}
+	return v.key.ID, nil
 }
 
 // aliasTarget reads the key an alias is to point at and checks it may be one.
@@ -33,6 +41,31 @@ func (s *Service) aliasTarget(ctx context.Context, q Queries, id string) (*Key, 
 	return k, checkKey(k, policy.OpAliasTarget)
 }
 
+// aliasOwner reads the key an existing alias names (fresh, not cached) and
+// authorises action on it: moving or deleting an alias needs the right on
+// the key it leaves.
+func (s *Service) aliasOwner(ctx context.Context, action, name string) (string, error) {
+	a, err := s.store.GetAlias(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		if aerr := allow(ctx, action, policy.Resource{Alias: name}); aerr != nil {
+			return "", aerr
+		}
+		return "", errorf(ErrNotFound, "alias %q not found", name)
+	}
+	if err != nil {
+		return "", s.storeErr(err)
+	}
+	v, err := s.viewByID(ctx, a.KeyID)
+	var aliases []string
+	if err == nil {
+		aliases = v.aliases
+	}
+	if err := allow(ctx, action, policy.Resource{KeyID: a.KeyID, Aliases: aliases, Alias: name}); err != nil {
+		return "", err
+	}
+	return a.KeyID, nil
+}
+
 // CreateAlias binds a new alias to a key.
 func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
 	if err := validateAliasName(name); err != nil {
@@ -41,12 +74,13 @@ func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Ali
 	if err := checkCustomerAlias(name); err != nil {
 		return nil, err
 	}
-	targetID, err := s.resolveTarget(ctx, targetRef)
+	noteDetail(ctx, "alias", name)
+	targetID, err := s.resolveTarget(ctx, ActCreateAlias, name, targetRef)
 	if err != nil {
 		return nil, err
 	}
 	var out *Alias
-	err = s.store.InTx(ctx, func(q Queries) error {
+	err = s.commit(ctx, func(q Queries) error {
 		k, err := s.aliasTarget(ctx, q, targetID)
 		if err != nil {
 			return err
@@ -59,6 +93,7 @@ func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Ali
 		return nil, s.storeErr(err)
 	}
 	s.cache.invalidateAlias(name)
+	s.cache.invalidateKey(targetID)
 	return out, nil
 }
 
@@ -71,18 +106,26 @@ func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Ali
 	if err := checkCustomerAlias(name); err != nil {
 		return nil, err
 	}
-	targetID, err := s.resolveTarget(ctx, targetRef)
+	noteDetail(ctx, "alias", name)
+	oldID, err := s.aliasOwner(ctx, ActUpdateAlias, name)
+	if err != nil {
+		return nil, err
+	}
+	targetID, err := s.resolveTarget(ctx, ActUpdateAlias, name, targetRef)
 	if err != nil {
 		return nil, err
 	}
 	var out *Alias
-	err = s.store.InTx(ctx, func(q Queries) error {
+	err = s.commit(ctx, func(q Queries) error {
 		a, err := q.GetAlias(ctx, name)
 		if errors.Is(err, ErrNotFound) {
 			return errorf(ErrNotFound, "alias %q not found", name)
 		}
 		if err != nil {
 			return err
+		}
+		if a.KeyID != oldID {
+			return errorf(ErrLimitExceeded, "alias %q changed while this request ran; retry", name)
 		}
 		k, err := s.aliasTarget(ctx, q, targetID)
 		if err != nil {
@@ -96,6 +139,8 @@ func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Ali
 		return nil, s.storeErr(err)
 	}
 	s.cache.invalidateAlias(name)
+	s.cache.invalidateKey(oldID)
+	s.cache.invalidateKey(targetID)
 	return out, nil
 }
 
@@ -107,14 +152,29 @@ func (s *Service) DeleteAlias(ctx context.Context, name string) error {
 	if err := checkCustomerAlias(name); err != nil {
 		return err
 	}
-	err := s.store.DeleteAlias(ctx, name)
-	if errors.Is(err, ErrNotFound) {
-		return errorf(ErrNotFound, "alias %q not found", name)
+	noteDetail(ctx, "alias", name)
+	keyID, err := s.aliasOwner(ctx, ActDeleteAlias, name)
+	if err != nil {
+		return err
 	}
+	err = s.commit(ctx, func(q Queries) error {
+		a, err := q.GetAlias(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			return errorf(ErrNotFound, "alias %q not found", name)
+		}
+		if err != nil {
+			return err
+		}
+		if a.KeyID != keyID {
+			return errorf(ErrLimitExceeded, "alias %q changed while this request ran; retry", name)
+		}
+		return q.DeleteAlias(ctx, name)
+	})
 	if err != nil {
 		return s.storeErr(err)
 	}
 	s.cache.invalidateAlias(name)
+	s.cache.invalidateKey(keyID)
 	return nil
 }
 
@@ -130,11 +190,13 @@ func (s *Service) ListAliases(ctx context.Context, keyRef string, limit int, nex
 	}
 	keyID := ""
 	if keyRef != "" {
-		v, err := s.view(ctx, keyRef)
+		v, err := s.access(ctx, ActListAliases, keyRef)
 		if err != nil {
 			return nil, "", err
 		}
 		keyID = v.key.ID
+	} else if err := allow(ctx, ActListAliases, noResource); err != nil {
+		return nil, "", err
 	}
 	rows, err := s.store.ListAliases(ctx, keyID, Page{After: after, Limit: limit + 1})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 type keyView struct {
 	key      Key
 	versions map[int]VersionState
+	aliases  []string // the key's aliases, for policies on alias/<pattern>
 	loadedAt time.Time
 }
 
@@ -77,7 +78,12 @@ func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), loadedAt: c.clock.Now()}
+	names, err := c.store.AliasNames(ctx, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), aliases: names[id],
+		loadedAt: c.clock.Now()}
 	for _, ver := range vs {
 		v.versions[ver.Version] = ver.State
 	}

@@ -26,7 +26,7 @@ func (s *Service) Encrypt(ctx context.Context, keyRef string, plaintext []byte, 
 	if err := validateContext(encCtx); err != nil {
 		return nil, err
 	}
-	v, err := s.view(ctx, keyRef)
+	v, err := s.access(ctx, ActEncrypt, keyRef)
 	if err != nil {
 		return nil, err
 	}
@@ -52,6 +52,7 @@ func (s *Service) seal(ctx context.Context, v *keyView, plaintext []byte, encCtx
 		}
 		return nil, s.tokenErr(err)
 	}
+	note(ctx, v.key.ID, version)
 	return &CryptoResult{KeyID: v.key.ID, KeyVersion: version, Ciphertext: marshalBlob(header, iv, ct)}, nil
 }
 
@@ -61,7 +62,7 @@ func (s *Service) Decrypt(ctx context.Context, ciphertext []byte, encCtx map[str
 	if err := validateContext(encCtx); err != nil {
 		return nil, err
 	}
-	b, v, err := s.openTarget(ctx, ciphertext, keyRef)
+	b, v, err := s.openTarget(ctx, ActDecrypt, ciphertext, keyRef)
 	if err != nil {
 		return nil, err
 	}
@@ -78,9 +79,11 @@ func BlobKey(ciphertext []byte) (string, error) {
 	return b.keyID.String(), nil
 }
 
-// openTarget parses the blob and finds its key. Unknown keys and versions
-// are InvalidCiphertext: a blob this service made always names a real one.
-func (s *Service) openTarget(ctx context.Context, ciphertext []byte, keyRef string) (*blob, *keyView, error) {
+// openTarget parses the blob, finds its key and authorises action against
+// that key: the one inside the blob, whatever key the caller names. Unknown
+// keys and versions are InvalidCiphertext: a blob this service made always
+// names a real one.
+func (s *Service) openTarget(ctx context.Context, action string, ciphertext []byte, keyRef string) (*blob, *keyView, error) {
 	if len(ciphertext) > maxCiphertextBytes {
 		return nil, nil, ErrInvalidCiphertext
 	}
@@ -89,6 +92,19 @@ func (s *Service) openTarget(ctx context.Context, ciphertext []byte, keyRef stri
 		return nil, nil, err
 	}
 	keyID := b.keyID.String()
+	v, err := s.viewByID(ctx, keyID)
+	if errors.Is(err, ErrNotFound) {
+		if aerr := allow(ctx, action, policy.Resource{KeyID: keyID}); aerr != nil {
+			return nil, nil, aerr
+		}
+		return nil, nil, ErrInvalidCiphertext
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := allow(ctx, action, policy.Resource{KeyID: keyID, Aliases: v.aliases}); err != nil {
+		return nil, nil, err
+	}
 	if keyRef != "" {
 		id, err := s.resolveID(ctx, keyRef)
 		if err != nil {
@@ -97,13 +113,6 @@ func (s *Service) openTarget(ctx context.Context, ciphertext []byte, keyRef stri
 		if id != keyID {
 			return nil, nil, errorf(ErrIncorrectKey, "the ciphertext was not made with key %s", id)
 		}
-	}
-	v, err := s.viewByID(ctx, keyID)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil, ErrInvalidCiphertext
-	}
-	if err != nil {
-		return nil, nil, err
 	}
 	return b, v, nil
 }
@@ -122,6 +131,7 @@ func (s *Service) open(ctx context.Context, b *blob, v *keyView, encCtx map[stri
 	default:
 		return nil, ErrInvalidCiphertext
 	}
+	note(ctx, v.key.ID, b.version)
 	pt, err := s.token.Decrypt(ctx, versionRef(v.key.ID, b.version), b.iv, b.ciphertext, additionalData(b.header, encCtx))
 	if err != nil {
 		return nil, s.tokenErr(err)
@@ -148,7 +158,11 @@ func (s *Service) GenerateDataKey(ctx context.Context, in DataKeyInput, withPlai
 	if err := validateContext(in.Context); err != nil {
 		return nil, err
 	}
-	v, err := s.view(ctx, in.KeyRef)
+	action := ActGenerateDataKeyNoP
+	if withPlaintext {
+		action = ActGenerateDataKey
+	}
+	v, err := s.access(ctx, action, in.KeyRef)
 	if err != nil {
 		return nil, err
 	}
@@ -203,14 +217,17 @@ func (s *Service) ReEncrypt(ctx context.Context, ciphertext []byte, srcCtx map[s
 	if err := validateContext(dstCtx); err != nil {
 		return nil, err
 	}
-	dst, err := s.view(ctx, dstRef)
+	b, src, err := s.openTarget(ctx, ActReEncryptFrom, ciphertext, "")
+	if err != nil {
+		return nil, err
+	}
+	dst, err := s.access(ctx, ActReEncryptTo, dstRef)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkKey(&dst.key, policy.OpEncrypt); err != nil {
 		return nil, err
 	}
-	b, src, err := s.openTarget(ctx, ciphertext, "")
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +236,8 @@ func (s *Service) ReEncrypt(ctx context.Context, ciphertext []byte, srcCtx map[s
 		return nil, err
 	}
 	defer clear(opened.Plaintext)
+	noteDetail(ctx, "source_key_id", opened.KeyID)
+	noteDetail(ctx, "source_key_version", itoa(opened.KeyVersion))
 	sealed, err := s.seal(ctx, dst, opened.Plaintext, dstCtx)
 	if err != nil {
 		return nil, err
@@ -231,6 +250,9 @@ func (s *Service) ReEncrypt(ctx context.Context, ciphertext []byte, srcCtx map[s
 
 // GenerateRandom returns n (1-1024) bytes from the token's RNG.
 func (s *Service) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
+	if err := allow(ctx, ActGenerateRandom, noResource); err != nil {
+		return nil, err
+	}
 	if n < 1 || n > maxRandomBytes {
 		return nil, Validationf("number_of_bytes must be 1 to %d", maxRandomBytes)
 	}

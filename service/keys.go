@@ -27,6 +27,9 @@ type CreateKeyInput struct {
 // Creating/Pending (so a crash leaves something the reconciler can find),
 // then the token object, then one transaction makes the key Enabled.
 func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error) {
+	if err := allow(ctx, ActCreateKey, policy.Resource{Alias: in.Alias}); err != nil {
+		return nil, err
+	}
 	if err := s.validateCreate(&in); err != nil {
 		return nil, err
 	}
@@ -48,7 +51,8 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 	}
 	if in.Origin == OriginExternal {
 		k.State = KeyPendingImport
-		err := s.store.InTx(ctx, func(q Queries) error {
+		note(ctx, k.ID, 0)
+		err := s.commit(ctx, func(q Queries) error {
 			if err := q.InsertKey(ctx, k); err != nil {
 				return err
 			}
@@ -57,7 +61,7 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 		if err != nil {
 			return nil, s.storeErr(err)
 		}
-		return s.DescribeKey(ctx, k.ID)
+		return s.describe(ctx, k.ID)
 	}
 
 	k.State = KeyCreating
@@ -76,7 +80,8 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 		s.abandonCreate(k.ID, false)
 		return nil, s.tokenErr(err)
 	}
-	err = s.store.InTx(ctx, func(q Queries) error {
+	note(ctx, k.ID, 1)
+	err = s.commit(ctx, func(q Queries) error {
 		k.State, k.PrimaryVersion, k.UpdatedAt = KeyEnabled, 1, now
 		if k.RotationEnabled {
 			next := policy.NextRotation(now, k.RotationInterval)
@@ -95,7 +100,7 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 		s.abandonCreate(k.ID, true)
 		return nil, s.storeErr(err)
 	}
-	return s.DescribeKey(ctx, k.ID)
+	return s.describe(ctx, k.ID)
 }
 
 // abandonCreate rolls back a key whose creation failed: destroys the token
@@ -176,10 +181,20 @@ func (s *Service) validateInterval(d *time.Duration) error {
 
 // DescribeKey returns a key with its aliases.
 func (s *Service) DescribeKey(ctx context.Context, ref string) (*Key, error) {
-	id, err := s.resolveID(ctx, ref)
+	return s.describeAs(ctx, ActDescribeKey, ref)
+}
+
+// describeAs authorises action on ref and describes the key.
+func (s *Service) describeAs(ctx context.Context, action, ref string) (*Key, error) {
+	v, err := s.access(ctx, action, ref)
 	if err != nil {
 		return nil, err
 	}
+	return s.describe(ctx, v.key.ID)
+}
+
+// describe reads a key (not from the cache) with its aliases.
+func (s *Service) describe(ctx context.Context, id string) (*Key, error) {
 	k, err := s.loadKey(ctx, s.store, id)
 	if err != nil {
 		return nil, err
@@ -207,6 +222,9 @@ func (s *Service) attachAliases(ctx context.Context, keys ...*Key) error {
 
 // ListKeys returns one page of keys and the token of the next page ("" at the end).
 func (s *Service) ListKeys(ctx context.Context, limit int, nextToken string) ([]*Key, string, error) {
+	if err := allow(ctx, ActListKeys, noResource); err != nil {
+		return nil, "", err
+	}
 	limit, err := pageLimit(limit)
 	if err != nil {
 		return nil, "", err
@@ -251,7 +269,7 @@ func (s *Service) UpdateKey(ctx context.Context, ref string, in UpdateKeyInput) 
 			return nil, err
 		}
 	}
-	return s.changeKey(ctx, ref, policy.OpUpdate, func(k *Key, _ time.Time) {
+	return s.changeKey(ctx, ActUpdateKey, ref, policy.OpUpdate, func(k *Key, _ time.Time) {
 		if in.Description != nil {
 			k.Description = *in.Description
 		}
@@ -264,7 +282,7 @@ func (s *Service) UpdateKey(ctx context.Context, ref string, in UpdateKeyInput) 
 // EnableKey makes a Disabled key usable again; automatic rotation resumes
 // from now, without a burst of missed rotations.
 func (s *Service) EnableKey(ctx context.Context, ref string) (*Key, error) {
-	return s.changeKey(ctx, ref, policy.OpEnable, func(k *Key, now time.Time) {
+	return s.changeKey(ctx, ActEnableKey, ref, policy.OpEnable, func(k *Key, now time.Time) {
 		if k.State == KeyEnabled {
 			return
 		}
@@ -282,20 +300,30 @@ func (s *Service) EnableKey(ctx context.Context, ref string) (*Key, error) {
 
 // DisableKey refuses every cryptographic use of the key until it is enabled.
 func (s *Service) DisableKey(ctx context.Context, ref string) (*Key, error) {
-	return s.changeKey(ctx, ref, policy.OpDisable, func(k *Key, _ time.Time) {
+	return s.changeKey(ctx, ActDisableKey, ref, policy.OpDisable, func(k *Key, _ time.Time) {
 		k.State = KeyDisabled
 	})
 }
 
 // changeKey is the shape of every simple management change: read the key in
 // a transaction, check the state policy, apply, write, invalidate the cache.
-func (s *Service) changeKey(ctx context.Context, ref string, op policy.Op, apply func(k *Key, now time.Time)) (*Key, error) {
-	id, err := s.resolveID(ctx, ref)
+func (s *Service) changeKey(ctx context.Context, action, ref string, op policy.Op, apply func(k *Key, now time.Time)) (*Key, error) {
+	return s.tryChangeKey(ctx, action, ref, op, func(k *Key, now time.Time) error {
+		apply(k, now)
+		return nil
+	})
+}
+
+// tryChangeKey is changeKey with a change that may refuse: its error rolls
+// the transaction back.
+func (s *Service) tryChangeKey(ctx context.Context, action, ref string, op policy.Op, apply func(k *Key, now time.Time) error) (*Key, error) {
+	v, err := s.access(ctx, action, ref)
 	if err != nil {
 		return nil, err
 	}
+	id := v.key.ID
 	var out *Key
-	err = s.store.InTx(ctx, func(q Queries) error {
+	err = s.commit(ctx, func(q Queries) error {
 		k, err := s.lockKey(ctx, q, id)
 		if err != nil {
 			return err
@@ -304,7 +332,9 @@ func (s *Service) changeKey(ctx context.Context, ref string, op policy.Op, apply
 			return err
 		}
 		now := s.now()
-		apply(k, now)
+		if err := apply(k, now); err != nil {
+			return err
+		}
 		k.UpdatedAt = now
 		if err := q.UpdateKey(ctx, k); err != nil {
 			return err

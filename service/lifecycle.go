@@ -33,7 +33,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, ref string, days int)
 	if err != nil {
 		return nil, err
 	}
-	return s.changeKey(ctx, ref, policy.OpScheduleDeletion, func(k *Key, now time.Time) {
+	return s.changeKey(ctx, ActScheduleDeletion, ref, policy.OpScheduleDeletion, func(k *Key, now time.Time) {
 		at := now.Add(window)
 		k.State, k.DeletionDate = KeyPendingDeletion, &at
 	})
@@ -41,7 +41,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, ref string, days int)
 
 // CancelKeyDeletion returns a PendingDeletion key to Disabled.
 func (s *Service) CancelKeyDeletion(ctx context.Context, ref string) (*Key, error) {
-	return s.changeKey(ctx, ref, policy.OpCancelDeletion, func(k *Key, _ time.Time) {
+	return s.changeKey(ctx, ActCancelDeletion, ref, policy.OpCancelDeletion, func(k *Key, _ time.Time) {
 		k.State, k.DeletionDate = KeyDisabled, nil
 	})
 }
@@ -62,11 +62,9 @@ func (s *Service) PutRotationPolicy(ctx context.Context, ref string, in Rotation
 			return nil, err
 		}
 	}
-	var verr error
-	k, err := s.changeKey(ctx, ref, policy.OpUpdate, func(k *Key, _ time.Time) {
+	return s.tryChangeKey(ctx, ActPutRotationPolicy, ref, policy.OpUpdate, func(k *Key, _ time.Time) error {
 		if in.AutomaticRotation && k.Origin == OriginExternal {
-			verr = errorf(ErrInvalidState, "key %s has imported (EXTERNAL) material and cannot rotate", k.ID)
-			return
+			return errorf(ErrInvalidState, "key %s has imported (EXTERNAL) material and cannot rotate", k.ID)
 		}
 		if in.RotationInterval != 0 {
 			k.RotationInterval = in.RotationInterval
@@ -81,11 +79,8 @@ func (s *Service) PutRotationPolicy(ctx context.Context, ref string, in Rotation
 			next := policy.NextRotation(last, k.RotationInterval)
 			k.NextRotation = &next
 		}
+		return nil
 	})
-	if verr != nil {
-		return nil, verr
-	}
-	return k, err
 }
 
 // RotationStatus is GET .../rotation-status.
@@ -99,7 +94,7 @@ type RotationStatus struct {
 
 // GetRotationStatus reports a key's rotation policy and dates.
 func (s *Service) GetRotationStatus(ctx context.Context, ref string) (*RotationStatus, error) {
-	k, err := s.DescribeKey(ctx, ref)
+	k, err := s.describeAs(ctx, ActGetRotationStatus, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +116,7 @@ func (s *Service) ListKeyRotations(ctx context.Context, ref string, limit int, n
 	if err != nil {
 		return nil, "", err
 	}
-	k, err := s.DescribeKey(ctx, ref)
+	k, err := s.describeAs(ctx, ActListKeyRotations, ref)
 	if err != nil {
 		return nil, "", err
 	}
@@ -139,7 +134,7 @@ func (s *Service) ListKeyRotations(ctx context.Context, ref string, limit int, n
 
 // ListVersions lists a key's versions, oldest first, without Pending ones.
 func (s *Service) ListVersions(ctx context.Context, ref string) ([]Version, error) {
-	k, err := s.DescribeKey(ctx, ref)
+	k, err := s.describeAs(ctx, ActListKeyVersions, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -175,12 +170,14 @@ func (s *Service) ChangeVersion(ctx context.Context, ref string, version int, ac
 	if err != nil && action == ScheduleVersionDestruction {
 		return nil, err
 	}
-	id, err := s.resolveID(ctx, ref)
+	kv, err := s.access(ctx, ActUpdateKeyVersion, ref)
 	if err != nil {
 		return nil, err
 	}
+	id := kv.key.ID
+	note(ctx, id, version)
 	var out *Version
-	err = s.store.InTx(ctx, func(q Queries) error {
+	err = s.commit(ctx, func(q Queries) error {
 		k, err := s.lockKey(ctx, q, id)
 		if err != nil {
 			return err

@@ -24,17 +24,21 @@ const leaseDuration = time.Minute
 // lease on the key makes concurrent rotations of one key (several workers,
 // several replicas) produce exactly one version each.
 func (s *Service) RotateKey(ctx context.Context, ref string) (*Version, error) {
-	id, err := s.resolveID(ctx, ref)
+	v, err := s.access(ctx, ActRotateKey, ref)
 	if err != nil {
 		return nil, err
 	}
-	return s.rotate(ctx, id, RotationOnDemand)
+	return s.rotate(ctx, v.key.ID, RotationOnDemand)
 }
 
 // rotate runs the protocol under the key's lease. For AUTOMATIC rotations it
 // re-checks, under the lease, that the key is still due; if another worker
 // already rotated it, it returns (nil, nil).
 func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*Version, error) {
+	if typ == RotationAutomatic {
+		// The worker's rotations are audited as the system's.
+		ctx = WithActivity(ctx, systemActivity(ActRotateKey, keyID, "rotation_type", string(typ)))
+	}
 	owner := s.leaseOwner()
 	now := s.now()
 	ok, err := s.store.ClaimKey(ctx, keyID, owner, now, now.Add(leaseDuration))
@@ -100,6 +104,7 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 	if err != nil {
 		return nil, err
 	}
+	s.stats.rotated(typ)
 	s.hooks.after(StepPromoted)
 	// Step 4.
 	if old > 0 {
@@ -117,7 +122,8 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 // primary decrypt-only, and records the rotation. It returns the old primary.
 func (s *Service) promote(ctx context.Context, keyID string, n int, typ RotationType, now time.Time) (int, error) {
 	old := 0
-	err := s.store.InTx(ctx, func(q Queries) error {
+	note(ctx, keyID, n)
+	err := s.commit(ctx, func(q Queries) error {
 		k, err := q.LockKey(ctx, keyID)
 		if err != nil {
 			return err

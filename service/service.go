@@ -50,6 +50,13 @@ type Config struct {
 	// another deployment must not lose that deployment's keys; such objects
 	// are reported instead.
 	DestroyUnknownObjects bool
+	// DisableAudit turns the audit log off. Only for measuring what
+	// auditing costs (make bench): a deployment must keep it on.
+	DisableAudit bool
+	// AuthCacheTTL bounds how long a revoked token or a changed policy may
+	// still be honoured by another replica (default 1s). Changes made by
+	// this process apply at once.
+	AuthCacheTTL time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +78,9 @@ func (c *Config) setDefaults() {
 	if c.DefaultRotationInterval == 0 {
 		c.DefaultRotationInterval = 365 * 24 * time.Hour
 	}
+	if c.AuthCacheTTL == 0 {
+		c.AuthCacheTTL = time.Second
+	}
 	if c.PendingGrace == 0 {
 		c.PendingGrace = 5 * time.Minute
 	}
@@ -88,6 +98,10 @@ type Service struct {
 	log   *slog.Logger
 	cache *keyCache
 	hooks hooks
+	// auditor group-commits audit records; nil when auditing is off.
+	auditor *auditor
+	auth    *authCache
+	stats   counters // what Stats reports (stats.go)
 
 	instance string        // identifies this process in key leases
 	leases   atomic.Uint64 // makes every lease owner unique
@@ -120,7 +134,19 @@ func New(store Store, token hsm.Token, cfg Config) *Service {
 	s := &Service{store: store, token: token, cfg: cfg, clock: cfg.Clock, log: cfg.Logger,
 		hooks: hooks{cfg.StepHook}, instance: uuid.NewString()}
 	s.cache = newKeyCache(store, cfg.Clock, cfg.CacheTTL)
+	s.auth = newAuthCache(cfg.AuthCacheTTL)
+	if !cfg.DisableAudit {
+		s.auditor = newAuditor(store, s.log)
+	}
 	return s
+}
+
+// Close writes every queued audit record and stops taking new ones. The
+// token and the store belong to the caller, who closes them afterwards.
+func (s *Service) Close() {
+	if s.auditor != nil {
+		s.auditor.close()
+	}
 }
 
 // Ready reports whether both the token and the database answer.

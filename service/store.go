@@ -85,6 +85,8 @@ type Queries interface {
 	ClaimKey(ctx context.Context, keyID, owner string, now, until time.Time) (bool, error)
 	// ReleaseKey drops owner's lease on the key (no-op if owner does not hold it).
 	ReleaseKey(ctx context.Context, keyID, owner string) error
+	// CountKeysByState counts keys per state (metrics); absent states have none.
+	CountKeysByState(ctx context.Context) (map[KeyState]int, error)
 }
 
 // Clock is the time source; tests inject a fake one to move time instead of

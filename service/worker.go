@@ -111,7 +111,10 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 					return err
 				}
 			}
-			return q.DeleteAliasesOfKey(ctx, id)
+			if err := q.DeleteAliasesOfKey(ctx, id); err != nil {
+				return err
+			}
+			return s.auditSystem(ctx, q, systemActivity("kms:DeleteKey", id))
 		})
 		if err != nil {
 			return s.storeErr(err)
@@ -144,7 +147,12 @@ func (s *Service) destroyVersion(ctx context.Context, id string, version int) er
 				return nil
 			}
 			v.State, v.UpdatedAt, destroy = VersionDestroyed, now, true
-			return q.UpdateVersion(ctx, v)
+			if err := q.UpdateVersion(ctx, v); err != nil {
+				return err
+			}
+			a := systemActivity("kms:DestroyKeyVersion", id)
+			a.KeyVersion = version
+			return s.auditSystem(ctx, q, a)
 		})
 		if err != nil {
 			return s.storeErr(err)

@@ -8,18 +8,25 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/hsmkms/hsmkms/service"
 )
 
 // Config is everything kmsd needs to start. Every field has a flag and an
 // environment variable of the same meaning (API.md, "Running the server"),
 // except secrets, which come only from the environment or a file.
 type Config struct {
-	Listen      string
-	Module      string
-	TokenLabel  string
-	DB          string
-	TLSCert     string
-	TLSKey      string
+	Listen     string
+	Module     string
+	TokenLabel string
+	DB         string
+	TLSCert    string
+	TLSKey     string
+	// TLSClientCA, when set, makes kmsd verify client certificates against
+	// it; a verified certificate's subject authenticates its principal.
+	TLSClientCA string
+	// Audit off is for measuring its cost only (make bench).
+	Audit       bool
 	HSMProfile  string
 	MaxSessions int
 	LogLevel    string
@@ -53,6 +60,8 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.DB, "db", env("KMS_DB", "sqlite:var/hsmkms.db"), "sqlite:PATH or postgres:// URL (KMS_DB)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("KMS_TLS_CERT", ""), "TLS certificate file (KMS_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("KMS_TLS_KEY", ""), "TLS key file (KMS_TLS_KEY)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", env("KMS_TLS_CLIENT_CA", ""), "CA file for client certificates: mutual TLS (KMS_TLS_CLIENT_CA)")
+	audit := fs.String("audit", env("KMS_AUDIT", "on"), "on, or off only to measure what auditing costs (KMS_AUDIT)")
 	fs.StringVar(&c.HSMProfile, "hsm-profile", env("KMS_HSM_PROFILE", "auto"), "vendor profile: auto, softhsm or generic (KMS_HSM_PROFILE)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "token sessions to pool (KMS_MAX_SESSIONS; default 16)")
 	fs.StringVar(&c.LogLevel, "log-level", env("KMS_LOG_LEVEL", "info"), "debug, info, warn or error (KMS_LOG_LEVEL)")
@@ -63,6 +72,13 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default 7d)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	switch *audit {
+	case "on":
+		c.Audit = true
+	case "off":
+	default:
+		return nil, fmt.Errorf("audit: %q is not on or off", *audit)
 	}
 	if c.MaxSessions == 0 {
 		if v := getenv("KMS_MAX_SESSIONS"); v != "" {
@@ -121,11 +137,8 @@ func (c *Config) Validate() error {
 	if c.PIN == "" {
 		return errors.New("no token PIN: set KMS_PIN or KMS_PIN_FILE")
 	}
-	if c.BootstrapToken == "" {
-		return errors.New("no bearer token: set KMS_BOOTSTRAP_TOKEN (the administrator's token)")
-	}
-	if len(c.BootstrapToken) < 16 {
-		return errors.New("KMS_BOOTSTRAP_TOKEN must be at least 16 characters")
+	if c.BootstrapToken != "" && len(c.BootstrapToken) < service.MinBootstrapTokenLength {
+		return fmt.Errorf("KMS_BOOTSTRAP_TOKEN must be at least %d characters", service.MinBootstrapTokenLength)
 	}
 	if !strings.HasPrefix(c.Module, "/") {
 		return fmt.Errorf("pkcs11-module: %q must be an absolute path", c.Module)
@@ -135,6 +148,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("tls-cert and tls-key go together")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return errors.New("tls-client-ca needs tls-cert and tls-key: mutual TLS is TLS")
 	}
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {

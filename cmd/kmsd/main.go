@@ -35,6 +35,9 @@ func main() {
 // run starts kmsd and serves until ctx is cancelled. Start-up failures
 // (config, token, PIN, database) return one clear error before listening.
 func run(ctx context.Context, args []string, getenv func(string) string) error {
+	if len(args) > 0 && args[0] == "init" {
+		return runInit(ctx, args[1:], getenv, os.Stdout)
+	}
 	cfg, err := loadConfig(args, getenv)
 	if err != nil {
 		return err
@@ -56,7 +59,16 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	defer db.Close()
 
 	svc := service.New(db, tok, service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
-		DestroyUnknownObjects: cfg.DestroyUnknownObjects})
+		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit})
+	// Runs after the HTTP server drained and before the database closes:
+	// every queued audit record is written.
+	defer svc.Close()
+	if !cfg.Audit {
+		log.Warn("auditing is OFF (KMS_AUDIT=off): for measuring its cost only, never in a deployment")
+	}
+	if err := bootstrap(ctx, svc, cfg.BootstrapToken, log); err != nil {
+		return err
+	}
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	workerDone := make(chan struct{})
 	go func() {
@@ -66,7 +78,6 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	defer func() { stopWorker(); <-workerDone }()
 	e := api.New(api.Config{
 		Service: svc,
-		Auth:    api.NewStaticToken(cfg.BootstrapToken, "admin"),
 		Logger:  log,
 	})
 
@@ -75,6 +86,13 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	if cfg.TLSClientCA != "" {
+		tc, err := clientCertConfig(cfg.TLSClientCA)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = tc
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if cfg.TLSCert != "" {

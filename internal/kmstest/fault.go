@@ -103,9 +103,10 @@ func (f *FaultToken) Close() error { return nil }
 // FaultStore wraps the real store and fails chosen transactions.
 type FaultStore struct {
 	service.Store
-	mu       sync.Mutex
-	failTx   []error
-	txCalled int
+	mu         sync.Mutex
+	failTx     []error
+	failAppend []error
+	txCalled   int
 }
 
 // NewFaultStore wraps st.
@@ -130,5 +131,48 @@ func (f *FaultStore) InTx(ctx context.Context, fn func(q service.Queries) error)
 	if err != nil {
 		return err
 	}
-	return f.Store.InTx(ctx, fn)
+	return f.Store.InTx(ctx, func(q service.Queries) error {
+		return fn(faultQueries{Queries: q, f: f})
+	})
+}
+
+// FailNextAppend makes the next audit append (inside a transaction or a
+// group commit) fail with err after reaching the store: a transaction that
+// appends rolls back with everything it wrote.
+func (f *FaultStore) FailNextAppend(err error) {
+	f.mu.Lock()
+	f.failAppend = append(f.failAppend, err)
+	f.mu.Unlock()
+}
+
+func (f *FaultStore) appendFault() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.failAppend) == 0 {
+		return nil
+	}
+	err := f.failAppend[0]
+	f.failAppend = f.failAppend[1:]
+	return err
+}
+
+// AppendAudit implements service.Queries (the group commit's path).
+func (f *FaultStore) AppendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
+	if err := f.appendFault(); err != nil {
+		return err
+	}
+	return f.Store.AppendAudit(ctx, events, h)
+}
+
+// faultQueries are the queries of a transaction of a FaultStore.
+type faultQueries struct {
+	service.Queries
+	f *FaultStore
+}
+
+func (q faultQueries) AppendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
+	if err := q.f.appendFault(); err != nil {
+		return err
+	}
+	return q.Queries.AppendAudit(ctx, events, h)
 }

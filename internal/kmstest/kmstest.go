@@ -5,10 +5,8 @@ package kmstest
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -37,6 +35,7 @@ var (
 func Token(t testing.TB) *hsm.PKCS11 {
 	t.Helper()
 	env := softhsmtest.Get(t)
+	Secret(env.PIN)
 	tokenOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -98,7 +97,12 @@ func Start(t testing.TB, opts Options) *Stack {
 		opts.Config.Logger = log
 	}
 	s.Service = service.New(s.Store, s.Token, opts.Config)
-	e := api.New(api.Config{Service: s.Service, Auth: api.NewStaticToken(AdminToken, "admin"), Logger: log})
+	t.Cleanup(s.Service.Close)
+	Secret(AdminToken)
+	if _, err := s.Service.Bootstrap(context.Background(), AdminToken); err != nil {
+		t.Fatalf("bootstrap the administrator: %v", err)
+	}
+	e := api.New(api.Config{Service: s.Service, Logger: log})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -106,19 +110,18 @@ func Start(t testing.TB, opts Options) *Stack {
 	return s
 }
 
-// Logger writes to stderr when HSMKMS_TEST_LOG is set, else nowhere.
+// Logger logs everything (debug level) into the captured log that
+// CheckLogs scans, and to stderr when HSMKMS_TEST_LOG is set.
 func Logger() *slog.Logger {
-	var w io.Writer = io.Discard
-	if os.Getenv("HSMKMS_TEST_LOG") != "" {
-		w = os.Stderr
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewJSONHandler(LogWriter(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// Ctx returns a context that ends shortly before the test's deadline.
+// Ctx returns a context that ends shortly before the test's deadline. It
+// acts as the system (every action allowed): tests of the service that do
+// not test authorisation call it directly with this context.
 func Ctx(t testing.TB) context.Context {
 	t.Helper()
-	ctx := context.Background()
+	ctx := service.AsSystem(context.Background())
 	if tt, ok := t.(*testing.T); ok {
 		if d, ok := tt.Deadline(); ok {
 			c, cancel := context.WithDeadline(ctx, d.Add(-5*time.Second))

@@ -1,0 +1,117 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/labstack/echo/v4"
+)
+
+const ctxActivity = "activity"
+
+// activity returns the request's audit activity, or nil.
+func activity(c echo.Context) *service.Activity {
+	a, _ := c.Get(ctxActivity).(*service.Activity)
+	return a
+}
+
+// audit gives every /v1 request exactly one audit record. The service
+// writes the record of a management change in the change's transaction;
+// for every other request (reads, cryptographic operations, refusals,
+// failures) this middleware writes it through the group commit. Either
+// way the client gets its answer only once the record is durable: the
+// response is held in a buffer until then, and if the record cannot be
+// written the answer is KeyUnavailableException instead.
+func audit(svc *service.Service, log *slog.Logger) func(action string) echo.MiddlewareFunc {
+	return func(action string) echo.MiddlewareFunc {
+		return func(next echo.HandlerFunc) echo.HandlerFunc {
+			return func(c echo.Context) error {
+				c.Set(ctxOperation, action)
+				if svc == nil || !svc.AuditEnabled() {
+					return next(c)
+				}
+				act := &service.Activity{RequestID: requestID(c), Source: c.RealIP(), Action: action}
+				c.Set(ctxActivity, act)
+				req := c.Request()
+				c.SetRequest(req.WithContext(service.WithActivity(req.Context(), act)))
+
+				res := c.Response()
+				orig := res.Writer
+				buf := &bufferedWriter{header: orig.Header()}
+				res.Writer = buf
+				err := next(c)
+				if err != nil {
+					c.Error(err) // writes the error response into the buffer
+				}
+				res.Writer = orig
+
+				outcome, code := service.OutcomeAllowed, ""
+				if err != nil {
+					code, _ = c.Get(ctxErrorCode).(string)
+					outcome = service.OutcomeFailed
+					if errors.Is(err, service.ErrUnauthenticated) || errors.Is(err, service.ErrAccessDenied) ||
+						code == CodeUnauthenticated || code == CodeAccessDenied {
+						outcome = service.OutcomeDenied
+					}
+				}
+				// The client's context may be cancelled by now; the record
+				// is written regardless.
+				if rerr := svc.Record(req.Context(), act, outcome, code); rerr != nil {
+					log.Error("audit record not written; answering 503", "request_id", act.RequestID, "err", rerr)
+					_, code, msg, _ := classify(rerr)
+					c.Set(ctxErrorCode, code)
+					res.Status = http.StatusServiceUnavailable
+					return writeDirect(orig, http.StatusServiceUnavailable, code, msg)
+				}
+				return buf.flushTo(orig)
+			}
+		}
+	}
+}
+
+// bufferedWriter holds a response until its audit record is durable.
+type bufferedWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+
+func (b *bufferedWriter) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedWriter) flushTo(w http.ResponseWriter) error {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, err := w.Write(b.body.Bytes())
+	return err
+}
+
+// writeDirect answers with an error envelope, bypassing Echo (whose
+// response is already committed to the buffer).
+func writeDirect(w http.ResponseWriter, status int, code, msg string) error {
+	h := w.Header()
+	h.Del(echo.HeaderContentLength)
+	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	w.WriteHeader(status)
+	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: code, Message: msg}})
+	_, err := w.Write(append(body, '\n'))
+	return err
+}

@@ -1,0 +1,203 @@
+package api_test
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hsmkms/hsmkms/internal/kmstest"
+)
+
+// auditStack is a server on a SQLite file the test can also open directly,
+// as someone with access to the database would.
+func auditStack(t *testing.T) (*kmstest.Stack, caller, *sql.DB) {
+	path := filepath.Join(t.TempDir(), "kms.db")
+	s := kmstest.Start(t, kmstest.Options{Store: kmstest.StoreAt(t, "sqlite:"+path)})
+	raw, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	admin := caller{t, s.URL, kmstest.AdminToken}
+	k := admin.must(201, "POST", "/v1/keys", map[string]any{"alias": "alias/audited"})
+	for i := 0; i < 4; i++ {
+		enc := admin.must(200, "POST", "/v1/encrypt", map[string]any{"key_id": "alias/audited", "plaintext": b64("audited secret")})
+		admin.must(200, "POST", "/v1/decrypt", map[string]any{"ciphertext_blob": enc["ciphertext_blob"]})
+	}
+	admin.must(200, "POST", "/v1/keys/"+k["key_id"].(string)+"/rotate", nil)
+	admin.do("POST", "/v1/encrypt", map[string]any{"key_id": "alias/none", "plaintext": b64("x")}) // a failure
+	caller{t, s.URL, "wrong-token-0123456789"}.do("GET", "/v1/keys", nil)                          // a refusal
+	return s, admin, raw
+}
+
+func verify(t *testing.T, admin caller) map[string]any {
+	t.Helper()
+	return admin.must(200, "GET", "/v1/audit/verify", nil)
+}
+
+func exec(t *testing.T, db *sql.DB, query string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(query, args...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// Editing, deleting or reordering one audit row, even with its hash
+// recomputed, is detected by verify, which names the first broken record.
+func TestAuditVerifyDetectsTampering(t *testing.T) {
+	cases := []struct {
+		name       string
+		tamper     func(t *testing.T, db *sql.DB)
+		firstBroke int64
+	}{
+		{"edit a field", func(t *testing.T, db *sql.DB) {
+			exec(t, db, `UPDATE audit_events SET principal = 'mallory' WHERE seq = 5`)
+		}, 5},
+		{"edit the outcome", func(t *testing.T, db *sql.DB) {
+			exec(t, db, `UPDATE audit_events SET outcome = CASE outcome WHEN 'allowed' THEN 'denied' ELSE 'allowed' END WHERE seq = 10`)
+		}, 10},
+		{"edit and recompute the hash", func(t *testing.T, db *sql.DB) {
+			exec(t, db, `UPDATE audit_events SET action = 'kms:Nothing', hash = '`+strings.Repeat("ab", 32)+`' WHERE seq = 6`)
+		}, 6},
+		{"delete a row", func(t *testing.T, db *sql.DB) {
+			exec(t, db, `DELETE FROM audit_events WHERE seq = 7`)
+		}, 7},
+		{"delete the last row", func(t *testing.T, db *sql.DB) {
+			exec(t, db, `DELETE FROM audit_events WHERE seq = (SELECT MAX(seq) FROM audit_events)`)
+		}, 0},
+		{"reorder two rows", func(t *testing.T, db *sql.DB) {
+			exec(t, db, `UPDATE audit_events SET seq = -1 WHERE seq = 8`)
+			exec(t, db, `UPDATE audit_events SET seq = 8 WHERE seq = 9`)
+			exec(t, db, `UPDATE audit_events SET seq = 9 WHERE seq = -1`)
+		}, 8},
+		{"insert a forged row", func(t *testing.T, db *sql.DB) {
+			exec(t, db, `UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 4`)
+			exec(t, db, `INSERT INTO audit_events (seq, at, request_id, principal, action, key_id, key_version, outcome, error_code, source, detail, prev_hash, hash)
+				SELECT 4, at, 'forged', principal, action, key_id, key_version, outcome, error_code, source, detail, hash, hash FROM audit_events WHERE seq = 3`)
+			exec(t, db, `UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1004`)
+			// Hide the insertion: as many rows as before, the last one dropped.
+			exec(t, db, `DELETE FROM audit_events WHERE seq = (SELECT MAX(seq) FROM audit_events)`)
+		}, 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, admin, db := auditStack(t)
+			if v := verify(t, admin); v["intact"] != true || v["first_broken_seq"].(float64) != 0 {
+				t.Fatalf("untouched chain: %v", v)
+			}
+			var head int64
+			if err := db.QueryRow(`SELECT MAX(seq) FROM audit_events`).Scan(&head); err != nil {
+				t.Fatal(err)
+			}
+			tc.tamper(t, db)
+			want := tc.firstBroke
+			if want == 0 {
+				want = head // the missing last record
+			}
+			v := verify(t, admin)
+			if v["intact"] != false {
+				t.Fatalf("tampered chain verified intact: %v", v)
+			}
+			if got := int64(v["first_broken_seq"].(float64)); got != want {
+				t.Errorf("first broken record %d, want %d (%v)", got, want, v["reason"])
+			}
+			if v["reason"] == "" {
+				t.Error("no reason given")
+			}
+		})
+	}
+}
+
+// The records say who did what to which key and version, with what outcome,
+// and carry no plaintext or token.
+func TestAuditRecordsContent(t *testing.T) {
+	s, admin, _ := auditStack(t)
+	recs := listAudit(t, admin, "")
+	var sawEncrypt, sawDenied, sawFailed, sawRotate bool
+	for _, r := range recs {
+		switch {
+		case r["action"] == "kms:Encrypt" && r["outcome"] == "allowed":
+			sawEncrypt = true
+			if r["principal"] != "admin" || r["key_id"] == "" || r["key_version"].(float64) < 1 || r["source"] == "" || r["request_id"] == "" {
+				t.Errorf("encrypt record lacks who/what/where: %v", r)
+			}
+		case r["outcome"] == "denied":
+			sawDenied = r["error_code"] == "UnauthenticatedException" && r["principal"] == ""
+		case r["outcome"] == "failed":
+			sawFailed = r["error_code"] == "NotFoundException"
+		case r["action"] == "kms:RotateKey":
+			sawRotate = r["key_version"].(float64) == 2
+		}
+	}
+	if !sawEncrypt || !sawDenied || !sawFailed || !sawRotate {
+		t.Errorf("records missing: encrypt %v, denied %v, failed %v, rotate %v", sawEncrypt, sawDenied, sawFailed, sawRotate)
+	}
+	raw, _ := json.Marshal(recs)
+	for _, secret := range []string{"audited secret", b64("audited secret"), kmstest.AdminToken, "wrong-token-0123456789"} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("audit records contain a secret: %.8s...", secret)
+		}
+	}
+	// Filters.
+	k := recs[0]
+	for _, r := range listAudit(t, admin, "&principal=admin") {
+		if r["principal"] != "admin" {
+			t.Errorf("principal filter returned %v", r["principal"])
+		}
+	}
+	var keyID string
+	for _, r := range recs {
+		if r["key_id"] != "" {
+			keyID = r["key_id"].(string)
+		}
+	}
+	for _, r := range listAudit(t, admin, "&key_id="+keyID) {
+		if r["key_id"] != keyID {
+			t.Errorf("key filter returned %v", r["key_id"])
+		}
+	}
+	if got := listAudit(t, admin, "&from=2999-01-01T00:00:00Z"); len(got) != 0 {
+		t.Errorf("from in the future returned %d records", len(got))
+	}
+	if got := listAudit(t, admin, "&to="+k["time"].(string)); len(got) != 0 {
+		t.Errorf("to = the first record's time returned %d records (to is exclusive)", len(got))
+	}
+	page := admin.must(200, "GET", "/v1/audit?limit=2", nil)
+	if len(page["records"].([]any)) != 2 || page["next_token"] == "" {
+		t.Errorf("limit=2: %v", page)
+	}
+	_ = s
+}
+
+// A management change and its audit record commit together: if the record
+// cannot be written, the change does not happen and the client is told.
+// A cryptographic request whose record cannot be written is not answered
+// with its result.
+func TestAuditFailureMeansNoChangeAndNoAnswer(t *testing.T) {
+	fs := kmstest.NewFaultStore(kmstest.Store(t))
+	s := kmstest.Start(t, kmstest.Options{Store: fs})
+	admin := caller{t, s.URL, kmstest.AdminToken}
+	k := admin.must(201, "POST", "/v1/keys", map[string]any{"alias": "alias/tx"})
+	id := k["key_id"].(string)
+
+	fs.FailNextAppend(errors.New("injected: audit append fails"))
+	r := admin.do("POST", "/v1/keys/"+id+"/disable", nil)
+	if r.status != 500 && r.status != 503 {
+		t.Fatalf("disable with a failing audit append: %d %s", r.status, r.body)
+	}
+	if d := admin.must(200, "GET", "/v1/keys/"+id, nil); d["key_state"] != "Enabled" {
+		t.Errorf("the change committed without its audit record: state %v", d["key_state"])
+	}
+
+	fs.FailNextAppend(errors.New("injected: audit append fails"))
+	r = admin.do("POST", "/v1/encrypt", map[string]any{"key_id": id, "plaintext": b64("unanswered")})
+	if r.status != 503 || strings.Contains(string(r.body), "ciphertext_blob") {
+		t.Errorf("encrypt whose record failed: %d %s, want 503 without a result", r.status, r.body)
+	}
+	if v := verify(t, admin); v["intact"] != true {
+		t.Errorf("chain broken after failed appends: %v", v)
+	}
+}

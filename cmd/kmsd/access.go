@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/store"
+)
+
+// bootstrap makes sure someone can call the API: with no principal in the
+// database, KMS_BOOTSTRAP_TOKEN becomes the administrator's token; without
+// it kmsd refuses to start rather than serve an API nobody can use.
+func bootstrap(ctx context.Context, svc *service.Service, token string, log *slog.Logger) error {
+	if token == "" {
+		need, err := svc.NeedsBootstrap(ctx)
+		if err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		if need {
+			return errors.New("no principal exists yet: set KMS_BOOTSTRAP_TOKEN (the administrator's token) or run 'kmsd init'")
+		}
+		return nil
+	}
+	made, err := svc.Bootstrap(service.AsSystem(ctx), token)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if made {
+		log.Info("created the administrator principal from KMS_BOOTSTRAP_TOKEN", "principal", service.AdminPrincipal)
+	}
+	return nil
+}
+
+// runInit is `kmsd init`: on a database with no principal, it creates the
+// administrator and prints its bearer token, once. Only the database is
+// needed (KMS_DB or -db).
+func runInit(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	fs := flag.NewFlagSet("kmsd init", flag.ContinueOnError)
+	def := getenv("KMS_DB")
+	if def == "" {
+		def = "sqlite:var/hsmkms.db"
+	}
+	dsn := fs.String("db", def, "sqlite:PATH or postgres:// URL (KMS_DB)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, *dsn)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer db.Close()
+	svc := service.New(db, nil, service.Config{})
+	defer svc.Close()
+	token, err := svc.InitAdmin(service.AsSystem(ctx))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "created principal %q; its bearer token (shown once, stored only as a hash):\n%s\n",
+		service.AdminPrincipal, token)
+	return nil
+}
+
+// clientCertConfig verifies client certificates, when given, against the
+// CA file; requests without one still authenticate with a bearer token.
+func clientCertConfig(caFile string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls-client-ca: cannot read %s: %v", caFile, errors.Unwrap(err))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls-client-ca: %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}, nil
+}

@@ -1,0 +1,673 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hsmkms/hsmkms/policy"
+	"golang.org/x/sync/singleflight"
+)
+
+// Bearer tokens. A token made by the service is "kms_<id>_<secret>": the id
+// (16 hex digits) finds the stored record without searching, and the secret
+// is 32 random bytes (base64url). Only the SHA-256 of the whole token is
+// stored, and it is compared in constant time. The bootstrap token
+// (KMS_BOOTSTRAP_TOKEN) is chosen by the operator and has no id inside: it
+// is stored under the id "bootstrap".
+const (
+	tokenPrefix      = "kms_"
+	bootstrapTokenID = "bootstrap"
+	// AdminPrincipal and AdminPolicy are made by Bootstrap and InitAdmin.
+	AdminPrincipal = "admin"
+	AdminPolicy    = "admin"
+	// MinBootstrapTokenLength keeps an operator-chosen token guessable by no one.
+	MinBootstrapTokenLength = 16
+)
+
+var adminDocument = policy.Document{Statements: []policy.Statement{
+	{Effect: policy.EffectAllow, Actions: []string{"kms:*"}, Resources: []string{"*"}},
+}}
+
+var noResource = policy.Resource{}
+
+// tokenID returns the id a bearer token names.
+func tokenID(bearer string) string {
+	rest, ok := strings.CutPrefix(bearer, tokenPrefix)
+	if !ok {
+		return bootstrapTokenID
+	}
+	id, _, ok := strings.Cut(rest, "_")
+	if !ok || len(id) != 16 {
+		return bootstrapTokenID
+	}
+	return id
+}
+
+func hashToken(bearer string) string {
+	h := sha256.Sum256([]byte(bearer))
+	return hex.EncodeToString(h[:])
+}
+
+// newToken makes a token: a fresh id and 32 random bytes of secret.
+func newToken() (id, bearer string, err error) {
+	var idb [8]byte
+	var secret [32]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return "", "", err
+	}
+	if _, err := rand.Read(secret[:]); err != nil {
+		return "", "", err
+	}
+	id = hex.EncodeToString(idb[:])
+	return id, tokenPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(secret[:]), nil
+}
+
+// authCache keeps what authentication read from the store for a short
+// time, so that a warm request makes no database round trip. Changes made
+// by this process clear it at once; another replica's within ttl.
+type authCache struct {
+	ttl   time.Duration
+	mu    sync.Mutex
+	gen   uint64
+	toks  map[string]authEntry // by token id
+	loads singleflight.Group
+}
+
+type authEntry struct {
+	hash     [sha256.Size]byte
+	revoked  bool
+	caller   *Caller
+	loadedAt time.Time
+}
+
+func newAuthCache(ttl time.Duration) *authCache {
+	return &authCache{ttl: ttl, toks: map[string]authEntry{}}
+}
+
+func (c *authCache) clear() {
+	c.mu.Lock()
+	c.gen++
+	c.toks = map[string]authEntry{}
+	c.mu.Unlock()
+}
+
+var errUnknownToken = errorf(ErrUnauthenticated, "missing, unknown or revoked bearer token")
+
+// Authenticate turns a bearer token into its caller: the principal and its
+// policy documents. Unknown and revoked tokens are ErrUnauthenticated, with
+// one message for both.
+func (s *Service) Authenticate(ctx context.Context, bearer string) (*Caller, error) {
+	if bearer == "" {
+		return nil, errUnknownToken
+	}
+	id := tokenID(bearer)
+	e, err := s.authEntry(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errUnknownToken
+	}
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256([]byte(bearer))
+	if subtle.ConstantTimeCompare(h[:], e.hash[:]) != 1 || e.revoked {
+		return nil, errUnknownToken
+	}
+	return e.caller, nil
+}
+
+func (s *Service) authEntry(ctx context.Context, id string) (authEntry, error) {
+	now := s.clock.Now()
+	c := s.auth
+	c.mu.Lock()
+	e, ok := c.toks[id]
+	gen := c.gen
+	c.mu.Unlock()
+	if ok && now.Sub(e.loadedAt) < c.ttl {
+		return e, nil
+	}
+	r, err, _ := c.loads.Do(id, func() (any, error) {
+		ctx := context.WithoutCancel(ctx)
+		t, err := s.store.GetToken(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := hex.DecodeString(t.Hash)
+		if err != nil || len(raw) != sha256.Size {
+			return nil, errors.New("stored token hash is malformed")
+		}
+		caller, err := s.loadCaller(ctx, t.Principal)
+		if err != nil {
+			return nil, err
+		}
+		e := authEntry{revoked: t.RevokedAt != nil, caller: caller, loadedAt: now}
+		copy(e.hash[:], raw)
+		c.mu.Lock()
+		if c.gen == gen {
+			c.toks[id] = e
+		}
+		c.mu.Unlock()
+		return e, nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return authEntry{}, err
+		}
+		return authEntry{}, s.storeErr(err)
+	}
+	return r.(authEntry), nil
+}
+
+// loadCaller reads a principal's policy documents.
+func (s *Service) loadCaller(ctx context.Context, principal string) (*Caller, error) {
+	recs, err := s.store.PoliciesOf(ctx, principal)
+	if err != nil {
+		return nil, err
+	}
+	c := &Caller{Principal: principal}
+	for _, r := range recs {
+		d, err := policy.Parse([]byte(r.Document))
+		if err != nil {
+			// Stored documents were validated when written; one that no
+			// longer parses grants nothing rather than failing everything.
+			s.log.Error("stored policy document does not parse; it grants nothing", "policy", r.Name, "err", err)
+			continue
+		}
+		c.Docs = append(c.Docs, d)
+	}
+	return c, nil
+}
+
+// AuthenticateCertificate maps a verified TLS client certificate's subject
+// to its principal.
+func (s *Service) AuthenticateCertificate(ctx context.Context, subject string) (*Caller, error) {
+	p, err := s.store.PrincipalByCertSubject(ctx, subject)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errorf(ErrUnauthenticated, "the client certificate is not mapped to a principal")
+	}
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	c, err := s.loadCaller(ctx, p.Name)
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	return c, nil
+}
+
+// Bootstrap creates the administrator (principal "admin", policy "admin"
+// allowing everything) with bearer as its token, when no principal exists
+// yet. It reports whether it did; with principals present it does nothing,
+// so the bootstrap token of a later start never re-creates anything.
+func (s *Service) Bootstrap(ctx context.Context, bearer string) (bool, error) {
+	if len(bearer) < MinBootstrapTokenLength {
+		return false, Validationf("the bootstrap token must be at least %d characters", MinBootstrapTokenLength)
+	}
+	return s.createAdmin(ctx, bootstrapTokenID, bearer)
+}
+
+// InitAdmin creates the administrator with a new random token, which it
+// returns (it is shown once, and stored only as a hash). It refuses when a
+// principal exists already.
+func (s *Service) InitAdmin(ctx context.Context) (string, error) {
+	id, bearer, err := newToken()
+	if err != nil {
+		return "", err
+	}
+	made, err := s.createAdmin(ctx, id, bearer)
+	if err != nil {
+		return "", err
+	}
+	if !made {
+		return "", errorf(ErrInvalidState, "principals exist already; kmsd init only sets up an empty database")
+	}
+	return bearer, nil
+}
+
+func (s *Service) createAdmin(ctx context.Context, tokenID, bearer string) (bool, error) {
+	made := false
+	doc, _ := json.Marshal(adminDocument)
+	err := s.store.InTx(ctx, func(q Queries) error {
+		n, err := q.CountPrincipals(ctx)
+		if err != nil || n > 0 {
+			return err
+		}
+		now := s.now()
+		if err := q.PutPolicy(ctx, &PolicyRecord{Name: AdminPolicy, Document: string(doc), CreatedAt: now, UpdatedAt: now}); err != nil {
+			return err
+		}
+		if err := q.InsertPrincipal(ctx, &Principal{Name: AdminPrincipal, CreatedAt: now}); err != nil {
+			return err
+		}
+		if err := q.AttachPolicy(ctx, AdminPrincipal, AdminPolicy); err != nil {
+			return err
+		}
+		if err := q.InsertToken(ctx, &BearerToken{ID: tokenID, Principal: AdminPrincipal, Hash: hashToken(bearer),
+			Description: "administrator (bootstrap)", CreatedAt: now}); err != nil {
+			return err
+		}
+		if s.auditor != nil {
+			a := &Activity{Principal: "system", Action: "kms:Bootstrap", Detail: map[string]string{"principal": AdminPrincipal}}
+			if err := q.AppendAudit(ctx, []*AuditEvent{a.event(now, OutcomeAllowed, "")}, HashAuditEvent); err != nil {
+				return err
+			}
+		}
+		made = true
+		return nil
+	})
+	if errors.Is(err, ErrAlreadyExists) {
+		return false, nil // another replica bootstrapped at the same moment
+	}
+	return made, s.storeErr(err)
+}
+
+// PrincipalView is a principal with its tokens (never their secrets).
+type PrincipalView struct {
+	Principal
+	Tokens []BearerToken
+}
+
+// NewToken is a token just made: the only time its secret is shown.
+type NewToken struct {
+	ID          string
+	Token       string
+	Principal   string
+	Description string
+	CreatedAt   time.Time
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@+=,-]{0,127}$`)
+
+func validateName(kind, name string) error {
+	if !namePattern.MatchString(name) {
+		return Validationf("%s name %q must be 1-128 characters of A-Z a-z 0-9 _ . @ + = , - (not starting with a symbol)", kind, truncate(name, 140))
+	}
+	return nil
+}
+
+// CreatePrincipalInput is a new principal.
+type CreatePrincipalInput struct {
+	Name        string
+	Policies    []string
+	CertSubject string
+}
+
+// CreatePrincipal makes a principal with the given policies attached.
+func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) (*PrincipalView, error) {
+	if err := s.manage(ctx, "principal", in.Name); err != nil {
+		return nil, err
+	}
+	if err := validateName("principal", in.Name); err != nil {
+		return nil, err
+	}
+	for _, p := range in.Policies {
+		if err := validateName("policy", p); err != nil {
+			return nil, err
+		}
+	}
+	if len(in.CertSubject) > 1024 {
+		return nil, Validationf("cert_subject must be at most 1024 characters")
+	}
+	err := s.commit(ctx, func(q Queries) error {
+		if err := q.InsertPrincipal(ctx, &Principal{Name: in.Name, CreatedAt: s.now(), CertSubject: in.CertSubject}); err != nil {
+			if errors.Is(err, ErrAlreadyExists) {
+				return errorf(ErrAlreadyExists, "principal %q (or a principal with that certificate subject) already exists", in.Name)
+			}
+			return err
+		}
+		for _, p := range in.Policies {
+			if err := q.AttachPolicy(ctx, in.Name, p); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					return errorf(ErrNotFound, "policy %q not found", p)
+				}
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	return s.principalView(ctx, in.Name)
+}
+
+// manage authorises an access-management action and names its subject in
+// the audit record.
+func (s *Service) manage(ctx context.Context, kind, name string) error {
+	if name != "" {
+		noteDetail(ctx, kind, truncate(name, 140))
+	}
+	return allow(ctx, ActManageAccess, noResource)
+}
+
+// GetPrincipal returns a principal with its policies and tokens.
+func (s *Service) GetPrincipal(ctx context.Context, name string) (*PrincipalView, error) {
+	if err := s.manage(ctx, "principal", name); err != nil {
+		return nil, err
+	}
+	return s.principalView(ctx, name)
+}
+
+func (s *Service) principalView(ctx context.Context, name string) (*PrincipalView, error) {
+	p, err := s.store.GetPrincipal(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errorf(ErrNotFound, "principal %q not found", truncate(name, 140))
+	}
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	toks, err := s.store.ListTokens(ctx, name)
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	return &PrincipalView{Principal: *p, Tokens: toks}, nil
+}
+
+// ListPrincipals returns one page of principals with their tokens.
+func (s *Service) ListPrincipals(ctx context.Context, limit int, nextToken string) ([]*PrincipalView, string, error) {
+	if err := s.manage(ctx, "", ""); err != nil {
+		return nil, "", err
+	}
+	limit, err := pageLimit(limit)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodePageToken(nextToken)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.store.ListPrincipals(ctx, Page{After: after, Limit: limit + 1})
+	if err != nil {
+		return nil, "", s.storeErr(err)
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = encodePageToken(rows[limit-1].Name)
+	}
+	out := make([]*PrincipalView, len(rows))
+	for i := range rows {
+		toks, err := s.store.ListTokens(ctx, rows[i].Name)
+		if err != nil {
+			return nil, "", s.storeErr(err)
+		}
+		out[i] = &PrincipalView{Principal: rows[i], Tokens: toks}
+	}
+	return out, next, nil
+}
+
+// DeletePrincipal removes a principal, its tokens and attachments. A
+// caller cannot delete itself (an administrator locking everyone out).
+func (s *Service) DeletePrincipal(ctx context.Context, name string) error {
+	if err := s.manage(ctx, "principal", name); err != nil {
+		return err
+	}
+	if c := CallerFrom(ctx); c != nil && c.Principal == name {
+		return errorf(ErrInvalidState, "a principal cannot delete itself")
+	}
+	err := s.commit(ctx, func(q Queries) error {
+		err := q.DeletePrincipal(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			return errorf(ErrNotFound, "principal %q not found", truncate(name, 140))
+		}
+		return err
+	})
+	if err != nil {
+		return s.storeErr(err)
+	}
+	s.auth.clear()
+	return nil
+}
+
+// AttachPolicy attaches a policy to a principal (attaching twice is a no-op).
+func (s *Service) AttachPolicy(ctx context.Context, principal, policyName string) (*PrincipalView, error) {
+	return s.attachment(ctx, principal, policyName, true)
+}
+
+// DetachPolicy detaches a policy from a principal.
+func (s *Service) DetachPolicy(ctx context.Context, principal, policyName string) (*PrincipalView, error) {
+	return s.attachment(ctx, principal, policyName, false)
+}
+
+func (s *Service) attachment(ctx context.Context, principal, policyName string, attach bool) (*PrincipalView, error) {
+	if err := s.manage(ctx, "principal", principal); err != nil {
+		return nil, err
+	}
+	noteDetail(ctx, "policy", truncate(policyName, 140))
+	if err := validateName("policy", policyName); err != nil {
+		return nil, err
+	}
+	err := s.commit(ctx, func(q Queries) error {
+		if _, err := q.GetPrincipal(ctx, principal); errors.Is(err, ErrNotFound) {
+			return errorf(ErrNotFound, "principal %q not found", truncate(principal, 140))
+		} else if err != nil {
+			return err
+		}
+		if _, err := q.GetPolicy(ctx, policyName); errors.Is(err, ErrNotFound) {
+			return errorf(ErrNotFound, "policy %q not found", policyName)
+		} else if err != nil {
+			return err
+		}
+		if attach {
+			return q.AttachPolicy(ctx, principal, policyName)
+		}
+		err := q.DetachPolicy(ctx, principal, policyName)
+		if errors.Is(err, ErrNotFound) {
+			return errorf(ErrNotFound, "policy %q is not attached to principal %q", policyName, principal)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	s.auth.clear()
+	return s.principalView(ctx, principal)
+}
+
+// CreateToken makes a new bearer token for a principal. The returned
+// secret is shown once; only its hash is kept.
+func (s *Service) CreateToken(ctx context.Context, principal, description string) (*NewToken, error) {
+	if err := s.manage(ctx, "principal", principal); err != nil {
+		return nil, err
+	}
+	if err := validateDescription(description); err != nil {
+		return nil, err
+	}
+	var out *NewToken
+	err := s.commit(ctx, func(q Queries) error {
+		var err error
+		out, err = s.insertToken(ctx, q, principal, description)
+		return err
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	return out, nil
+}
+
+func (s *Service) insertToken(ctx context.Context, q Queries, principal, description string) (*NewToken, error) {
+	id, bearer, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	err = q.InsertToken(ctx, &BearerToken{ID: id, Principal: principal, Hash: hashToken(bearer),
+		Description: description, CreatedAt: now})
+	if errors.Is(err, ErrNotFound) {
+		return nil, errorf(ErrNotFound, "principal %q not found", truncate(principal, 140))
+	}
+	if err != nil {
+		return nil, err
+	}
+	noteDetail(ctx, "token_id", id)
+	return &NewToken{ID: id, Token: bearer, Principal: principal, Description: description, CreatedAt: now}, nil
+}
+
+// RevokeToken revokes one of a principal's tokens at once (in this process;
+// other replicas within AuthCacheTTL).
+func (s *Service) RevokeToken(ctx context.Context, principal, id string) error {
+	_, err := s.replaceToken(ctx, principal, id, false)
+	return err
+}
+
+// RotateToken makes a new token for the principal and revokes the old one,
+// in one transaction.
+func (s *Service) RotateToken(ctx context.Context, principal, id string) (*NewToken, error) {
+	return s.replaceToken(ctx, principal, id, true)
+}
+
+func (s *Service) replaceToken(ctx context.Context, principal, id string, issue bool) (*NewToken, error) {
+	if err := s.manage(ctx, "principal", principal); err != nil {
+		return nil, err
+	}
+	noteDetail(ctx, "revoked_token_id", truncate(id, 40))
+	var out *NewToken
+	err := s.commit(ctx, func(q Queries) error {
+		t, err := q.GetToken(ctx, id)
+		if errors.Is(err, ErrNotFound) || (err == nil && t.Principal != principal) {
+			return errorf(ErrNotFound, "principal %q has no token %q", truncate(principal, 140), truncate(id, 40))
+		}
+		if err != nil {
+			return err
+		}
+		if t.RevokedAt != nil {
+			return errorf(ErrInvalidState, "token %q is already revoked", id)
+		}
+		if err := q.RevokeToken(ctx, id, s.now()); err != nil {
+			return err
+		}
+		if issue {
+			out, err = s.insertToken(ctx, q, principal, t.Description)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	s.auth.clear()
+	return out, nil
+}
+
+// PolicyView is a stored policy with its parsed document.
+type PolicyView struct {
+	PolicyRecord
+	Doc policy.Document
+}
+
+func policyView(r *PolicyRecord) *PolicyView {
+	d, _ := policy.Parse([]byte(r.Document))
+	return &PolicyView{PolicyRecord: *r, Doc: d}
+}
+
+// PutPolicy creates or replaces a policy document. It applies at once in
+// this process and within AuthCacheTTL on other replicas.
+func (s *Service) PutPolicy(ctx context.Context, name string, doc policy.Document) (*PolicyView, error) {
+	if err := s.manage(ctx, "policy", name); err != nil {
+		return nil, err
+	}
+	if err := validateName("policy", name); err != nil {
+		return nil, err
+	}
+	if err := doc.Validate(); err != nil {
+		return nil, Validationf("document: %v", err)
+	}
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	var out *PolicyRecord
+	err = s.commit(ctx, func(q Queries) error {
+		now := s.now()
+		created := now
+		if old, err := q.GetPolicy(ctx, name); err == nil {
+			created = old.CreatedAt
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		out = &PolicyRecord{Name: name, Document: string(raw), CreatedAt: created, UpdatedAt: now}
+		return q.PutPolicy(ctx, out)
+	})
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	s.auth.clear()
+	return policyView(out), nil
+}
+
+// GetPolicy returns one policy.
+func (s *Service) GetPolicy(ctx context.Context, name string) (*PolicyView, error) {
+	if err := s.manage(ctx, "policy", name); err != nil {
+		return nil, err
+	}
+	r, err := s.store.GetPolicy(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errorf(ErrNotFound, "policy %q not found", truncate(name, 140))
+	}
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	return policyView(r), nil
+}
+
+// ListPolicies returns one page of policies.
+func (s *Service) ListPolicies(ctx context.Context, limit int, nextToken string) ([]*PolicyView, string, error) {
+	if err := s.manage(ctx, "", ""); err != nil {
+		return nil, "", err
+	}
+	limit, err := pageLimit(limit)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodePageToken(nextToken)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.store.ListPolicies(ctx, Page{After: after, Limit: limit + 1})
+	if err != nil {
+		return nil, "", s.storeErr(err)
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = encodePageToken(rows[limit-1].Name)
+	}
+	out := make([]*PolicyView, len(rows))
+	for i := range rows {
+		out[i] = policyView(&rows[i])
+	}
+	return out, next, nil
+}
+
+// DeletePolicy removes a policy that no principal has attached.
+func (s *Service) DeletePolicy(ctx context.Context, name string) error {
+	if err := s.manage(ctx, "policy", name); err != nil {
+		return err
+	}
+	err := s.commit(ctx, func(q Queries) error {
+		err := q.DeletePolicy(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			return errorf(ErrNotFound, "policy %q not found", truncate(name, 140))
+		}
+		return err
+	})
+	if err != nil {
+		return s.storeErr(err)
+	}
+	s.auth.clear()
+	return nil
+}
+
+// NeedsBootstrap reports whether no principal exists yet.
+func (s *Service) NeedsBootstrap(ctx context.Context) (bool, error) {
+	n, err := s.store.CountPrincipals(ctx)
+	return n == 0, s.storeErr(err)
+}

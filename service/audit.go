@@ -1,0 +1,327 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Audit outcomes.
+const (
+	OutcomeAllowed = "allowed" // the action was done
+	OutcomeDenied  = "denied"  // authentication or authorisation refused it
+	OutcomeFailed  = "failed"  // allowed, but it failed (validation, state, token, ...)
+)
+
+// HashAuditEvent is the hash of the chain (v1): SHA-256 over the previous
+// hash and every field of the record, each length-prefixed, so that no two
+// different records hash alike and a record cannot be moved to another
+// place in the chain (its seq and predecessor are inside).
+func HashAuditEvent(e *AuditEvent) string {
+	h := sha256.New()
+	var n [8]byte
+	field := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field("hsmkms-audit-v1")
+	field(e.PrevHash)
+	field(strconv.FormatInt(e.Seq, 10))
+	field(strconv.FormatInt(e.At.UTC().Truncate(time.Microsecond).UnixMicro(), 10))
+	field(e.RequestID)
+	field(e.Principal)
+	field(e.Action)
+	field(e.KeyID)
+	field(strconv.Itoa(e.KeyVersion))
+	field(e.Outcome)
+	field(e.ErrorCode)
+	field(e.Source)
+	field(e.Detail)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// event turns an activity into an audit record.
+func (a *Activity) event(at time.Time, outcome, code string) *AuditEvent {
+	detail := ""
+	if len(a.Detail) > 0 {
+		b, _ := json.Marshal(a.Detail) // map[string]string: sorted keys, cannot fail
+		detail = string(b)
+	}
+	return &AuditEvent{At: at, RequestID: a.RequestID, Principal: a.Principal, Action: a.Action,
+		KeyID: a.KeyID, KeyVersion: a.KeyVersion, Outcome: outcome, ErrorCode: code,
+		Source: a.Source, Detail: detail}
+}
+
+// commit runs fn in a transaction that, when the request carries an
+// activity and auditing is on, also appends the request's record: a
+// management change and its audit record commit together or not at all.
+// The record is appended last, so the chain's head is locked briefly.
+func (s *Service) commit(ctx context.Context, fn func(q Queries) error) error {
+	a := activityFrom(ctx)
+	record := a != nil && s.auditor != nil
+	err := s.store.InTx(ctx, func(q Queries) error {
+		if err := fn(q); err != nil {
+			return err
+		}
+		if !record {
+			return nil
+		}
+		return q.AppendAudit(ctx, []*AuditEvent{a.event(s.clock.Now(), OutcomeAllowed, "")}, HashAuditEvent)
+	})
+	if err == nil && record {
+		a.audited = true
+	}
+	return err
+}
+
+// auditSystem appends, inside a transaction, the record of a change the
+// service made by itself (the worker).
+func (s *Service) auditSystem(ctx context.Context, q Queries, a *Activity) error {
+	if s.auditor == nil {
+		return nil
+	}
+	return q.AppendAudit(ctx, []*AuditEvent{a.event(s.clock.Now(), OutcomeAllowed, "")}, HashAuditEvent)
+}
+
+// AuditEnabled reports whether requests are audited.
+func (s *Service) AuditEnabled() bool { return s.auditor != nil }
+
+// Record writes the audit record of a request that did not record itself
+// in a transaction (reads, cryptographic operations, denials, failures),
+// and returns once it is durable: the caller answers the request only then.
+// Records are group-committed: many requests share one transaction.
+func (s *Service) Record(ctx context.Context, a *Activity, outcome, code string) error {
+	if s.auditor == nil || a == nil || a.audited {
+		return nil
+	}
+	return s.auditor.append(ctx, a.event(s.clock.Now(), outcome, code))
+}
+
+// AuditQueueDepth is the number of records waiting for their group commit.
+func (s *Service) AuditQueueDepth() int {
+	if s.auditor == nil {
+		return 0
+	}
+	return int(s.auditor.depth.Load())
+}
+
+// auditor group-commits audit records: one goroutine takes every record
+// queued while the previous batch was being written and appends them in one
+// transaction, so that the cost of a commit is shared by all waiting
+// requests.
+type auditor struct {
+	store Store
+	log   interface{ Error(string, ...any) }
+	queue chan *auditReq
+	depth atomic.Int64
+
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
+}
+
+type auditReq struct {
+	ev   *AuditEvent
+	done chan error
+}
+
+// maxAuditBatch bounds one group commit.
+const maxAuditBatch = 512
+
+func newAuditor(store Store, log interface{ Error(string, ...any) }) *auditor {
+	a := &auditor{store: store, log: log, queue: make(chan *auditReq, 4*maxAuditBatch), done: make(chan struct{})}
+	go a.run()
+	return a
+}
+
+var errAuditClosed = errorf(ErrUnavailable, "the service is shutting down; retry on another replica")
+
+func (a *auditor) append(ctx context.Context, ev *AuditEvent) error {
+	r := &auditReq{ev: ev, done: make(chan error, 1)}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return errAuditClosed
+	}
+	a.depth.Add(1)
+	a.mu.Unlock()
+	select {
+	case a.queue <- r:
+	case <-ctx.Done():
+		a.depth.Add(-1)
+		return errorf(ErrUnavailable, "the audit log did not accept the record in time; retry later")
+	}
+	// Once queued, the record will be written: wait for it even if the
+	// client went away, so that the outcome is known.
+	return <-r.done
+}
+
+func (a *auditor) run() {
+	defer close(a.done)
+	batch := make([]*auditReq, 0, maxAuditBatch)
+	for r := range a.queue {
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < maxAuditBatch {
+			select {
+			case r, ok := <-a.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		a.write(batch)
+	}
+}
+
+func (a *auditor) write(batch []*auditReq) {
+	events := make([]*AuditEvent, len(batch))
+	for i, r := range batch {
+		events[i] = r.ev
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err := a.store.AppendAudit(ctx, events, HashAuditEvent)
+	cancel()
+	if err != nil {
+		a.log.Error("audit: group commit failed; the requests are answered with an error", "records", len(batch), "err", err)
+		err = errorf(ErrUnavailable, "the audit log could not be written; retry later")
+	}
+	a.depth.Add(-int64(len(batch)))
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// close stops taking records and waits until every queued one is written.
+func (a *auditor) close() {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	a.closed = true
+	a.mu.Unlock()
+	// Senders that passed the closed check are counted in depth; wait for
+	// them to enqueue before closing the channel.
+	for a.depth.Load() > int64(len(a.queue)) {
+		time.Sleep(time.Millisecond)
+	}
+	close(a.queue)
+	<-a.done
+}
+
+// ListAudit returns one page of audit records matching f, oldest first.
+func (s *Service) ListAudit(ctx context.Context, f AuditFilter, nextToken string) ([]AuditEvent, string, error) {
+	if err := allow(ctx, ActReadAudit, noResource); err != nil {
+		return nil, "", err
+	}
+	limit, err := pageLimit(f.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodePageToken(nextToken)
+	if err != nil {
+		return nil, "", err
+	}
+	if after != "" {
+		n, err := strconv.ParseInt(after, 10, 64)
+		if err != nil || n < 0 {
+			return nil, "", Validationf("next_token is not a token this service issued")
+		}
+		f.AfterSeq = n
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return nil, "", Validationf("from must be before to")
+	}
+	if f.KeyID != "" {
+		if _, err := parseKeyID(f.KeyID); err != nil {
+			return nil, "", err
+		}
+	}
+	f.Limit = limit + 1
+	rows, err := s.store.ListAudit(ctx, f)
+	if err != nil {
+		return nil, "", s.storeErr(err)
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = encodePageToken(strconv.FormatInt(rows[limit-1].Seq, 10))
+	}
+	return rows, next, nil
+}
+
+// AuditVerification is the result of checking the chain.
+type AuditVerification struct {
+	Intact         bool
+	RecordsChecked int64
+	HeadSeq        int64
+	FirstBrokenSeq int64  // 0 when intact
+	Reason         string // "" when intact
+}
+
+// VerifyAudit walks the whole chain: every record must follow its
+// predecessor (seq one more, prev_hash its hash), hash to its stored hash,
+// and the last one must be the head. An edited, deleted, inserted or
+// reordered record breaks it; the first broken record is named.
+func (s *Service) VerifyAudit(ctx context.Context) (*AuditVerification, error) {
+	if err := allow(ctx, ActReadAudit, noResource); err != nil {
+		return nil, err
+	}
+	return s.verifyAudit(ctx)
+}
+
+func (s *Service) verifyAudit(ctx context.Context) (*AuditVerification, error) {
+	headSeq, headHash, err := s.store.AuditHead(ctx)
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	out := &AuditVerification{HeadSeq: headSeq}
+	broken := func(seq int64, format string, args ...any) (*AuditVerification, error) {
+		out.FirstBrokenSeq, out.Reason = seq, fmt.Sprintf(format, args...)
+		return out, nil
+	}
+	prevSeq, prevHash := int64(0), AuditGenesisHash
+	const page = 1000
+	for {
+		rows, err := s.store.ListAudit(ctx, AuditFilter{AfterSeq: prevSeq, Limit: page})
+		if err != nil {
+			return nil, s.storeErr(err)
+		}
+		for i := range rows {
+			e := &rows[i]
+			switch {
+			case e.Seq != prevSeq+1:
+				return broken(prevSeq+1, "record %d is missing (the next record is %d)", prevSeq+1, e.Seq)
+			case e.PrevHash != prevHash:
+				return broken(e.Seq, "record %d does not follow record %d (prev_hash differs)", e.Seq, prevSeq)
+			case HashAuditEvent(e) != e.Hash:
+				return broken(e.Seq, "record %d was altered (its hash does not match its contents)", e.Seq)
+			}
+			prevSeq, prevHash = e.Seq, e.Hash
+			out.RecordsChecked++
+		}
+		if len(rows) < page {
+			break
+		}
+	}
+	if prevSeq != headSeq || prevHash != headHash {
+		if prevSeq < headSeq {
+			return broken(prevSeq+1, "records %d to %d are missing (the chain head is %d)", prevSeq+1, headSeq, headSeq)
+		}
+		return broken(prevSeq, "record %d is not the chain head recorded by the service (head %d)", prevSeq, headSeq)
+	}
+	out.Intact = true
+	return out, nil
+}

@@ -1,0 +1,200 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/hsmkms/hsmkms/policy"
+)
+
+// Caller is who makes a request: an authenticated principal with its policy
+// documents, or the system itself (the worker, start-up provisioning).
+type Caller struct {
+	Principal string
+	Docs      []policy.Document
+	system    bool
+}
+
+// Activity is what a request did, filled in as it goes: the API creates it
+// with who and where, the service adds the action's key and version. It
+// becomes the request's audit record.
+type Activity struct {
+	RequestID  string
+	Principal  string
+	Source     string
+	Action     string
+	KeyID      string
+	KeyVersion int
+	Detail     map[string]string
+
+	// audited is set once the record committed together with a change
+	// (management actions); the API then does not record it again.
+	audited bool
+}
+
+// Audited reports whether the request's record was already written in the
+// transaction of its change.
+func (a *Activity) Audited() bool { return a != nil && a.audited }
+
+type callerKey struct{}
+type activityKey struct{}
+
+// WithCaller returns ctx carrying the authenticated caller.
+func WithCaller(ctx context.Context, c *Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// AsSystem returns ctx for work the service does on its own behalf (the
+// worker, provisioning, kmsd init): every action is allowed.
+func AsSystem(ctx context.Context) context.Context {
+	return WithCaller(ctx, &Caller{Principal: "system", system: true})
+}
+
+// CallerFrom returns the caller of ctx, or nil.
+func CallerFrom(ctx context.Context) *Caller {
+	c, _ := ctx.Value(callerKey{}).(*Caller)
+	return c
+}
+
+// WithActivity returns ctx carrying a, which the service fills in.
+func WithActivity(ctx context.Context, a *Activity) context.Context {
+	return context.WithValue(ctx, activityKey{}, a)
+}
+
+func activityFrom(ctx context.Context) *Activity {
+	a, _ := ctx.Value(activityKey{}).(*Activity)
+	return a
+}
+
+// systemActivity is the audit record of work the service does by itself.
+func systemActivity(action, keyID string, detail ...string) *Activity {
+	a := &Activity{Principal: "system", Action: action, KeyID: keyID}
+	for i := 0; i+1 < len(detail); i += 2 {
+		if a.Detail == nil {
+			a.Detail = map[string]string{}
+		}
+		a.Detail[detail[i]] = detail[i+1]
+	}
+	return a
+}
+
+// note records the key (and version, when known) an action touched.
+func note(ctx context.Context, keyID string, version int) {
+	if a := activityFrom(ctx); a != nil {
+		if keyID != "" {
+			a.KeyID = keyID
+		}
+		if version != 0 {
+			a.KeyVersion = version
+		}
+	}
+}
+
+// noteDetail adds a detail to the request's audit record (names, never
+// secrets).
+func noteDetail(ctx context.Context, k, v string) {
+	if a := activityFrom(ctx); a != nil {
+		if a.Detail == nil {
+			a.Detail = map[string]string{}
+		}
+		a.Detail[k] = v
+	}
+}
+
+// Actions the service authorises (policy.Actions lists them all).
+const (
+	ActCreateKey          = "kms:CreateKey"
+	ActDescribeKey        = "kms:DescribeKey"
+	ActListKeys           = "kms:ListKeys"
+	ActUpdateKey          = "kms:UpdateKey"
+	ActEnableKey          = "kms:EnableKey"
+	ActDisableKey         = "kms:DisableKey"
+	ActScheduleDeletion   = "kms:ScheduleKeyDeletion"
+	ActCancelDeletion     = "kms:CancelKeyDeletion"
+	ActRotateKey          = "kms:RotateKey"
+	ActPutRotationPolicy  = "kms:PutRotationPolicy"
+	ActGetRotationStatus  = "kms:GetRotationStatus"
+	ActListKeyRotations   = "kms:ListKeyRotations"
+	ActListKeyVersions    = "kms:ListKeyVersions"
+	ActUpdateKeyVersion   = "kms:UpdateKeyVersion"
+	ActCreateAlias        = "kms:CreateAlias"
+	ActUpdateAlias        = "kms:UpdateAlias"
+	ActDeleteAlias        = "kms:DeleteAlias"
+	ActListAliases        = "kms:ListAliases"
+	ActEncrypt            = "kms:Encrypt"
+	ActDecrypt            = "kms:Decrypt"
+	ActGenerateDataKey    = "kms:GenerateDataKey"
+	ActGenerateDataKeyNoP = "kms:GenerateDataKeyWithoutPlaintext"
+	ActReEncryptFrom      = "kms:ReEncryptFrom"
+	ActReEncryptTo        = "kms:ReEncryptTo"
+	ActGenerateRandom     = "kms:GenerateRandom"
+	ActManageAccess       = "kms:ManageAccess"
+	ActReadAudit          = "kms:ReadAudit"
+)
+
+// allow decides action on r for the caller of ctx. No caller is a denial:
+// the service fails closed.
+func allow(ctx context.Context, action string, r policy.Resource) error {
+	c := CallerFrom(ctx)
+	if c != nil && c.system {
+		return nil
+	}
+	if c == nil {
+		return errorf(ErrAccessDenied, "no authenticated caller may %s", action)
+	}
+	switch policy.Evaluate(c.Docs, action, r) {
+	case policy.Allowed:
+		return nil
+	case policy.ExplicitDenied:
+		return errorf(ErrAccessDenied, "principal %q is explicitly denied %s on %s", c.Principal, action, describe(r))
+	}
+	return errorf(ErrAccessDenied, "principal %q is not allowed %s on %s", c.Principal, action, describe(r))
+}
+
+func describe(r policy.Resource) string {
+	switch {
+	case r.KeyID != "":
+		return "key " + r.KeyID
+	case r.Alias != "":
+		return r.Alias
+	}
+	return "this service"
+}
+
+// access resolves ref (a key id or alias) and authorises action on the key,
+// matching statements on its id, on the alias it was named by and on every
+// alias it has. It returns the key's view. A key that does not exist is
+// reported as not found only to callers who would have been allowed the
+// action on it: others learn nothing about which keys exist.
+func (s *Service) access(ctx context.Context, action, ref string) (*keyView, error) {
+	id, err := s.resolveID(ctx, ref)
+	via := ""
+	if strings.HasPrefix(ref, AliasPrefix) {
+		via = ref
+	}
+	if errors.Is(err, ErrNotFound) {
+		if aerr := allow(ctx, action, policy.Resource{Alias: via}); aerr != nil {
+			return nil, aerr
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.viewByID(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		if aerr := allow(ctx, action, policy.Resource{KeyID: id, Alias: via}); aerr != nil {
+			return nil, aerr
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	note(ctx, id, 0)
+	if err := allow(ctx, action, policy.Resource{KeyID: id, Aliases: v.aliases, Alias: via}); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
