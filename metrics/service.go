@@ -1,0 +1,120 @@
+package metrics
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ServiceSource is what the service collector reads (*service.Service).
+type ServiceSource interface {
+	Stats() service.Stats
+	KeysByState(ctx context.Context) (map[service.KeyState]int, error)
+	AuditQueueDepth() int
+}
+
+var _ ServiceSource = (*service.Service)(nil)
+
+// knownKeyStates are always exported, 0 when no key is in them, so that a
+// state emptying shows as 0 rather than as a vanished series.
+var knownKeyStates = []service.KeyState{
+	service.KeyEnabled, service.KeyDisabled, service.KeyPendingDeletion,
+	service.KeyPendingImport, service.KeyDeleted,
+}
+
+// rotationTypes are always exported, 0 before the first rotation.
+var rotationTypes = []service.RotationType{service.RotationAutomatic, service.RotationOnDemand}
+
+// WatchService exports the service's rotations, keys by state and audit
+// queue depth. Only the first call has an effect.
+func (m *Metrics) WatchService(src ServiceSource) {
+	m.serviceOnce.Do(func() { m.reg.MustRegister(newServiceCollector(src, m.cfg)) })
+}
+
+// serviceCollector reads the service at scrape time. The keys-by-state
+// count is a database query: it is cached for cfg.KeysTTL, errors included,
+// and concurrent scrapes share one query.
+type serviceCollector struct {
+	src                         ServiceSource
+	cfg                         Config
+	rotations, keys, auditQueue *prometheus.Desc
+
+	mu     sync.Mutex // serialises the query and guards the cache
+	at     time.Time  // when counts/err were read; zero: never
+	counts map[service.KeyState]int
+	err    error
+}
+
+func newServiceCollector(src ServiceSource, cfg Config) *serviceCollector {
+	return &serviceCollector{src: src, cfg: cfg,
+		rotations: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "key_rotations_total"),
+			"Key rotations promoted by this process (a new primary version), by type (AUTOMATIC, ON_DEMAND).",
+			[]string{"type"}, nil),
+		keys: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "keys"),
+			"Keys by state, from the database (all replicas), cached for a few seconds.",
+			[]string{"state"}, nil),
+		auditQueue: prometheus.NewDesc(prometheus.BuildFQName(namespace, "audit", "queue_depth"),
+			"Audit records of this process waiting for their group commit.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *serviceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.rotations
+	ch <- c.keys
+	ch <- c.auditQueue
+}
+
+// Collect implements prometheus.Collector.
+func (c *serviceCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.src.Stats()
+	for _, typ := range rotationTypes {
+		ch <- prometheus.MustNewConstMetric(c.rotations, prometheus.CounterValue, float64(st.Rotations[typ]), string(typ))
+	}
+	ch <- prometheus.MustNewConstMetric(c.auditQueue, prometheus.GaugeValue, float64(c.src.AuditQueueDepth()))
+
+	counts, err := c.keysByState()
+	if err != nil {
+		// The scrape goes on without this metric; promhttp logs the error
+		// and counts it in promhttp_metric_handler_errors_total.
+		ch <- prometheus.NewInvalidMetric(c.keys, err)
+		return
+	}
+	for _, s := range knownKeyStates {
+		ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+	for s, n := range counts {
+		if !isKnownKeyState(s) {
+			// e.g. Creating: a closed set of the schema, not client data.
+			ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(n), string(s))
+		}
+	}
+}
+
+// keysByState returns the cached count, or queries the store when the
+// cache is older than KeysTTL (a negative KeysTTL disables the cache).
+func (c *serviceCollector) keysByState() (map[service.KeyState]int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Clock.Now()
+	if !c.at.IsZero() && now.Sub(c.at) < c.cfg.KeysTTL {
+		return c.counts, c.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.QueryTimeout)
+	defer cancel()
+	c.counts, c.err = c.src.KeysByState(ctx)
+	c.at = now
+	return c.counts, c.err
+}
+
+func isKnownKeyState(s service.KeyState) bool {
+	for _, k := range knownKeyStates {
+		if k == s {
+			return true
+		}
+	}
+	return false
+}
