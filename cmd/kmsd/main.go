@@ -18,6 +18,7 @@ import (
 
 	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/metrics"
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/hsmkms/hsmkms/store"
 )
@@ -58,7 +59,9 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	}
 	defer db.Close()
 
-	svc := service.New(db, tok, service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
+	// Metrics wrap the token the service uses and read the service at scrape time.
+	mx := metrics.New(metrics.Config{Logger: log})
+	svc := service.New(db, mx.Token(tok), service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
 		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit})
 	// Runs after the HTTP server drained and before the database closes:
 	// every queued audit record is written.
@@ -76,9 +79,12 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		svc.RunWorker(workerCtx, service.WorkerConfig{Tick: cfg.WorkerTick, ReconcileEvery: cfg.ReconcileEvery})
 	}()
 	defer func() { stopWorker(); <-workerDone }()
+	mx.WatchService(svc)
 	e := api.New(api.Config{
 		Service: svc,
 		Logger:  log,
+		Extra:   mx.Register, // GET /metrics, no bearer token (API.md)
+		Observe: mx.Observe,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
