@@ -15,9 +15,14 @@ import (
 
 // caller is a raw HTTP caller with one bearer token ("" sends none).
 type caller struct {
-	t     *testing.T
-	url   string
-	token string
+	t      *testing.T
+	url    string
+	token  string
+	client *http.Client // default: http.DefaultClient
+}
+
+func newCaller(t *testing.T, url, token string) caller {
+	return caller{t: t, url: url, token: token}
 }
 
 type reply struct {
@@ -46,7 +51,11 @@ func (c caller) do(method, path string, body any) reply {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := c.client
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -94,7 +103,7 @@ type accessFixture struct {
 func newAccessFixture(t *testing.T) *accessFixture {
 	s := kmstest.Start(t, kmstest.Options{})
 	f := &accessFixture{s: s}
-	f.admin = caller{t, s.URL, kmstest.AdminToken}
+	f.admin = newCaller(t, s.URL, kmstest.AdminToken)
 	other := f.admin.must(201, "POST", "/v1/keys", map[string]any{"alias": "alias/other"})
 	policies := map[string]any{
 		"app": []map[string]any{{"effect": "allow", "resources": []string{"alias/app-*"}, "actions": []string{
@@ -117,15 +126,15 @@ func newAccessFixture(t *testing.T) *accessFixture {
 		tokens[name] = tok["token"].(string)
 		kmstest.Secret(tokens[name])
 	}
-	f.app = caller{t, s.URL, tokens["app"]}
-	f.keyadmin = caller{t, s.URL, tokens["keyadmin"]}
-	f.viewer = caller{t, s.URL, tokens["viewer"]}
+	f.app = newCaller(t, s.URL, tokens["app"])
+	f.keyadmin = newCaller(t, s.URL, tokens["keyadmin"])
+	f.viewer = newCaller(t, s.URL, tokens["viewer"])
 	old := f.admin.must(201, "POST", "/v1/principals/app/tokens", map[string]any{"description": "to revoke"})
 	f.admin.must(204, "DELETE", "/v1/principals/app/tokens/"+old["token_id"].(string), nil)
-	f.revoked = caller{t, s.URL, old["token"].(string)}
+	f.revoked = newCaller(t, s.URL, old["token"].(string))
 	kmstest.Secret(f.revoked.token)
-	f.unknown = caller{t, s.URL, "kms_0123456789abcdef_" + strings.Repeat("A", 43)}
-	f.none = caller{t, s.URL, ""}
+	f.unknown = newCaller(t, s.URL, "kms_0123456789abcdef_"+strings.Repeat("A", 43))
+	f.none = newCaller(t, s.URL, "")
 	return f
 }
 
@@ -450,7 +459,7 @@ func TestAccessChangesApplyAtOnce(t *testing.T) {
 	rot := f.admin.must(201, "POST", "/v1/principals/app/tokens/"+live+"/rotate", nil)
 	kmstest.Secret(rot["token"].(string))
 	f.app.must(401, "GET", "/v1/keys", nil)
-	fresh := caller{t, f.s.URL, rot["token"].(string)}
+	fresh := newCaller(t, f.s.URL, rot["token"].(string))
 	fresh.must(200, "GET", "/v1/keys", nil)
 	f.admin.must(409, "POST", "/v1/principals/app/tokens/"+live+"/rotate", nil) // already revoked
 

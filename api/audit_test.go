@@ -21,7 +21,7 @@ func auditStack(t *testing.T) (*kmstest.Stack, caller, *sql.DB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
-	admin := caller{t, s.URL, kmstest.AdminToken}
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
 	k := admin.must(201, "POST", "/v1/keys", map[string]any{"alias": "alias/audited"})
 	for i := 0; i < 4; i++ {
 		enc := admin.must(200, "POST", "/v1/encrypt", map[string]any{"key_id": "alias/audited", "plaintext": b64("audited secret")})
@@ -29,7 +29,7 @@ func auditStack(t *testing.T) (*kmstest.Stack, caller, *sql.DB) {
 	}
 	admin.must(200, "POST", "/v1/keys/"+k["key_id"].(string)+"/rotate", nil)
 	admin.do("POST", "/v1/encrypt", map[string]any{"key_id": "alias/none", "plaintext": b64("x")}) // a failure
-	caller{t, s.URL, "wrong-token-0123456789"}.do("GET", "/v1/keys", nil)                          // a refusal
+	newCaller(t, s.URL, "wrong-token-0123456789").do("GET", "/v1/keys", nil)                       // a refusal
 	return s, admin, raw
 }
 
@@ -179,7 +179,7 @@ func TestAuditRecordsContent(t *testing.T) {
 func TestAuditFailureMeansNoChangeAndNoAnswer(t *testing.T) {
 	fs := kmstest.NewFaultStore(kmstest.Store(t))
 	s := kmstest.Start(t, kmstest.Options{Store: fs})
-	admin := caller{t, s.URL, kmstest.AdminToken}
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
 	k := admin.must(201, "POST", "/v1/keys", map[string]any{"alias": "alias/tx"})
 	id := k["key_id"].(string)
 

@@ -1,0 +1,218 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Principal is a caller of the API with its policies and tokens (never
+// their secrets).
+type Principal struct {
+	Name         string      `json:"name"`
+	Policies     []string    `json:"policies"`
+	CertSubject  string      `json:"cert_subject"`
+	CreationDate time.Time   `json:"creation_date"`
+	Tokens       []TokenInfo `json:"tokens"`
+}
+
+// TokenInfo describes a bearer token without its secret.
+type TokenInfo struct {
+	TokenID      string     `json:"token_id"`
+	Description  string     `json:"description"`
+	CreationDate time.Time  `json:"creation_date"`
+	RevokedDate  *time.Time `json:"revoked_date,omitempty"`
+}
+
+// NewToken is a token just made; Token is its secret, shown only once.
+type NewToken struct {
+	TokenID      string    `json:"token_id"`
+	Token        string    `json:"token"`
+	Principal    string    `json:"principal"`
+	Description  string    `json:"description"`
+	CreationDate time.Time `json:"creation_date"`
+}
+
+// CreatePrincipalRequest is the body of CreatePrincipal.
+type CreatePrincipalRequest struct {
+	Name        string   `json:"name"`
+	Policies    []string `json:"policies,omitempty"`
+	CertSubject string   `json:"cert_subject,omitempty"`
+}
+
+// PrincipalPage is one page of ListPrincipals.
+type PrincipalPage struct {
+	Principals []Principal `json:"principals"`
+	NextToken  string      `json:"next_token"`
+}
+
+func principalPath(name string) string { return "/v1/principals/" + url.PathEscape(name) }
+
+// CreatePrincipal makes a principal.
+func (c *Client) CreatePrincipal(ctx context.Context, req CreatePrincipalRequest) (*Principal, error) {
+	var p Principal
+	return &p, c.Do(ctx, http.MethodPost, "/v1/principals", req, &p)
+}
+
+// GetPrincipal reads a principal.
+func (c *Client) GetPrincipal(ctx context.Context, name string) (*Principal, error) {
+	var p Principal
+	return &p, c.Do(ctx, http.MethodGet, principalPath(name), nil, &p)
+}
+
+// ListPrincipals lists principals by name.
+func (c *Client) ListPrincipals(ctx context.Context, limit int, nextToken string) (*PrincipalPage, error) {
+	var p PrincipalPage
+	return &p, c.Do(ctx, http.MethodGet, "/v1/principals"+pageQuery(url.Values{}, limit, nextToken), nil, &p)
+}
+
+// DeletePrincipal removes a principal with its tokens.
+func (c *Client) DeletePrincipal(ctx context.Context, name string) error {
+	return c.Do(ctx, http.MethodDelete, principalPath(name), nil, nil)
+}
+
+// AttachPolicy attaches a policy to a principal.
+func (c *Client) AttachPolicy(ctx context.Context, principal, policy string) (*Principal, error) {
+	var p Principal
+	return &p, c.Do(ctx, http.MethodPut, principalPath(principal)+"/policies/"+url.PathEscape(policy), nil, &p)
+}
+
+// DetachPolicy detaches a policy from a principal.
+func (c *Client) DetachPolicy(ctx context.Context, principal, policy string) (*Principal, error) {
+	var p Principal
+	return &p, c.Do(ctx, http.MethodDelete, principalPath(principal)+"/policies/"+url.PathEscape(policy), nil, &p)
+}
+
+// CreateToken makes a bearer token for a principal.
+func (c *Client) CreateToken(ctx context.Context, principal, description string) (*NewToken, error) {
+	var t NewToken
+	return &t, c.Do(ctx, http.MethodPost, principalPath(principal)+"/tokens",
+		map[string]string{"description": description}, &t)
+}
+
+// RevokeToken revokes a token.
+func (c *Client) RevokeToken(ctx context.Context, principal, tokenID string) error {
+	return c.Do(ctx, http.MethodDelete, principalPath(principal)+"/tokens/"+url.PathEscape(tokenID), nil, nil)
+}
+
+// RotateToken replaces a token by a new one and revokes it.
+func (c *Client) RotateToken(ctx context.Context, principal, tokenID string) (*NewToken, error) {
+	var t NewToken
+	return &t, c.Do(ctx, http.MethodPost, principalPath(principal)+"/tokens/"+url.PathEscape(tokenID)+"/rotate", nil, &t)
+}
+
+// Statement is one rule of a policy document.
+type Statement struct {
+	Effect    string   `json:"effect"`
+	Actions   []string `json:"actions"`
+	Resources []string `json:"resources"`
+}
+
+// PolicyDocument is a list of statements.
+type PolicyDocument struct {
+	Statements []Statement `json:"statements"`
+}
+
+// Policy is a stored policy document.
+type Policy struct {
+	Name            string         `json:"name"`
+	Document        PolicyDocument `json:"document"`
+	CreationDate    time.Time      `json:"creation_date"`
+	LastUpdatedDate time.Time      `json:"last_updated_date"`
+}
+
+// PolicyPage is one page of ListPolicies.
+type PolicyPage struct {
+	Policies  []Policy `json:"policies"`
+	NextToken string   `json:"next_token"`
+}
+
+func policyPath(name string) string { return "/v1/policies/" + url.PathEscape(name) }
+
+// PutPolicy creates or replaces a policy.
+func (c *Client) PutPolicy(ctx context.Context, name string, doc PolicyDocument) (*Policy, error) {
+	var p Policy
+	return &p, c.Do(ctx, http.MethodPut, policyPath(name), map[string]any{"document": doc}, &p)
+}
+
+// GetPolicy reads a policy.
+func (c *Client) GetPolicy(ctx context.Context, name string) (*Policy, error) {
+	var p Policy
+	return &p, c.Do(ctx, http.MethodGet, policyPath(name), nil, &p)
+}
+
+// ListPolicies lists policies by name.
+func (c *Client) ListPolicies(ctx context.Context, limit int, nextToken string) (*PolicyPage, error) {
+	var p PolicyPage
+	return &p, c.Do(ctx, http.MethodGet, "/v1/policies"+pageQuery(url.Values{}, limit, nextToken), nil, &p)
+}
+
+// DeletePolicy removes a policy no principal has attached.
+func (c *Client) DeletePolicy(ctx context.Context, name string) error {
+	return c.Do(ctx, http.MethodDelete, policyPath(name), nil, nil)
+}
+
+// AuditRecord is one record of the hash-chained audit log.
+type AuditRecord struct {
+	Seq        int64     `json:"seq"`
+	Time       time.Time `json:"time"`
+	RequestID  string    `json:"request_id"`
+	Principal  string    `json:"principal"`
+	Action     string    `json:"action"`
+	KeyID      string    `json:"key_id"`
+	KeyVersion int       `json:"key_version"`
+	Outcome    string    `json:"outcome"`
+	ErrorCode  string    `json:"error_code"`
+	Source     string    `json:"source"`
+	Detail     string    `json:"detail"`
+	PrevHash   string    `json:"prev_hash"`
+	Hash       string    `json:"hash"`
+}
+
+// AuditFilter selects audit records; zero fields do not filter.
+type AuditFilter struct {
+	From, To  time.Time
+	KeyID     string
+	Principal string
+}
+
+// AuditPage is one page of ListAudit.
+type AuditPage struct {
+	Records   []AuditRecord `json:"records"`
+	NextToken string        `json:"next_token"`
+}
+
+// ListAudit lists audit records, oldest first.
+func (c *Client) ListAudit(ctx context.Context, f AuditFilter, limit int, nextToken string) (*AuditPage, error) {
+	q := url.Values{}
+	if !f.From.IsZero() {
+		q.Set("from", f.From.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.To.IsZero() {
+		q.Set("to", f.To.UTC().Format(time.RFC3339Nano))
+	}
+	if f.KeyID != "" {
+		q.Set("key_id", f.KeyID)
+	}
+	if f.Principal != "" {
+		q.Set("principal", f.Principal)
+	}
+	var p AuditPage
+	return &p, c.Do(ctx, http.MethodGet, "/v1/audit"+pageQuery(q, limit, nextToken), nil, &p)
+}
+
+// AuditVerification is the result of VerifyAudit.
+type AuditVerification struct {
+	Intact         bool   `json:"intact"`
+	RecordsChecked int64  `json:"records_checked"`
+	HeadSeq        int64  `json:"head_seq"`
+	FirstBrokenSeq int64  `json:"first_broken_seq"`
+	Reason         string `json:"reason"`
+}
+
+// VerifyAudit checks the whole audit chain on the server.
+func (c *Client) VerifyAudit(ctx context.Context) (*AuditVerification, error) {
+	var v AuditVerification
+	return &v, c.Do(ctx, http.MethodGet, "/v1/audit/verify", nil, &v)
+}
