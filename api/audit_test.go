@@ -59,7 +59,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		{"edit the outcome", func(t *testing.T, db *sql.DB) {
 			exec(t, db, `UPDATE audit_events SET outcome = CASE outcome WHEN 'allowed' THEN 'denied' ELSE 'allowed' END WHERE seq = 10`)
 		}, 10},
-		{"edit and recompute the hash", func(t *testing.T, db *sql.DB) {
+		{"edit a field and replace its hash", func(t *testing.T, db *sql.DB) {
 			exec(t, db, `UPDATE audit_events SET action = 'kms:Nothing', hash = '`+strings.Repeat("ab", 32)+`' WHERE seq = 6`)
 		}, 6},
 		{"delete a row", func(t *testing.T, db *sql.DB) {
