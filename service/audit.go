@@ -136,6 +136,10 @@ type auditReq struct {
 // maxAuditBatch bounds one group commit.
 const maxAuditBatch = 512
 
+// auditLinger is how long a group commit waits for more records when the
+// last one had company; a lone request never waits.
+var auditLinger = 500 * time.Microsecond
+
 func newAuditor(store Store, log interface{ Error(string, ...any) }) *auditor {
 	a := &auditor{store: store, log: log, queue: make(chan *auditReq, 4*maxAuditBatch), done: make(chan struct{})}
 	go a.run()
@@ -167,8 +171,14 @@ func (a *auditor) append(ctx context.Context, ev *AuditEvent) error {
 func (a *auditor) run() {
 	defer close(a.done)
 	batch := make([]*auditReq, 0, maxAuditBatch)
+	last := 0
 	for r := range a.queue {
 		batch = append(batch[:0], r)
+		if last > 1 {
+			// Requests are arriving together: give the others a moment to
+			// join this commit rather than each paying for their own.
+			time.Sleep(auditLinger)
+		}
 	drain:
 		for len(batch) < maxAuditBatch {
 			select {
@@ -181,6 +191,7 @@ func (a *auditor) run() {
 				break drain
 			}
 		}
+		last = len(batch)
 		a.write(batch)
 	}
 }

@@ -23,8 +23,11 @@ const (
 	sqlAuditHead     = `SELECT seq, hash FROM audit_head WHERE id = 1`
 	sqlMoveAuditHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
 	// seq is given explicitly: the head, not the table, numbers records.
-	sqlInsertAudit = `INSERT INTO audit_events (` + auditColumns + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertAuditRows   = `INSERT INTO audit_events (` + auditColumns + `) VALUES `
+	auditRowPlaceholders = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// 13 parameters per row stays far below both databases' limits
+	// (SQLite 32766, PostgreSQL 65535).
+	auditInsertChunk = 256
 )
 
 // auditRow is an audit_events row as stored.
@@ -96,12 +99,27 @@ func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, 
 		e.At = e.At.UTC().Truncate(time.Microsecond)
 		e.Seq, e.PrevHash, e.Hash = head.Seq+1, head.Hash, ""
 		e.Hash = h(e)
-		if _, err := q.exec(ctx, sqlInsertAudit, e.Seq, micros(e.At), e.RequestID, e.Principal,
-			e.Action, e.KeyID, e.KeyVersion, e.Outcome, e.ErrorCode, e.Source, e.Detail,
-			e.PrevHash, e.Hash); err != nil {
-			return internal("insert", fmt.Sprintf("audit record %d", e.Seq), err)
-		}
 		head = auditHead{Seq: e.Seq, Hash: e.Hash}
+	}
+	// A group commit inserts many records: one multi-row statement per
+	// chunk costs one parse instead of one per record.
+	for start := 0; start < len(events); start += auditInsertChunk {
+		chunk := events[start:min(start+auditInsertChunk, len(events))]
+		var b strings.Builder
+		b.WriteString(sqlInsertAuditRows)
+		args := make([]any, 0, len(chunk)*13)
+		for i, e := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(auditRowPlaceholders)
+			args = append(args, e.Seq, micros(e.At), e.RequestID, e.Principal,
+				e.Action, e.KeyID, e.KeyVersion, e.Outcome, e.ErrorCode, e.Source, e.Detail,
+				e.PrevHash, e.Hash)
+		}
+		if _, err := q.exec(ctx, b.String(), args...); err != nil {
+			return internal("insert", fmt.Sprintf("audit records %d to %d", chunk[0].Seq, chunk[len(chunk)-1].Seq), err)
+		}
 	}
 	if _, err := q.exec(ctx, sqlMoveAuditHead, head.Seq, head.Hash); err != nil {
 		return internal("move", "audit head", err)

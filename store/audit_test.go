@@ -308,7 +308,7 @@ func TestAppendAuditFailure(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *DB) {
 		ctx := t.Context()
 		// Occupy seq 2 behind the head's back, as a corrupt table would.
-		_, err := s.exec(ctx, sqlInsertAudit, 2, micros(t0), "", "", "x", "", 0, "allowed", "", "", "{}", "p", "h")
+		_, err := s.exec(ctx, sqlInsertAuditRows+auditRowPlaceholders, 2, micros(t0), "", "", "x", "", 0, "allowed", "", "", "{}", "p", "h")
 		noErr(t, err)
 		err = s.AppendAudit(ctx, []*service.AuditEvent{newEvent("a", "", t0), newEvent("b", "", t0)}, chainHash)
 		if err == nil || errors.Is(err, service.ErrAlreadyExists) {
@@ -343,7 +343,7 @@ func TestMigrateAuditHead(t *testing.T) {
 			return applyMigration(ctx, tx, d, ms[0], len(ms))
 		}))
 		for seq, hash := range []string{"h1", "h2", "h3"} {
-			_, err := db.ExecContext(ctx, db.Rebind(sqlInsertAudit), seq+1, micros(t0), "", "", "x",
+			_, err := db.ExecContext(ctx, db.Rebind(sqlInsertAuditRows+auditRowPlaceholders), seq+1, micros(t0), "", "", "x",
 				"", 0, "allowed", "", "", "{}", "prev", hash)
 			noErr(t, err)
 		}
