@@ -26,10 +26,12 @@ type Config struct {
 	// it; a verified certificate's subject authenticates its principal.
 	TLSClientCA string
 	// Audit off is for measuring its cost only (make bench).
-	Audit       bool
-	HSMProfile  string
-	MaxSessions int
-	LogLevel    string
+	Audit bool
+	// ProvisionFile lists keys and aliases to create at start if absent.
+	ProvisionFile string
+	HSMProfile    string
+	MaxSessions   int
+	LogLevel      string
 	// Rotation interval bounds (tests lower the minimum).
 	MinRotationInterval time.Duration
 	// Background worker timers.
@@ -61,6 +63,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.TLSCert, "tls-cert", env("KMS_TLS_CERT", ""), "TLS certificate file (KMS_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("KMS_TLS_KEY", ""), "TLS key file (KMS_TLS_KEY)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", env("KMS_TLS_CLIENT_CA", ""), "CA file for client certificates: mutual TLS (KMS_TLS_CLIENT_CA)")
+	fs.StringVar(&c.ProvisionFile, "provision", env("KMS_PROVISION_FILE", ""), "YAML file of keys and aliases to create at start if absent (KMS_PROVISION_FILE)")
 	audit := fs.String("audit", env("KMS_AUDIT", "on"), "on, or off only to measure what auditing costs (KMS_AUDIT)")
 	fs.StringVar(&c.HSMProfile, "hsm-profile", env("KMS_HSM_PROFILE", "auto"), "vendor profile: auto, softhsm or generic (KMS_HSM_PROFILE)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "token sessions to pool (KMS_MAX_SESSIONS; default 16)")

@@ -72,6 +72,9 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err := bootstrap(ctx, svc, cfg.BootstrapToken, log); err != nil {
 		return err
 	}
+	if err := provision(ctx, svc, cfg.ProvisionFile, log); err != nil {
+		return err
+	}
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	workerDone := make(chan struct{})
 	go func() {
