@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,3 +67,80 @@ func TestInitCreatesTheAdministratorOnce(t *testing.T) {
 }
 
 func softhsmPIN(t *testing.T) string { return softhsmtest.Get(t).PIN }
+
+// SIGTERM while requests are in flight: every request that was answered
+// has its audit record after the restart, and the chain is intact.
+func TestShutdownLosesNoAuditRecord(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env := kmsdEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "kms.db"))
+	p := startKmsd(t, env)
+	if _, err := client.New(p.url, adminToken, nil).CreateKey(ctx, client.CreateKeyRequest{Alias: "alias/flush"}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var answered []string
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := `{"key_id":"alias/flush","plaintext":"c2h1dGRvd24="}`
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("POST", p.url+"/v1/encrypt", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+adminToken)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return // the server is gone
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					mu.Lock()
+					answered = append(answered, resp.Header.Get("X-Request-Id"))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	p.stop(t)
+	close(stop)
+	wg.Wait()
+	if len(answered) == 0 {
+		t.Fatal("no request was answered before the shutdown")
+	}
+
+	p2 := startKmsd(t, env)
+	c := client.New(p2.url, adminToken, nil)
+	seen := map[string]bool{}
+	next := ""
+	for {
+		page, err := c.ListAudit(ctx, client.AuditFilter{}, 1000, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Records {
+			seen[r.RequestID] = true
+		}
+		if next = page.NextToken; next == "" {
+			break
+		}
+	}
+	for _, id := range answered {
+		if !seen[id] {
+			t.Fatalf("request %s was answered but has no audit record after the restart", id)
+		}
+	}
+	v, err := c.VerifyAudit(ctx)
+	if err != nil || !v.Intact {
+		t.Fatalf("audit chain after shutdown: %v %+v", err, v)
+	}
+	t.Logf("%d answered requests, all audited", len(answered))
+}
