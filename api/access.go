@@ -106,6 +106,8 @@ type AuditVerifyResponse struct {
 	HeadSeq        int64  `json:"head_seq"`
 	FirstBrokenSeq int64  `json:"first_broken_seq"`
 	Reason         string `json:"reason"`
+	SealedSeq      int64  `json:"sealed_seq"`
+	Seals          int64  `json:"seals"`
 }
 
 func (h *handlers) createPrincipal(c echo.Context) error {
@@ -275,7 +277,8 @@ func (h *handlers) verifyAudit(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, AuditVerifyResponse{Intact: v.Intact, RecordsChecked: v.RecordsChecked,
-		HeadSeq: v.HeadSeq, FirstBrokenSeq: v.FirstBrokenSeq, Reason: v.Reason})
+		HeadSeq: v.HeadSeq, FirstBrokenSeq: v.FirstBrokenSeq, Reason: v.Reason,
+		SealedSeq: v.SealedSeq, Seals: v.Seals})
 }
 
 // queryTime reads an optional RFC 3339 query parameter.

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hsmkms/hsmkms/internal/kmstest"
+	"github.com/hsmkms/hsmkms/service"
 )
 
 // auditStack is a server on a SQLite file the test can also open directly,
@@ -199,5 +201,110 @@ func TestAuditFailureMeansNoChangeAndNoAnswer(t *testing.T) {
 	}
 	if v := verify(t, admin); v["intact"] != true {
 		t.Errorf("chain broken after failed appends: %v", v)
+	}
+}
+
+// rechain recomputes every hash from the first record on, and the head, as
+// an attacker with write access to the database and the source code would.
+func rechain(t *testing.T, db *sql.DB) {
+	t.Helper()
+	rows, err := db.Query(`SELECT seq, at, request_id, principal, action, key_id, key_version, outcome, error_code, source, detail FROM audit_events ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []service.AuditEvent
+	for rows.Next() {
+		var e service.AuditEvent
+		var at int64
+		if err := rows.Scan(&e.Seq, &at, &e.RequestID, &e.Principal, &e.Action, &e.KeyID, &e.KeyVersion, &e.Outcome, &e.ErrorCode, &e.Source, &e.Detail); err != nil {
+			t.Fatal(err)
+		}
+		e.At = time.UnixMicro(at).UTC()
+		events = append(events, e)
+	}
+	rows.Close()
+	prev := service.AuditGenesisHash
+	for i := range events {
+		e := &events[i]
+		e.PrevHash = prev
+		e.Hash = service.HashAuditEvent(e)
+		exec(t, db, `UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?`, e.PrevHash, e.Hash, e.Seq)
+		prev = e.Hash
+	}
+	exec(t, db, `UPDATE audit_head SET seq = ?, hash = ?`, events[len(events)-1].Seq, prev)
+}
+
+// Seals made in the token catch what the hash chain alone cannot: a record
+// rewritten with every later hash recomputed, and a seal cut off the end.
+func TestAuditSealsCatchARecomputedChain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, db *sql.DB)
+	}{
+		{"rewrite a sealed record and recompute the chain", func(t *testing.T, db *sql.DB) {
+			exec(t, db, `UPDATE audit_events SET principal = 'mallory' WHERE seq = 5`)
+			rechain(t, db)
+		}},
+		{"drop the last seal and recompute the chain", func(t *testing.T, db *sql.DB) {
+			var last int64
+			if err := db.QueryRow(`SELECT MAX(seq) FROM audit_events WHERE action = 'kms:AuditSeal'`).Scan(&last); err != nil {
+				t.Fatal(err)
+			}
+			exec(t, db, `DELETE FROM audit_events WHERE seq = ?`, last)
+			exec(t, db, `UPDATE audit_events SET seq = seq + 1000000 WHERE seq > ?`, last)
+			exec(t, db, `UPDATE audit_events SET seq = seq - 1000001 WHERE seq > 1000000`)
+			rechain(t, db)
+		}},
+		{"forge a seal", func(t *testing.T, db *sql.DB) {
+			exec(t, db, `UPDATE audit_events SET detail = replace(detail, '"seal":"', '"seal":"AAAA') WHERE action = 'kms:AuditSeal'`)
+			rechain(t, db)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, admin, db := auditStack(t)
+			ctx := kmstest.Ctx(t)
+			if err := s.Service.SealAudit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			admin.must(200, "GET", "/v1/keys", nil)
+			if err := s.Service.SealAudit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			admin.must(200, "GET", "/v1/keys", nil)
+			v := verify(t, admin)
+			if v["intact"] != true || v["seals"].(float64) != 2 || v["sealed_seq"].(float64) < 10 {
+				t.Fatalf("sealed, untouched chain: %v", v)
+			}
+			tc.tamper(t, db)
+			v = verify(t, admin)
+			if v["intact"] != false || v["reason"] == "" {
+				t.Fatalf("tampered chain with recomputed hashes verified: %v", v)
+			}
+			if err := s.Service.SealAudit(ctx); err == nil && tc.name != "forge a seal" {
+				t.Error("the service sealed over a rewritten chain")
+			}
+			t.Logf("verify: %v", v["reason"])
+		})
+	}
+}
+
+// The reconciler leaves the seal key alone even when it may destroy
+// objects it does not know.
+func TestReconcilerKeepsTheSealKey(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{Config: service.Config{DestroyUnknownObjects: true}})
+	ctx := kmstest.Ctx(t)
+	newCaller(t, s.URL, kmstest.AdminToken).must(200, "GET", "/v1/keys", nil)
+	if err := s.Service.SealAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Service.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newCaller(t, s.URL, kmstest.AdminToken).must(200, "GET", "/v1/keys", nil)
+	if err := s.Service.SealAudit(ctx); err != nil {
+		t.Fatalf("seal after the reconciler ran: %v", err)
+	}
+	if v, err := s.Service.VerifyAudit(ctx); err != nil || !v.Intact || v.Seals != 2 {
+		t.Fatalf("verify: %v %+v", err, v)
 	}
 }

@@ -209,6 +209,8 @@ type AuditVerification struct {
 	HeadSeq        int64  `json:"head_seq"`
 	FirstBrokenSeq int64  `json:"first_broken_seq"`
 	Reason         string `json:"reason"`
+	SealedSeq      int64  `json:"sealed_seq"` // last record covered by a verified seal
+	Seals          int64  `json:"seals"`
 }
 
 // VerifyAudit checks the whole audit chain on the server.

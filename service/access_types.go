@@ -102,6 +102,9 @@ type AccessQueries interface {
 	AppendAudit(ctx context.Context, events []*AuditEvent, h AuditHash) error
 	// ListAudit returns events matching f, ordered by seq.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// LastAudit returns the newest record with the given action
+	// (ErrNotFound when there is none).
+	LastAudit(ctx context.Context, action string) (*AuditEvent, error)
 	// AuditHead returns the chain head: the last seq and its hash (0 and
 	// the genesis hash when empty).
 	AuditHead(ctx context.Context) (seq int64, hash string, err error)

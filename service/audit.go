@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -280,6 +281,10 @@ type AuditVerification struct {
 	HeadSeq        int64
 	FirstBrokenSeq int64  // 0 when intact
 	Reason         string // "" when intact
+	// SealedSeq is the last record covered by a seal that verified in the
+	// token; records after it rely on the hash chain alone.
+	SealedSeq int64
+	Seals     int64 // seal records checked
 }
 
 // VerifyAudit walks the whole chain: every record must follow its
@@ -294,6 +299,13 @@ func (s *Service) VerifyAudit(ctx context.Context) (*AuditVerification, error) {
 }
 
 func (s *Service) verifyAudit(ctx context.Context) (*AuditVerification, error) {
+	s.sealer.mu.Lock()
+	remembered := s.checkRemembered(ctx)
+	rememberedSeq := s.sealer.lastSeq
+	s.sealer.mu.Unlock()
+	if remembered != nil && !errors.Is(remembered, errSealGone) {
+		return nil, remembered
+	}
 	headSeq, headHash, err := s.store.AuditHead(ctx)
 	if err != nil {
 		return nil, s.storeErr(err)
@@ -304,6 +316,11 @@ func (s *Service) verifyAudit(ctx context.Context) (*AuditVerification, error) {
 		return out, nil
 	}
 	prevSeq, prevHash := int64(0), AuditGenesisHash
+	// Hashes of the records since the last verified seal: the next seal
+	// names one of them.
+	hashes := map[int64]string{}
+	hashAt := func(seq int64) (string, bool) { h, ok := hashes[seq]; return h, ok }
+	lastSealRecord := int64(0)
 	const page = 1000
 	for {
 		rows, err := s.store.ListAudit(ctx, AuditFilter{AfterSeq: prevSeq, Limit: page})
@@ -320,12 +337,30 @@ func (s *Service) verifyAudit(ctx context.Context) (*AuditVerification, error) {
 			case HashAuditEvent(e) != e.Hash:
 				return broken(e.Seq, "record %d was altered (its hash does not match its contents)", e.Seq)
 			}
+			if e.Action == ActAuditSeal && e.Principal == "system" {
+				if seq, why := s.sealCheck(ctx, e, hashAt, lastSealRecord, out.SealedSeq); why != "" {
+					return broken(seq, "%s", why)
+				}
+				var d sealDetail
+				_ = json.Unmarshal([]byte(e.Detail), &d)
+				out.SealedSeq, lastSealRecord = d.SealedSeq, e.Seq
+				out.Seals++
+				for k := range hashes {
+					if k < d.SealedSeq {
+						delete(hashes, k)
+					}
+				}
+			}
+			hashes[e.Seq] = e.Hash
 			prevSeq, prevHash = e.Seq, e.Hash
 			out.RecordsChecked++
 		}
 		if len(rows) < page {
 			break
 		}
+	}
+	if remembered != nil {
+		return broken(min(rememberedSeq, prevSeq+1), "%v", remembered)
 	}
 	if prevSeq != headSeq || prevHash != headHash {
 		if prevSeq < headSeq {

@@ -114,6 +114,9 @@ func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, re
 	keys := map[string]*Key{}
 	versions := map[string]map[int]VersionState{}
 	for _, o := range inv {
+		if o.Ref.KeyID == AuditSealKeyID {
+			continue // the audit seal key has no row, by design; never touch it
+		}
 		id := o.Ref.KeyID.String()
 		k, seen := keys[id]
 		if !seen {

@@ -100,6 +100,7 @@ type Service struct {
 	hooks hooks
 	// auditor group-commits audit records; nil when auditing is off.
 	auditor *auditor
+	sealer  sealer
 	auth    *authCache
 	stats   counters // what Stats reports (stats.go)
 
@@ -146,6 +147,14 @@ func New(store Store, token hsm.Token, cfg Config) *Service {
 func (s *Service) Close() {
 	if s.auditor != nil {
 		s.auditor.close()
+		if s.token != nil {
+			// Seal what the last requests appended.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := s.SealAudit(ctx); err != nil {
+				s.log.Warn("final audit seal", "err", err)
+			}
+		}
 	}
 }
 

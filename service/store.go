@@ -15,6 +15,9 @@ type Store interface {
 	// back; otherwise it commits. fn must not call the token: token calls
 	// are slow and happen outside transactions.
 	InTx(ctx context.Context, fn func(q Queries) error) error
+	// WithLock runs fn under a named lock that every replica sharing the
+	// database respects, outside any transaction (fn may call the token).
+	WithLock(ctx context.Context, name string, fn func() error) error
 	// Ping proves the database answers.
 	Ping(ctx context.Context) error
 	Close() error

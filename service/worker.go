@@ -12,6 +12,7 @@ const batch = 100
 type WorkerConfig struct {
 	Tick           time.Duration // due rotations, deletions, destructions (default 10s)
 	ReconcileEvery time.Duration // reconciler (default 5m); it also runs at start
+	SealEvery      time.Duration // audit seals (default 1s)
 }
 
 // RunWorker runs the background work until ctx ends: the reconciler at once
@@ -23,6 +24,15 @@ func (s *Service) RunWorker(ctx context.Context, cfg WorkerConfig) {
 	if cfg.ReconcileEvery == 0 {
 		cfg.ReconcileEvery = 5 * time.Minute
 	}
+	if cfg.SealEvery == 0 {
+		cfg.SealEvery = time.Second
+	}
+	sealDone := make(chan struct{})
+	go func() {
+		defer close(sealDone)
+		s.runSealer(ctx, cfg.SealEvery)
+	}()
+	defer func() { <-sealDone }()
 	if _, err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("reconcile", "err", err)
 	}
@@ -41,6 +51,26 @@ func (s *Service) RunWorker(ctx context.Context, cfg WorkerConfig) {
 		case <-rec.C:
 			if _, err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("reconcile", "err", err)
+			}
+		}
+	}
+}
+
+// runSealer seals the audit chain's head every interval (real time: seals
+// are about the wall clock, not the domain's clock).
+func (s *Service) runSealer(ctx context.Context, every time.Duration) {
+	if s.auditor == nil {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.SealAudit(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("audit seal", "err", err)
 			}
 		}
 	}

@@ -179,6 +179,22 @@ func ceilMicros(t time.Time) int64 {
 	return us
 }
 
+// LastAudit returns the newest record of an action; ErrNotFound if none.
+func (q queries) LastAudit(ctx context.Context, action string) (*service.AuditEvent, error) {
+	var rows []auditRow
+	if err := q.sel(ctx, &rows, `SELECT `+auditColumns+` FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1`, action); err != nil {
+		return nil, internal("get", "last audit record", err)
+	}
+	if len(rows) == 0 {
+		return nil, service.ErrNotFound
+	}
+	r := rows[0]
+	return &service.AuditEvent{Seq: r.Seq, At: fromMicros(r.At), RequestID: r.RequestID,
+		Principal: r.Principal, Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion,
+		Outcome: r.Outcome, ErrorCode: r.ErrorCode, Source: r.Source, Detail: r.Detail,
+		PrevHash: r.PrevHash, Hash: r.Hash}, nil
+}
+
 // AuditHead returns the last seq and its hash: 0 and
 // service.AuditGenesisHash while the chain is empty.
 func (q queries) AuditHead(ctx context.Context) (int64, string, error) {

@@ -1,0 +1,205 @@
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/hsm"
+)
+
+// Audit seals. The hash chain shows any edit of a record to someone who
+// trusts the hashes that follow it; but whoever can write the database can
+// recompute every later hash. A seal closes that gap with the token: every
+// second the service encrypts the chain's head hash with AES-GCM under a
+// key that lives in the token (sensitive, non-extractable), and appends the
+// result to the chain as a record of its own. Nobody without the token can
+// make a seal, so rewriting a sealed record, or the chain around it, is
+// detected by verify even if every hash was recomputed. Each seal also names
+// the previous seal, so dropping a seal breaks the seal chain. Only the
+// records appended since the last seal (about a second's worth) are
+// protected by the hash chain alone.
+
+// AuditSealKeyID names the token object of the audit seal key. It is not a
+// key of the API: the store has no row for it, and the reconciler leaves it.
+var AuditSealKeyID = uuid.MustParse("5ea1a0d1-0000-4000-8000-000000000001")
+
+var sealRef = hsm.ObjectRef{KeyID: AuditSealKeyID, Version: 1}
+
+// ActAuditSeal is the action of seal records.
+const ActAuditSeal = "kms:AuditSeal"
+
+// sealDetail is the detail of a seal record.
+type sealDetail struct {
+	SealedSeq   int64  `json:"sealed_seq"`
+	PrevSealSeq int64  `json:"prev_seal_seq"` // 0 for the first seal
+	IV          string `json:"iv"`
+	Seal        string `json:"seal"` // AES-GCM of the sealed hash, base64
+}
+
+func sealAAD(sealedSeq, prevSealSeq int64) []byte {
+	return []byte("hsmkms-audit-seal-v1|" + strconv.FormatInt(sealedSeq, 10) + "|" + strconv.FormatInt(prevSealSeq, 10))
+}
+
+// sealer remembers the newest seal record this process made or saw, so
+// that it notices when that record disappears or changes (someone cutting
+// seals off the end to rewrite what they covered) instead of sealing over
+// the rewrite.
+type sealer struct {
+	mu       sync.Mutex
+	keyReady bool
+	lastSeq  int64
+	lastHash string
+}
+
+// errSealGone is the alarm of a seal record that vanished or changed.
+var errSealGone = errors.New("the audit chain lost a seal record this service made or saw; it will not seal over a rewritten chain")
+
+// checkRemembered proves the remembered seal record is still in the chain.
+func (s *Service) checkRemembered(ctx context.Context) error {
+	if s.sealer.lastSeq == 0 {
+		return nil
+	}
+	rows, err := s.store.ListAudit(ctx, AuditFilter{AfterSeq: s.sealer.lastSeq - 1, Limit: 1})
+	if err != nil {
+		return s.storeErr(err)
+	}
+	if len(rows) == 0 || rows[0].Seq != s.sealer.lastSeq || rows[0].Hash != s.sealer.lastHash {
+		return fmt.Errorf("%w (record %d)", errSealGone, s.sealer.lastSeq)
+	}
+	return nil
+}
+
+// ensureSealKey creates the seal key in the token once, under a lock every
+// replica respects (two replicas creating it at once would make two
+// objects with one CKA_ID).
+func (s *Service) ensureSealKey(ctx context.Context) error {
+	if s.sealer.keyReady {
+		return nil
+	}
+	err := s.store.WithLock(ctx, "audit-seal-key", func() error {
+		return s.token.GenerateKey(ctx, sealRef)
+	})
+	if err != nil {
+		return err
+	}
+	s.sealer.keyReady = true
+	return nil
+}
+
+// SealAudit seals the chain's current head, if it moved since the last
+// seal. The worker calls it every second; it is exported for tests and
+// for operators who want a seal now.
+func (s *Service) SealAudit(ctx context.Context) error {
+	if s.auditor == nil {
+		return nil
+	}
+	s.sealer.mu.Lock()
+	defer s.sealer.mu.Unlock()
+	if err := s.ensureSealKey(ctx); err != nil {
+		return fmt.Errorf("audit seal key: %w", s.tokenErr(err))
+	}
+	headSeq, headHash, err := s.store.AuditHead(ctx)
+	if err != nil || headSeq == 0 {
+		return s.storeErr(err)
+	}
+	if err := s.checkRemembered(ctx); err != nil {
+		return err
+	}
+	prev, err := s.lastSeal(ctx)
+	if err != nil {
+		return err
+	}
+	if prev != nil && prev.Seq > s.sealer.lastSeq {
+		s.sealer.lastSeq, s.sealer.lastHash = prev.Seq, prev.Hash
+	}
+	if prev != nil && prev.Seq == headSeq {
+		return nil // nothing new since the last seal
+	}
+	prevSeq := int64(0)
+	if prev != nil {
+		prevSeq = prev.Seq
+	}
+	raw, err := hex.DecodeString(headHash)
+	if err != nil {
+		return fmt.Errorf("audit head hash is malformed: %w", err)
+	}
+	iv, sealed, err := s.token.Encrypt(ctx, sealRef, raw, sealAAD(headSeq, prevSeq))
+	if err != nil {
+		return fmt.Errorf("audit seal: %w", s.tokenErr(err))
+	}
+	detail, _ := json.Marshal(sealDetail{SealedSeq: headSeq, PrevSealSeq: prevSeq,
+		IV: base64.StdEncoding.EncodeToString(iv), Seal: base64.StdEncoding.EncodeToString(sealed)})
+	ev := &AuditEvent{At: s.clock.Now(), Principal: "system", Action: ActAuditSeal,
+		Outcome: OutcomeAllowed, Detail: string(detail)}
+	err = s.store.InTx(ctx, func(q Queries) error {
+		// Another replica may have sealed meanwhile: then this seal's
+		// prev_seal_seq is stale, and the next round seals again.
+		last, err := q.LastAudit(ctx, ActAuditSeal)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if prevSeq != 0 {
+				return errSealRace
+			}
+		case err != nil:
+			return err
+		case last.Seq != prevSeq:
+			return errSealRace
+		}
+		return q.AppendAudit(ctx, []*AuditEvent{ev}, HashAuditEvent)
+	})
+	if errors.Is(err, errSealRace) {
+		return nil
+	}
+	if err != nil {
+		return s.storeErr(err)
+	}
+	s.sealer.lastSeq, s.sealer.lastHash = ev.Seq, ev.Hash
+	return nil
+}
+
+var errSealRace = errors.New("another replica sealed the audit chain first")
+
+// lastSeal is the newest seal record, or nil.
+func (s *Service) lastSeal(ctx context.Context) (*AuditEvent, error) {
+	e, err := s.store.LastAudit(ctx, ActAuditSeal)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return e, s.storeErr(err)
+}
+
+// sealCheck verifies one seal record against the chain's hash at the seq it
+// seals, in the token.
+func (s *Service) sealCheck(ctx context.Context, e *AuditEvent, hashAt func(int64) (string, bool), prevSealSeq, sealedBefore int64) (int64, string) {
+	var d sealDetail
+	if err := json.Unmarshal([]byte(e.Detail), &d); err != nil {
+		return e.Seq, fmt.Sprintf("seal record %d is malformed", e.Seq)
+	}
+	if d.PrevSealSeq != prevSealSeq {
+		return e.Seq, fmt.Sprintf("seal record %d names seal %d as its predecessor, but the previous seal is record %d (a seal was removed or added)", e.Seq, d.PrevSealSeq, prevSealSeq)
+	}
+	want, ok := hashAt(d.SealedSeq)
+	if !ok || d.SealedSeq >= e.Seq {
+		return e.Seq, fmt.Sprintf("seal record %d seals record %d, which is not before it in the chain", e.Seq, d.SealedSeq)
+	}
+	iv, err1 := base64.StdEncoding.DecodeString(d.IV)
+	sealed, err2 := base64.StdEncoding.DecodeString(d.Seal)
+	if err1 != nil || err2 != nil {
+		return e.Seq, fmt.Sprintf("seal record %d is malformed", e.Seq)
+	}
+	got, err := s.token.Decrypt(ctx, sealRef, iv, sealed, sealAAD(d.SealedSeq, d.PrevSealSeq))
+	if err != nil {
+		return e.Seq, fmt.Sprintf("seal record %d was not made by this service's audit seal key", e.Seq)
+	}
+	if hex.EncodeToString(got) != want {
+		return sealedBefore + 1, fmt.Sprintf("a record from %d to %d was rewritten (with the hashes after it recomputed): the chain no longer matches the seal in record %d", sealedBefore+1, d.SealedSeq, e.Seq)
+	}
+	return 0, ""
+}
