@@ -9,10 +9,6 @@ import (
 	"github.com/hsmkms/hsmkms/policy"
 )
 
-// leaseDuration bounds how long a crashed worker's claim on a key blocks
-// others. A rotation takes milliseconds; a minute leaves ample margin.
-const leaseDuration = time.Minute
-
 // RotateKey makes a new primary version (RotateKeyOnDemand). It follows the
 // four-step protocol of DESIGN.md, "Rotation without losing anything":
 //  1. DB: insert version n+1 as Pending;
@@ -41,7 +37,7 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 	}
 	owner := s.leaseOwner()
 	now := s.now()
-	ok, err := s.store.ClaimKey(ctx, keyID, owner, now, now.Add(leaseDuration))
+	ok, err := s.store.ClaimKey(ctx, keyID, owner, now, now.Add(s.cfg.LeaseDuration))
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, errorf(ErrNotFound, "key %s not found", keyID)

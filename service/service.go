@@ -50,6 +50,9 @@ type Config struct {
 	// another deployment must not lose that deployment's keys; such objects
 	// are reported instead.
 	DestroyUnknownObjects bool
+	// LeaseDuration bounds how long a crashed worker's claim on a key
+	// blocks others (default 1 minute; a rotation takes milliseconds).
+	LeaseDuration time.Duration
 	// DisableAudit turns the audit log off. Only for measuring what
 	// auditing costs (make bench): a deployment must keep it on.
 	DisableAudit bool
@@ -77,6 +80,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DefaultRotationInterval == 0 {
 		c.DefaultRotationInterval = 365 * 24 * time.Hour
+	}
+	if c.LeaseDuration == 0 {
+		c.LeaseDuration = time.Minute
 	}
 	if c.AuthCacheTTL == 0 {
 		c.AuthCacheTTL = time.Second

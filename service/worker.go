@@ -201,7 +201,7 @@ func (s *Service) destroyVersion(ctx context.Context, id string, version int) er
 func (s *Service) withLease(ctx context.Context, id string, fn func(now time.Time) error) error {
 	owner := s.leaseOwner()
 	now := s.now()
-	ok, err := s.store.ClaimKey(ctx, id, owner, now, now.Add(leaseDuration))
+	ok, err := s.store.ClaimKey(ctx, id, owner, now, now.Add(s.cfg.LeaseDuration))
 	if err != nil || !ok {
 		return s.storeErr(err)
 	}

@@ -37,6 +37,12 @@ type Config struct {
 	// Background worker timers.
 	WorkerTick     time.Duration
 	ReconcileEvery time.Duration
+	// PendingGrace is how old an unfinished key creation or rotation must
+	// be before the reconciler rolls it back (another replica may still be
+	// finishing a younger one).
+	PendingGrace time.Duration
+	// LeaseDuration: how long a crashed replica's claim on a key blocks others.
+	LeaseDuration time.Duration
 	// DestroyUnknownObjects lets the reconciler destroy token objects of
 	// keys this database does not know (off: they are only reported).
 	DestroyUnknownObjects bool
@@ -70,6 +76,8 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", env("KMS_LOG_LEVEL", "info"), "debug, info, warn or error (KMS_LOG_LEVEL)")
 	tick := fs.String("worker-tick", env("KMS_WORKER_TICK", "10s"), "how often due rotations and deletions run (KMS_WORKER_TICK)")
 	reconcile := fs.String("reconcile-every", env("KMS_RECONCILE_EVERY", "5m"), "how often the reconciler runs (KMS_RECONCILE_EVERY)")
+	lease := fs.String("lease-duration", env("KMS_LEASE_DURATION", "1m"), "how long a crashed replica's claim on a key blocks the others (KMS_LEASE_DURATION)")
+	grace := fs.String("pending-grace", env("KMS_PENDING_GRACE", "5m"), "age after which an unfinished creation or rotation is rolled back (KMS_PENDING_GRACE)")
 	fs.BoolVar(&c.DestroyUnknownObjects, "destroy-unknown-objects", env("KMS_DESTROY_UNKNOWN_OBJECTS", "") == "true",
 		"let the reconciler destroy token objects of keys unknown to this database (KMS_DESTROY_UNKNOWN_OBJECTS)")
 	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default 7d)")
@@ -94,7 +102,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		name string
 		val  string
 		dst  *time.Duration
-	}{{"worker-tick", *tick, &c.WorkerTick}, {"reconcile-every", *reconcile, &c.ReconcileEvery}} {
+	}{{"worker-tick", *tick, &c.WorkerTick}, {"reconcile-every", *reconcile, &c.ReconcileEvery}, {"pending-grace", *grace, &c.PendingGrace}, {"lease-duration", *lease, &c.LeaseDuration}} {
 		v, err := time.ParseDuration(d.val)
 		if err != nil || v <= 0 {
 			return nil, fmt.Errorf("%s: %q is not a positive duration", d.name, d.val)

@@ -102,3 +102,20 @@ func setup() (*Env, error) {
 	}
 	return e, nil
 }
+
+// ExtraToken initialises another token, labelled label, beside the test
+// binary's one (same SoftHSM configuration): for a test that must own every
+// object of its token. Call it before this process opens the module: a
+// PKCS#11 module sees the slots that existed when it was initialised.
+func ExtraToken(t testing.TB, label string) *Env {
+	t.Helper()
+	base := Get(t)
+	e := *base
+	e.Label = label
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", e.PIN, "--so-pin", "test-so-pin")
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+e.Conf)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util --init-token %s: %v: %s", label, err, out)
+	}
+	return &e
+}
