@@ -34,6 +34,9 @@ type Config struct {
 	LogLevel      string
 	// Rotation interval bounds (tests lower the minimum).
 	MinRotationInterval time.Duration
+	MaxRotationInterval time.Duration
+	// MaxVersionsPerKey caps token objects per key (default 100).
+	MaxVersionsPerKey int
 	// Background worker timers.
 	WorkerTick     time.Duration
 	ReconcileEvery time.Duration
@@ -81,6 +84,8 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.BoolVar(&c.DestroyUnknownObjects, "destroy-unknown-objects", env("KMS_DESTROY_UNKNOWN_OBJECTS", "") == "true",
 		"let the reconciler destroy token objects of keys unknown to this database (KMS_DESTROY_UNKNOWN_OBJECTS)")
 	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default 7d)")
+	maxRot := fs.String("max-rotation-interval", env("KMS_MAX_ROTATION_INTERVAL", ""), "largest rotation interval (KMS_MAX_ROTATION_INTERVAL; default 2560d)")
+	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default 100)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -109,12 +114,26 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		}
 		*d.dst = v
 	}
-	if *minRot != "" {
-		d, err := time.ParseDuration(*minRot)
-		if err != nil {
-			return nil, fmt.Errorf("min-rotation-interval: %v", err)
+	for _, d := range []struct {
+		name, val string
+		dst       *time.Duration
+	}{{"min-rotation-interval", *minRot, &c.MinRotationInterval}, {"max-rotation-interval", *maxRot, &c.MaxRotationInterval}} {
+		if d.val == "" {
+			continue
 		}
-		c.MinRotationInterval = d
+		v, err := service.ParseDuration(d.val)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%s: %q is not a positive duration (e.g. 7d, 720h)", d.name, d.val)
+		}
+		*d.dst = v
+	}
+	if c.MinRotationInterval != 0 && c.MaxRotationInterval != 0 && c.MinRotationInterval > c.MaxRotationInterval {
+		return nil, errors.New("min-rotation-interval is above max-rotation-interval")
+	}
+	if *maxVersions != "" {
+		if _, err := fmt.Sscanf(*maxVersions, "%d", &c.MaxVersionsPerKey); err != nil || c.MaxVersionsPerKey < 2 {
+			return nil, fmt.Errorf("max-versions-per-key: %q is not a number of at least 2", *maxVersions)
+		}
 	}
 	pin, err := secret(getenv, "KMS_PIN", "KMS_PIN_FILE")
 	if err != nil {

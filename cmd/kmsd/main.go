@@ -62,6 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	// Metrics wrap the token the service uses and read the service at scrape time.
 	mx := metrics.New(metrics.Config{Logger: log})
 	svc := service.New(db, mx.Token(tok), service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
+		MaxRotationInterval: cfg.MaxRotationInterval, MaxVersionsPerKey: cfg.MaxVersionsPerKey,
 		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit, PendingGrace: cfg.PendingGrace, LeaseDuration: cfg.LeaseDuration})
 	// Runs after the HTTP server drained and before the database closes:
 	// every queued audit record is written.

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(kv ...string) func(string) string {
+	m := map[string]string{"KMS_PIN": "1234"}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// Every setting is read from its variable, flags win, and bad values are
+// refused with a message naming the setting.
+func TestLoadConfig(t *testing.T) {
+	c, err := loadConfig(nil, envOf("KMS_MIN_ROTATION_INTERVAL", "1d", "KMS_MAX_ROTATION_INTERVAL", "30d",
+		"KMS_MAX_VERSIONS_PER_KEY", "5", "KMS_LEASE_DURATION", "10s", "KMS_PENDING_GRACE", "2m",
+		"KMS_AUDIT", "off", "KMS_PROVISION_FILE", "keys.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MinRotationInterval != 24*time.Hour || c.MaxRotationInterval != 30*24*time.Hour || c.MaxVersionsPerKey != 5 ||
+		c.LeaseDuration != 10*time.Second || c.PendingGrace != 2*time.Minute || c.Audit || c.ProvisionFile != "keys.yaml" {
+		t.Errorf("config from the environment: %+v", c)
+	}
+	if c, err := loadConfig([]string{"-max-versions-per-key", "7"}, envOf("KMS_MAX_VERSIONS_PER_KEY", "5")); err != nil || c.MaxVersionsPerKey != 7 {
+		t.Errorf("a flag must win over its variable: %v %+v", err, c)
+	}
+	if c, err := loadConfig(nil, envOf()); err != nil || !c.Audit || c.LeaseDuration != time.Minute {
+		t.Errorf("defaults: %v %+v", err, c)
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"KMS_MIN_ROTATION_INTERVAL", "soon"}, "min-rotation-interval"},
+		{[]string{"KMS_MAX_ROTATION_INTERVAL", "-1d"}, "max-rotation-interval"},
+		{[]string{"KMS_MIN_ROTATION_INTERVAL", "30d", "KMS_MAX_ROTATION_INTERVAL", "7d"}, "above"},
+		{[]string{"KMS_MAX_VERSIONS_PER_KEY", "1"}, "max-versions-per-key"},
+		{[]string{"KMS_LEASE_DURATION", "0s"}, "lease-duration"},
+		{[]string{"KMS_AUDIT", "maybe"}, "audit"},
+		{[]string{"KMS_BOOTSTRAP_TOKEN", "short"}, "KMS_BOOTSTRAP_TOKEN"},
+		{[]string{"KMS_TLS_CLIENT_CA", "/ca.pem"}, "tls-client-ca"},
+	} {
+		_, err := loadConfig(nil, envOf(tc.env...))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error naming %s", tc.env, err, tc.want)
+		}
+	}
+}
