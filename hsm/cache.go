@@ -59,6 +59,14 @@ func (p *PKCS11) handle(ctx context.Context, ref ObjectRef) (cachedHandle, error
 	res := p.finds.DoChan(id, func() (any, error) {
 		p.mgmt.Lock()
 		defer p.mgmt.Unlock()
+		// A flight that ended just before this one began may have cached
+		// the handle after this caller missed: then there is nothing to find.
+		p.hmu.RLock()
+		ch, ok := p.handles[id]
+		p.hmu.RUnlock()
+		if ok {
+			return ch, nil
+		}
 		return p.searchAndCache(context.WithoutCancel(ctx), ref)
 	})
 	select {
