@@ -32,7 +32,9 @@ func main() {
 	dur := flag.Duration("duration", 10*time.Second, "length of each measurement")
 	size := flag.Int("size", 64, "plaintext bytes")
 	levels := flag.String("concurrency", "1,32", "comma-separated concurrency levels")
+	auditOff := flag.String("audit-off-addr", "", "a second kmsd with KMS_AUDIT=off: REST encrypt is measured on both, for the cost of auditing")
 	flag.Parse()
+	compareAddr = *auditOff
 	if err := run(*addr, *dur, *size, *levels); err != nil {
 		fmt.Fprintln(os.Stderr, "kmsbench:", err)
 		os.Exit(1)
@@ -145,6 +147,26 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 		})
 		rows = append(rows, rawEnc, rawDec, restEnc, restDec)
 	}
+	var audit [][2]result
+	if compareAddr != "" {
+		off := client.New(compareAddr, os.Getenv("KMS_TOKEN"), hc)
+		k2, err := off.CreateKey(ctx, client.CreateKeyRequest{Description: "kmsbench, audit off"})
+		if err != nil {
+			return fmt.Errorf("create key on %s: %w", compareAddr, err)
+		}
+		for _, n := range levels {
+			on := measure("REST encrypt, audit on", n, d, func(ctx context.Context) error {
+				_, err := c.Encrypt(ctx, k.KeyID, plaintext, nil)
+				return err
+			})
+			offR := measure("REST encrypt, audit off", n, d, func(ctx context.Context) error {
+				_, err := off.Encrypt(ctx, k2.KeyID, plaintext, nil)
+				return err
+			})
+			audit = append(audit, [2]result{on, offR})
+		}
+		off.ScheduleKeyDeletion(ctx, k2.KeyID, 7)
+	}
 	c.ScheduleKeyDeletion(ctx, k.KeyID, 7)
 
 	fmt.Printf("Machine: %s/%s, %d CPUs (GOMAXPROCS %d), %s; plaintext %d bytes; %s per measurement.\n\n",
@@ -159,8 +181,21 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 		fmt.Printf("| %s | %d | %.0f | %s | %s | %d | %s |\n", r.name, r.concurrency, r.opsPerSec(),
 			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, ratio)
 	}
+	if len(audit) > 0 {
+		fmt.Print("\nAuditing on versus off (REST encrypt, same run):\n\n")
+		fmt.Println("| concurrency | audit on ops/s | p50 | audit off ops/s | p50 | on / off |")
+		fmt.Println("|---|---|---|---|---|---|")
+		for _, a := range audit {
+			fmt.Printf("| %d | %.0f | %s | %.0f | %s | %.2f |\n", a[0].concurrency, a[0].opsPerSec(),
+				a[0].p50.Round(time.Microsecond), a[1].opsPerSec(), a[1].p50.Round(time.Microsecond),
+				a[0].opsPerSec()/a[1].opsPerSec())
+		}
+	}
 	return nil
 }
+
+// compareAddr is the audit-off kmsd of -audit-off-addr.
+var compareAddr string
 
 func env(name, def string) string {
 	if v := os.Getenv(name); v != "" {
