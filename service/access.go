@@ -377,22 +377,11 @@ func (s *Service) ListPrincipals(ctx context.Context, limit int, nextToken strin
 	if err := s.manage(ctx, "", ""); err != nil {
 		return nil, "", err
 	}
-	limit, err := pageLimit(limit)
-	if err != nil {
-		return nil, "", err
-	}
-	after, err := decodePageToken(nextToken)
-	if err != nil {
-		return nil, "", err
-	}
-	rows, err := s.store.ListPrincipals(ctx, Page{After: after, Limit: limit + 1})
+	rows, next, err := paged(limit, nextToken, func(p Page) ([]Principal, error) {
+		return s.store.ListPrincipals(ctx, p)
+	}, func(p *Principal) string { return p.Name })
 	if err != nil {
 		return nil, "", s.storeErr(err)
-	}
-	next := ""
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next = encodePageToken(rows[limit-1].Name)
 	}
 	out := make([]*PrincipalView, len(rows))
 	for i := range rows {
@@ -623,22 +612,11 @@ func (s *Service) ListPolicies(ctx context.Context, limit int, nextToken string)
 	if err := s.manage(ctx, "", ""); err != nil {
 		return nil, "", err
 	}
-	limit, err := pageLimit(limit)
-	if err != nil {
-		return nil, "", err
-	}
-	after, err := decodePageToken(nextToken)
-	if err != nil {
-		return nil, "", err
-	}
-	rows, err := s.store.ListPolicies(ctx, Page{After: after, Limit: limit + 1})
+	rows, next, err := paged(limit, nextToken, func(p Page) ([]PolicyRecord, error) {
+		return s.store.ListPolicies(ctx, p)
+	}, func(p *PolicyRecord) string { return p.Name })
 	if err != nil {
 		return nil, "", s.storeErr(err)
-	}
-	next := ""
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next = encodePageToken(rows[limit-1].Name)
 	}
 	out := make([]*PolicyView, len(rows))
 	for i := range rows {

@@ -180,14 +180,6 @@ func (s *Service) DeleteAlias(ctx context.Context, name string) error {
 
 // ListAliases lists aliases, all or those of one key (id or alias).
 func (s *Service) ListAliases(ctx context.Context, keyRef string, limit int, nextToken string) ([]Alias, string, error) {
-	limit, err := pageLimit(limit)
-	if err != nil {
-		return nil, "", err
-	}
-	after, err := decodePageToken(nextToken)
-	if err != nil {
-		return nil, "", err
-	}
 	keyID := ""
 	if keyRef != "" {
 		v, err := s.access(ctx, ActListAliases, keyRef)
@@ -198,14 +190,8 @@ func (s *Service) ListAliases(ctx context.Context, keyRef string, limit int, nex
 	} else if err := allow(ctx, ActListAliases, noResource); err != nil {
 		return nil, "", err
 	}
-	rows, err := s.store.ListAliases(ctx, keyID, Page{After: after, Limit: limit + 1})
-	if err != nil {
-		return nil, "", s.storeErr(err)
-	}
-	next := ""
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next = encodePageToken(rows[limit-1].Name)
-	}
-	return rows, next, nil
+	rows, next, err := paged(limit, nextToken, func(p Page) ([]Alias, error) {
+		return s.store.ListAliases(ctx, keyID, p)
+	}, func(a *Alias) string { return a.Name })
+	return rows, next, s.storeErr(err)
 }

@@ -225,22 +225,11 @@ func (s *Service) ListKeys(ctx context.Context, limit int, nextToken string) ([]
 	if err := allow(ctx, ActListKeys, noResource); err != nil {
 		return nil, "", err
 	}
-	limit, err := pageLimit(limit)
-	if err != nil {
-		return nil, "", err
-	}
-	after, err := decodePageToken(nextToken)
-	if err != nil {
-		return nil, "", err
-	}
-	rows, err := s.store.ListKeys(ctx, Page{After: after, Limit: limit + 1})
+	rows, next, err := paged(limit, nextToken, func(p Page) ([]Key, error) {
+		return s.store.ListKeys(ctx, p)
+	}, func(k *Key) string { return k.ID })
 	if err != nil {
 		return nil, "", s.storeErr(err)
-	}
-	next := ""
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next = encodePageToken(rows[limit-1].ID)
 	}
 	keys := make([]*Key, 0, len(rows))
 	for i := range rows {

@@ -147,3 +147,28 @@ func truncate(s string, n int) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// paged runs one page of a keyset-paginated list: it checks limit and
+// next_token, fetches limit+1 rows after the token's cursor and, when there
+// are more, keeps limit of them and returns the token of the last one.
+// Store errors come back as they are (the caller maps them).
+func paged[T any](limit int, nextToken string, fetch func(p Page) ([]T, error), cursor func(*T) string) ([]T, string, error) {
+	limit, err := pageLimit(limit)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodePageToken(nextToken)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := fetch(Page{After: after, Limit: limit + 1})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = encodePageToken(cursor(&rows[limit-1]))
+	}
+	return rows, next, nil
+}
