@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hsmkms/hsmkms/internal/apispec"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 )
 
@@ -21,8 +22,9 @@ type caller struct {
 	client *http.Client // default: http.DefaultClient
 }
 
+// newCaller's exchanges are checked against the OpenAPI document.
 func newCaller(t *testing.T, url, token string) caller {
-	return caller{t: t, url: url, token: token}
+	return caller{t: t, url: url, token: token, client: &http.Client{Transport: apispec.Transport(t, nil)}}
 }
 
 type reply struct {

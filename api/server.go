@@ -87,6 +87,7 @@ func New(cfg Config) *echo.Echo {
 	h := &handlers{svc: cfg.Service}
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
+	e.GET("/openapi.yaml", openAPI)
 	if cfg.Extra != nil {
 		cfg.Extra(e)
 	}

@@ -6,6 +6,7 @@ package kmstest
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/client"
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/internal/apispec"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/hsmkms/hsmkms/store"
@@ -106,7 +108,8 @@ func Start(t testing.TB, opts Options) *Stack {
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
-	s.Client = client.New(srv.URL, AdminToken, srv.Client())
+	// Every exchange of the client is checked against the OpenAPI document.
+	s.Client = client.New(srv.URL, AdminToken, &http.Client{Transport: apispec.Transport(t, srv.Client().Transport)})
 	return s
 }
 
