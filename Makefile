@@ -9,6 +9,7 @@ export CGO_ENABLED := 1
 build:
 	@scripts/ensure-go.sh
 	$(GO) build -o bin/kmsd ./cmd/kmsd
+	$(GO) build -o bin/kmsctl ./cmd/kmsctl
 
 ## run: SoftHSM token + SQLite under var/, kept between runs.
 run: build

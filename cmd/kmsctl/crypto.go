@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/hsmkms/hsmkms/client"
+)
+
+// Cryptographic commands move raw bytes: the input is read from --in (a
+// file, or "-" for stdin) and the output written to --out (a file, or "-"
+// for stdout); --base64 makes both base64 text. Nothing of the data goes
+// to stderr.
+func init() {
+	commands = append(commands,
+		command{"encrypt", "", "encrypt --in (stdin) to a ciphertext blob on --out (stdout)", func(fs *flag.FlagSet) func(*env, []string) error {
+			key := fs.String("key", "", "key id or alias/NAME (required)")
+			d := dataFlags(fs)
+			return func(e *env, args []string) error {
+				if err := want(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				if *key == "" {
+					return usagef("--key is required")
+				}
+				in, err := d.read(e)
+				if err != nil {
+					return err
+				}
+				r, err := e.c.Encrypt(e.ctx, *key, in, d.context.orNil())
+				if err != nil {
+					return err
+				}
+				return d.write(e, r.CiphertextBlob)
+			}
+		}},
+		command{"decrypt", "", "decrypt a ciphertext blob from --in (stdin) to --out (stdout)", func(fs *flag.FlagSet) func(*env, []string) error {
+			key := fs.String("key", "", "optional: the key the blob must be of")
+			d := dataFlags(fs)
+			return func(e *env, args []string) error {
+				if err := want(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				in, err := d.read(e)
+				if err != nil {
+					return err
+				}
+				r, err := e.c.Decrypt(e.ctx, in, d.context.orNil(), *key)
+				if err != nil {
+					return err
+				}
+				defer clear(r.Plaintext)
+				return d.write(e, r.Plaintext)
+			}
+		}},
+		command{"re-encrypt", "", "re-encrypt a blob from --in under --key (the plaintext stays in the service)", func(fs *flag.FlagSet) func(*env, []string) error {
+			key := fs.String("key", "", "destination key id or alias/NAME (required)")
+			src := kv{}
+			fs.Var(src, "source-context", "key=value of the blob's encryption context (repeatable)")
+			d := dataFlags(fs)
+			return func(e *env, args []string) error {
+				if err := want(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				if *key == "" {
+					return usagef("--key is required")
+				}
+				in, err := d.read(e)
+				if err != nil {
+					return err
+				}
+				r, err := e.c.ReEncrypt(e.ctx, client.ReEncryptRequest{CiphertextBlob: in, SourceEncryptionContext: src.orNil(),
+					DestinationKeyID: *key, DestinationEncryptionContext: d.context.orNil()})
+				if err != nil {
+					return err
+				}
+				return d.write(e, r.CiphertextBlob)
+			}
+		}},
+		command{"generate-data-key", "", "a data key from the token: JSON or a table with the plaintext and the encrypted key", func(fs *flag.FlagSet) func(*env, []string) error {
+			key := fs.String("key", "", "key id or alias/NAME (required)")
+			spec := fs.String("spec", "", "AES_256 or AES_128 (default AES_256 unless --bytes)")
+			n := fs.Int("bytes", 0, "number of bytes, 1-1024, instead of --spec")
+			noPlain := fs.Bool("without-plaintext", false, "only the encrypted data key")
+			ctx := kv{}
+			fs.Var(ctx, "context", "key=value of the encryption context (repeatable)")
+			return func(e *env, args []string) error {
+				if err := want(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				if *key == "" {
+					return usagef("--key is required")
+				}
+				req := client.DataKeyRequest{KeyID: *key, KeySpec: *spec, NumberOfBytes: *n, EncryptionContext: ctx.orNil()}
+				if req.KeySpec == "" && req.NumberOfBytes == 0 {
+					req.KeySpec = "AES_256"
+				}
+				var dk *client.DataKey
+				var err error
+				if *noPlain {
+					dk, err = e.c.GenerateDataKeyWithoutPlaintext(e.ctx, req)
+				} else {
+					dk, err = e.c.GenerateDataKey(e.ctx, req)
+				}
+				if err != nil {
+					return err
+				}
+				defer clear(dk.Plaintext)
+				if *noPlain {
+					return e.out.one(e.stdout, &struct {
+						CiphertextBlob []byte `json:"ciphertext_blob"`
+						KeyID          string `json:"key_id"`
+						KeyVersion     int    `json:"key_version"`
+					}{dk.CiphertextBlob, dk.KeyID, dk.KeyVersion})
+				}
+				return e.out.one(e.stdout, dk)
+			}
+		}},
+		command{"random", "", "random bytes from the token to --out (stdout)", func(fs *flag.FlagSet) func(*env, []string) error {
+			n := fs.Int("bytes", 32, "number of bytes, 1-1024")
+			out := fs.String("out", "-", `file to write ("-": stdout)`)
+			b64 := fs.Bool("base64", false, "write base64 text instead of raw bytes")
+			return func(e *env, args []string) error {
+				if err := want(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				b, err := e.c.GenerateRandom(e.ctx, *n)
+				if err != nil {
+					return err
+				}
+				return (&data{out: out, base64: b64}).write(e, b)
+			}
+		}},
+	)
+}
+
+// data are the input/output flags of a cryptographic command.
+type data struct {
+	in, out *string
+	base64  *bool
+	context kv
+}
+
+func dataFlags(fs *flag.FlagSet) *data {
+	d := &data{context: kv{}}
+	d.in = fs.String("in", "-", `file to read ("-": stdin)`)
+	d.out = fs.String("out", "-", `file to write ("-": stdout)`)
+	d.base64 = fs.Bool("base64", false, "read and write base64 text instead of raw bytes")
+	fs.Var(d.context, "context", "key=value of the encryption context (repeatable)")
+	return d
+}
+
+func (d *data) read(e *env) ([]byte, error) {
+	raw, err := readInput(e, "--in", *d.in)
+	if err != nil || !*d.base64 {
+		return raw, err
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return nil, fmt.Errorf("--in is not base64 (drop --base64 for raw bytes)")
+	}
+	return b, nil
+}
+
+func (d *data) write(e *env, b []byte) error {
+	if *d.base64 {
+		b = []byte(base64.StdEncoding.EncodeToString(b) + "\n")
+	}
+	if *d.out == "-" {
+		_, err := e.stdout.Write(b)
+		return err
+	}
+	// 0600: a decrypted file is as secret as what it held.
+	if err := os.WriteFile(*d.out, b, 0o600); err != nil {
+		return fmt.Errorf("--out: %v", err)
+	}
+	return nil
+}
+
+// readInput reads a file, or stdin for "-".
+func readInput(e *env, flagName, name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(e.stdin)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", flagName, err)
+	}
+	return b, nil
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hsmkms/hsmkms/internal/kmstest"
+	"github.com/hsmkms/hsmkms/internal/softhsmtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(softhsmtest.Run(m)) }
+
+// ctl runs kmsctl against a stack with the administrator's token in
+// KMS_TOKEN, and returns exit code, stdout and stderr.
+type ctl struct {
+	t     *testing.T
+	url   string
+	token string
+}
+
+func (c ctl) run(stdin string, args ...string) (int, string, string) {
+	c.t.Helper()
+	var out, errOut bytes.Buffer
+	getenv := func(k string) string {
+		switch k {
+		case "KMS_ADDR":
+			return c.url
+		case "KMS_TOKEN":
+			return c.token
+		}
+		return ""
+	}
+	code := run(context.Background(), args, strings.NewReader(stdin), &out, &errOut, getenv)
+	for _, s := range []string{out.String(), errOut.String()} {
+		if c.token != "" && strings.Contains(s, c.token) {
+			c.t.Fatalf("kmsctl %v printed the bearer token", args)
+		}
+	}
+	return code, out.String(), errOut.String()
+}
+
+func (c ctl) ok(stdin string, args ...string) string {
+	c.t.Helper()
+	code, out, errOut := c.run(stdin, args...)
+	if code != 0 {
+		c.t.Fatalf("kmsctl %v: exit %d: %s", args, code, errOut)
+	}
+	return out
+}
+
+func newCtl(t *testing.T) ctl {
+	s := kmstest.Start(t, kmstest.Options{})
+	return ctl{t: t, url: s.URL, token: kmstest.AdminToken}
+}
+
+// A file of binary data goes through encrypt and decrypt unchanged, via an
+// alias, with an encryption context; a context that differs is refused.
+func TestEncryptDecryptFiles(t *testing.T) {
+	c := newCtl(t)
+	var key struct {
+		KeyID string `json:"key_id"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("", "--output", "json", "keys", "create", "--alias", "alias/files", "--tag", "team=a")), &key); err != nil || key.KeyID == "" {
+		t.Fatalf("keys create --output json: %v", err)
+	}
+	dir := t.TempDir()
+	plain := []byte{0, 1, 2, 0xff, 0, 'x', '\n', 0}
+	in, blob, back := filepath.Join(dir, "in"), filepath.Join(dir, "blob"), filepath.Join(dir, "back")
+	if err := os.WriteFile(in, plain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.ok("", "encrypt", "--key", "alias/files", "--in", in, "--out", blob, "--context", "app=files")
+	c.ok("", "decrypt", "--in", blob, "--out", back, "--context", "app=files")
+	got, _ := os.ReadFile(back)
+	if !bytes.Equal(got, plain) {
+		t.Fatalf("decrypted %x, want %x", got, plain)
+	}
+	if st, _ := os.Stat(back); st.Mode().Perm() != 0o600 {
+		t.Errorf("decrypted file mode %v, want 0600", st.Mode().Perm())
+	}
+	code, _, errOut := c.run("", "decrypt", "--in", blob, "--context", "app=other")
+	if code != 1 || !strings.HasPrefix(errOut, "kmsctl: InvalidCiphertextException: ") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("wrong context: exit %d, %q", code, errOut)
+	}
+	// stdin/stdout, base64.
+	b64 := c.ok("aGVsbG8gcGlwZXM=", "encrypt", "--key", key.KeyID, "--base64")
+	if out := c.ok(b64, "decrypt", "--base64"); strings.TrimSpace(out) != "aGVsbG8gcGlwZXM=" {
+		t.Errorf("base64 round trip: %q", out)
+	}
+	// re-encrypt to another key keeps the plaintext out of kmsctl.
+	c.ok("", "keys", "create", "--alias", "alias/files2")
+	moved := c.ok(b64, "re-encrypt", "--key", "alias/files2", "--base64")
+	if out := c.ok(moved, "decrypt", "--base64", "--key", "alias/files2"); strings.TrimSpace(out) != "aGVsbG8gcGlwZXM=" {
+		t.Errorf("after re-encrypt: %q", out)
+	}
+	if out := c.ok("", "random", "--bytes", "16"); len(out) != 16 {
+		t.Errorf("random --bytes 16 wrote %d bytes", len(out))
+	}
+	if out := c.ok("", "--output", "json", "generate-data-key", "--key", "alias/files", "--without-plaintext"); strings.Contains(out, "plaintext") {
+		t.Errorf("data key without plaintext shows one: %s", out)
+	}
+}
+
+// Tables and JSON, lists, key lifecycle, versions, aliases, access and audit.
+func TestManagementCommands(t *testing.T) {
+	c := newCtl(t)
+	c.ok("", "keys", "create", "--alias", "alias/m", "--description", "managed by kmsctl")
+	if out := c.ok("", "keys", "describe", "alias/m"); !strings.Contains(out, "key_state") || !strings.Contains(out, "Enabled") || !strings.Contains(out, "managed by kmsctl") {
+		t.Errorf("keys describe table:\n%s", out)
+	}
+	c.ok("", "keys", "rotate", "alias/m")
+	if out := c.ok("", "keys", "versions", "alias/m"); !strings.Contains(out, "DecryptOnly") || !strings.Contains(out, "Primary") || !strings.HasPrefix(out, "VERSION") {
+		t.Errorf("keys versions:\n%s", out)
+	}
+	c.ok("", "versions", "disable", "alias/m", "1")
+	c.ok("", "versions", "schedule-destruction", "alias/m", "1", "--days", "7")
+	c.ok("", "versions", "cancel-destruction", "alias/m", "1")
+	c.ok("", "keys", "rotation-policy", "alias/m", "--enabled", "--interval", "90d")
+	if out := c.ok("", "--output", "json", "keys", "rotation-status", "alias/m"); !strings.Contains(out, `"automatic_rotation": "Enabled"`) {
+		t.Errorf("rotation-status json:\n%s", out)
+	}
+	c.ok("", "keys", "disable", "alias/m")
+	c.ok("", "keys", "enable", "alias/m")
+	c.ok("", "keys", "update", "alias/m", "--description", "renamed")
+	c.ok("", "aliases", "create", "alias/m2", "alias/m")
+	if out := c.ok("", "aliases", "list"); !strings.Contains(out, "alias/m2") {
+		t.Errorf("aliases list:\n%s", out)
+	}
+	c.ok("", "aliases", "delete", "alias/m2")
+	if out := c.ok("", "keys", "list"); !strings.Contains(out, "alias/m") || !strings.Contains(out, "renamed") {
+		t.Errorf("keys list:\n%s", out)
+	}
+	c.ok("", "keys", "schedule-deletion", "alias/m", "--days", "7")
+	c.ok("", "keys", "cancel-deletion", "alias/m")
+	c.ok("", "keys", "enable", "alias/m")
+
+	c.ok(`{"statements":[{"effect":"allow","actions":["kms:Encrypt"],"resources":["alias/m"]}]}`, "policies", "put", "enc")
+	c.ok("", "principals", "create", "app", "--policy", "enc")
+	var tok struct {
+		TokenID string `json:"token_id"`
+		Token   string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("", "--output", "json", "tokens", "create", "app")), &tok); err != nil || tok.Token == "" {
+		t.Fatalf("tokens create: %v", err)
+	}
+	kmstest.Secret(tok.Token)
+	app := ctl{t: t, url: c.url, token: tok.Token}
+	app.ok("x", "encrypt", "--key", "alias/m")
+	if code, _, errOut := app.run("", "keys", "list"); code != 1 || !strings.Contains(errOut, "AccessDeniedException") {
+		t.Errorf("app lists keys: exit %d %s", code, errOut)
+	}
+	c.ok("", "tokens", "revoke", "app", tok.TokenID)
+	if code, _, errOut := app.run("x", "encrypt", "--key", "alias/m"); code != 1 || !strings.Contains(errOut, "UnauthenticatedException") {
+		t.Errorf("revoked token: exit %d %s", code, errOut)
+	}
+	if out := c.ok("", "audit", "list", "--principal", "app"); !strings.Contains(out, "kms:Encrypt") || !strings.Contains(out, "denied") {
+		t.Errorf("audit list:\n%s", out)
+	}
+	if out := c.ok("", "audit", "verify"); !strings.Contains(out, "intact") || !strings.Contains(out, "true") {
+		t.Errorf("audit verify:\n%s", out)
+	}
+	c.ok("", "principals", "delete", "app")
+	c.ok("", "policies", "delete", "enc")
+}
+
+// The command line itself: usage errors exit 2 with a message, a missing
+// token is one clear line.
+func TestCommandLineErrors(t *testing.T) {
+	c := newCtl(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{}, 2, "usage: kmsctl"},
+		{[]string{"keys", "fly"}, 2, `unknown command "keys fly"`},
+		{[]string{"--output", "xml", "keys", "list"}, 2, "--output"},
+		{[]string{"keys", "describe"}, 2, "want KEY"},
+		{[]string{"keys", "list", "--nope"}, 2, "flag provided but not defined"},
+		{[]string{"encrypt"}, 2, "--key is required"},
+		{[]string{"versions", "disable", "alias/x", "one"}, 2, "not a positive number"},
+		{[]string{"keys", "rotation-policy", "alias/x"}, 2, "--enabled"},
+		{[]string{"audit", "list", "--from", "yesterday"}, 2, "RFC 3339"},
+		{[]string{"keys", "describe", "alias/none"}, 1, "kmsctl: NotFoundException: "},
+		{[]string{"encrypt", "--key", "alias/none", "--in", "/nonexistent/file"}, 1, "--in:"},
+	} {
+		code, _, errOut := c.run("", tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("kmsctl %v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, errOut, tc.code, tc.want)
+		}
+	}
+	none := ctl{t: t, url: c.url}
+	if code, _, errOut := none.run("", "keys", "list"); code != 2 || errOut != "kmsctl: no bearer token: set KMS_TOKEN, or give --token-file\n" {
+		t.Errorf("no token: exit %d %q", code, errOut)
+	}
+	file := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(file, []byte(kmstest.AdminToken+"\n"), 0o600)
+	if code, _, errOut := none.run("", "--token-file", file, "keys", "list"); code != 0 {
+		t.Errorf("--token-file: exit %d %s", code, errOut)
+	}
+}
