@@ -21,7 +21,8 @@ run: build
 	  KMS_BOOTSTRAP_TOKEN=$$(cat var/bootstrap-token) exec bin/kmsd
 
 ## test: installs what is missing, then every test against real SoftHSM
-## tokens, SQLite and a throwaway PostgreSQL cluster (stopped at the end).
+## tokens, SQLite and a throwaway PostgreSQL cluster (stopped at the end);
+## the end-to-end suites run a second time with PostgreSQL as the store.
 test:
 	@scripts/ensure-go.sh
 	@scripts/ensure-softhsm.sh
@@ -30,7 +31,10 @@ test:
 	@dir=$$(mktemp -d) && url=$$(scripts/pg-test.sh start "$$dir") && \
 	  trap 'scripts/pg-test.sh stop "'"$$dir"'"' EXIT && \
 	  echo "throwaway PostgreSQL: $$url" && \
-	  KMS_TEST_POSTGRES="$$url" CI=$${CI:-} $(GO) test -race -count=1 -timeout 12m ./...
+	  KMS_TEST_POSTGRES="$$url" CI=$${CI:-} $(GO) test -race -count=1 -timeout 10m ./... && \
+	  echo "end-to-end suites again, on PostgreSQL:" && \
+	  KMS_TEST_STORE=postgres KMS_TEST_POSTGRES="$$url" CI=$${CI:-} $(GO) test -race -count=1 -timeout 5m \
+	    ./api/ ./service/ ./metrics/ ./cmd/kmsctl/
 
 vet:
 	$(GO) vet ./...

@@ -51,9 +51,13 @@ func Token(t testing.TB) *hsm.PKCS11 {
 	return token
 }
 
-// Store opens a fresh SQLite database in the test's temp dir.
+// Store opens a fresh database: SQLite in the test's temp dir, or a fresh
+// PostgreSQL schema when KMS_TEST_STORE=postgres.
 func Store(t testing.TB) *store.DB {
 	t.Helper()
+	if OnPostgres() {
+		return StoreAt(t, PostgresDSN(t))
+	}
 	return StoreAt(t, "sqlite:"+filepath.Join(t.TempDir(), "kms.db"))
 }
 
