@@ -35,6 +35,11 @@ func (s *Service) Encrypt(ctx context.Context, keyRef string, plaintext []byte, 
 
 // seal encrypts under v's primary version and builds the blob.
 func (s *Service) seal(ctx context.Context, v *keyView, plaintext []byte, encCtx map[string]string) (*CryptoResult, error) {
+	return s.sealOnce(ctx, v, plaintext, encCtx, false)
+}
+
+// sealOnce is seal; stale says the view was already refreshed once.
+func (s *Service) sealOnce(ctx context.Context, v *keyView, plaintext []byte, encCtx map[string]string, stale bool) (*CryptoResult, error) {
 	if err := checkKey(&v.key, policy.OpEncrypt); err != nil {
 		return nil, err
 	}
@@ -44,6 +49,18 @@ func (s *Service) seal(ctx context.Context, v *keyView, plaintext []byte, encCtx
 	}
 	header := blobHeader(uuid.MustParse(v.key.ID), version)
 	iv, ct, err := s.token.Encrypt(ctx, versionRef(v.key.ID, version), plaintext, additionalData(header, encCtx))
+	if errors.Is(err, hsm.ErrNotPermitted) && !stale {
+		// Another replica rotated the key after this one cached it: the
+		// cached primary is decrypt-only now. Read the key afresh, once.
+		s.cache.invalidateKey(v.key.ID)
+		fresh, ferr := s.viewByID(ctx, v.key.ID)
+		if ferr != nil {
+			return nil, ferr
+		}
+		if fresh.key.PrimaryVersion != version {
+			return s.sealOnce(ctx, fresh, plaintext, encCtx, true)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, hsm.ErrNotPermitted) {
 			// The store says primary, the token says decrypt-only: someone

@@ -1,0 +1,36 @@
+package service_test
+
+import (
+	"testing"
+
+	"github.com/hsmkms/hsmkms/internal/kmstest"
+	"github.com/hsmkms/hsmkms/service"
+)
+
+// Two services on one store (two replicas): right after B rotates a key, A
+// still holds the old primary in its cache, whose token object B has just
+// made decrypt-only. A's encrypt must notice, re-read the key, and use the
+// new primary, not fail.
+func TestEncryptAfterAnotherReplicaRotated(t *testing.T) {
+	st := kmstest.Store(t)
+	a := kmstest.Start(t, kmstest.Options{Store: st, Config: service.Config{CacheTTL: 1 << 40}})
+	b := kmstest.Start(t, kmstest.Options{Store: st})
+	ctx := kmstest.Ctx(t)
+	k, err := a.Service.CreateKey(ctx, service.CreateKeyInput{Alias: "alias/shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := a.Service.Encrypt(ctx, "alias/shared", []byte("before"), nil); err != nil || r.KeyVersion != 1 {
+		t.Fatalf("encrypt on A before: %v %+v", err, r)
+	}
+	if _, err := b.Service.RotateKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.Service.Encrypt(ctx, "alias/shared", []byte("after"), nil)
+	if err != nil || r.KeyVersion != 2 {
+		t.Fatalf("encrypt on A after B rotated: %v %+v, want version 2", err, r)
+	}
+	if d, err := b.Service.Decrypt(ctx, r.Ciphertext, nil, ""); err != nil || string(d.Plaintext) != "after" {
+		t.Fatalf("decrypt on B: %v", err)
+	}
+}
