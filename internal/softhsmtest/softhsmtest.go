@@ -6,6 +6,7 @@
 package softhsmtest
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -103,7 +104,7 @@ func setup() (*Env, error) {
 	return e, nil
 }
 
-// ExtraToken initialises another token, labelled label, beside the test
+// ExtraToken initialises another token, labelled label plus a random suffix, beside the test
 // binary's one (same SoftHSM configuration): for a test that must own every
 // object of its token. Call it before this process opens the module: a
 // PKCS#11 module sees the slots that existed when it was initialised.
@@ -111,11 +112,13 @@ func ExtraToken(t testing.TB, label string) *Env {
 	t.Helper()
 	base := Get(t)
 	e := *base
-	e.Label = label
-	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", e.PIN, "--so-pin", "test-so-pin")
+	var suffix [3]byte
+	_, _ = rand.Read(suffix[:])
+	e.Label = fmt.Sprintf("%.24s-%x", label, suffix) // labels are unique, and 32 bytes at most
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", e.Label, "--pin", e.PIN, "--so-pin", "test-so-pin")
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+e.Conf)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("softhsm2-util --init-token %s: %v: %s", label, err, out)
+		t.Fatalf("softhsm2-util --init-token %s: %v: %s", e.Label, err, out)
 	}
 	return &e
 }

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/internal/kmstest"
+	"github.com/hsmkms/hsmkms/internal/softhsmtest"
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/store"
+)
+
+// Two kmsd processes on one PostgreSQL database and one SoftHSM token: what
+// one does is usable, or refused, on the other at once or within a second,
+// and their two rotation workers make exactly one version per due rotation.
+func TestTwoReplicas(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dsn := kmstest.PostgresDSN(t)
+	tokEnv := softhsmtest.ExtraToken(t, "replicas-test")
+	env := append(kmsdEnv(t, dsn), "KMS_TOKEN_LABEL="+tokEnv.Label, "KMS_MIN_ROTATION_INTERVAL=1s",
+		"KMS_WORKER_TICK=100ms")
+	a := startKmsd(t, env)
+	b := startKmsd(t, env)
+	ca, cb := client.New(a.url, adminToken, nil), client.New(b.url, adminToken, nil)
+
+	// A key created on A is usable on B at once; blobs made on either
+	// decrypt on both.
+	k, err := ca.CreateKey(ctx, client.CreateKeyRequest{Alias: "alias/shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encB, err := cb.Encrypt(ctx, "alias/shared", []byte("made on B"), nil)
+	if err != nil {
+		t.Fatalf("encrypt on B with a key just created on A: %v", err)
+	}
+	encA, err := ca.Encrypt(ctx, k.KeyID, []byte("made on A"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{ca, cb} {
+		for blob, want := range map[string]string{string(encA.CiphertextBlob): "made on A", string(encB.CiphertextBlob): "made on B"} {
+			if d, err := c.Decrypt(ctx, []byte(blob), nil, ""); err != nil || string(d.Plaintext) != want {
+				t.Fatalf("decrypt across replicas: %v", err)
+			}
+		}
+	}
+
+	// Changes on A take effect on B within one second.
+	within := func(what string, check func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(time.Second)
+		for !check() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s on A not seen by B within one second", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	k2, err := ca.CreateKey(ctx, client.CreateKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.UpdateAlias(ctx, "alias/shared", k2.KeyID); err != nil {
+		t.Fatal(err)
+	}
+	within("an alias update", func() bool {
+		r, err := cb.Encrypt(ctx, "alias/shared", []byte("x"), nil)
+		return err == nil && r.KeyID == k2.KeyID
+	})
+	if _, err := ca.DisableKey(ctx, k.KeyID); err != nil {
+		t.Fatal(err)
+	}
+	within("a disable", func() bool {
+		_, err := cb.Encrypt(ctx, k.KeyID, []byte("x"), nil)
+		return client.Code(err) == "DisabledException"
+	})
+	if _, err := ca.ScheduleKeyDeletion(ctx, k2.KeyID, 7); err != nil {
+		t.Fatal(err)
+	}
+	within("a scheduled deletion", func() bool {
+		_, err := cb.Encrypt(ctx, k2.KeyID, []byte("x"), nil)
+		return client.Code(err) == "KMSInvalidStateException"
+	})
+
+	// Both workers run while keys fall due: exactly one new version per
+	// due rotation. Meanwhile both replicas encrypt with them.
+	var keys []string
+	for i := 0; i < 6; i++ {
+		kk, err := ca.CreateKey(ctx, client.CreateKeyRequest{Description: fmt.Sprintf("rotating %d", i),
+			AutomaticRotation: true, RotationInterval: "1s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, kk.KeyID)
+	}
+	var mu sync.Mutex
+	var blobs [][]byte
+	var wg sync.WaitGroup
+	stop := time.Now().Add(3500 * time.Millisecond)
+	for i, c := range []*client.Client{ca, cb, ca, cb} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; time.Now().Before(stop); n++ {
+				r, err := c.Encrypt(ctx, keys[(i+n)%len(keys)], []byte("during rotations"), nil)
+				if err != nil {
+					t.Errorf("encrypt during rotations: %v", err)
+					return
+				}
+				mu.Lock()
+				blobs = append(blobs, r.CiphertextBlob)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	a.stop(t)
+	b.stop(t)
+
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rotated := 0
+	for _, id := range keys {
+		vs, err := db.ListVersions(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rots, err := db.ListRotations(ctx, id, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		primaries := 0
+		for i, v := range vs {
+			if v.Version != i+1 {
+				t.Errorf("key %s: versions not consecutive: %d at position %d", id, v.Version, i)
+			}
+			if v.State == service.VersionPrimary {
+				primaries++
+			}
+		}
+		if primaries != 1 || len(rots) != len(vs)-1 {
+			t.Errorf("key %s: %d versions, %d rotation records, %d primaries", id, len(vs), len(rots), primaries)
+		}
+		for i, r := range rots {
+			if r.Version != i+2 || r.Type != service.RotationAutomatic {
+				t.Errorf("key %s: rotation %d is %+v", id, i, r)
+			}
+			if i > 0 && r.At.Sub(rots[i-1].At) < 900*time.Millisecond {
+				t.Errorf("key %s: rotations %d and %d only %v apart: one due rotation made two versions", id, i+1, i+2, r.At.Sub(rots[i-1].At))
+			}
+		}
+		rotated += len(rots)
+	}
+	if rotated < len(keys) {
+		t.Fatalf("only %d rotations of %d keys in 3.5 s with a 1 s interval", rotated, len(keys))
+	}
+	// The token holds exactly the store's live versions.
+	tok, err := hsm.Open(ctx, hsm.Config{Module: tokEnv.Module, TokenLabel: tokEnv.Label, PIN: tokEnv.PIN, Profile: hsm.SoftHSMProfile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	inv, err := tok.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := db.ListKeys(ctx, service.Page{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := map[string]bool{}, map[string]bool{}
+	for _, k := range all {
+		vs, _ := db.ListVersions(ctx, k.ID)
+		for _, v := range vs {
+			if v.State != service.VersionDestroyed {
+				want[hsm.ObjectRef{KeyID: uuid.MustParse(k.ID), Version: v.Version}.Label()] = true
+			}
+		}
+	}
+	for _, o := range inv {
+		if o.Ref.KeyID != service.AuditSealKeyID {
+			got[o.Label] = true
+		}
+	}
+	if d := diff(want, got); d != "" {
+		t.Errorf("token and store differ: %s", d)
+	}
+
+	// Every blob made during the rotations decrypts on a restarted replica.
+	c := startKmsd(t, env)
+	cc := client.New(c.url, adminToken, nil)
+	for _, blob := range blobs {
+		if _, err := cc.Decrypt(ctx, blob, nil, ""); err != nil {
+			t.Fatalf("a blob made during the rotations: %v", err)
+		}
+	}
+	t.Logf("%d automatic rotations of %d keys by two workers, %d blobs made meanwhile all decrypt", rotated, len(keys), len(blobs))
+}
