@@ -1,34 +1,57 @@
 #!/usr/bin/env bash
-# make bench: a throwaway SoftHSM token and SQLite database, kmsd on a free
-# loopback port, then kmsbench (raw token ceiling and REST, same run).
+# make bench: a throwaway SoftHSM token, kmsd on free loopback ports, then
+# kmsbench, all in one run:
+#   - the raw token ceiling and REST through kmsd on SQLite (the ratio);
+#   - the same kmsd against a second one with KMS_AUDIT=off (audit cost);
+#   - when PostgreSQL is available, one versus two kmsd replicas on one
+#     throwaway PostgreSQL cluster and the same token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-go.sh
 scripts/ensure-softhsm.sh
 dir=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
-pid=
-pid2=
+pids=()
+pgdir=
 cleanup() {
-  for p in $pid $pid2; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  [ -n "$pgdir" ] && scripts/pg-test.sh stop "$pgdir" 2>/dev/null
   rm -rf "$dir"
 }
 trap cleanup EXIT
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# kmsd PORT DB [VAR=value...]: start one kmsd in the background.
+kmsd() {
+  local port=$1 db=$2; shift 2
+  env KMS_LISTEN=127.0.0.1:$port KMS_DB="$db" KMS_BOOTSTRAP_TOKEN=$KMS_TOKEN KMS_LOG_LEVEL=error \
+    KMS_MAX_SESSIONS=32 "$@" "$dir/kmsd" & pids+=($!)
+}
+ready() { for p in "$@"; do for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && break; sleep 0.1; done; done; }
+
 mkdir -p "$dir/tokens"
 printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$dir" > "$dir/softhsm2.conf"
 export SOFTHSM2_CONF="$dir/softhsm2.conf" KMS_TOKEN_LABEL=hsmkms-bench KMS_PIN=bench-pin-1234
+export KMS_TOKEN=bench-admin-token-0123456789abcdef
 softhsm2-util --init-token --free --label "$KMS_TOKEN_LABEL" --pin "$KMS_PIN" --so-pin bench-so-pin >/dev/null
 go build -o "$dir/kmsd" ./cmd/kmsd
 go build -o "$dir/kmsbench" ./cmd/kmsbench
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 18080)
-export KMS_TOKEN=bench-admin-token-0123456789abcdef
-KMS_LISTEN=127.0.0.1:$port KMS_DB="sqlite:$dir/kms.db" KMS_BOOTSTRAP_TOKEN=$KMS_TOKEN KMS_LOG_LEVEL=warn \
-  KMS_MAX_SESSIONS=32 "$dir/kmsd" & pid=$!
-# A second kmsd with auditing off (KMS_AUDIT=off exists for this only), to
-# measure what auditing costs in the same run.
-port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 18081)
-KMS_LISTEN=127.0.0.1:$port2 KMS_DB="sqlite:$dir/kms-noaudit.db" KMS_BOOTSTRAP_TOKEN=$KMS_TOKEN KMS_LOG_LEVEL=error \
-  KMS_AUDIT=off KMS_MAX_SESSIONS=32 "$dir/kmsd" & pid2=$!
-for p in $port $port2; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-done
-"$dir/kmsbench" -addr "http://127.0.0.1:$port" -audit-off-addr "http://127.0.0.1:$port2" -duration "${BENCH_DURATION:-5s}" "$@"
+
+port=$(freeport) port2=$(freeport)
+kmsd "$port" "sqlite:$dir/kms.db"
+kmsd "$port2" "sqlite:$dir/kms-noaudit.db" KMS_AUDIT=off # exists for this measurement only
+ready "$port" "$port2"
+args=(-addr "http://127.0.0.1:$port" -audit-off-addr "http://127.0.0.1:$port2")
+
+pgdir=$(mktemp -d)
+if url=$(scripts/pg-test.sh start "$pgdir" 2>/dev/null); then
+  rp1=$(freeport) rp2=$(freeport)
+  kmsd "$rp1" "$url"
+  ready "$rp1" # the first one migrates and bootstraps; the second finds it done
+  kmsd "$rp2" "$url"
+  ready "$rp2"
+  args+=(-replica-addrs "http://127.0.0.1:$rp1,http://127.0.0.1:$rp2")
+else
+  echo "(PostgreSQL not available: the replica comparison is skipped)" >&2
+  rmdir "$pgdir" 2>/dev/null || true
+  pgdir=
+fi
+"$dir/kmsbench" "${args[@]}" -duration "${BENCH_DURATION:-5s}" "$@"

@@ -33,8 +33,10 @@ func main() {
 	size := flag.Int("size", 64, "plaintext bytes")
 	levels := flag.String("concurrency", "1,32", "comma-separated concurrency levels")
 	auditOff := flag.String("audit-off-addr", "", "a second kmsd with KMS_AUDIT=off: REST encrypt is measured on both, for the cost of auditing")
+	replicas := flag.String("replica-addrs", "", "two kmsd on one PostgreSQL (a,b): REST encrypt at the highest concurrency on one versus both")
 	flag.Parse()
 	compareAddr = *auditOff
+	replicaAddrs = *replicas
 	if err := run(*addr, *dur, *size, *levels); err != nil {
 		fmt.Fprintln(os.Stderr, "kmsbench:", err)
 		os.Exit(1)
@@ -191,11 +193,50 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 				a[0].opsPerSec()/a[1].opsPerSec())
 		}
 	}
+	if replicaAddrs != "" {
+		return replicaRun(ctx, hc, levels[len(levels)-1], d, plaintext)
+	}
 	return nil
 }
 
 // compareAddr is the audit-off kmsd of -audit-off-addr.
 var compareAddr string
+
+// replicaAddrs are the PostgreSQL replicas of -replica-addrs.
+var replicaAddrs string
+
+// replicaRun measures REST encrypt at concurrency n against the first
+// replica alone, then against all of them (requests spread round-robin).
+func replicaRun(ctx context.Context, hc *http.Client, n int, d time.Duration, plaintext []byte) error {
+	addrs := strings.Split(replicaAddrs, ",")
+	var clients []*client.Client
+	for _, a := range addrs {
+		clients = append(clients, client.New(strings.TrimSpace(a), os.Getenv("KMS_TOKEN"), hc))
+	}
+	k, err := clients[0].CreateKey(ctx, client.CreateKeyRequest{Description: "kmsbench replicas"})
+	if err != nil {
+		return fmt.Errorf("create key on %s: %w", addrs[0], err)
+	}
+	defer clients[0].ScheduleKeyDeletion(ctx, k.KeyID, 7)
+	var next atomic.Uint64
+	one := measure("REST encrypt, 1 replica", n, d, func(ctx context.Context) error {
+		_, err := clients[0].Encrypt(ctx, k.KeyID, plaintext, nil)
+		return err
+	})
+	all := measure(fmt.Sprintf("REST encrypt, %d replicas", len(clients)), n, d, func(ctx context.Context) error {
+		c := clients[next.Add(1)%uint64(len(clients))]
+		_, err := c.Encrypt(ctx, k.KeyID, plaintext, nil)
+		return err
+	})
+	fmt.Printf("\nReplicas on one PostgreSQL and one token (REST encrypt, concurrency %d, same run):\n\n", n)
+	fmt.Println("| replicas | ops/s | p50 | p99 | errors | vs one |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, r := range []result{one, all} {
+		fmt.Printf("| %s | %.0f | %s | %s | %d | %.2f |\n", strings.TrimPrefix(r.name, "REST encrypt, "), r.opsPerSec(),
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, r.opsPerSec()/one.opsPerSec())
+	}
+	return nil
+}
 
 func env(name, def string) string {
 	if v := os.Getenv(name); v != "" {
