@@ -126,3 +126,15 @@ func VersionDecrypt(state string) Verdict {
 	}
 	return Unknown
 }
+
+// ManagedKeyAllows says whether op is allowed on a key the service manages
+// (the default key of an alias/managed/ name): it may be used and it
+// rotates on its own schedule, but nobody disables, deletes, re-aliases,
+// re-configures or imports into it.
+func ManagedKeyAllows(op Op) bool {
+	switch op {
+	case OpEncrypt, OpDecrypt, OpRotate:
+		return true
+	}
+	return false
+}

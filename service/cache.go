@@ -70,13 +70,22 @@ func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
 	c.mu.RLock()
 	gen := c.gen
 	c.mu.RUnlock()
-	k, err := c.store.GetKey(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	vs, err := c.store.ListVersions(ctx, id)
-	if err != nil {
-		return nil, err
+	// The key row and its versions are two reads: a rotation committed
+	// between them (here or on another replica) shows a primary version
+	// that is not Primary. Read again until both agree.
+	var k *Key
+	var vs []Version
+	for attempt := 0; ; attempt++ {
+		var err error
+		if k, err = c.store.GetKey(ctx, id); err != nil {
+			return nil, err
+		}
+		if vs, err = c.store.ListVersions(ctx, id); err != nil {
+			return nil, err
+		}
+		if k.PrimaryVersion == 0 || attempt == 4 || primaryIs(vs, k.PrimaryVersion) {
+			break
+		}
 	}
 	names, err := c.store.AliasNames(ctx, []string{id})
 	if err != nil {
@@ -93,6 +102,16 @@ func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
 	}
 	c.mu.Unlock()
 	return v, nil
+}
+
+// primaryIs says whether version n is the Primary one of vs.
+func primaryIs(vs []Version, n int) bool {
+	for _, v := range vs {
+		if v.Version == n {
+			return v.State == VersionPrimary
+		}
+	}
+	return false
 }
 
 // alias returns the key id an alias names.

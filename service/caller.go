@@ -177,7 +177,14 @@ func (s *Service) access(ctx context.Context, action, ref string) (*keyView, err
 		if aerr := allow(ctx, action, policy.Resource{Alias: via}); aerr != nil {
 			return nil, aerr
 		}
-		return nil, err
+		if !isManagedAlias(ref) || !createsManaged[action] {
+			return nil, err
+		}
+		// First use of a service-managed default key by a principal
+		// allowed to use it: the service creates it.
+		if id, err = s.createManaged(ctx, ref); err != nil {
+			return nil, err
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -48,7 +48,11 @@ func (s *Service) sealOnce(ctx context.Context, v *keyView, plaintext []byte, en
 		return nil, errorf(ErrInvalidState, "key %s has no usable primary version", v.key.ID)
 	}
 	header := blobHeader(uuid.MustParse(v.key.ID), version)
-	iv, ct, err := s.token.Encrypt(ctx, versionRef(v.key.ID, version), plaintext, additionalData(header, encCtx))
+	var iv, ct []byte
+	err := tokenRetry(ctx, func() (err error) {
+		iv, ct, err = s.token.Encrypt(ctx, versionRef(v.key.ID, version), plaintext, additionalData(header, encCtx))
+		return err
+	})
 	if errors.Is(err, hsm.ErrNotPermitted) && !stale {
 		// Another replica rotated the key after this one cached it: the
 		// cached primary is decrypt-only now. Read the key afresh, once.
@@ -149,7 +153,11 @@ func (s *Service) open(ctx context.Context, b *blob, v *keyView, encCtx map[stri
 		return nil, ErrInvalidCiphertext
 	}
 	note(ctx, v.key.ID, b.version)
-	pt, err := s.token.Decrypt(ctx, versionRef(v.key.ID, b.version), b.iv, b.ciphertext, additionalData(b.header, encCtx))
+	var pt []byte
+	err := tokenRetry(ctx, func() (err error) {
+		pt, err = s.token.Decrypt(ctx, versionRef(v.key.ID, b.version), b.iv, b.ciphertext, additionalData(b.header, encCtx))
+		return err
+	})
 	if err != nil {
 		return nil, s.tokenErr(err)
 	}

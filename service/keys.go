@@ -20,6 +20,10 @@ type CreateKeyInput struct {
 	AutomaticRotation bool
 	RotationInterval  time.Duration // 0: the default interval
 	Tags              map[string]string
+
+	// managed marks the default key of an alias/managed/ name, which only
+	// the service creates (createManaged).
+	managed bool
 }
 
 // CreateKey makes a key. For HSM origin its first version is generated in
@@ -48,6 +52,9 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 	}
 	if k.Tags == nil {
 		k.Tags = map[string]string{}
+	}
+	if in.managed {
+		k.Manager = ManagerService
 	}
 	if in.Origin == OriginExternal {
 		k.State = KeyPendingImport
@@ -142,8 +149,10 @@ func (s *Service) validateCreate(in *CreateKeyInput) error {
 		if err := validateAliasName(in.Alias); err != nil {
 			return err
 		}
-		if err := checkCustomerAlias(in.Alias); err != nil {
-			return err
+		if !in.managed {
+			if err := checkCustomerAlias(in.Alias); err != nil {
+				return err
+			}
 		}
 	}
 	switch in.Origin {
@@ -162,6 +171,9 @@ func (s *Service) validateCreate(in *CreateKeyInput) error {
 	}
 	if in.Origin == OriginExternal && in.AutomaticRotation {
 		return errorf(ErrInvalidState, "keys with imported (EXTERNAL) material cannot rotate automatically")
+	}
+	if in.managed {
+		return nil // its fixed policy is the service's, not bounded by configuration
 	}
 	return s.validateInterval(&in.RotationInterval)
 }

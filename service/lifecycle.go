@@ -182,7 +182,7 @@ func (s *Service) ChangeVersion(ctx context.Context, ref string, version int, ac
 		if err != nil {
 			return err
 		}
-		if k.State == KeyDeleted {
+		if k.State == KeyDeleted || k.Manager == ManagerService {
 			return checkKey(k, policy.OpUpdate)
 		}
 		v, err := q.GetVersion(ctx, id, version)

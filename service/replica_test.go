@@ -1,8 +1,10 @@
 package service_test
 
 import (
+	"errors"
 	"testing"
 
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/service"
 )
@@ -32,5 +34,29 @@ func TestEncryptAfterAnotherReplicaRotated(t *testing.T) {
 	}
 	if d, err := b.Service.Decrypt(ctx, r.Ciphertext, nil, ""); err != nil || string(d.Plaintext) != "after" {
 		t.Fatalf("decrypt on B: %v", err)
+	}
+}
+
+// The token not showing a version the store knows (another replica's new
+// object, not yet visible here) is retried; if it stays missing the answer
+// is a retryable KeyUnavailable, not an internal error.
+func TestTokenObjectNotYetVisible(t *testing.T) {
+	ft := kmstest.NewFaultToken(kmstest.Token(t))
+	s := kmstest.Start(t, kmstest.Options{Token: ft})
+	ctx := kmstest.Ctx(t)
+	if _, err := s.Service.CreateKey(ctx, service.CreateKeyInput{Alias: "alias/late"}); err != nil {
+		t.Fatal(err)
+	}
+	ft.FailNext("Encrypt", hsm.ErrObjectNotFound)
+	ft.FailNext("Encrypt", hsm.ErrObjectNotFound)
+	r, err := s.Service.Encrypt(ctx, "alias/late", []byte("x"), nil)
+	if err != nil {
+		t.Fatalf("encrypt after two misses: %v", err)
+	}
+	for i := 0; i < 5; i++ {
+		ft.FailNext("Decrypt", hsm.ErrObjectNotFound)
+	}
+	if _, err := s.Service.Decrypt(ctx, r.Ciphertext, nil, ""); !errors.Is(err, service.ErrUnavailable) {
+		t.Fatalf("decrypt with the object missing for good: %v, want ErrUnavailable", err)
 	}
 }

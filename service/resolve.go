@@ -78,6 +78,9 @@ func (s *Service) existing(id string, k *Key, err error) (*Key, error) {
 
 // checkKey turns a policy verdict on k into the domain error.
 func checkKey(k *Key, op policy.Op) error {
+	if k.Manager == ManagerService && !policy.ManagedKeyAllows(op) {
+		return errorf(ErrInvalidState, "key %s is managed by hsmkms (its alias is under alias/managed/): it can be used, not changed", k.ID)
+	}
 	switch policy.KeyOperation(string(k.State), string(k.Origin), op) {
 	case policy.Allow:
 		return nil

@@ -24,6 +24,9 @@ func (s *Service) RotateKey(ctx context.Context, ref string) (*Version, error) {
 	if err != nil {
 		return nil, err
 	}
+	if v.key.Manager == ManagerService {
+		return nil, errorf(ErrInvalidState, "key %s is managed by hsmkms and rotates on its own schedule", v.key.ID)
+	}
 	return s.rotate(ctx, v.key.ID, RotationOnDemand)
 }
 

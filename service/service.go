@@ -194,8 +194,34 @@ func (s *Service) tokenErr(err error) error {
 		return errorf(ErrUnavailable, "the key store (HSM) is unavailable; retry later")
 	case errors.Is(err, context.Canceled):
 		return err
+	case errors.Is(err, hsm.ErrObjectNotFound):
+		// The store says the version exists; the token does not show it.
+		s.log.Error("token object missing for a version the store knows; the reconciler reports it", "err", err)
+		return errorf(ErrUnavailable, "the key's token object cannot be found; retry later")
 	}
 	return fmt.Errorf("token: %w", err)
+}
+
+// tokenRetry runs a token call again, a few times with growing pauses,
+// while the token says the object is missing: the store says it exists,
+// so another replica made it and this process's view of the token has not
+// caught up yet (SoftHSM's file store shows another process's new object
+// only after it re-reads the token directory: pitfalls item 27; seen in
+// the two-replica test under load).
+func tokenRetry(ctx context.Context, call func() error) error {
+	err := call()
+	for _, pause := range []time.Duration{5 * time.Millisecond, 20 * time.Millisecond, 80 * time.Millisecond, 320 * time.Millisecond} {
+		if !errors.Is(err, hsm.ErrObjectNotFound) {
+			return err
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return err
+		}
+		err = call()
+	}
+	return err
 }
 
 // storeErr passes domain errors through and turns connection failures into

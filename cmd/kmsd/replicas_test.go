@@ -123,6 +123,9 @@ func TestTwoReplicas(t *testing.T) {
 	wg.Wait()
 	a.stop(t)
 	b.stop(t)
+	if t.Failed() {
+		t.Logf("replica A's log:\n%s\nreplica B's log:\n%s", a.log(), b.log())
+	}
 
 	db, err := store.Open(ctx, dsn)
 	if err != nil {
