@@ -361,3 +361,49 @@ func TestConcurrentRotationsMakeExactlyOneVersion(t *testing.T) {
 	}
 	w.check(k.ID)
 }
+
+// A rotation that outlives its lease (a hung token, a paused process) must
+// not lose a version to the reconciler that rolls it back meanwhile: either
+// the rotation commits first and the reconciler leaves it, or the
+// reconciler removes the row first and the rotation fails. The token and
+// the store agree afterwards either way.
+func TestSlowRotationAndReconcilerNeverLoseAVersion(t *testing.T) {
+	for _, step := range []string{service.StepPendingInserted, service.StepObjectGenerated} {
+		t.Run(step, func(t *testing.T) {
+			w := newWorld(t)
+			id := w.newKey()
+			reached, resume := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			slow := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(),
+				MinRotationInterval: time.Hour, PendingGrace: time.Millisecond, LeaseDuration: time.Second,
+				StepHook: func(s string) {
+					if s == step {
+						once.Do(func() { close(reached); <-resume })
+					}
+				}})
+			done := make(chan error, 1)
+			go func() { _, err := slow.RotateKey(w.ctx, id); done <- err }()
+			<-reached
+			w.clock.Advance(2 * time.Second) // the slow rotation's lease has expired
+			other := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(),
+				MinRotationInterval: time.Hour, PendingGrace: time.Millisecond, LeaseDuration: time.Second})
+			// The worst moment: the reconciler has decided to roll back and
+			// is about to destroy the object when the rotation goes on.
+			var err error
+			w.token.BeforeNextDestroy(func() { close(resume); err = <-done })
+			if _, rerr := other.Reconcile(w.ctx); rerr != nil {
+				t.Fatal(rerr)
+			}
+			if err == nil {
+				t.Log("the rotation committed after all")
+			} else {
+				t.Logf("the rotation failed as it should: %v", err)
+			}
+			w.restart(nil)
+			if _, err := w.svc.Reconcile(w.ctx); err != nil {
+				t.Fatal(err)
+			}
+			w.check(id)
+		})
+	}
+}

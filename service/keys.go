@@ -83,6 +83,18 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 	if err != nil {
 		return nil, s.storeErr(err)
 	}
+	// Hold the new key's lease while the object is made, as a rotation
+	// does: the reconciler rolls back an abandoned creation only once the
+	// lease has expired, never one still in progress.
+	owner := s.leaseOwner()
+	if ok, err := s.store.ClaimKey(ctx, k.ID, owner, now, now.Add(s.cfg.LeaseDuration)); err != nil || !ok {
+		s.abandonCreate(k.ID, false)
+		if err == nil {
+			err = errorf(ErrLimitExceeded, "key %s is busy; retry", k.ID)
+		}
+		return nil, s.storeErr(err)
+	}
+	defer s.release(k.ID, owner)
 	if err := s.token.GenerateKey(ctx, versionRef(k.ID, 1)); err != nil {
 		s.abandonCreate(k.ID, false)
 		return nil, s.tokenErr(err)

@@ -76,31 +76,51 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 			continue // may still be in progress
 		}
 		err := s.withLease(ctx, v.KeyID, func(_ time.Time) error {
-			cur, err := s.store.GetVersion(ctx, v.KeyID, v.Version)
-			if errors.Is(err, ErrNotFound) || (err == nil && cur.State != VersionPending) {
-				return nil // finished meanwhile
-			}
-			if err != nil {
+			// Rows first, in one transaction that locks the key, as the
+			// promotion does: a creation or rotation that finishes after
+			// all (its lease expired, it was only slow) either commits
+			// before this and is left alone, or finds its row gone and
+			// fails. Never the other way round, which would leave a live
+			// version without its object.
+			creating, finished := false, false
+			err := s.store.InTx(ctx, func(q Queries) error {
+				k, err := q.LockKey(ctx, v.KeyID)
+				if errors.Is(err, ErrNotFound) {
+					finished = true
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				cur, err := q.GetVersion(ctx, v.KeyID, v.Version)
+				if errors.Is(err, ErrNotFound) || (err == nil && cur.State != VersionPending) {
+					finished = true
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if k.State == KeyCreating {
+					creating = true
+					return q.DeleteKey(ctx, v.KeyID)
+				}
+				return q.DeleteVersion(ctx, v.KeyID, v.Version)
+			})
+			if err != nil || finished {
 				return s.storeErr(err)
-			}
-			k, err := s.store.GetKey(ctx, v.KeyID)
-			if err != nil {
-				return s.storeErr(err)
-			}
-			ref := versionRef(v.KeyID, v.Version)
-			if err := s.token.Destroy(ctx, ref); err != nil {
-				return s.tokenErr(err)
-			}
-			if k.State == KeyCreating {
-				err = s.store.DeleteKey(ctx, v.KeyID)
-				rep.CreatesRolledBack++
-			} else {
-				err = s.store.DeleteVersion(ctx, v.KeyID, v.Version)
-				rep.RotationsRolledBack++
 			}
 			s.cache.invalidateKey(v.KeyID)
+			if creating {
+				rep.CreatesRolledBack++
+			} else {
+				rep.RotationsRolledBack++
+			}
+			// Then the object, if it was made. Should this fail, a rotation's
+			// object is a known key's object without a row, which a later
+			// pass destroys; a creation's is reported as unknown.
+			ref := versionRef(v.KeyID, v.Version)
 			delete(present, ref)
-			return s.storeErr(err)
+			return s.tokenErr(s.token.Destroy(ctx, ref))
 		})
 		if err != nil {
 			return err

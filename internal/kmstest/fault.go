@@ -12,13 +12,22 @@ import (
 // used for everything else (STYLE.md: wrap the real token, do not fake it).
 type FaultToken struct {
 	hsm.Token
-	mu    sync.Mutex
-	fails map[string][]error
+	mu            sync.Mutex
+	fails         map[string][]error
+	beforeDestroy func()
 }
 
 // NewFaultToken wraps tok.
 func NewFaultToken(tok hsm.Token) *FaultToken {
 	return &FaultToken{Token: tok, fails: map[string][]error{}}
+}
+
+// BeforeNextDestroy runs fn (once) when Destroy is next called, before it
+// reaches the token: a test interleaves other work at that point.
+func (f *FaultToken) BeforeNextDestroy(fn func()) {
+	f.mu.Lock()
+	f.beforeDestroy = fn
+	f.mu.Unlock()
 }
 
 // FailNext makes the next call of method ("GenerateKey", "Encrypt",
@@ -77,6 +86,13 @@ func (f *FaultToken) SetDecryptOnly(ctx context.Context, ref hsm.ObjectRef) erro
 func (f *FaultToken) Destroy(ctx context.Context, ref hsm.ObjectRef) error {
 	if err := f.fault("Destroy"); err != nil {
 		return err
+	}
+	f.mu.Lock()
+	hook := f.beforeDestroy
+	f.beforeDestroy = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
 	}
 	return f.Token.Destroy(ctx, ref)
 }
