@@ -24,8 +24,9 @@ type Config struct {
 	// Clock is the time source (default: the system clock in UTC).
 	Clock Clock
 	// CacheTTL bounds how long a replica may use a key's cached state after
-	// another replica changed it (default 1s). Changes made by this process
-	// invalidate its cache at once.
+	// another replica changed it (default 500ms: "within a second", with
+	// room for the request itself). Changes made by this process invalidate
+	// its cache at once.
 	CacheTTL time.Duration
 	// MaxVersionsPerKey caps versions (token objects) per key (default 100).
 	MaxVersionsPerKey int
@@ -57,7 +58,7 @@ type Config struct {
 	// auditing costs (make bench): a deployment must keep it on.
 	DisableAudit bool
 	// AuthCacheTTL bounds how long a revoked token or a changed policy may
-	// still be honoured by another replica (default 1s). Changes made by
+	// still be honoured by another replica (default 500ms). Changes made by
 	// this process apply at once.
 	AuthCacheTTL time.Duration
 }
@@ -67,7 +68,7 @@ func (c *Config) setDefaults() {
 		c.Clock = SystemClock{}
 	}
 	if c.CacheTTL == 0 {
-		c.CacheTTL = time.Second
+		c.CacheTTL = 500 * time.Millisecond
 	}
 	if c.MaxVersionsPerKey == 0 {
 		c.MaxVersionsPerKey = 100
@@ -85,7 +86,7 @@ func (c *Config) setDefaults() {
 		c.LeaseDuration = time.Minute
 	}
 	if c.AuthCacheTTL == 0 {
-		c.AuthCacheTTL = time.Second
+		c.AuthCacheTTL = 500 * time.Millisecond
 	}
 	if c.PendingGrace == 0 {
 		c.PendingGrace = 5 * time.Minute
