@@ -31,13 +31,15 @@ func audit(svc *service.Service, log *slog.Logger) func(action string) echo.Midd
 		return func(next echo.HandlerFunc) echo.HandlerFunc {
 			return func(c echo.Context) error {
 				c.Set(ctxOperation, action)
-				if svc == nil || !svc.AuditEnabled() {
-					return next(c)
-				}
+				// The activity also feeds the request log (key, version), so
+				// it exists with auditing off too.
 				act := &service.Activity{RequestID: requestID(c), Source: c.RealIP(), Action: action}
 				c.Set(ctxActivity, act)
 				req := c.Request()
 				c.SetRequest(req.WithContext(service.WithActivity(req.Context(), act)))
+				if svc == nil || !svc.AuditEnabled() {
+					return next(c)
+				}
 
 				res := c.Response()
 				orig := res.Writer

@@ -263,9 +263,14 @@ func requestLog(log *slog.Logger, observe func(RequestInfo)) echo.MiddlewareFunc
 			principal, _ := c.Get(ctxPrincipal).(string)
 			code, _ := c.Get(ctxErrorCode).(string)
 			op, _ := c.Get(ctxOperation).(string)
+			keyID, version := "", 0
+			if act := activity(c); act != nil {
+				keyID, version = act.KeyID, act.KeyVersion
+			}
 			d := time.Since(start)
 			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
-				"route", c.Path(), "operation", op, "status", c.Response().Status, "error_code", code,
+				"route", c.Path(), "operation", op, "key_id", keyID, "key_version", version,
+				"status", c.Response().Status, "error_code", code,
 				"principal", principal, "duration_ms", float64(d.Microseconds())/1000)
 			if observe != nil {
 				observe(RequestInfo{Method: c.Request().Method, Route: c.Path(), Operation: op,

@@ -72,6 +72,13 @@ func CheckLogs() error {
 	return nil
 }
 
+// Logs returns the captured log output so far.
+func Logs() string {
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	return logs.buf.String()
+}
+
 // LogBytes is the size of the captured log output.
 func LogBytes() int {
 	logs.mu.Lock()
