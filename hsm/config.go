@@ -22,6 +22,7 @@ const (
 const (
 	ckrActionProhibited  = 0x1B
 	ckrAEADDecryptFailed = 0x35
+	ckmAESKeyWrapKWP     = 0x210B // CKM_AES_KEY_WRAP_KWP, RFC 5649 (PKCS#11 2.40)
 )
 
 // Config selects one token and bounds how it is used. Exactly one way to
@@ -67,6 +68,17 @@ type Profile struct {
 	// existing key (SoftHSM 2.6: yes; YubiHSM: no). Without it SetDecryptOnly
 	// is a no-op and the store's version state is the only guard.
 	SupportsEncryptFlip bool
+	// KWPMechanism is the token's number for AES key wrap with padding
+	// (RFC 5649): SoftHSM 2.6.1 uses 0x210A, the spec 0x210B (pitfalls item
+	// 18). 0: not offered.
+	KWPMechanism uint
+	// OAEPSHA256 says the token unwraps RSA-OAEP with SHA-256 (SoftHSM
+	// 2.6.1: SHA-1 only, pitfalls item 19).
+	OAEPSHA256 bool
+	// ReportsUnwrappedLength says CKA_VALUE_LEN of an unwrapped AES key is
+	// its length (SoftHSM 2.6.1 says 0, pitfalls item 21); without it,
+	// plain RSA-OAEP imports cannot be length-checked and are not offered.
+	ReportsUnwrappedLength bool
 }
 
 // SoftHSMProfile is SoftHSM 2.6.x, the development and CI token.
@@ -81,6 +93,7 @@ var SoftHSMProfile = Profile{
 		ckrAEADDecryptFailed,
 	},
 	SupportsEncryptFlip: true,
+	KWPMechanism:        pkcs11.CKM_AES_KEY_WRAP_PAD, // 0x210A
 }
 
 // DefaultProfile is a standards-following HSM with caller-chosen 12-byte
@@ -95,7 +108,10 @@ var DefaultProfile = Profile{
 		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
 		ckrAEADDecryptFailed,
 	},
-	SupportsEncryptFlip: true,
+	SupportsEncryptFlip:    true,
+	KWPMechanism:           ckmAESKeyWrapKWP,
+	OAEPSHA256:             true,
+	ReportsUnwrappedLength: true,
 }
 
 // withDefaults returns c with zero fields filled in; c itself is not changed

@@ -1,0 +1,339 @@
+package hsm
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/miekg/pkcs11"
+)
+
+// Bring your own key. A customer wraps their AES-256 material under an
+// RSA-3072 public key whose private half was generated in the token and
+// never leaves it; the token unwraps it straight into a key version object.
+// The material never exists in this process's memory.
+//
+// Two wrappings (the algorithm names of API.md):
+//   - RSAES_OAEP_SHA_1 / _SHA_256: RSA-OAEP of the 32 bytes of material.
+//   - RSA_AES_KEY_WRAP_SHA_1 / _SHA_256: RSA-OAEP of a fresh AES-256 key,
+//     followed by the material wrapped under that key with AES key wrap with
+//     padding (RFC 5649). The token unwraps both, the first into a session
+//     object that is destroyed at once.
+//
+// The token does not check the length of unwrapped material (pitfalls item
+// 21), and SoftHSM reports CKA_VALUE_LEN 0 for unwrapped keys: the length
+// is checked from the wrapped bytes where the format allows it (RFC 5649:
+// 40 bytes for 32), and otherwise from CKA_VALUE_LEN where the token
+// reports it; a token that can do neither does not offer the algorithm.
+
+// WrappingLabelPrefix starts the CKA_LABEL of wrapping key pairs. It is not
+// LabelPrefix: wrapping keys are not key versions, and the inventory and
+// the reconciler ignore them.
+const WrappingLabelPrefix = "hsmkms-wrap/"
+
+// WrappingBits is the size of wrapping keys (API.md: RSA_3072).
+const WrappingBits = 3072
+
+// Wrapping algorithms.
+const (
+	RSAESOAEPSHA1         = "RSAES_OAEP_SHA_1"
+	RSAESOAEPSHA256       = "RSAES_OAEP_SHA_256"
+	RSAAESKeyWrapSHA1     = "RSA_AES_KEY_WRAP_SHA_1"
+	RSAAESKeyWrapSHA256   = "RSA_AES_KEY_WRAP_SHA_256"
+	wrappedKWPMaterialLen = 40 // RFC 5649 of 32 bytes: 32 + 8
+)
+
+// ErrUnwrapFailed: the wrapped material does not unwrap under this key
+// (wrapped with another public key, damaged, another algorithm or length).
+var ErrUnwrapFailed = errors.New("hsm: the wrapped key material cannot be unwrapped")
+
+// WrappingAlgorithms lists what this token can unwrap, per the profile.
+func (p *PKCS11) WrappingAlgorithms() []string {
+	var out []string
+	for _, a := range []string{RSAESOAEPSHA256, RSAESOAEPSHA1, RSAAESKeyWrapSHA256, RSAAESKeyWrapSHA1} {
+		if p.supportsWrapping(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (p *PKCS11) supportsWrapping(alg string) bool {
+	prof := p.cfg.Profile
+	hashOK := func(sha256 bool) bool {
+		if sha256 {
+			return prof.OAEPSHA256
+		}
+		return true
+	}
+	switch alg {
+	case RSAESOAEPSHA1, RSAESOAEPSHA256:
+		// The length of plain OAEP material is known only from the token.
+		return prof.ReportsUnwrappedLength && hashOK(alg == RSAESOAEPSHA256)
+	case RSAAESKeyWrapSHA1, RSAAESKeyWrapSHA256:
+		return prof.KWPMechanism != 0 && hashOK(alg == RSAAESKeyWrapSHA256)
+	}
+	return false
+}
+
+func wrapRef(id string) (label string, ckaID []byte) {
+	return WrappingLabelPrefix + id, []byte("wrap:" + id)
+}
+
+// GenerateWrappingKey makes an RSA-3072 key pair in the token for one
+// import: the private key is sensitive, non-extractable and can only
+// unwrap; the public key is returned to be given to the customer.
+func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.PublicKey, error) {
+	label, ckaID := wrapRef(id)
+	pub := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, WrappingBits),
+		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+	}
+	priv := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+	}
+	var key *rsa.PublicKey
+	p.mgmt.Lock()
+	defer p.mgmt.Unlock()
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		ph, _, err := c.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pub, priv)
+		if err != nil {
+			return err
+		}
+		attrs, err := c.GetAttributeValue(sh, ph, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil), pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, nil)})
+		if err != nil {
+			return err
+		}
+		key = &rsa.PublicKey{N: new(big.Int).SetBytes(attrs[0].Value), E: int(new(big.Int).SetBytes(attrs[1].Value).Int64())}
+		return nil
+	})
+	if err != nil {
+		return nil, translate("generate wrapping key "+label, err)
+	}
+	return key, nil
+}
+
+// DestroyWrappingKey removes a wrapping key pair (missing is not an error).
+func (p *PKCS11) DestroyWrappingKey(ctx context.Context, id string) error {
+	_, ckaID := wrapRef(id)
+	p.mgmt.Lock()
+	defer p.mgmt.Unlock()
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		hs, err := findByID(c, sh, ckaID, 4)
+		if err != nil {
+			return err
+		}
+		for _, h := range hs {
+			if err := c.DestroyObject(sh, h); err != nil && !hasCode(err, staleHandleCodes) {
+				return err
+			}
+		}
+		return nil
+	})
+	return translate("destroy wrapping key "+id, err)
+}
+
+func findByID(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte, max int) ([]pkcs11.ObjectHandle, error) {
+	if err := c.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}); err != nil {
+		return nil, err
+	}
+	hs, _, err := c.FindObjects(sh, max)
+	if ferr := c.FindObjectsFinal(sh); err == nil {
+		err = ferr
+	}
+	return hs, err
+}
+
+func oaep(sha256 bool) *pkcs11.Mechanism {
+	hash, mgf := uint(pkcs11.CKM_SHA_1), uint(pkcs11.CKG_MGF1_SHA1)
+	if sha256 {
+		hash, mgf = pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256
+	}
+	return pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.NewOAEPParams(hash, mgf, pkcs11.CKZ_DATA_SPECIFIED, nil))
+}
+
+// importTemplate is keyTemplate without CKA_VALUE_LEN, which a token sets
+// itself on unwrap (and refuses in the template: pitfalls item 21).
+func importTemplate(ref ObjectRef) []*pkcs11.Attribute {
+	var out []*pkcs11.Attribute
+	for _, a := range keyTemplate(ref) {
+		if a.Type != pkcs11.CKA_VALUE_LEN {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Import unwraps material wrapped with algorithm alg under wrapping key id
+// into ref's key version object inside the token, checks its security
+// attributes and length, and refuses (destroying it) what does not pass.
+// Nothing of the material passes through this process.
+func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []byte, ref ObjectRef) error {
+	if !p.supportsWrapping(alg) {
+		return fmt.Errorf("hsm: this token cannot unwrap %s", alg)
+	}
+	_, ckaID := wrapRef(id)
+	sha256 := alg == RSAESOAEPSHA256 || alg == RSAAESKeyWrapSHA256
+	kwp := alg == RSAAESKeyWrapSHA1 || alg == RSAAESKeyWrapSHA256
+	rsaLen := WrappingBits / 8
+	if kwp && len(wrapped) != rsaLen+wrappedKWPMaterialLen {
+		return fmt.Errorf("%w: %s of AES-256 material is %d bytes, got %d", ErrUnwrapFailed, alg, rsaLen+wrappedKWPMaterialLen, len(wrapped))
+	}
+	if !kwp && len(wrapped) != rsaLen {
+		return fmt.Errorf("%w: %s is %d bytes, got %d", ErrUnwrapFailed, alg, rsaLen, len(wrapped))
+	}
+	p.mgmt.Lock()
+	defer p.mgmt.Unlock()
+	var h pkcs11.ObjectHandle
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		privs, err := findPrivate(c, sh, ckaID)
+		if err != nil {
+			return err
+		}
+		if existing, err := p.findIn(c, sh, ref); err != nil {
+			return err
+		} else if len(existing) > 0 {
+			return fmt.Errorf("%w: %s exists already", ErrAmbiguousObject, ref)
+		}
+		if !kwp {
+			h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped, importTemplate(ref))
+			return unwrapErr(err)
+		}
+		// The ephemeral AES key: a session object, only for unwrapping.
+		eph, err := c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped[:rsaLen], []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		})
+		if err != nil {
+			return unwrapErr(err)
+		}
+		defer c.DestroyObject(sh, eph)
+		h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.cfg.Profile.KWPMechanism, nil)}, eph, wrapped[rsaLen:], importTemplate(ref))
+		return unwrapErr(err)
+	})
+	if err != nil {
+		if errors.Is(err, ErrUnwrapFailed) || errors.Is(err, ErrAmbiguousObject) {
+			return err
+		}
+		return translate("import "+ref.String(), err)
+	}
+	if err := p.verifyImported(ctx, h, ref, !kwp); err != nil {
+		_ = p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error { return c.DestroyObject(sh, h) })
+		return err
+	}
+	p.forgetAny(ref)
+	return nil
+}
+
+func findPrivate(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte) (pkcs11.ObjectHandle, error) {
+	if err := c.FindObjectsInit(sh, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}); err != nil {
+		return 0, err
+	}
+	hs, _, err := c.FindObjects(sh, 2)
+	if ferr := c.FindObjectsFinal(sh); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(hs) != 1 {
+		return 0, fmt.Errorf("%w: wrapping key %s (%d found)", ErrObjectNotFound, ckaID, len(hs))
+	}
+	return hs[0], nil
+}
+
+// unwrapErr turns the token's refusals of the wrapped bytes into
+// ErrUnwrapFailed; other errors stay token errors.
+func unwrapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if hasCode(err, []uint{pkcs11.CKR_WRAPPED_KEY_INVALID, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE, pkcs11.CKR_ENCRYPTED_DATA_INVALID,
+		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_DATA_INVALID, pkcs11.CKR_DATA_LEN_RANGE,
+		pkcs11.CKR_ARGUMENTS_BAD}) {
+		return fmt.Errorf("%w (%v)", ErrUnwrapFailed, err)
+	}
+	return err
+}
+
+// verifyImported checks an unwrapped version: sensitive, not extractable,
+// encrypt/decrypt only, AES, and 32 bytes long when the token says
+// (required when the wrapping does not fix the length).
+func (p *PKCS11) verifyImported(ctx context.Context, h pkcs11.ObjectHandle, ref ObjectRef, lengthFromToken bool) error {
+	for _, r := range required {
+		if r.attr == pkcs11.CKA_ALWAYS_SENSITIVE || r.attr == pkcs11.CKA_NEVER_EXTRACTABLE {
+			continue // false for imported material, by the spec (pitfalls item 20)
+		}
+		v, present, err := p.boolAttr(ctx, h, r.attr)
+		if err != nil {
+			return translate("read "+r.name+" of "+ref.String(), err)
+		}
+		if (present || !r.optional) && v != r.want {
+			return fmt.Errorf("%w: imported %s has %s=%v", ErrAttributeMismatch, ref, r.name, v)
+		}
+	}
+	v, err := p.attr(ctx, h, pkcs11.CKA_VALUE_LEN)
+	if err != nil {
+		return translate("read CKA_VALUE_LEN of "+ref.String(), err)
+	}
+	n, _ := ulong(v)
+	if n != 0 && n != 32 || (n == 0 && lengthFromToken) {
+		return fmt.Errorf("%w: imported material of %s is %d bytes, want 32 (AES-256)", ErrUnwrapFailed, ref, n)
+	}
+	return nil
+}
+
+// KeyCheckValue is 8 bytes that identify an AES key without revealing it:
+// the start of the key's AES-GCM encryption of 16 zero bytes under the
+// all-zero IV, computed in the token. It tells whether re-imported material
+// is the same as before. (A fixed IV is harmless here: it encrypts one
+// known block, never data, and random 96-bit IVs do not collide with it.)
+func (p *PKCS11) KeyCheckValue(ctx context.Context, ref ObjectRef) ([]byte, error) {
+	var out []byte
+	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		params, mech := p.gcm(make([]byte, 12), nil)
+		defer params.Free()
+		if err := c.EncryptInit(sh, mech, h); err != nil {
+			return err
+		}
+		ct, err := c.Encrypt(sh, make([]byte, 16))
+		if err != nil {
+			return err
+		}
+		out = ct[:8]
+		return nil
+	})
+	if err != nil {
+		return nil, translate("key check value of "+ref.String(), err)
+	}
+	return out, nil
+}

@@ -1,0 +1,91 @@
+package hsm
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/internal/byok"
+)
+
+// Import round trip: material wrapped by a customer under the token's
+// wrapping key is unwrapped into a version object that encrypts exactly as
+// the material does in Go; its key check value matches; wrong keys and
+// wrong lengths are refused and leave nothing behind.
+func TestImportRoundTrip(t *testing.T) {
+	p := sharedToken(t)
+	ctx := testCtx(t)
+	algs := p.WrappingAlgorithms()
+	if len(algs) == 0 {
+		t.Fatal("the token offers no wrapping algorithm")
+	}
+	id := uuid.NewString()
+	pub, err := p.GenerateWrappingKey(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.DestroyWrappingKey(testCtx(t), id) })
+	if pub.N.BitLen() != WrappingBits {
+		t.Fatalf("wrapping key of %d bits", pub.N.BitLen())
+	}
+	material := make([]byte, 32)
+	rand.Read(material)
+	for _, alg := range algs {
+		t.Run(alg, func(t *testing.T) {
+			wrapped, err := byok.Wrap(alg, pub, material)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := newRef()
+			if err := p.Import(ctx, id, alg, wrapped, ref); err != nil {
+				t.Fatalf("import: %v", err)
+			}
+			t.Cleanup(func() { p.Destroy(testCtx(t), ref) })
+			iv, ct, err := p.Encrypt(ctx, ref, []byte("imported"), []byte("aad"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			block, _ := aes.NewCipher(material)
+			gcm, _ := cipher.NewGCM(block)
+			if pt, err := gcm.Open(nil, iv, ct, []byte("aad")); err != nil || string(pt) != "imported" {
+				t.Fatalf("the token's object is not the imported material: %v", err)
+			}
+			kcv, err := p.KeyCheckValue(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := gcm.Seal(nil, make([]byte, 12), make([]byte, 16), nil)[:8]; !bytes.Equal(kcv, want) {
+				t.Errorf("key check value %x, want %x", kcv, want)
+			}
+			inv, _ := p.Inventory(ctx)
+			for _, o := range inv {
+				if o.Ref == ref && (o.Extractable || !o.Sensitive || o.Local) {
+					t.Errorf("imported object: %+v (want sensitive, not extractable, not local)", o)
+				}
+			}
+		})
+	}
+
+	other, _ := rsa.GenerateKey(rand.Reader, WrappingBits)
+	wrongKey, _ := byok.Wrap(algs[len(algs)-1], &other.PublicKey, material)
+	short, _ := byok.Wrap(algs[len(algs)-1], pub, material[:16])
+	for name, wrapped := range map[string][]byte{"another public key": wrongKey, "AES-128 material": short,
+		"damaged": append([]byte{1}, wrongKey[1:]...), "empty": nil} {
+		ref := newRef()
+		err := p.Import(ctx, id, algs[len(algs)-1], wrapped, ref)
+		if !errors.Is(err, ErrUnwrapFailed) {
+			t.Errorf("%s: %v, want ErrUnwrapFailed", name, err)
+		}
+		if _, _, err := p.Encrypt(ctx, ref, []byte("x"), nil); !errors.Is(err, ErrObjectNotFound) {
+			t.Errorf("%s: an object was left behind: %v", name, err)
+		}
+	}
+	if err := p.Import(ctx, uuid.NewString(), algs[0], wrongKey, newRef()); !errors.Is(err, ErrObjectNotFound) && !errors.Is(err, ErrUnwrapFailed) {
+		t.Errorf("an unknown wrapping key: %v", err)
+	}
+}
