@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
 )
 
@@ -31,6 +32,16 @@ type Token interface {
 	Inventory(ctx context.Context) ([]ObjectInfo, error)
 	// Ping proves that the token answers (a session can be used).
 	Ping(ctx context.Context) error
+
+	// Bring your own key (wrap.go): the wrappings this token can unwrap,
+	// RSA wrapping key pairs made in the token for one import each, the
+	// unwrap itself into ref's object, and a key check value computed in
+	// the token to recognise the same material again.
+	WrappingAlgorithms() []string
+	GenerateWrappingKey(ctx context.Context, id string) (*rsa.PublicKey, error)
+	DestroyWrappingKey(ctx context.Context, id string) error
+	Import(ctx context.Context, id, alg string, wrapped []byte, ref ObjectRef) error
+	KeyCheckValue(ctx context.Context, ref ObjectRef) ([]byte, error)
 	// Close releases sessions and the module. It is idempotent.
 	Close() error
 }
