@@ -103,7 +103,11 @@ type accessFixture struct {
 }
 
 func newAccessFixture(t *testing.T) *accessFixture {
-	s := kmstest.Start(t, kmstest.Options{})
+	return newAccessFixtureWith(t, kmstest.Options{})
+}
+
+func newAccessFixtureWith(t *testing.T, opts kmstest.Options) *accessFixture {
+	s := kmstest.Start(t, opts)
 	f := &accessFixture{s: s}
 	f.admin = newCaller(t, s.URL, kmstest.AdminToken)
 	other := f.admin.must(201, "POST", "/v1/keys", map[string]any{"alias": "alias/other"})

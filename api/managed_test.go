@@ -72,6 +72,7 @@ func TestManagedDefaultKeys(t *testing.T) {
 		{"PUT", "/v1/aliases/managed%2Fpayments", map[string]any{"target_key_id": other["key_id"]}},
 		{"DELETE", "/v1/aliases/managed%2Fpayments", nil},
 		{"POST", "/v1/keys/" + id + "/versions/1/disable", nil},
+		{"POST", "/v1/keys/" + id + "/import-parameters", map[string]any{"wrapping_algorithm": "RSA_AES_KEY_WRAP_SHA_1"}},
 	} {
 		before := admin.must(200, "GET", "/v1/keys/"+id, nil)
 		r := admin.do(tc.method, tc.path, tc.body)

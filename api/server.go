@@ -116,6 +116,10 @@ func New(cfg Config) *echo.Echo {
 	keyRoute(v1, http.MethodPost, "/versions/:version/schedule-destruction", service.ActUpdateKeyVersion, h.changeVersion(service.ScheduleVersionDestruction))
 	keyRoute(v1, http.MethodPost, "/versions/:version/cancel-destruction", service.ActUpdateKeyVersion, h.changeVersion(service.CancelVersionDestruction))
 
+	keyRoute(v1, http.MethodPost, "/import-parameters", service.ActGetParametersForImport, h.importParameters)
+	keyRoute(v1, http.MethodPost, "/import", service.ActImportKeyMaterial, h.importKeyMaterial)
+	keyRoute(v1, http.MethodDelete, "/key-material", service.ActDeleteImportedKeyMaterial, h.deleteKeyMaterial)
+
 	v1.add(http.MethodPost, "/aliases", service.ActCreateAlias, h.createAlias)
 	v1.add(http.MethodGet, "/aliases", service.ActListAliases, h.listAliases)
 	v1.add(http.MethodPut, "/aliases/:name", service.ActUpdateAlias, h.updateAlias)

@@ -89,7 +89,9 @@ func KeyOperation(state, origin string, op Op) Verdict {
 	case OpUpdate, OpAliasTarget:
 		return Allow
 	case OpImport:
-		if origin != OriginExternal || state == StatePendingDeletion {
+		// Material goes into a key that has none: to replace it, delete
+		// it first (and only the same material is accepted again).
+		if origin != OriginExternal || state != StatePendingImport {
 			return InvalidState
 		}
 		return Allow

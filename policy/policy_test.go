@@ -32,7 +32,7 @@ func TestKeyOperation(t *testing.T) {
 	// EXTERNAL keys: never rotate; import and material deletion depend on state.
 	ext := map[Op]string{
 		OpRotate:         "IIIIIU",
-		OpImport:         "AAIAIU",
+		OpImport:         "IIIAIU",
 		OpDeleteMaterial: "AAIIIU",
 		OpEncrypt:        "ADIIIU",
 	}

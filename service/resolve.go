@@ -92,6 +92,8 @@ func checkKey(k *Key, op policy.Op) error {
 	switch {
 	case k.State == KeyDeleted:
 		return errorf(ErrInvalidState, "key %s was deleted", k.ID)
+	case k.State == KeyPendingImport && (op == policy.OpEncrypt || op == policy.OpDecrypt):
+		return errorf(ErrInvalidState, "key %s has no key material (PendingImport): import its material (the same as before, for old blobs) to use it", k.ID)
 	case op == policy.OpRotate && k.Origin == OriginExternal:
 		return errorf(ErrInvalidState, "key %s has imported (EXTERNAL) material and cannot be rotated", k.ID)
 	}

@@ -110,7 +110,7 @@ func (s *Service) RunDue(ctx context.Context) error {
 			s.log.Error("version destruction", "key_id", v.KeyID, "version", v.Version, "err", err)
 		}
 	}
-	return nil
+	return s.expireImports(ctx)
 }
 
 // deleteKey turns a key whose deletion window passed into a tombstone: one
