@@ -141,7 +141,7 @@ func (p *PKCS11) DestroyWrappingKey(ctx context.Context, id string) error {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
-		hs, err := findByID(c, sh, ckaID, 4)
+		hs, err := findByID(c, sh, ckaID, 0, 4)
 		if err != nil {
 			return err
 		}
@@ -155,8 +155,13 @@ func (p *PKCS11) DestroyWrappingKey(ctx context.Context, id string) error {
 	return translate("destroy wrapping key "+id, err)
 }
 
-func findByID(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte, max int) ([]pkcs11.ObjectHandle, error) {
-	if err := c.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}); err != nil {
+// findByID lists up to max objects with the CKA_ID (and class, when not 0).
+func findByID(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte, class uint, max int) ([]pkcs11.ObjectHandle, error) {
+	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}
+	if class != 0 {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, class))
+	}
+	if err := c.FindObjectsInit(sh, tmpl); err != nil {
 		return nil, err
 	}
 	hs, _, err := c.FindObjects(sh, max)
@@ -254,14 +259,7 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 }
 
 func findPrivate(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte) (pkcs11.ObjectHandle, error) {
-	if err := c.FindObjectsInit(sh, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}); err != nil {
-		return 0, err
-	}
-	hs, _, err := c.FindObjects(sh, 2)
-	if ferr := c.FindObjectsFinal(sh); err == nil {
-		err = ferr
-	}
+	hs, err := findByID(c, sh, ckaID, pkcs11.CKO_PRIVATE_KEY, 2)
 	if err != nil {
 		return 0, err
 	}

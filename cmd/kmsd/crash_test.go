@@ -110,7 +110,7 @@ func TestSIGKILLDuringRotations(t *testing.T) {
 			}
 		}
 		p2.stop(t)
-		checkTokenMatchesStore(t, dbPath, tokEnv)
+		checkTokenMatchesStore(t, "sqlite:"+dbPath, tokEnv)
 		t.Logf("round %d: %d unfinished creations/rotations at SIGKILL; %d blobs made before it all decrypt", round, cut, len(blobs))
 	}
 	if totalCut == 0 {
@@ -135,10 +135,10 @@ func pendingVersions(t *testing.T, dbPath string) int {
 // checkTokenMatchesStore: each key of the store has exactly one primary;
 // the token holds an object for every live version of the store's keys and
 // none for a version it does not know or has destroyed.
-func checkTokenMatchesStore(t *testing.T, dbPath string, env *softhsmtest.Env) {
+func checkTokenMatchesStore(t *testing.T, dsn string, env *softhsmtest.Env) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, "sqlite:"+dbPath)
+	db, err := store.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

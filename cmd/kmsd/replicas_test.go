@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/client"
-	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"github.com/hsmkms/hsmkms/service"
@@ -168,36 +166,7 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatalf("only %d rotations of %d keys in 3.5 s with a 1 s interval", rotated, len(keys))
 	}
 	// The token holds exactly the store's live versions.
-	tok, err := hsm.Open(ctx, hsm.Config{Module: tokEnv.Module, TokenLabel: tokEnv.Label, PIN: tokEnv.PIN, Profile: hsm.SoftHSMProfile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tok.Close()
-	inv, err := tok.Inventory(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := db.ListKeys(ctx, service.Page{Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, got := map[string]bool{}, map[string]bool{}
-	for _, k := range all {
-		vs, _ := db.ListVersions(ctx, k.ID)
-		for _, v := range vs {
-			if v.State != service.VersionDestroyed {
-				want[hsm.ObjectRef{KeyID: uuid.MustParse(k.ID), Version: v.Version}.Label()] = true
-			}
-		}
-	}
-	for _, o := range inv {
-		if o.Ref.KeyID != service.AuditSealKeyID {
-			got[o.Label] = true
-		}
-	}
-	if d := diff(want, got); d != "" {
-		t.Errorf("token and store differ: %s", d)
-	}
+	checkTokenMatchesStore(t, dsn, tokEnv)
 
 	// Every blob made during the rotations decrypts on a restarted replica.
 	c := startKmsd(t, env)
