@@ -131,6 +131,10 @@ func TestBringYourOwnKey(t *testing.T) {
 		t.Errorf("decrypt without material: %d %s", r.status, r.body)
 	}
 	admin.must(409, "DELETE", "/v1/keys/"+id+"/key-material", nil)
+	// The spent token stays spent, even with the key waiting for material.
+	if r := admin.do("POST", "/v1/keys/"+id+"/import", map[string]any{"import_token": token, "encrypted_key_material": wrap(t, pub, material)}); r.status != 400 || !strings.Contains(string(r.body), "used already") {
+		t.Errorf("a reused import token: %d %s, want 400 'used already'", r.status, r.body)
+	}
 
 	// Other material is refused; the same comes back, with an expiry.
 	pub, token = params(t, admin, id)
