@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/hsmkms/hsmkms/internal/byok"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 )
@@ -202,5 +206,45 @@ func TestCommandLineErrors(t *testing.T) {
 	os.WriteFile(file, []byte(kmstest.AdminToken+"\n"), 0o600)
 	if code, _, errOut := none.run("", "--token-file", file, "keys", "list"); code != 0 {
 		t.Errorf("--token-file: exit %d %s", code, errOut)
+	}
+}
+
+// Bring your own key from the shell: parameters to a file, the customer's
+// wrap, import, use, deletion of the material.
+func TestImportCommands(t *testing.T) {
+	c := newCtl(t)
+	var k struct {
+		KeyID string `json:"key_id"`
+	}
+	json.Unmarshal([]byte(c.ok("", "--output", "json", "keys", "create", "--origin", "EXTERNAL", "--alias", "alias/mine")), &k)
+	pubFile := filepath.Join(t.TempDir(), "pub.der")
+	var p struct {
+		ImportToken string `json:"import_token"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("", "--output", "json", "keys", "import-parameters", "alias/mine", "--public-key", pubFile)), &p); err != nil || p.ImportToken == "" {
+		t.Fatalf("import-parameters: %v", err)
+	}
+	kmstest.Secret(p.ImportToken)
+	der, _ := os.ReadFile(pubFile)
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	material := make([]byte, 32)
+	rand.Read(material)
+	wrapped, err := byok.Wrap("RSA_AES_KEY_WRAP_SHA_1", pub.(*rsa.PublicKey), material)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := c.ok(string(wrapped), "keys", "import", "alias/mine", "--import-token", p.ImportToken); !strings.Contains(out, "Enabled") {
+		t.Fatalf("import:\n%s", out)
+	}
+	blob := c.ok("c2VjcmV0", "encrypt", "--key", "alias/mine", "--base64")
+	c.ok("", "keys", "delete-material", "alias/mine")
+	if code, _, errOut := c.run(blob, "decrypt", "--base64"); code != 1 || !strings.Contains(errOut, "KMSInvalidStateException") {
+		t.Errorf("decrypt without material: exit %d %s", code, errOut)
+	}
+	if code, _, _ := c.run("", "keys", "import", "alias/mine"); code != 2 {
+		t.Errorf("import without --import-token: exit %d", code)
 	}
 }
