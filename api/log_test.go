@@ -18,17 +18,21 @@ func TestOneLogLinePerRequest(t *testing.T) {
 	k := admin.must(201, "POST", "/v1/keys", map[string]any{"alias": "alias/logged"})
 	req, _ := http.NewRequest("POST", s.URL+"/v1/encrypt", strings.NewReader(`{"key_id":"alias/logged","plaintext":"`+b64("log me not")+`"}`))
 	req.Header.Set("Authorization", "Bearer "+kmstest.AdminToken)
-	req.Header.Set("X-Request-Id", "log-line-test-0001")
+	req.Header.Set("X-Request-Id", "chosen-by-the-client")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	id := resp.Header.Get("X-Request-Id")
+	if id == "" || id == "chosen-by-the-client" {
+		t.Fatalf("X-Request-Id %q: the server must choose it", id)
+	}
 	var lines []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(kmstest.Logs()))
 	for sc.Scan() {
 		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "request" && m["request_id"] == "log-line-test-0001" {
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "request" && m["request_id"] == id {
 			lines = append(lines, m)
 		}
 	}

@@ -5,6 +5,8 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -80,7 +82,7 @@ func New(cfg Config) *echo.Echo {
 	// whatever the client says it is.
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
-	e.Use(middleware.RequestID())
+	e.Use(requestIDs)
 	e.Use(requestLog(cfg.Logger, cfg.Observe))
 	e.Use(recoverPanics(cfg.Logger))
 
@@ -189,6 +191,18 @@ func pathParam(p string) string {
 		return u
 	}
 	return p
+}
+
+// requestIDs gives every request an id of the server's own: the audit
+// trail and the logs must not take one from the client, who could reuse
+// another request's id or send a huge one.
+func requestIDs(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		c.Response().Header().Set(echo.HeaderXRequestID, hex.EncodeToString(b[:]))
+		return next(c)
+	}
 }
 
 func requestID(c echo.Context) string {
