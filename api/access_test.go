@@ -251,6 +251,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 				f.admin.must(200, "PUT", "/v1/policies/"+k["n"].(string), map[string]any{"document": map[string]any{"statements": []map[string]any{
 					{"effect": "deny", "actions": []string{"kms:*"}, "resources": []string{"*"}}}}})
 			}},
+		{name: "GetParametersForImport", method: "POST", path: "/v1/keys/{k}/import-parameters", body: map[string]any{"wrapping_algorithm": byokAlg},
+			as: asKeyadmin, status: 200, prepare: externalKey},
+		{name: "ImportKeyMaterial", method: "POST", path: "/v1/keys/{k}/import", body: map[string]any{"import_token": "{tok}", "encrypted_key_material": "{wrapped}"},
+			as: asKeyadmin, status: 200, prepare: func(f *accessFixture, k map[string]any) {
+				externalKey(f, k)
+				pub, tok := params(f.admin.t, f.admin, k["k"].(string))
+				k["tok"], k["wrapped"] = tok, wrap(f.admin.t, pub, make([]byte, 32))
+			}},
+		{name: "DeleteImportedKeyMaterial", method: "DELETE", path: "/v1/keys/{k}/key-material", as: asKeyadmin, status: 200,
+			prepare: func(f *accessFixture, k map[string]any) {
+				externalKey(f, k)
+				pub, tok := params(f.admin.t, f.admin, k["k"].(string))
+				f.admin.must(200, "POST", "/v1/keys/"+k["k"].(string)+"/import", map[string]any{"import_token": tok,
+					"encrypted_key_material": wrap(f.admin.t, pub, make([]byte, 32))})
+			}},
 		{name: "ListAudit", method: "GET", path: "/v1/audit", as: asAdmin, status: 200},
 		{name: "VerifyAudit", method: "GET", path: "/v1/audit/verify", as: asAdmin, status: 200},
 	}
@@ -334,6 +349,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if v["intact"] != true {
 		t.Errorf("audit chain broken after the matrix: %v", v)
 	}
+}
+
+// externalKey makes the case's key an EXTERNAL one (no material yet).
+func externalKey(f *accessFixture, k map[string]any) {
+	e := f.admin.must(201, "POST", "/v1/keys", map[string]any{"origin": "EXTERNAL"})
+	k["k"] = e["key_id"]
 }
 
 func newPrincipal(f *accessFixture, k map[string]any) {
