@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -105,26 +106,19 @@ func (h *handlers) updateKey(c echo.Context) error {
 	return c.JSON(http.StatusOK, keyResponse(k))
 }
 
-func (h *handlers) enableKey(c echo.Context) error {
-	if err := bind(c, &struct{}{}); err != nil {
-		return err
+// keyAction serves a per-key change that takes no body (an empty body or
+// {} is accepted, anything else is a ValidationException) and answers the key.
+func keyAction(do func(ctx context.Context, ref string) (*service.Key, error)) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := bind(c, &struct{}{}); err != nil {
+			return err
+		}
+		k, err := do(c.Request().Context(), keyRef(c))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, keyResponse(k))
 	}
-	k, err := h.svc.EnableKey(c.Request().Context(), keyRef(c))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, keyResponse(k))
-}
-
-func (h *handlers) disableKey(c echo.Context) error {
-	if err := bind(c, &struct{}{}); err != nil {
-		return err
-	}
-	k, err := h.svc.DisableKey(c.Request().Context(), keyRef(c))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, keyResponse(k))
 }
 
 func (h *handlers) createAlias(c echo.Context) error {

@@ -72,10 +72,3 @@ func (h *handlers) importKeyMaterial(c echo.Context) error {
 	return c.JSON(http.StatusOK, keyResponse(k))
 }
 
-func (h *handlers) deleteKeyMaterial(c echo.Context) error {
-	k, err := h.svc.DeleteImportedKeyMaterial(c.Request().Context(), keyRef(c))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, keyResponse(k))
-}

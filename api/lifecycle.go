@@ -70,16 +70,6 @@ func (h *handlers) scheduleDeletion(c echo.Context) error {
 	return c.JSON(http.StatusOK, keyResponse(k))
 }
 
-func (h *handlers) cancelDeletion(c echo.Context) error {
-	if err := bind(c, &struct{}{}); err != nil {
-		return err
-	}
-	k, err := h.svc.CancelKeyDeletion(c.Request().Context(), keyRef(c))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, keyResponse(k))
-}
 
 func (h *handlers) putRotationPolicy(c echo.Context) error {
 	var req rotationPolicyRequest
