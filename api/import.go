@@ -71,4 +71,3 @@ func (h *handlers) importKeyMaterial(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, keyResponse(k))
 }
-

@@ -70,7 +70,6 @@ func (h *handlers) scheduleDeletion(c echo.Context) error {
 	return c.JSON(http.StatusOK, keyResponse(k))
 }
 
-
 func (h *handlers) putRotationPolicy(c echo.Context) error {
 	var req rotationPolicyRequest
 	if err := bind(c, &req); err != nil {
