@@ -37,17 +37,15 @@ var commands = []command{
 			if err := want(args, 0, "no arguments"); err != nil {
 				return err
 			}
-			var all []client.Key
-			next := ""
-			for {
+			all, err := allPages(func(next string) ([]client.Key, string, error) {
 				p, err := e.c.ListKeys(e.ctx, 1000, next)
 				if err != nil {
-					return err
+					return nil, "", err
 				}
-				all = append(all, p.Keys...)
-				if next = p.NextToken; next == "" {
-					break
-				}
+				return p.Keys, p.NextToken, nil
+			})
+			if err != nil {
+				return err
 			}
 			return e.out.many(e.stdout, "keys", all, "key_id", "key_state", "aliases", "primary_key_version", "automatic_rotation", "description")
 		}
@@ -112,17 +110,15 @@ var commands = []command{
 			if err := want(args, 1, "KEY"); err != nil {
 				return err
 			}
-			var all []client.Rotation
-			next := ""
-			for {
+			all, err := allPages(func(next string) ([]client.Rotation, string, error) {
 				p, err := e.c.ListKeyRotations(e.ctx, args[0], 1000, next)
 				if err != nil {
-					return err
+					return nil, "", err
 				}
-				all = append(all, p.Rotations...)
-				if next = p.NextToken; next == "" {
-					break
-				}
+				return p.Rotations, p.NextToken, nil
+			})
+			if err != nil {
+				return err
 			}
 			return e.out.many(e.stdout, "rotations", all, "key_version", "rotation_date", "rotation_type")
 		}
@@ -176,17 +172,15 @@ var commands = []command{
 			if err := want(args, 0, "no arguments"); err != nil {
 				return err
 			}
-			var all []client.Alias
-			next := ""
-			for {
+			all, err := allPages(func(next string) ([]client.Alias, string, error) {
 				p, err := e.c.ListAliases(e.ctx, *key, 1000, next)
 				if err != nil {
-					return err
+					return nil, "", err
 				}
-				all = append(all, p.Aliases...)
-				if next = p.NextToken; next == "" {
-					break
-				}
+				return p.Aliases, p.NextToken, nil
+			})
+			if err != nil {
+				return err
 			}
 			return e.out.many(e.stdout, "aliases", all, "alias_name", "target_key_id", "last_updated_date")
 		}
@@ -209,17 +203,15 @@ var commands = []command{
 			if err := want(args, 0, "no arguments"); err != nil {
 				return err
 			}
-			var all []client.Principal
-			next := ""
-			for {
+			all, err := allPages(func(next string) ([]client.Principal, string, error) {
 				p, err := e.c.ListPrincipals(e.ctx, 1000, next)
 				if err != nil {
-					return err
+					return nil, "", err
 				}
-				all = append(all, p.Principals...)
-				if next = p.NextToken; next == "" {
-					break
-				}
+				return p.Principals, p.NextToken, nil
+			})
+			if err != nil {
+				return err
 			}
 			return e.out.many(e.stdout, "principals", all, "name", "policies", "cert_subject", "creation_date")
 		}
@@ -267,17 +259,15 @@ var commands = []command{
 			if err := want(args, 0, "no arguments"); err != nil {
 				return err
 			}
-			var all []client.Policy
-			next := ""
-			for {
+			all, err := allPages(func(next string) ([]client.Policy, string, error) {
 				p, err := e.c.ListPolicies(e.ctx, 1000, next)
 				if err != nil {
-					return err
+					return nil, "", err
 				}
-				all = append(all, p.Policies...)
-				if next = p.NextToken; next == "" {
-					break
-				}
+				return p.Policies, p.NextToken, nil
+			})
+			if err != nil {
+				return err
 			}
 			return e.out.many(e.stdout, "policies", all, "name", "last_updated_date", "document")
 		}
@@ -343,6 +333,22 @@ var commands = []command{
 			return nil
 		}
 	}},
+}
+
+// allPages follows next_token to the end of a list.
+func allPages[T any](page func(next string) ([]T, string, error)) ([]T, error) {
+	var all []T
+	next := ""
+	for {
+		items, n, err := page(next)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, items...)
+		if next = n; next == "" {
+			return all, nil
+		}
+	}
 }
 
 // keyCmd is a command of one KEY argument and one object answer.
