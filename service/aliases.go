@@ -66,12 +66,33 @@ func (s *Service) aliasOwner(ctx context.Context, action, name string) (string, 
 	return a.KeyID, nil
 }
 
-// CreateAlias binds a new alias to a key.
-func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
+// customerAlias checks a name a customer may bind, move or delete.
+func customerAlias(name string) error {
 	if err := validateAliasName(name); err != nil {
+		return err
+	}
+	return checkCustomerAlias(name)
+}
+
+// boundAlias reads an alias inside the transaction that changes it and
+// makes sure it still names the key the caller was authorised on.
+func boundAlias(ctx context.Context, q Queries, name, keyID string) (*Alias, error) {
+	a, err := q.GetAlias(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errorf(ErrNotFound, "alias %q not found", name)
+	}
+	if err != nil {
 		return nil, err
 	}
-	if err := checkCustomerAlias(name); err != nil {
+	if a.KeyID != keyID {
+		return nil, errorf(ErrLimitExceeded, "alias %q changed while this request ran; retry", name)
+	}
+	return a, nil
+}
+
+// CreateAlias binds a new alias to a key.
+func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
+	if err := customerAlias(name); err != nil {
 		return nil, err
 	}
 	noteDetail(ctx, "alias", name)
@@ -100,10 +121,7 @@ func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Ali
 // UpdateAlias re-binds an existing alias to another key: the manual way to
 // rotate (applications keep using the alias).
 func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
-	if err := validateAliasName(name); err != nil {
-		return nil, err
-	}
-	if err := checkCustomerAlias(name); err != nil {
+	if err := customerAlias(name); err != nil {
 		return nil, err
 	}
 	noteDetail(ctx, "alias", name)
@@ -117,15 +135,9 @@ func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Ali
 	}
 	var out *Alias
 	err = s.commit(ctx, func(q Queries) error {
-		a, err := q.GetAlias(ctx, name)
-		if errors.Is(err, ErrNotFound) {
-			return errorf(ErrNotFound, "alias %q not found", name)
-		}
+		a, err := boundAlias(ctx, q, name, oldID)
 		if err != nil {
 			return err
-		}
-		if a.KeyID != oldID {
-			return errorf(ErrLimitExceeded, "alias %q changed while this request ran; retry", name)
 		}
 		k, err := s.aliasTarget(ctx, q, targetID)
 		if err != nil {
@@ -146,10 +158,7 @@ func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Ali
 
 // DeleteAlias removes an alias; the key is untouched.
 func (s *Service) DeleteAlias(ctx context.Context, name string) error {
-	if err := validateAliasName(name); err != nil {
-		return err
-	}
-	if err := checkCustomerAlias(name); err != nil {
+	if err := customerAlias(name); err != nil {
 		return err
 	}
 	noteDetail(ctx, "alias", name)
@@ -158,15 +167,8 @@ func (s *Service) DeleteAlias(ctx context.Context, name string) error {
 		return err
 	}
 	err = s.commit(ctx, func(q Queries) error {
-		a, err := q.GetAlias(ctx, name)
-		if errors.Is(err, ErrNotFound) {
-			return errorf(ErrNotFound, "alias %q not found", name)
-		}
-		if err != nil {
+		if _, err := boundAlias(ctx, q, name, keyID); err != nil {
 			return err
-		}
-		if a.KeyID != keyID {
-			return errorf(ErrLimitExceeded, "alias %q changed while this request ran; retry", name)
 		}
 		return q.DeleteAlias(ctx, name)
 	})
