@@ -124,9 +124,10 @@ type auditor struct {
 	queue chan *auditReq
 	depth atomic.Int64
 
-	mu     sync.Mutex
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex
+	closed  bool
+	senders sync.WaitGroup // appends between the closed check and the send
+	done    chan struct{}
 }
 
 type auditReq struct {
@@ -157,10 +158,13 @@ func (a *auditor) append(ctx context.Context, ev *AuditEvent) error {
 		return errAuditClosed
 	}
 	a.depth.Add(1)
+	a.senders.Add(1)
 	a.mu.Unlock()
 	select {
 	case a.queue <- r:
+		a.senders.Done()
 	case <-ctx.Done():
+		a.senders.Done()
 		a.depth.Add(-1)
 		return errorf(ErrUnavailable, "the audit log did not accept the record in time; retry later")
 	}
@@ -224,11 +228,8 @@ func (a *auditor) close() {
 	}
 	a.closed = true
 	a.mu.Unlock()
-	// Senders that passed the closed check are counted in depth; wait for
-	// them to enqueue before closing the channel.
-	for a.depth.Load() > int64(len(a.queue)) {
-		time.Sleep(time.Millisecond)
-	}
+	// Senders that passed the closed check enqueue before the channel closes.
+	a.senders.Wait()
 	close(a.queue)
 	<-a.done
 }
