@@ -519,8 +519,10 @@ func TestAccessBadInputs(t *testing.T) {
 		{"DELETE", "/v1/principals/app/policies/viewer", nil, 404, "NotFoundException"},
 		{"POST", "/v1/principals/missing/tokens", map[string]any{}, 404, "NotFoundException"},
 		{"POST", "/v1/principals/app/tokens", map[string]any{"description": 5}, 400, "ValidationException"},
-		{"DELETE", "/v1/principals/app/tokens/nope", nil, 404, "NotFoundException"},
-		{"POST", "/v1/principals/viewer/tokens/nope/rotate", nil, 404, "NotFoundException"},
+		{"DELETE", "/v1/principals/app/tokens/0123456789abcdef", nil, 404, "NotFoundException"},
+		{"POST", "/v1/principals/viewer/tokens/0123456789abcdef/rotate", nil, 404, "NotFoundException"},
+		{"DELETE", "/v1/principals/app/tokens/nope", nil, 400, "ValidationException"},
+		{"DELETE", "/v1/principals/app/tokens/" + f.app.token, nil, 400, "ValidationException"},
 		{"PUT", "/v1/policies/p", map[string]any{}, 400, "ValidationException"},
 		{"PUT", "/v1/policies/p", map[string]any{"document": map[string]any{"statements": []any{}}}, 400, "ValidationException"},
 		{"PUT", "/v1/policies/p", map[string]any{"document": map[string]any{"statements": []map[string]any{
@@ -550,5 +552,13 @@ func TestAccessBadInputs(t *testing.T) {
 		if f.state() != before {
 			t.Errorf("%s %s %v: a failed request changed the server's state", tc.method, tc.path, tc.body)
 		}
+		if strings.Contains(string(r.body), f.app.token) {
+			t.Errorf("%s %s: the error echoes a bearer token", tc.method, tc.path)
+		}
+	}
+	// A token pasted where a token id goes reaches no audit record either.
+	raw, _ := json.Marshal(listAudit(t, f.admin, ""))
+	if strings.Contains(string(raw), f.app.token) {
+		t.Error("an audit record holds a bearer token")
 	}
 }

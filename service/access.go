@@ -53,6 +53,18 @@ func tokenID(bearer string) string {
 	return id
 }
 
+// validTokenID says whether id has the form of a token id.
+func validTokenID(id string) bool {
+	if id == bootstrapTokenID {
+		return true
+	}
+	if len(id) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
 func hashToken(bearer string) string {
 	h := sha256.Sum256([]byte(bearer))
 	return hex.EncodeToString(h[:])
@@ -518,12 +530,16 @@ func (s *Service) replaceToken(ctx context.Context, principal, id string, issue 
 	if err := s.manage(ctx, "principal", principal); err != nil {
 		return nil, err
 	}
-	noteDetail(ctx, "revoked_token_id", truncate(id, 40))
+	if !validTokenID(id) {
+		// Never echo it: it may be a whole token pasted by mistake.
+		return nil, Validationf("token_id must be a token id (16 hex digits, or bootstrap), not a bearer token")
+	}
+	noteDetail(ctx, "revoked_token_id", id)
 	var out *NewToken
 	err := s.commit(ctx, func(q Queries) error {
 		t, err := q.GetToken(ctx, id)
 		if errors.Is(err, ErrNotFound) || (err == nil && t.Principal != principal) {
-			return errorf(ErrNotFound, "principal %q has no token %q", truncate(principal, 140), truncate(id, 40))
+			return errorf(ErrNotFound, "principal %q has no token %q", truncate(principal, 140), id)
 		}
 		if err != nil {
 			return err
