@@ -166,8 +166,12 @@ func TestBringYourOwnKey(t *testing.T) {
 	if r := admin.do("POST", "/v1/keys/"+id+"/import", map[string]any{"import_token": token, "encrypted_key_material": wrap(t, pub, material)}); r.status != 400 || !strings.Contains(string(r.body), "expired") {
 		t.Errorf("expired parameters: %d %s", r.status, r.body)
 	}
-	// The token holds no object of the key now, nor any wrapping key once the worker swept.
+	// The worker removes expired parameters (and their wrapping keys): the
+	// token is then unknown, and the error says what to do.
 	if err := f.s.Service.RunDue(kmstest.Ctx(t)); err != nil {
 		t.Fatal(err)
+	}
+	if r := admin.do("POST", "/v1/keys/"+id+"/import", map[string]any{"import_token": token, "encrypted_key_material": wrap(t, pub, material)}); r.status != 400 || !strings.Contains(string(r.body), "were removed") {
+		t.Errorf("swept parameters: %d %s", r.status, r.body)
 	}
 }

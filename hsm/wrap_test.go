@@ -85,7 +85,18 @@ func TestImportRoundTrip(t *testing.T) {
 			t.Errorf("%s: an object was left behind: %v", name, err)
 		}
 	}
-	if err := p.Import(ctx, uuid.NewString(), algs[0], wrongKey, newRef()); !errors.Is(err, ErrObjectNotFound) && !errors.Is(err, ErrUnwrapFailed) {
-		t.Errorf("an unknown wrapping key: %v", err)
+	if err := p.Import(ctx, uuid.NewString(), algs[0], wrongKey, newRef()); !errors.Is(err, ErrObjectNotFound) {
+		t.Errorf("an unknown wrapping key: %v, want ErrObjectNotFound", err)
+	}
+	// A destroyed wrapping key unwraps nothing, and destroying it twice is fine.
+	good, _ := byok.Wrap(algs[len(algs)-1], pub, material)
+	if err := p.DestroyWrappingKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DestroyWrappingKey(ctx, id); err != nil {
+		t.Errorf("destroying a missing wrapping key: %v", err)
+	}
+	if err := p.Import(ctx, id, algs[len(algs)-1], good, newRef()); !errors.Is(err, ErrObjectNotFound) {
+		t.Errorf("import with a destroyed wrapping key: %v, want ErrObjectNotFound", err)
 	}
 }

@@ -120,7 +120,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string
 	now := s.now()
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return nil, Validationf("import_token is not a token this service issued")
+		return nil, Validationf("import_token is not a token this service issued, or its parameters expired and were removed; get new import parameters")
 	case err != nil:
 		return nil, s.storeErr(err)
 	case p.KeyID != k.ID:
@@ -327,8 +327,8 @@ func (s *Service) dropWrappingKey(id string) {
 }
 
 // expireImports is the worker's part of bring your own key: material past
-// its valid_to is deleted (the key returns to PendingImport), and wrapping
-// keys of spent or expired import parameters are destroyed.
+// its valid_to is deleted (the key returns to PendingImport), and expired
+// import parameters go with their wrapping keys.
 func (s *Service) expireImports(ctx context.Context) error {
 	now := s.now()
 	ids, err := s.store.ExpiredMaterial(ctx, now, batch)
@@ -351,19 +351,17 @@ func (s *Service) expireImports(ctx context.Context) error {
 			s.log.Error("expire imported key material", "key_id", id, "err", err)
 		}
 	}
-	spent, err := s.store.SpentImportParams(ctx, now, batch)
+	expired, err := s.store.ExpiredImportParams(ctx, now, batch)
 	if err != nil {
 		return s.storeErr(err)
 	}
-	for _, p := range spent {
+	for _, p := range expired {
 		if err := s.token.DestroyWrappingKey(ctx, p.WrappingID); err != nil {
-			s.log.Warn("destroy spent wrapping key", "wrapping_id", p.WrappingID, "err", err)
+			s.log.Warn("destroy expired wrapping key; retried next pass", "wrapping_id", p.WrappingID, "err", err)
 			continue
 		}
-		if p.UsedAt == nil || !now.Before(p.ExpiresAt) {
-			if err := s.store.DeleteImportParams(ctx, p.TokenHash); err != nil {
-				return s.storeErr(err)
-			}
+		if err := s.store.DeleteImportParams(ctx, p.TokenHash); err != nil {
+			return s.storeErr(err)
 		}
 	}
 	return nil

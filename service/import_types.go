@@ -34,9 +34,10 @@ type ImportQueries interface {
 	// UseImportParams marks parameters used at `at`; ErrInvalidState if
 	// they were used already (an import token is good once).
 	UseImportParams(ctx context.Context, tokenHash string, at time.Time) error
-	// SpentImportParams lists parameters used, or expired at now, whose
-	// wrapping keys the worker should destroy.
-	SpentImportParams(ctx context.Context, now time.Time, limit int) ([]ImportParams, error)
+	// ExpiredImportParams lists parameters expired at now: the worker
+	// destroys their wrapping keys (used ones are destroyed at import
+	// already; this catches the rest) and deletes them.
+	ExpiredImportParams(ctx context.Context, now time.Time, limit int) ([]ImportParams, error)
 	DeleteImportParams(ctx context.Context, tokenHash string) error
 	GetKeyMaterial(ctx context.Context, keyID string) (*KeyMaterial, error)
 	// PutKeyMaterial inserts or replaces a key's material record.

@@ -16,7 +16,7 @@ const (
 	sqlInsertImport    = `INSERT INTO import_params (` + importColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)`
 	sqlGetImport       = `SELECT ` + importColumns + ` FROM import_params WHERE token_hash = ?`
 	sqlUseImport       = `UPDATE import_params SET used_at = ? WHERE token_hash = ? AND used_at IS NULL`
-	sqlSpentImports    = `SELECT ` + importColumns + ` FROM import_params WHERE used_at IS NOT NULL OR expires_at <= ? ORDER BY expires_at LIMIT ?`
+	sqlExpiredImports  = `SELECT ` + importColumns + ` FROM import_params WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`
 	sqlDeleteImport    = `DELETE FROM import_params WHERE token_hash = ?`
 	materialColumns    = `key_id, kcv, imported_at, valid_to`
 	sqlGetMaterial     = `SELECT ` + materialColumns + ` FROM key_material WHERE key_id = ?`
@@ -73,10 +73,10 @@ func (q queries) UseImportParams(ctx context.Context, tokenHash string, at time.
 	return nil
 }
 
-// SpentImportParams lists used or expired parameters.
-func (q queries) SpentImportParams(ctx context.Context, now time.Time, limit int) ([]service.ImportParams, error) {
+// ExpiredImportParams lists parameters that expired at now.
+func (q queries) ExpiredImportParams(ctx context.Context, now time.Time, limit int) ([]service.ImportParams, error) {
 	var rows []importRow
-	if err := q.sel(ctx, &rows, sqlSpentImports, micros(now), limitArg(limit)); err != nil {
+	if err := q.sel(ctx, &rows, sqlExpiredImports, micros(now), limitArg(limit)); err != nil {
 		return nil, internal("list", importEntity(), err)
 	}
 	out := make([]service.ImportParams, len(rows))

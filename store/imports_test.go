@@ -28,15 +28,15 @@ func TestImportParamsAndMaterial(t *testing.T) {
 		if got.WrappingID != "w1" || got.UsedAt != nil || !got.ExpiresAt.Equal(at(24*time.Hour).Truncate(time.Microsecond)) {
 			t.Errorf("params: %+v", got)
 		}
-		if spent, err := s.SpentImportParams(ctx, at(time.Hour), 10); err != nil || len(spent) != 0 {
-			t.Errorf("spent before use: %v %v", spent, err)
+		if expired, err := s.ExpiredImportParams(ctx, at(time.Hour), 10); err != nil || len(expired) != 0 {
+			t.Errorf("expired before expiry: %v %v", expired, err)
 		}
 		noErr(t, s.UseImportParams(ctx, "h1", at(time.Minute)))
 		if err := s.UseImportParams(ctx, "h1", at(2*time.Minute)); !errors.Is(err, service.ErrInvalidState) {
 			t.Errorf("second use: %v", err)
 		}
-		if spent, err := s.SpentImportParams(ctx, at(time.Hour), 10); err != nil || len(spent) != 1 {
-			t.Errorf("spent after use: %v %v", spent, err)
+		if expired, err := s.ExpiredImportParams(ctx, at(24*time.Hour), 10); err != nil || len(expired) != 1 {
+			t.Errorf("expired at expires_at: %v %v", expired, err)
 		}
 		noErr(t, s.DeleteImportParams(ctx, "h1"))
 		if _, err := s.GetImportParams(ctx, "h1"); !errors.Is(err, service.ErrNotFound) {
