@@ -1,22 +1,15 @@
 package store
 
 import (
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for the admin connection
-
+	"github.com/hsmkms/hsmkms/internal/pgtest"
 	"github.com/hsmkms/hsmkms/service"
 )
 
@@ -25,7 +18,6 @@ import (
 // database: a new file on SQLite, a new schema (via search_path) on
 // PostgreSQL, so tests are independent and may run in parallel.
 
-const pgEnv = "KMS_TEST_POSTGRES"
 
 // backend makes fresh, empty databases of one dialect.
 type backend struct {
@@ -41,51 +33,9 @@ var backends = []backend{
 	{name: "postgres", dsn: pgSchemaDSN},
 }
 
-// pgAdmin is one connection pool to KMS_TEST_POSTGRES shared by all tests,
-// for creating and dropping their schemas.
-var pgAdmin = sync.OnceValues(func() (*sql.DB, error) {
-	return sql.Open("pgx", os.Getenv(pgEnv))
-})
-
-// pgSchemaDSN creates a uniquely named schema and returns the test URL
-// with search_path set to it, so that the store creates its tables there.
 func pgSchemaDSN(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv(pgEnv)
-	if base == "" {
-		t.Skip("set KMS_TEST_POSTGRES=postgres://... to run; make test starts one")
-	}
-	admin, err := pgAdmin()
-	if err != nil {
-		t.Fatalf("admin connection: %v", err)
-	}
-	schema := "store_test_" + randomHex(t, 6)
-	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		// t.Context is already done in cleanup.
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", pgEnv, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
+	return pgtest.SchemaDSN(t, "store_test_")
 }
 
 // forEachBackend runs fn as a subtest per backend with a fresh DSN.
