@@ -18,7 +18,6 @@ import (
 // database: a new file on SQLite, a new schema (via search_path) on
 // PostgreSQL, so tests are independent and may run in parallel.
 
-
 // backend makes fresh, empty databases of one dialect.
 type backend struct {
 	name string
