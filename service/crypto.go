@@ -90,16 +90,6 @@ func (s *Service) Decrypt(ctx context.Context, ciphertext []byte, encCtx map[str
 	return s.open(ctx, b, v, encCtx)
 }
 
-// BlobKey returns the key id a blob names, without decrypting it: decrypt
-// and re-encrypt are authorised against the key inside the blob.
-func BlobKey(ciphertext []byte) (string, error) {
-	b, err := parseBlob(ciphertext)
-	if err != nil {
-		return "", err
-	}
-	return b.keyID.String(), nil
-}
-
 // openTarget parses the blob, finds its key and authorises action against
 // that key: the one inside the blob, whatever key the caller names. Unknown
 // keys and versions are InvalidCiphertext: a blob this service made always
