@@ -89,7 +89,7 @@ func newToken() (id, bearer string, err error) {
 // by this process clear it at once; another replica's within ttl.
 type authCache struct {
 	ttl   time.Duration
-	mu    sync.Mutex
+	mu    sync.RWMutex // read on every request, written on a miss or a change
 	gen   uint64
 	toks  map[string]authEntry // by token id
 	loads singleflight.Group
@@ -140,10 +140,10 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Caller, err
 func (s *Service) authEntry(ctx context.Context, id string) (authEntry, error) {
 	now := s.clock.Now()
 	c := s.auth
-	c.mu.Lock()
+	c.mu.RLock()
 	e, ok := c.toks[id]
 	gen := c.gen
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if ok && now.Sub(e.loadedAt) < c.ttl {
 		return e, nil
 	}
