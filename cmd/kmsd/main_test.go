@@ -219,6 +219,8 @@ func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 		{"postgres unreachable", append(kmsdEnv(t, db), "KMS_DB=postgres://u:hunter2secret@127.0.0.1:1/db?connect_timeout=2"), "database", "hunter2secret"},
 		{"no bootstrap token", withoutVar(kmsdEnv(t, db), "KMS_BOOTSTRAP_TOKEN"), "KMS_BOOTSTRAP_TOKEN", ""},
 		{"plain HTTP off loopback", append(kmsdEnv(t, db), "KMS_LISTEN=0.0.0.0:0"), "TLS", ""},
+		{"client CA missing", append(kmsdEnv(t, db), "KMS_TLS_CERT=/nonexistent/c.pem", "KMS_TLS_KEY=/nonexistent/k.pem",
+			"KMS_TLS_CLIENT_CA=/nonexistent/ca.pem"), "tls-client-ca", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
