@@ -68,16 +68,29 @@ func runInit(ctx context.Context, args []string, getenv func(string) string, out
 	return nil
 }
 
-// clientCertConfig verifies client certificates, when given, against the
-// CA file; requests without one still authenticate with a bearer token.
-func clientCertConfig(caFile string) (*tls.Config, error) {
-	pem, err := os.ReadFile(caFile)
+// serverTLSConfig loads the server certificate and, when given, the CA
+// for client certificates; requests without one still authenticate with a
+// bearer token. Nil means plain HTTP (loopback only, checked by loadConfig).
+func serverTLSConfig(cfg *Config) (*tls.Config, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
-		return nil, fmt.Errorf("tls-client-ca: cannot read %s: %v", caFile, errors.Unwrap(err))
+		return nil, fmt.Errorf("tls-cert/tls-key: cannot load %s and %s: %v", cfg.TLSCert, cfg.TLSKey, err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.TLSClientCA == "" {
+		return tc, nil
+	}
+	pem, err := os.ReadFile(cfg.TLSClientCA)
+	if err != nil {
+		return nil, fmt.Errorf("tls-client-ca: cannot read %s: %v", cfg.TLSClientCA, errors.Unwrap(err))
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tls-client-ca: %s holds no PEM certificate", caFile)
+		return nil, fmt.Errorf("tls-client-ca: %s holds no PEM certificate", cfg.TLSClientCA)
 	}
-	return &tls.Config{ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}, nil
+	tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	return tc, nil
 }

@@ -44,6 +44,12 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	// TLS material is read before the token or the database is touched:
+	// a wrong path is a configuration error, reported alone.
+	tlsConfig, err := serverTLSConfig(cfg)
+	if err != nil {
+		return err
+	}
 
 	tok, err := hsm.Open(ctx, hsm.Config{
 		Module: cfg.Module, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
@@ -95,18 +101,11 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	if cfg.TLSClientCA != "" {
-		tc, err := clientCertConfig(cfg.TLSClientCA)
-		if err != nil {
-			return err
-		}
-		srv.TLSConfig = tc
-	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, TLSConfig: tlsConfig}
 	errc := make(chan error, 1)
 	go func() {
-		if cfg.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		if tlsConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
 		} else {
 			errc <- srv.Serve(ln)
 		}

@@ -87,25 +87,7 @@ func startKmsd(t *testing.T, env []string) *proc {
 	t.Helper()
 	addr := freeAddr(t)
 	p := &proc{url: "http://" + addr, done: make(chan error, 1)}
-	p.cmd = exec.Command(kmsdBin)
-	p.cmd.Env = append(env, "KMS_LISTEN="+addr)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.stderr.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	startProc(t, p, append(env, "KMS_LISTEN="+addr))
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(p.url + "/readyz")
@@ -124,6 +106,31 @@ func startKmsd(t *testing.T, env []string) *proc {
 	}
 	t.Fatalf("kmsd not ready after 30s\n%s", p.log())
 	return nil
+}
+
+// startProc runs kmsd with env, collecting its stderr, and kills it when
+// the test ends.
+func startProc(t *testing.T, p *proc, env []string) {
+	t.Helper()
+	p.cmd = exec.Command(kmsdBin)
+	p.cmd.Env = env
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
 }
 
 func (p *proc) log() string {
@@ -204,6 +211,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 // Start-up failures exit non-zero with one clear line, before listening.
 func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 	db := "sqlite:" + filepath.Join(t.TempDir(), "kms.db")
+	certFile, keyFile, _, _ := tlsFiles(t)
 	cases := []struct {
 		name  string
 		env   []string
@@ -219,8 +227,11 @@ func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 		{"postgres unreachable", append(kmsdEnv(t, db), "KMS_DB=postgres://u:hunter2secret@127.0.0.1:1/db?connect_timeout=2"), "database", "hunter2secret"},
 		{"no bootstrap token", withoutVar(kmsdEnv(t, db), "KMS_BOOTSTRAP_TOKEN"), "KMS_BOOTSTRAP_TOKEN", ""},
 		{"plain HTTP off loopback", append(kmsdEnv(t, db), "KMS_LISTEN=0.0.0.0:0"), "TLS", ""},
-		{"client CA missing", append(kmsdEnv(t, db), "KMS_TLS_CERT=/nonexistent/c.pem", "KMS_TLS_KEY=/nonexistent/k.pem",
+		{"certificate missing", append(kmsdEnv(t, db), "KMS_TLS_CERT=/nonexistent/c.pem", "KMS_TLS_KEY=/nonexistent/k.pem"), "tls-cert", ""},
+		{"client CA missing", append(kmsdEnv(t, db), "KMS_TLS_CERT="+certFile, "KMS_TLS_KEY="+keyFile,
 			"KMS_TLS_CLIENT_CA=/nonexistent/ca.pem"), "tls-client-ca", ""},
+		{"client CA not PEM", append(kmsdEnv(t, db), "KMS_TLS_CERT="+certFile, "KMS_TLS_KEY="+keyFile,
+			"KMS_TLS_CLIENT_CA="+keyFile), "no PEM certificate", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
