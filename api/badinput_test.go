@@ -102,6 +102,13 @@ func TestBadInputsAreRejectedAndChangeNothing(t *testing.T) {
 		{"update: no such key", "PATCH", "/v1/keys/" + missing, `{"description":"x"}`, 404, NF},
 		{"enable: no such key", "POST", "/v1/keys/" + missing + "/enable", "", 404, NF},
 		{"disable: body not empty object", "POST", "/v1/keys/" + k.KeyID + "/disable", `{"x":1}`, 400, V},
+		{"version: not a number", "POST", "/v1/keys/" + k.KeyID + "/versions/one/disable", "", 400, V},
+		{"version: zero", "POST", "/v1/keys/" + k.KeyID + "/versions/0/disable", "", 400, V},
+		{"version: beyond 32 bits", "POST", "/v1/keys/" + k.KeyID + "/versions/2147483648/disable", "", 400, V},
+		{"version: huge", "POST", "/v1/keys/" + k.KeyID + "/versions/99999999999999999999/enable", "", 400, V},
+		{"version: none such", "POST", "/v1/keys/" + k.KeyID + "/versions/9/schedule-destruction", "", 404, NF},
+		{"version: the primary", "POST", "/v1/keys/" + k.KeyID + "/versions/1/disable", "", 409, IS},
+		{"rotations: next_token beyond 32 bits", "GET", "/v1/keys/" + k.KeyID + "/rotations?next_token=" + base64.RawURLEncoding.EncodeToString([]byte("2147483648")), "", 400, V},
 
 		{"alias: missing name", "POST", "/v1/aliases", `{"target_key_id":"` + k.KeyID + `"}`, 400, V},
 		{"alias: missing target", "POST", "/v1/aliases", `{"alias_name":"alias/new"}`, 400, V},

@@ -156,8 +156,8 @@ func (h *handlers) listVersions(c echo.Context) error {
 func (h *handlers) changeVersion(action service.VersionAction) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		version, err := strconv.Atoi(c.Param("version"))
-		if err != nil || version < 1 {
-			return service.Validationf("version must be a positive integer")
+		if err != nil || version < 1 || version > service.MaxVersion {
+			return service.Validationf("version must be an integer from 1 to %d", service.MaxVersion)
 		}
 		var req deletionRequest
 		if action == service.ScheduleVersionDestruction {

@@ -49,7 +49,7 @@ func parseBlob(b []byte) (*blob, error) {
 	}
 	version := binary.BigEndian.Uint32(b[17:21])
 	ivLen, tagLen := int(b[21]), int(b[22])
-	if version == 0 || version > 1<<31-1 || ivLen < blobMinIVLen || ivLen > blobMaxIVLen || tagLen != blobTagLen {
+	if version == 0 || version > MaxVersion || ivLen < blobMinIVLen || ivLen > blobMaxIVLen || tagLen != blobTagLen {
 		return nil, ErrInvalidCiphertext
 	}
 	if len(b) < blobPrefixLen+ivLen+blobMinDataLen+tagLen {

@@ -166,6 +166,9 @@ const (
 // cancels the destruction of one version. The primary version cannot be
 // changed (rotate first); a destroyed version stays destroyed.
 func (s *Service) ChangeVersion(ctx context.Context, ref string, version int, action VersionAction, days int) (*Version, error) {
+	if version < 1 || version > MaxVersion {
+		return nil, Validationf("version must be an integer from 1 to %d", MaxVersion)
+	}
 	window, err := pendingWindow(days)
 	if err != nil && action == ScheduleVersionDestruction {
 		return nil, err

@@ -75,6 +75,10 @@ type Key struct {
 	Aliases []string `db:"-"`
 }
 
+// MaxVersion is the highest version number: versions are 32-bit signed
+// integers in the database and in the ciphertext header.
+const MaxVersion = 1<<31 - 1
+
 // Version is one independently generated key object in the token.
 type Version struct {
 	KeyID      string       `db:"key_id"`

@@ -132,7 +132,7 @@ func decodeVersionToken(token string) (int, error) {
 		return 0, err
 	}
 	v, err := strconv.Atoi(s)
-	if err != nil || v < 0 {
+	if err != nil || v < 0 || v > MaxVersion {
 		return 0, Validationf("next_token is not a token this service issued")
 	}
 	return v, nil
