@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hsmkms/hsmkms/api"
+	"github.com/hsmkms/hsmkms/client"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/service"
 )
@@ -201,6 +203,60 @@ func TestAuditFailureMeansNoChangeAndNoAnswer(t *testing.T) {
 	}
 	if v := verify(t, admin); v["intact"] != true {
 		t.Errorf("chain broken after failed appends: %v", v)
+	}
+}
+
+// One record the store refuses fails only its own request: the others of
+// its group commit are written one by one and answered.
+func TestAuditGroupCommitSurvivesOneRefusedRecord(t *testing.T) {
+	fs := kmstest.NewFaultStore(kmstest.Store(t))
+	s := kmstest.Start(t, kmstest.Options{Store: fs})
+	ctx := kmstest.Ctx(t)
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	poisoned := admin.must(201, "POST", "/v1/keys", nil)["key_id"].(string)
+	fs.RefuseAudit(func(e *service.AuditEvent) bool { return e.KeyID == poisoned })
+	before := len(admin.must(200, "GET", "/v1/audit?limit=1000", nil)["records"].([]any))
+
+	// A first request's commit is held, so the next ones queue up as one batch.
+	c := client.New(s.URL, kmstest.AdminToken, nil)
+	entered, release := fs.HoldNextGroupCommit()
+	errs := make(chan error, 6)
+	go func() { _, err := c.GenerateRandom(ctx, 8); errs <- err }()
+	<-entered
+	const good = 4
+	for i := 0; i < good; i++ {
+		go func() { _, err := c.GenerateRandom(ctx, 8); errs <- err }()
+	}
+	go func() { _, err := c.DescribeKey(ctx, poisoned); errs <- err }()
+	for s.Service.AuditQueueDepth() < good+2 {
+		if ctx.Err() != nil {
+			t.Fatalf("only %d records queued", s.Service.AuditQueueDepth())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+
+	var ok, unavailable int
+	for i := 0; i < good+2; i++ {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case client.Code(err) == api.CodeUnavailable:
+			unavailable++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if ok != good+1 || unavailable != 1 {
+		t.Fatalf("%d answered, %d unavailable; want %d and 1", ok, unavailable, good+1)
+	}
+	after := admin.must(200, "GET", "/v1/audit?limit=1000", nil)["records"].([]any)
+	// +1: the audit read above is itself a record.
+	if got := len(after) - before; got != good+1+1 {
+		t.Errorf("%d new records, want %d", got, good+2)
+	}
+	if v := verify(t, admin); v["intact"] != true {
+		t.Errorf("chain broken: %v", v)
 	}
 }
 

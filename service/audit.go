@@ -206,17 +206,42 @@ func (a *auditor) write(batch []*auditReq) {
 	for i, r := range batch {
 		events[i] = r.ev
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err := a.store.AppendAudit(ctx, events, HashAuditEvent)
-	cancel()
-	if err != nil {
-		a.log.Error("audit: group commit failed; the requests are answered with an error", "records", len(batch), "err", err)
-		err = errorf(ErrUnavailable, "the audit log could not be written; retry later")
+	err := a.appendBatch(events)
+	if err != nil && len(batch) > 1 {
+		// Nothing of the batch was written (one transaction). One record the
+		// store refuses must not cost the others theirs: write them one by
+		// one, within one more deadline, so a store that is down costs two
+		// deadlines, not one per record.
+		ctx, cancel := context.WithTimeout(context.Background(), auditWriteTimeout)
+		for _, r := range batch {
+			r.done <- a.appendIn(ctx, []*AuditEvent{r.ev})
+		}
+		cancel()
+	} else {
+		for _, r := range batch {
+			r.done <- err
+		}
 	}
 	a.depth.Add(-int64(len(batch)))
-	for _, r := range batch {
-		r.done <- err
+}
+
+// auditWriteTimeout bounds one group commit.
+const auditWriteTimeout = 30 * time.Second
+
+func (a *auditor) appendBatch(events []*AuditEvent) error {
+	ctx, cancel := context.WithTimeout(context.Background(), auditWriteTimeout)
+	defer cancel()
+	return a.appendIn(ctx, events)
+}
+
+// appendIn writes events in one transaction; a failure is logged and
+// becomes the Unavailable error their requests are answered with.
+func (a *auditor) appendIn(ctx context.Context, events []*AuditEvent) error {
+	if err := a.store.AppendAudit(ctx, events, HashAuditEvent); err != nil {
+		a.log.Error("audit: writing records failed; their requests are answered with an error", "records", len(events), "err", err)
+		return errorf(ErrUnavailable, "the audit log could not be written; retry later")
 	}
+	return nil
 }
 
 // close stops taking records and waits until every queued one is written.

@@ -2,6 +2,7 @@ package kmstest
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/hsmkms/hsmkms/hsm"
@@ -123,6 +124,9 @@ type FaultStore struct {
 	failTx     []error
 	failAppend []error
 	txCalled   int
+	hold       chan struct{} // the next group commit waits for it to close
+	held       chan struct{} // closed when that group commit waits
+	refuse     func(*service.AuditEvent) bool
 }
 
 // NewFaultStore wraps st.
@@ -172,10 +176,42 @@ func (f *FaultStore) appendFault() error {
 	return err
 }
 
+// HoldNextGroupCommit makes the next group commit wait until release is
+// called; entered is closed once it waits. Records queued meanwhile form
+// the following batch.
+func (f *FaultStore) HoldNextGroupCommit() (entered <-chan struct{}, release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hold, f.held = make(chan struct{}), make(chan struct{})
+	hold := f.hold
+	return f.held, func() { close(hold) }
+}
+
+// RefuseAudit makes a group commit fail when its batch holds a record for
+// which refuse is true, as a store that cannot encode that record would.
+func (f *FaultStore) RefuseAudit(refuse func(*service.AuditEvent) bool) {
+	f.mu.Lock()
+	f.refuse = refuse
+	f.mu.Unlock()
+}
+
 // AppendAudit implements service.Queries (the group commit's path).
 func (f *FaultStore) AppendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
+	f.mu.Lock()
+	hold, held, refuse := f.hold, f.held, f.refuse
+	f.hold, f.held = nil, nil
+	f.mu.Unlock()
+	if hold != nil {
+		close(held)
+		<-hold
+	}
 	if err := f.appendFault(); err != nil {
 		return err
+	}
+	for _, e := range events {
+		if refuse != nil && refuse(e) {
+			return fmt.Errorf("injected: the store refuses the record of %s", e.Action)
+		}
 	}
 	return f.Store.AppendAudit(ctx, events, h)
 }
