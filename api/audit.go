@@ -45,7 +45,7 @@ func audit(svc *service.Service, log *slog.Logger) func(action string) echo.Midd
 				orig := res.Writer
 				buf := &bufferedWriter{header: orig.Header()}
 				res.Writer = buf
-				err := next(c)
+				err := callRecovering(log, next, c)
 				if err != nil {
 					c.Error(err) // writes the error response into the buffer
 				}

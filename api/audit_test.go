@@ -364,3 +364,28 @@ func TestReconcilerKeepsTheSealKey(t *testing.T) {
 		t.Fatalf("verify: %v %+v", err, v)
 	}
 }
+
+// A panic below a handler is a 500 KMSInternalException that says nothing
+// of the panic, it has its audit record, and the process keeps serving.
+func TestPanicIsAnAudited500(t *testing.T) {
+	ft := kmstest.NewFaultToken(kmstest.Token(t))
+	s := kmstest.Start(t, kmstest.Options{Token: ft})
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	id := admin.must(201, "POST", "/v1/keys", nil)["key_id"].(string)
+
+	ft.FailNext("Encrypt", kmstest.Panic("injected bug 7f3a"))
+	r := admin.do("POST", "/v1/encrypt", map[string]any{"key_id": id, "plaintext": b64("x")})
+	var body struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	_ = json.Unmarshal(r.body, &body)
+	if r.status != 500 || body.Error.Code != api.CodeInternal || strings.Contains(string(r.body), "7f3a") {
+		t.Fatalf("panicking encrypt: %d %s", r.status, r.body)
+	}
+	recs := admin.must(200, "GET", "/v1/audit?key_id="+id, nil)["records"].([]any)
+	last := recs[len(recs)-1].(map[string]any)
+	if last["request_id"] != r.requestID || last["outcome"] != "failed" || last["error_code"] != api.CodeInternal {
+		t.Errorf("audit record of the panicking request: %v (request id %s)", last, r.requestID)
+	}
+	admin.must(200, "POST", "/v1/encrypt", map[string]any{"key_id": id, "plaintext": b64("x")})
+}

@@ -256,17 +256,22 @@ func authenticate(a Authenticator) echo.MiddlewareFunc {
 // recoverPanics turns a panic into a logged 500; the process keeps serving.
 func recoverPanics(log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) (err error) {
-			defer func() {
-				if r := recover(); r != nil {
-					log.Error("panic in handler", "request_id", requestID(c), "path", c.Path(), "panic", r,
-						"stack", string(debug.Stack()))
-					err = errPanic
-				}
-			}()
-			return next(c)
-		}
+		return func(c echo.Context) error { return callRecovering(log, next, c) }
 	}
+}
+
+// callRecovering calls next, turning a panic into errPanic (logged with
+// its stack). The audit middleware calls its handler through it too, so a
+// panicking request is recorded and answered from its buffer.
+func callRecovering(log *slog.Logger, next echo.HandlerFunc, c echo.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("panic in handler", "request_id", requestID(c), "path", c.Path(), "panic", r,
+				"stack", string(debug.Stack()))
+			err = errPanic
+		}
+	}()
+	return next(c)
 }
 
 // requestLog writes one line per request: never bodies, never the bearer token.

@@ -40,14 +40,24 @@ func (f *FaultToken) FailNext(method string, err error) {
 	f.mu.Unlock()
 }
 
+// Panic, given to FailNext, makes the call panic instead of failing: a bug
+// in the code below the handler.
+type Panic string
+
+func (p Panic) Error() string { return string(p) }
+
 func (f *FaultToken) fault(method string) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	q := f.fails[method]
 	if len(q) == 0 {
+		f.mu.Unlock()
 		return nil
 	}
 	f.fails[method] = q[1:]
+	f.mu.Unlock()
+	if p, ok := q[0].(Panic); ok {
+		panic(string(p))
+	}
 	return q[0]
 }
 
