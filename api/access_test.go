@@ -456,6 +456,24 @@ func TestDecryptIsAuthorisedAgainstTheBlobsKey(t *testing.T) {
 	// Its own key works, by id and by alias.
 	own := f.app.must(200, "POST", "/v1/encrypt", map[string]any{"key_id": "alias/app-mine", "plaintext": b64("mine")})
 	f.app.must(200, "POST", "/v1/decrypt", map[string]any{"ciphertext_blob": own["ciphertext_blob"], "key_id": mine["key_id"]})
+
+	// Nor which key an alias outside its policy names: not from a refusal,
+	// not from a decrypt of its own blob naming that alias (existing or not).
+	theirID := theirs["key_id"].(string)
+	for _, tc := range []struct {
+		path string
+		body map[string]any
+		code string
+	}{
+		{"/v1/encrypt", map[string]any{"key_id": "alias/theirs", "plaintext": b64("x")}, "AccessDeniedException"},
+		{"/v1/decrypt", map[string]any{"ciphertext_blob": own["ciphertext_blob"], "key_id": "alias/theirs"}, "IncorrectKeyException"},
+		{"/v1/decrypt", map[string]any{"ciphertext_blob": own["ciphertext_blob"], "key_id": "alias/nope"}, "IncorrectKeyException"},
+	} {
+		r := f.app.do("POST", tc.path, tc.body)
+		if r.code() != tc.code || strings.Contains(string(r.body), theirID) {
+			t.Errorf("%s with %v: %d %s, want %s without the alias's target", tc.path, tc.body["key_id"], r.status, r.body, tc.code)
+		}
+	}
 }
 
 // A policy change, a detached policy and a revoked or rotated token apply

@@ -155,12 +155,15 @@ func allow(ctx context.Context, action string, r policy.Resource) error {
 	return errorf(ErrAccessDenied, "principal %q is not allowed %s on %s", c.Principal, action, describe(r))
 }
 
+// describe names the resource as the caller named it: a key named by an
+// alias is not told by its id, or a caller could learn alias targets from
+// refusals.
 func describe(r policy.Resource) string {
 	switch {
-	case r.KeyID != "":
-		return "key " + r.KeyID
 	case r.Alias != "":
 		return r.Alias
+	case r.KeyID != "":
+		return "key " + r.KeyID
 	}
 	return "this service"
 }

@@ -117,12 +117,14 @@ func (s *Service) openTarget(ctx context.Context, action string, ciphertext []by
 		return nil, nil, err
 	}
 	if keyRef != "" {
+		// Named as the caller named it: an alias's target, or whether it
+		// exists, is not told to a caller allowed only the blob's key.
 		id, err := s.resolveID(ctx, keyRef)
+		if errors.Is(err, ErrNotFound) || (err == nil && id != keyID) {
+			return nil, nil, errorf(ErrIncorrectKey, "the ciphertext was not made with %s", truncate(keyRef, 300))
+		}
 		if err != nil {
 			return nil, nil, err
-		}
-		if id != keyID {
-			return nil, nil, errorf(ErrIncorrectKey, "the ciphertext was not made with key %s", id)
 		}
 	}
 	return b, v, nil
