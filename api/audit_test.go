@@ -11,6 +11,7 @@ import (
 
 	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/service"
 )
@@ -388,4 +389,23 @@ func TestPanicIsAnAudited500(t *testing.T) {
 		t.Errorf("audit record of the panicking request: %v (request id %s)", last, r.requestID)
 	}
 	admin.must(200, "POST", "/v1/encrypt", map[string]any{"key_id": id, "plaintext": b64("x")})
+}
+
+// A token that cannot answer while the seals are checked is a 503, not a
+// verdict: the log was not found broken, it was not checked.
+func TestAuditVerifyWithTheTokenDownIsUnavailable(t *testing.T) {
+	ft := kmstest.NewFaultToken(kmstest.Token(t))
+	s := kmstest.Start(t, kmstest.Options{Token: ft})
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	admin.must(201, "POST", "/v1/keys", nil)
+	if err := s.Service.SealAudit(kmstest.Ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	ft.FailNext("Decrypt", hsm.ErrUnavailable)
+	if r := admin.do("GET", "/v1/audit/verify", nil); r.status != 503 || r.code() != api.CodeUnavailable {
+		t.Fatalf("verify with the token down: %d %s, want 503", r.status, r.body)
+	}
+	if v := verify(t, admin); v["intact"] != true || v["seals"] != float64(1) {
+		t.Fatalf("verify once the token is back: %v", v)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -229,5 +230,36 @@ func TestAuthenticationAndRequestID(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 || resp.Header.Get("X-Request-Id") == "" {
 		t.Fatalf("basic auth: %d", resp.StatusCode)
+	}
+}
+
+// A body over the limit is 413 whether its length is declared or it comes
+// in chunks, and the key is not used.
+func TestChunkedBodyOverTheLimit(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	id := admin.must(201, "POST", "/v1/keys", nil)["key_id"].(string)
+	body := `{"key_id":"` + id + `","plaintext":"` + strings.Repeat("QUFB", 20000) + `"}`
+	// A reader of unknown length makes the client send it chunked.
+	req, err := http.NewRequest("POST", s.URL+"/v1/encrypt", struct{ io.Reader }{strings.NewReader(body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+kmstest.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 413 || !strings.Contains(string(got), "ValidationException") {
+		t.Fatalf("chunked body over the limit: %d %s", resp.StatusCode, got)
+	}
+	recs := admin.must(200, "GET", "/v1/audit?key_id="+id, nil)["records"].([]any)
+	for _, r := range recs {
+		if r.(map[string]any)["action"] == "kms:Encrypt" && r.(map[string]any)["outcome"] == "allowed" {
+			t.Errorf("the key was used: %v", r)
+		}
 	}
 }

@@ -19,8 +19,10 @@ import (
 func bind(c echo.Context, v any) error {
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
+		// Echo's body limit refuses a declared length up front; a chunked
+		// body is cut off while it is read, here.
 		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
+		if errors.As(err, &maxErr) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return echo.ErrStatusRequestEntityTooLarge
 		}
 		return service.Validationf("cannot read the request body")

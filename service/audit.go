@@ -364,7 +364,11 @@ func (s *Service) verifyAudit(ctx context.Context) (*AuditVerification, error) {
 				return broken(e.Seq, "record %d was altered (its hash does not match its contents)", e.Seq)
 			}
 			if e.Action == ActAuditSeal && e.Principal == "system" {
-				if seq, why := s.sealCheck(ctx, e, hashAt, lastSealRecord, out.SealedSeq); why != "" {
+				seq, why, err := s.sealCheck(ctx, e, hashAt, lastSealRecord, out.SealedSeq)
+				if err != nil {
+					return nil, err
+				}
+				if why != "" {
 					return broken(seq, "%s", why)
 				}
 				var d sealDetail

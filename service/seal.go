@@ -176,30 +176,36 @@ func (s *Service) lastSeal(ctx context.Context) (*AuditEvent, error) {
 }
 
 // sealCheck verifies one seal record against the chain's hash at the seq it
-// seals, in the token.
-func (s *Service) sealCheck(ctx context.Context, e *AuditEvent, hashAt func(int64) (string, bool), prevSealSeq, sealedBefore int64) (int64, string) {
+// seals, in the token. It returns the first broken record and why, or an
+// error when the token cannot answer (which says nothing about the log).
+func (s *Service) sealCheck(ctx context.Context, e *AuditEvent, hashAt func(int64) (string, bool), prevSealSeq, sealedBefore int64) (int64, string, error) {
 	var d sealDetail
 	if err := json.Unmarshal([]byte(e.Detail), &d); err != nil {
-		return e.Seq, fmt.Sprintf("seal record %d is malformed", e.Seq)
+		return e.Seq, fmt.Sprintf("seal record %d is malformed", e.Seq), nil
 	}
 	if d.PrevSealSeq != prevSealSeq {
-		return e.Seq, fmt.Sprintf("seal record %d names seal %d as its predecessor, but the previous seal is record %d (a seal was removed or added)", e.Seq, d.PrevSealSeq, prevSealSeq)
+		return e.Seq, fmt.Sprintf("seal record %d names seal %d as its predecessor, but the previous seal is record %d (a seal was removed or added)", e.Seq, d.PrevSealSeq, prevSealSeq), nil
 	}
 	want, ok := hashAt(d.SealedSeq)
 	if !ok || d.SealedSeq >= e.Seq {
-		return e.Seq, fmt.Sprintf("seal record %d seals record %d, which is not before it in the chain", e.Seq, d.SealedSeq)
+		return e.Seq, fmt.Sprintf("seal record %d seals record %d, which is not before it in the chain", e.Seq, d.SealedSeq), nil
 	}
 	iv, err1 := base64.StdEncoding.DecodeString(d.IV)
 	sealed, err2 := base64.StdEncoding.DecodeString(d.Seal)
 	if err1 != nil || err2 != nil {
-		return e.Seq, fmt.Sprintf("seal record %d is malformed", e.Seq)
+		return e.Seq, fmt.Sprintf("seal record %d is malformed", e.Seq), nil
 	}
 	got, err := s.token.Decrypt(ctx, sealRef, iv, sealed, sealAAD(d.SealedSeq, d.PrevSealSeq))
-	if err != nil {
-		return e.Seq, fmt.Sprintf("seal record %d was not made by this service's audit seal key", e.Seq)
+	switch {
+	case errors.Is(err, hsm.ErrDecryptFailed):
+		return e.Seq, fmt.Sprintf("seal record %d was not made by this service's audit seal key", e.Seq), nil
+	case errors.Is(err, hsm.ErrObjectNotFound):
+		return e.Seq, fmt.Sprintf("the audit seal key is not in the token: seal record %d cannot be verified", e.Seq), nil
+	case err != nil:
+		return 0, "", s.tokenErr(err)
 	}
 	if hex.EncodeToString(got) != want {
-		return sealedBefore + 1, fmt.Sprintf("a record from %d to %d was rewritten (with the hashes after it recomputed): the chain no longer matches the seal in record %d", sealedBefore+1, d.SealedSeq, e.Seq)
+		return sealedBefore + 1, fmt.Sprintf("a record from %d to %d was rewritten (with the hashes after it recomputed): the chain no longer matches the seal in record %d", sealedBefore+1, d.SealedSeq, e.Seq), nil
 	}
-	return 0, ""
+	return 0, "", nil
 }
