@@ -175,3 +175,37 @@ func TestBringYourOwnKey(t *testing.T) {
 		t.Errorf("swept parameters: %d %s", r.status, r.body)
 	}
 }
+
+// Cancelling the deletion of an EXTERNAL key without live material puts it
+// back in PendingImport (it has nothing to encrypt with); with material it
+// is Disabled, as any key.
+func TestCancelDeletionOfAKeyWithoutMaterial(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	window := map[string]any{"pending_window_days": 7}
+
+	empty := admin.must(201, "POST", "/v1/keys", map[string]any{"origin": "EXTERNAL"})["key_id"].(string)
+	admin.must(200, "POST", "/v1/keys/"+empty+"/schedule-deletion", window)
+	if k := admin.must(200, "POST", "/v1/keys/"+empty+"/cancel-deletion", nil); k["key_state"] != "PendingImport" {
+		t.Errorf("never imported, deletion cancelled: %v, want PendingImport", k["key_state"])
+	}
+
+	withMaterial := admin.must(201, "POST", "/v1/keys", map[string]any{"origin": "EXTERNAL"})["key_id"].(string)
+	material := make([]byte, 32)
+	rand.Read(material)
+	pub, token := params(t, admin, withMaterial)
+	admin.must(200, "POST", "/v1/keys/"+withMaterial+"/import", map[string]any{"import_token": token, "encrypted_key_material": wrap(t, pub, material)})
+	admin.must(200, "POST", "/v1/keys/"+withMaterial+"/schedule-deletion", window)
+	if k := admin.must(200, "POST", "/v1/keys/"+withMaterial+"/cancel-deletion", nil); k["key_state"] != "Disabled" {
+		t.Errorf("imported, deletion cancelled: %v, want Disabled", k["key_state"])
+	}
+
+	admin.must(200, "DELETE", "/v1/keys/"+withMaterial+"/key-material", nil)
+	admin.must(200, "POST", "/v1/keys/"+withMaterial+"/schedule-deletion", window)
+	if k := admin.must(200, "POST", "/v1/keys/"+withMaterial+"/cancel-deletion", nil); k["key_state"] != "PendingImport" {
+		t.Errorf("material deleted, deletion cancelled: %v, want PendingImport", k["key_state"])
+	}
+	// And it takes its material again.
+	pub, token = params(t, admin, withMaterial)
+	admin.must(200, "POST", "/v1/keys/"+withMaterial+"/import", map[string]any{"import_token": token, "encrypted_key_material": wrap(t, pub, material)})
+}

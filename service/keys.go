@@ -321,7 +321,7 @@ func (s *Service) DisableKey(ctx context.Context, ref string) (*Key, error) {
 // changeKey is the shape of every simple management change: read the key in
 // a transaction, check the state policy, apply, write, invalidate the cache.
 func (s *Service) changeKey(ctx context.Context, action, ref string, op policy.Op, apply func(k *Key, now time.Time)) (*Key, error) {
-	return s.tryChangeKey(ctx, action, ref, op, func(k *Key, now time.Time) error {
+	return s.tryChangeKey(ctx, action, ref, op, func(_ Queries, k *Key, now time.Time) error {
 		apply(k, now)
 		return nil
 	})
@@ -329,7 +329,7 @@ func (s *Service) changeKey(ctx context.Context, action, ref string, op policy.O
 
 // tryChangeKey is changeKey with a change that may refuse: its error rolls
 // the transaction back.
-func (s *Service) tryChangeKey(ctx context.Context, action, ref string, op policy.Op, apply func(k *Key, now time.Time) error) (*Key, error) {
+func (s *Service) tryChangeKey(ctx context.Context, action, ref string, op policy.Op, apply func(q Queries, k *Key, now time.Time) error) (*Key, error) {
 	v, err := s.access(ctx, action, ref)
 	if err != nil {
 		return nil, err
@@ -345,7 +345,7 @@ func (s *Service) tryChangeKey(ctx context.Context, action, ref string, op polic
 			return err
 		}
 		now := s.now()
-		if err := apply(k, now); err != nil {
+		if err := apply(q, k, now); err != nil {
 			return err
 		}
 		k.UpdatedAt = now

@@ -39,10 +39,26 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, ref string, days int)
 	})
 }
 
-// CancelKeyDeletion returns a PendingDeletion key to Disabled.
+// CancelKeyDeletion returns a PendingDeletion key to Disabled, or, for an
+// EXTERNAL key without live key material, to PendingImport: enabling a key
+// with nothing to encrypt with would only move the failure to encrypt.
 func (s *Service) CancelKeyDeletion(ctx context.Context, ref string) (*Key, error) {
-	return s.changeKey(ctx, ActCancelDeletion, ref, policy.OpCancelDeletion, func(k *Key, _ time.Time) {
+	return s.tryChangeKey(ctx, ActCancelDeletion, ref, policy.OpCancelDeletion, func(q Queries, k *Key, _ time.Time) error {
 		k.State, k.DeletionDate = KeyDisabled, nil
+		if k.Origin != OriginExternal {
+			return nil
+		}
+		vs, err := q.ListVersions(ctx, k.ID)
+		if err != nil {
+			return err
+		}
+		for _, v := range vs {
+			if v.State != VersionDestroyed && v.State != VersionPending {
+				return nil
+			}
+		}
+		k.State = KeyPendingImport
+		return nil
 	})
 }
 
@@ -62,7 +78,7 @@ func (s *Service) PutRotationPolicy(ctx context.Context, ref string, in Rotation
 			return nil, err
 		}
 	}
-	return s.tryChangeKey(ctx, ActPutRotationPolicy, ref, policy.OpUpdate, func(k *Key, _ time.Time) error {
+	return s.tryChangeKey(ctx, ActPutRotationPolicy, ref, policy.OpUpdate, func(_ Queries, k *Key, _ time.Time) error {
 		if in.AutomaticRotation && k.Origin == OriginExternal {
 			return errorf(ErrInvalidState, "key %s has imported (EXTERNAL) material and cannot rotate", k.ID)
 		}
