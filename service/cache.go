@@ -70,6 +70,9 @@ func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
 	c.mu.RLock()
 	gen := c.gen
 	c.mu.RUnlock()
+	// The view is as old as its first read: a change committed on another
+	// replica just after it is seen within the TTL, however slow the reads.
+	loadedAt := c.clock.Now()
 	// The key row and its versions are two reads: a rotation committed
 	// between them (here or on another replica) shows a primary version
 	// that is not Primary. Read again until both agree.
@@ -92,7 +95,7 @@ func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
 		return nil, err
 	}
 	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), aliases: names[id],
-		loadedAt: c.clock.Now()}
+		loadedAt: loadedAt}
 	for _, ver := range vs {
 		v.versions[ver.Version] = ver.State
 	}
@@ -126,13 +129,14 @@ func (c *keyCache) alias(ctx context.Context, name string) (string, error) {
 		c.mu.RLock()
 		gen := c.gen
 		c.mu.RUnlock()
+		loadedAt := c.clock.Now()
 		a, err := c.store.GetAlias(context.WithoutCancel(ctx), name)
 		if err != nil {
 			return "", err
 		}
 		c.mu.Lock()
 		if c.gen == gen {
-			c.aliases[name] = aliasEntry{keyID: a.KeyID, loadedAt: c.clock.Now()}
+			c.aliases[name] = aliasEntry{keyID: a.KeyID, loadedAt: loadedAt}
 		}
 		c.mu.Unlock()
 		return a.KeyID, nil
