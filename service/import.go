@@ -265,7 +265,18 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, ref string) (*K
 	if err != nil {
 		return nil, err
 	}
-	if err := s.deleteMaterial(ctx, v.key.ID, s.commit); err != nil {
+	// Under the key's lease: an import running meanwhile would make a new
+	// version 1 object that the destroy below would take with the old one.
+	owner, now := s.leaseOwner(), s.now()
+	if ok, err := s.store.ClaimKey(ctx, v.key.ID, owner, now, now.Add(s.cfg.LeaseDuration)); err != nil || !ok {
+		if err == nil {
+			err = errorf(ErrLimitExceeded, "key %s is busy; retry", v.key.ID)
+		}
+		return nil, s.storeErr(err)
+	}
+	err = s.deleteMaterial(ctx, v.key.ID, s.commit)
+	s.release(v.key.ID, owner)
+	if err != nil {
 		return nil, err
 	}
 	return s.describe(ctx, v.key.ID)

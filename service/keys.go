@@ -96,7 +96,9 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 	}
 	defer s.release(k.ID, owner)
 	if err := s.token.GenerateKey(ctx, versionRef(k.ID, 1)); err != nil {
-		s.abandonCreate(k.ID, false)
+		// A failed call may still have made the object (an error after
+		// C_GenerateKey): destroy it too, or it outlives its rows.
+		s.abandonCreate(k.ID, true)
 		return nil, s.tokenErr(err)
 	}
 	note(ctx, k.ID, 1)

@@ -170,18 +170,73 @@ func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, re
 			continue
 		}
 		state, hasRow := versions[id][o.Ref.Version]
-		switch {
-		case !hasRow || state == VersionDestroyed || k.State == KeyDeleted:
-			if err := s.token.Destroy(ctx, o.Ref); err != nil {
-				return s.tokenErr(err)
-			}
-			rep.ObjectsDestroyed++
-		case state != VersionPrimary && state != VersionPending && o.Encrypt:
-			if err := s.token.SetDecryptOnly(ctx, o.Ref); err != nil {
-				return s.tokenErr(err)
-			}
-			rep.EncryptRevoked++
+		if objectRepair(k, state, hasRow, o.Encrypt) == repairNone {
+			continue
 		}
+		// What was read above may be stale by now: a version number freed
+		// by a rolled-back rotation is made again, an EXTERNAL key's
+		// material is imported again. Act only under the key's lease (no
+		// rotation, creation or import of it runs meanwhile) and on the
+		// rows read again under it; a key whose lease is held is left for
+		// the next pass.
+		err := s.withLease(ctx, id, func(time.Time) error {
+			return s.repairObject(ctx, o, rep)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type repair int
+
+const (
+	repairNone repair = iota
+	repairDestroy
+	repairDecryptOnly
+)
+
+// objectRepair decides what an object of key k needs, given its version's
+// row (if any) and whether the object can encrypt.
+func objectRepair(k *Key, state VersionState, hasRow, canEncrypt bool) repair {
+	switch {
+	case !hasRow || state == VersionDestroyed || k.State == KeyDeleted:
+		return repairDestroy
+	case state != VersionPrimary && state != VersionPending && canEncrypt:
+		return repairDecryptOnly
+	}
+	return repairNone
+}
+
+// repairObject reads the object's key and version again and repairs what
+// they still call for. The caller holds the key's lease.
+func (s *Service) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *ReconcileReport) error {
+	id := o.Ref.KeyID.String()
+	k, err := s.store.GetKey(ctx, id)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	v, err := s.store.GetVersion(ctx, id, o.Ref.Version)
+	hasRow := err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return s.storeErr(err)
+	}
+	var state VersionState
+	if hasRow {
+		state = v.State
+	}
+	switch objectRepair(k, state, hasRow, o.Encrypt) {
+	case repairDestroy:
+		if err := s.token.Destroy(ctx, o.Ref); err != nil {
+			return s.tokenErr(err)
+		}
+		rep.ObjectsDestroyed++
+	case repairDecryptOnly:
+		if err := s.token.SetDecryptOnly(ctx, o.Ref); err != nil {
+			return s.tokenErr(err)
+		}
+		rep.EncryptRevoked++
 	}
 	return nil
 }

@@ -135,6 +135,12 @@ func (s *Service) promote(ctx context.Context, keyID string, n int, typ Rotation
 			return fmt.Errorf("version %d of key %s is %s, not Pending", n, keyID, v.State)
 		}
 		old = k.PrimaryVersion
+		if old > n {
+			// Another rotation made and promoted a later version while this
+			// one was slow (its lease ran out): promoting n now would leave
+			// two primaries. The Pending row is rolled back by the reconciler.
+			return errorf(ErrLimitExceeded, "key %s was rotated to version %d by another request meanwhile; version %d is abandoned", keyID, old, n)
+		}
 		if old > 0 && old < n {
 			prev, err := q.GetVersion(ctx, keyID, old)
 			if err != nil {

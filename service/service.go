@@ -120,6 +120,9 @@ const (
 	StepPendingInserted = "pending-inserted"
 	StepObjectGenerated = "object-generated"
 	StepPromoted        = "promoted"
+	// StepDestructionChecked: the worker found a version due for
+	// destruction, inside the transaction that marks it Destroyed.
+	StepDestructionChecked = "destruction-checked"
 )
 
 type hooks struct{ fn func(string) }

@@ -169,6 +169,13 @@ func (s *Service) destroyVersion(ctx context.Context, id string, version int) er
 	return s.withLease(ctx, id, func(now time.Time) error {
 		destroy := false
 		err := s.store.InTx(ctx, func(q Queries) error {
+			// The key's row lock orders this with a concurrent
+			// CancelVersionDestruction, which takes it too: without it, on
+			// PostgreSQL, a cancel that committed after the read below would
+			// be overwritten and the version destroyed.
+			if _, err := q.LockKey(ctx, id); err != nil {
+				return err
+			}
 			v, err := q.GetVersion(ctx, id, version)
 			if err != nil {
 				return err
@@ -176,6 +183,7 @@ func (s *Service) destroyVersion(ctx context.Context, id string, version int) er
 			if v.State != VersionPendingDestruction || v.DestroyAt == nil || v.DestroyAt.After(now) {
 				return nil
 			}
+			s.hooks.after(StepDestructionChecked)
 			v.State, v.UpdatedAt, destroy = VersionDestroyed, now, true
 			if err := q.UpdateVersion(ctx, v); err != nil {
 				return err

@@ -61,9 +61,22 @@ func (f *FaultToken) fault(method string) error {
 	return q[0]
 }
 
+// AfterCall, given to FailNext, makes the real call and then fails with
+// Err: a token that did the work but whose answer was lost.
+type AfterCall struct{ Err error }
+
+func (a AfterCall) Error() string { return "after the call: " + a.Err.Error() }
+
 // GenerateKey implements hsm.Token.
 func (f *FaultToken) GenerateKey(ctx context.Context, ref hsm.ObjectRef) error {
-	if err := f.fault("GenerateKey"); err != nil {
+	err := f.fault("GenerateKey")
+	if after, ok := err.(AfterCall); ok {
+		if gerr := f.Token.GenerateKey(ctx, ref); gerr != nil {
+			return gerr
+		}
+		return after.Err
+	}
+	if err != nil {
 		return err
 	}
 	return f.Token.GenerateKey(ctx, ref)

@@ -1,0 +1,177 @@
+package service_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/internal/kmstest"
+	"github.com/hsmkms/hsmkms/service"
+)
+
+// An object left without a row (a rotation whose cleanup failed) is
+// destroyed by the reconciler; a rotation that makes that version number
+// again, at the worst moment (the reconciler has decided and is about to
+// destroy), must not lose its new primary.
+func TestReconcilerNeverDestroysAVersionMadeAgain(t *testing.T) {
+	w := newWorld(t)
+	id := w.newKey()
+	leftover := hsm.ObjectRef{KeyID: uuid.MustParse(id), Version: 2}
+	if err := w.token.GenerateKey(w.ctx, leftover); err != nil {
+		t.Fatal(err)
+	}
+	var rotateErr error
+	w.token.BeforeNextDestroy(func() {
+		other := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(), MinRotationInterval: time.Hour})
+		_, rotateErr = other.RotateKey(w.ctx, id)
+	})
+	if _, err := w.svc.Reconcile(w.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rotateErr != nil {
+		t.Logf("the rotation waited for the reconciler: %v", rotateErr)
+		if _, err := w.svc.RotateKey(w.ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.restart(nil)
+	w.check(id)
+}
+
+// A version's destruction and its cancellation, concurrent: either the
+// cancel wins and the version lives, or the destruction wins and the cancel
+// is refused. Never a cancel that was acknowledged and a version destroyed.
+func TestCancelledDestructionIsNeverDestroyed(t *testing.T) {
+	w := newWorld(t)
+	id := w.newKey()
+	if _, err := w.svc.RotateKey(w.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	w.encrypt(id)
+	if _, err := w.svc.ChangeVersion(w.ctx, id, 1, service.ScheduleVersionDestruction, 7); err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(8 * 24 * time.Hour)
+	reached, resume := make(chan struct{}), make(chan struct{})
+	worker := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(), MinRotationInterval: time.Hour,
+		StepHook: func(s string) {
+			if s == service.StepDestructionChecked {
+				close(reached)
+				<-resume
+			}
+		}})
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- worker.RunDue(w.ctx) }()
+	<-reached
+	cancelDone := make(chan error, 1)
+	go func() {
+		_, err := w.svc.ChangeVersion(w.ctx, id, 1, service.CancelVersionDestruction, 0)
+		cancelDone <- err
+	}()
+	// Give the cancel the chance to commit while the worker is between its
+	// check and its write (it cannot, with the key locked, and then waits).
+	var cancelErr error
+	cancelled := false
+	select {
+	case cancelErr = <-cancelDone:
+		cancelled = true
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(resume)
+	if err := <-workerDone; err != nil {
+		t.Fatal(err)
+	}
+	if !cancelled {
+		cancelErr = <-cancelDone
+	}
+	vs, err := w.svc.ListVersions(w.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := vs[0].State
+	switch {
+	case cancelErr == nil && state == service.VersionDestroyed:
+		t.Fatal("the cancel was acknowledged and the version destroyed anyway")
+	case cancelErr != nil && state != service.VersionDestroyed:
+		t.Fatalf("the cancel failed (%v) and the version is %s", cancelErr, state)
+	}
+	t.Logf("cancel: %v; version 1: %s", cancelErr, state)
+	if state == service.VersionDestroyed {
+		w.blobs[id] = w.blobs[id][1:] // the blob of version 1 is gone with it, as it should be
+	}
+	w.restart(nil)
+	w.check(id)
+}
+
+// A rotation that outlives its lease while another rotation makes and
+// promotes a later version must not promote its own afterwards: that
+// would leave two primaries.
+func TestSlowRotationDoesNotPromoteOverALaterOne(t *testing.T) {
+	w := newWorld(t)
+	id := w.newKey()
+	reached, resume := make(chan struct{}), make(chan struct{})
+	slow := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(),
+		MinRotationInterval: time.Hour, LeaseDuration: time.Second,
+		StepHook: func(s string) {
+			if s == service.StepObjectGenerated {
+				close(reached)
+				<-resume
+			}
+		}})
+	done := make(chan error, 1)
+	go func() { _, err := slow.RotateKey(w.ctx, id); done <- err }()
+	<-reached
+	w.clock.Advance(2 * time.Second) // the slow rotation's lease has expired
+	fast := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(),
+		MinRotationInterval: time.Hour, LeaseDuration: time.Second})
+	v, err := fast.RotateKey(w.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.encrypt(id)
+	close(resume)
+	if err := <-done; err == nil {
+		t.Errorf("the slow rotation promoted its version after version %d", v.Version)
+	}
+	// Its abandoned Pending version is the reconciler's to roll back.
+	w.clock.Advance(time.Hour)
+	w.restart(nil)
+	if _, err := w.svc.Reconcile(w.ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.check(id)
+	if d, err := w.svc.DescribeKey(w.ctx, id); err != nil || d.PrimaryVersion != v.Version {
+		t.Fatalf("primary after both rotations: %+v %v, want %d", d, err, v.Version)
+	}
+}
+
+// A key creation whose GenerateKey failed after the token made the object
+// leaves neither rows nor the object behind.
+func TestFailedCreateLeavesNoObject(t *testing.T) {
+	w := newWorld(t)
+	objects := func() map[hsm.ObjectRef]bool {
+		inv, err := w.token.Inventory(w.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[hsm.ObjectRef]bool{}
+		for _, o := range inv {
+			m[o.Ref] = true
+		}
+		return m
+	}
+	before := objects()
+	w.token.FailNext("GenerateKey", kmstest.AfterCall{Err: hsm.ErrUnavailable})
+	if _, err := w.svc.CreateKey(w.ctx, service.CreateKeyInput{}); err == nil {
+		t.Fatal("CreateKey succeeded with a failing token")
+	}
+	if keys, _, err := w.svc.ListKeys(w.ctx, 1000, ""); err != nil || len(keys) != 0 {
+		t.Fatalf("keys after the failed creation: %+v %v", keys, err)
+	}
+	for ref := range objects() {
+		if !before[ref] {
+			t.Fatalf("object %s outlived its failed creation", ref)
+		}
+	}
+}
