@@ -64,6 +64,17 @@ var goneSessionCodes = []uint{
 	pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT,
 }
 
+// Codes of failures that end the operation they belong to (PKCS#11 v2.40
+// §5.2: C_Encrypt and C_Decrypt terminate on any error but
+// CKR_BUFFER_TOO_SMALL) or that come before one starts, with the profile's
+// DecryptFailureCodes (a wrong tag, which is common): the session is
+// clean and goes back to the pool. After any other error it is closed, so
+// that no operation left active reaches the next borrower.
+var cleanFailureCodes = []uint{
+	pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
+	pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED, pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID,
+}
+
 // Codes that mean a handle no longer names an object: re-find it.
 var staleHandleCodes = []uint{pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID}
 

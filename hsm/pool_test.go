@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/miekg/pkcs11"
 )
 
 // TestPoolExhaustion: with every session held, a call fails with
@@ -160,4 +162,35 @@ func TestConcurrency(t *testing.T) {
 		t.Error("no data-path operation completed")
 	}
 	t.Logf("%d encrypt+decrypt round trips beside 30 key lifecycles", ops.Load())
+}
+
+// A call that failed with an operation still active on its session (a
+// size query whose buffer could not be allocated, CKR_BUFFER_TOO_SMALL)
+// does not hand that session to the next call, which would meet
+// CKR_OPERATION_ACTIVE and reset the whole pool.
+func TestSessionWithActiveOperationIsNotReused(t *testing.T) {
+	p := openToken(t, func(c *Config) { c.MaxSessions = 1 })
+	ref := generated(t, p)
+	ctx := testCtx(t)
+	if _, _, err := p.Encrypt(ctx, ref, []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	before := p.Stats()
+	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		params, mech := p.gcm(make([]byte, 12), nil)
+		defer params.Free()
+		if err := c.EncryptInit(sh, mech, h); err != nil {
+			return err
+		}
+		return errors.New("injected: the output buffer could not be allocated")
+	})
+	if err == nil {
+		t.Fatal("the injected failure was lost")
+	}
+	if _, _, err := p.Encrypt(ctx, ref, []byte("x"), nil); err != nil {
+		t.Fatalf("encrypt after the failure: %v", err)
+	}
+	if after := p.Stats(); after.Resets != before.Resets {
+		t.Errorf("the next call met the active operation: %d resets", after.Resets-before.Resets)
+	}
 }

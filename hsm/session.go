@@ -117,7 +117,8 @@ func (sp *sessionPool) put(s session, err error) {
 	switch {
 	case hasCode(err, goneSessionCodes):
 		sp.p.stats.sessionsClosed.Add(1)
-	case c == nil, hasCode(err, sessionDeadCodes), hasCode(err, moduleDeadCodes), s.gen != gen:
+	case c == nil, hasCode(err, sessionDeadCodes), hasCode(err, moduleDeadCodes), s.gen != gen,
+		err != nil && !hasCode(err, cleanFailureCodes) && !hasCode(err, sp.p.cfg.Profile.DecryptFailureCodes):
 		sp.closeSession(c, s.h)
 	default:
 		sp.mu.Lock()
@@ -179,6 +180,24 @@ func (p *PKCS11) do(ctx context.Context, fn func(c *pkcs11.Ctx, sh pkcs11.Sessio
 	return p.doGen(ctx, anyGen, fn)
 }
 
+// run calls fn on s and returns s to the pool even if fn panics (the slot
+// would be lost, and Close would wait for it forever); a panic closes the
+// session and goes on up.
+func (p *PKCS11) run(c *pkcs11.Ctx, s session, fn func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error) (err error) {
+	done := false
+	defer func() {
+		if !done {
+			p.pool.put(s, errPanicked)
+		}
+	}()
+	err = fn(c, s.h)
+	done = true
+	p.pool.put(s, err)
+	return err
+}
+
+var errPanicked = errors.New("hsm: panic during a token call")
+
 // anyGen lets doGen run fn in whatever generation is current.
 const anyGen = ^uint64(0)
 
@@ -197,8 +216,7 @@ func (p *PKCS11) doGen(ctx context.Context, want uint64, fn func(c *pkcs11.Ctx, 
 				p.pool.put(s, nil)
 				return pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID)
 			}
-			err = fn(c, s.h)
-			p.pool.put(s, err)
+			err = p.run(c, s, fn)
 			seen = s.gen
 		}
 		hard := hasCode(err, moduleDeadCodes)
