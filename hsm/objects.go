@@ -3,6 +3,7 @@ package hsm
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/miekg/pkcs11"
@@ -55,42 +56,52 @@ var required = []struct {
 	{pkcs11.CKA_VERIFY, "CKA_VERIFY", false, true},
 }
 
-// GenerateKey implements Token. The search and the generation run as one
-// unit on one session, under the management lock: if the unit is retried
-// after a token reset, it searches again first, so a generation that
-// reached the token before the failure is reused, never duplicated.
+// GenerateKey implements Token. The search, the generation and the
+// read-back run as one unit on one session, under the management lock: if
+// the unit is retried after a token reset, it searches again first, so a
+// generation that reached the token before the failure is reused, never
+// duplicated; and the handle it checks (or destroys, when the check fails)
+// is never one of another generation, where its number may name another
+// object.
 func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
-	_, _, gen := p.current()
 	var h pkcs11.ObjectHandle
-	var created bool
+	_, _, gen := p.current()
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		hs, err := p.findIn(c, sh, ref)
 		if err != nil {
 			return err
 		}
+		created := false
 		if len(hs) > 0 {
 			// An earlier attempt made it (crash recovery): reuse it if it
 			// is what we would have made.
-			h, created = hs[0], false
-			return exactlyOne(ref, hs)
+			if err := exactlyOne(ref, hs); err != nil {
+				return err
+			}
+			h = hs[0]
+		} else {
+			if h, err = c.GenerateKey(sh, mech, keyTemplate(ref)); err != nil {
+				return err
+			}
+			created = true
 		}
-		h, err = c.GenerateKey(sh, mech, keyTemplate(ref))
-		created = err == nil
-		return err
+		if err := verify(c, sh, h, ref); err != nil {
+			if created && errors.Is(err, ErrAttributeMismatch) {
+				_ = c.DestroyObject(sh, h)
+			}
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return translate("generate "+ref.String(), err)
 	}
-	if err := p.verify(ctx, h, ref); err != nil {
-		if created {
-			_ = p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error { return c.DestroyObject(sh, h) })
-		}
-		return err
+	if _, _, now := p.current(); now == gen {
+		p.cache(ref, cachedHandle{h: h, gen: gen}) // else the next use finds it again
 	}
-	p.cache(ref, cachedHandle{h: h, gen: gen})
 	return nil
 }
 
@@ -98,9 +109,9 @@ func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 // one attribute per call (a token answers a whole template with an error
 // if one attribute is unreadable: pitfalls item 14), and refuses an object
 // that does not match. CKA_VALUE is never asked for.
-func (p *PKCS11) verify(ctx context.Context, h pkcs11.ObjectHandle, ref ObjectRef) error {
+func verify(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef) error {
 	for _, r := range required {
-		v, present, err := p.boolAttr(ctx, h, r.attr)
+		v, present, err := boolAttr(c, sh, h, r.attr)
 		if err != nil {
 			return translate("read "+r.name+" of "+ref.String(), err)
 		}
@@ -113,7 +124,7 @@ func (p *PKCS11) verify(ctx context.Context, h pkcs11.ObjectHandle, ref ObjectRe
 		name string
 		want uint
 	}{{pkcs11.CKA_CLASS, "CKA_CLASS", pkcs11.CKO_SECRET_KEY}, {pkcs11.CKA_KEY_TYPE, "CKA_KEY_TYPE", pkcs11.CKK_AES}, {pkcs11.CKA_VALUE_LEN, "CKA_VALUE_LEN", 32}} {
-		v, err := p.attr(ctx, h, r.attr)
+		v, err := attr(c, sh, h, r.attr)
 		if err != nil {
 			return translate("read "+r.name+" of "+ref.String(), err)
 		}
@@ -124,14 +135,9 @@ func (p *PKCS11) verify(ctx context.Context, h pkcs11.ObjectHandle, ref ObjectRe
 	return nil
 }
 
-// attr reads one attribute of h.
-func (p *PKCS11) attr(ctx context.Context, h pkcs11.ObjectHandle, attr uint) ([]byte, error) {
-	var out []*pkcs11.Attribute
-	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
-		var err error
-		out, err = c.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(attr, nil)})
-		return err
-	})
+// attr reads one attribute of h on session sh.
+func attr(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, attr uint) ([]byte, error) {
+	out, err := c.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(attr, nil)})
 	if err != nil {
 		return nil, err
 	}
@@ -143,8 +149,8 @@ func (p *PKCS11) attr(ctx context.Context, h pkcs11.ObjectHandle, attr uint) ([]
 
 // boolAttr reads one CK_BBOOL attribute; present is false when the token
 // does not know it (CKR_ATTRIBUTE_TYPE_INVALID).
-func (p *PKCS11) boolAttr(ctx context.Context, h pkcs11.ObjectHandle, attr uint) (v, present bool, err error) {
-	b, err := p.attr(ctx, h, attr)
+func boolAttr(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, a uint) (v, present bool, err error) {
+	b, err := attr(c, sh, h, a)
 	if hasCode(err, []uint{pkcs11.CKR_ATTRIBUTE_TYPE_INVALID}) {
 		return false, false, nil
 	}
@@ -152,7 +158,7 @@ func (p *PKCS11) boolAttr(ctx context.Context, h pkcs11.ObjectHandle, attr uint)
 		return false, false, err
 	}
 	if len(b) != 1 {
-		return false, false, fmt.Errorf("%w: attribute 0x%X is not a boolean", ErrAttributeMismatch, attr)
+		return false, false, fmt.Errorf("%w: attribute 0x%X is not a boolean", ErrAttributeMismatch, a)
 	}
 	return b[0] != 0, true, nil
 }

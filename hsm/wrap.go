@@ -109,6 +109,10 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
 		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		// SoftHSM defaults it to true: with CKM_RSA_X_509 sign-recover, a
+		// holder of the PIN would run the raw private-key operation on a
+		// wrapped blob and read the customer's material.
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN_RECOVER, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
@@ -117,8 +121,18 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
-		ph, _, err := c.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pub, priv)
+		// A retried unit (the session died after the pair was made) starts
+		// over: two pairs with one CKA_ID would make every import fail.
+		if err := destroyByID(c, sh, ckaID); err != nil {
+			return err
+		}
+		ph, vh, err := c.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pub, priv)
 		if err != nil {
+			return err
+		}
+		if err := verifyUnwrapOnly(c, sh, vh, label); err != nil {
+			_ = c.DestroyObject(sh, vh)
+			_ = c.DestroyObject(sh, ph)
 			return err
 		}
 		attrs, err := c.GetAttributeValue(sh, ph, []*pkcs11.Attribute{
@@ -140,19 +154,56 @@ func (p *PKCS11) DestroyWrappingKey(ctx context.Context, id string) error {
 	_, ckaID := wrapRef(id)
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
-	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
-		hs, err := findByID(c, sh, ckaID, 0, 4)
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error { return destroyByID(c, sh, ckaID) })
+	return translate("destroy wrapping key "+id, err)
+}
+
+// destroyByID destroys every object with the CKA_ID.
+func destroyByID(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte) error {
+	hs, err := findByID(c, sh, ckaID, 0, 4)
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		if err := c.DestroyObject(sh, h); err != nil && !hasCode(err, staleHandleCodes) {
+			return err
+		}
+	}
+	return nil
+}
+
+// wrappingRequired are the attributes of a wrapping private key, read back
+// after generation: a token that ignores a template attribute is caught.
+var wrappingRequired = []struct {
+	attr     uint
+	name     string
+	want     bool
+	optional bool
+}{
+	{pkcs11.CKA_TOKEN, "CKA_TOKEN", true, false},
+	{pkcs11.CKA_PRIVATE, "CKA_PRIVATE", true, false},
+	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true, false},
+	{pkcs11.CKA_EXTRACTABLE, "CKA_EXTRACTABLE", false, false},
+	{pkcs11.CKA_UNWRAP, "CKA_UNWRAP", true, false},
+	{pkcs11.CKA_DECRYPT, "CKA_DECRYPT", false, false},
+	{pkcs11.CKA_SIGN, "CKA_SIGN", false, false},
+	{pkcs11.CKA_SIGN_RECOVER, "CKA_SIGN_RECOVER", false, true},
+	{pkcs11.CKA_DERIVE, "CKA_DERIVE", false, true},
+}
+
+// verifyUnwrapOnly checks that the private key h can unwrap and do nothing
+// else, and cannot leave the token.
+func verifyUnwrapOnly(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, label string) error {
+	for _, r := range wrappingRequired {
+		v, present, err := boolAttr(c, sh, h, r.attr)
 		if err != nil {
 			return err
 		}
-		for _, h := range hs {
-			if err := c.DestroyObject(sh, h); err != nil && !hasCode(err, staleHandleCodes) {
-				return err
-			}
+		if (present || !r.optional) && v != r.want {
+			return fmt.Errorf("%w: wrapping key %s has %s=%v", ErrAttributeMismatch, label, r.name, v)
 		}
-		return nil
-	})
-	return translate("destroy wrapping key "+id, err)
+	}
+	return nil
 }
 
 // findByID lists up to max objects with the CKA_ID (and class, when not 0).
@@ -224,7 +275,10 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 		}
 		if !kwp {
 			h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped, importTemplate(ref))
-			return unwrapErr(err)
+			if err != nil {
+				return unwrapErr(err)
+			}
+			return p.keepImported(c, sh, h, ref, true)
 		}
 		// The ephemeral AES key: a session object, only for unwrapping.
 		eph, err := c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped[:rsaLen], []*pkcs11.Attribute{
@@ -242,20 +296,30 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 		}
 		defer c.DestroyObject(sh, eph)
 		h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.cfg.Profile.KWPMechanism, nil)}, eph, wrapped[rsaLen:], importTemplate(ref))
-		return unwrapErr(err)
+		if err != nil {
+			return unwrapErr(err)
+		}
+		return p.keepImported(c, sh, h, ref, false)
 	})
 	if err != nil {
-		if errors.Is(err, ErrUnwrapFailed) || errors.Is(err, ErrAmbiguousObject) {
+		if errors.Is(err, ErrUnwrapFailed) || errors.Is(err, ErrAmbiguousObject) || errors.Is(err, ErrAttributeMismatch) {
 			return err
 		}
 		return translate("import "+ref.String(), err)
 	}
-	if err := p.verifyImported(ctx, h, ref, !kwp); err != nil {
-		_ = p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error { return c.DestroyObject(sh, h) })
-		return err
-	}
 	p.forgetAny(ref)
 	return nil
+}
+
+// keepImported checks an unwrapped object on the session that made it and
+// destroys it there when it does not pass: the handle is never used on
+// another session, or in another generation of the module.
+func (p *PKCS11) keepImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef, lengthFromToken bool) error {
+	err := p.verifyImported(c, sh, h, ref, lengthFromToken)
+	if errors.Is(err, ErrUnwrapFailed) || errors.Is(err, ErrAttributeMismatch) {
+		_ = c.DestroyObject(sh, h)
+	}
+	return err
 }
 
 func findPrivate(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte) (pkcs11.ObjectHandle, error) {
@@ -284,14 +348,17 @@ func unwrapErr(err error) error {
 }
 
 // verifyImported checks an unwrapped version: sensitive, not extractable,
-// encrypt/decrypt only, AES, and 32 bytes long when the token says
-// (required when the wrapping does not fix the length).
-func (p *PKCS11) verifyImported(ctx context.Context, h pkcs11.ObjectHandle, ref ObjectRef, lengthFromToken bool) error {
+// encrypt/decrypt only, AES, 32 bytes long when the token says (required
+// when the wrapping does not fix the length), and able to do AES-256-GCM.
+// The trial encryption catches what a token that does not report
+// CKA_VALUE_LEN (SoftHSM 2.6.1) lets through: RFC 5649 pads 25 to 32 bytes
+// of material to the same length, and only 32 make an AES-256 key.
+func (p *PKCS11) verifyImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef, lengthFromToken bool) error {
 	for _, r := range required {
 		if r.attr == pkcs11.CKA_ALWAYS_SENSITIVE || r.attr == pkcs11.CKA_NEVER_EXTRACTABLE {
 			continue // false for imported material, by the spec (pitfalls item 20)
 		}
-		v, present, err := p.boolAttr(ctx, h, r.attr)
+		v, present, err := boolAttr(c, sh, h, r.attr)
 		if err != nil {
 			return translate("read "+r.name+" of "+ref.String(), err)
 		}
@@ -299,13 +366,25 @@ func (p *PKCS11) verifyImported(ctx context.Context, h pkcs11.ObjectHandle, ref 
 			return fmt.Errorf("%w: imported %s has %s=%v", ErrAttributeMismatch, ref, r.name, v)
 		}
 	}
-	v, err := p.attr(ctx, h, pkcs11.CKA_VALUE_LEN)
+	v, err := attr(c, sh, h, pkcs11.CKA_VALUE_LEN)
 	if err != nil {
 		return translate("read CKA_VALUE_LEN of "+ref.String(), err)
 	}
 	n, _ := ulong(v)
 	if n != 0 && n != 32 || (n == 0 && lengthFromToken) {
 		return fmt.Errorf("%w: imported material of %s is %d bytes, want 32 (AES-256)", ErrUnwrapFailed, ref, n)
+	}
+	params, mech := p.gcm(make([]byte, 12), nil)
+	defer params.Free()
+	err = c.EncryptInit(sh, mech, h)
+	if err == nil {
+		_, err = c.Encrypt(sh, make([]byte, 16))
+	}
+	switch {
+	case hasCode(err, sessionDeadCodes), hasCode(err, moduleDeadCodes):
+		return err // the unit is retried
+	case err != nil:
+		return fmt.Errorf("%w: imported material of %s is not an AES-256 key (%v)", ErrUnwrapFailed, ref, translate("trial encryption", err))
 	}
 	return nil
 }
@@ -326,6 +405,9 @@ func (p *PKCS11) KeyCheckValue(ctx context.Context, ref ObjectRef) ([]byte, erro
 		ct, err := c.Encrypt(sh, make([]byte, 16))
 		if err != nil {
 			return err
+		}
+		if len(ct) < 8 {
+			return fmt.Errorf("hsm: the token returned %d bytes for a 16-byte GCM encryption", len(ct))
 		}
 		out = ct[:8]
 		return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/internal/byok"
+	"github.com/miekg/pkcs11"
 )
 
 // Import round trip: material wrapped by a customer under the token's
@@ -74,7 +75,12 @@ func TestImportRoundTrip(t *testing.T) {
 	other, _ := rsa.GenerateKey(rand.Reader, WrappingBits)
 	wrongKey, _ := byok.Wrap(algs[len(algs)-1], &other.PublicKey, material)
 	short, _ := byok.Wrap(algs[len(algs)-1], pub, material[:16])
+	// RFC 5649 pads 25 to 32 bytes to one length: only the token's trial
+	// encryption tells 25 or 31 bytes from an AES-256 key on SoftHSM.
+	odd25, _ := byok.Wrap(algs[len(algs)-1], pub, material[:25])
+	odd31, _ := byok.Wrap(algs[len(algs)-1], pub, material[:31])
 	for name, wrapped := range map[string][]byte{"another public key": wrongKey, "AES-128 material": short,
+		"25-byte material": odd25, "31-byte material": odd31,
 		"damaged": append([]byte{1}, wrongKey[1:]...), "empty": nil} {
 		ref := newRef()
 		err := p.Import(ctx, id, algs[len(algs)-1], wrapped, ref)
@@ -98,5 +104,38 @@ func TestImportRoundTrip(t *testing.T) {
 	}
 	if err := p.Import(ctx, id, algs[len(algs)-1], good, newRef()); !errors.Is(err, ErrObjectNotFound) {
 		t.Errorf("import with a destroyed wrapping key: %v, want ErrObjectNotFound", err)
+	}
+}
+
+// The wrapping private key can unwrap and nothing else: not decrypt, sign
+// or sign-recover (SoftHSM's default for CKA_SIGN_RECOVER is true), and it
+// is sensitive and never leaves the token.
+func TestWrappingKeyOnlyUnwraps(t *testing.T) {
+	p := sharedToken(t)
+	ctx := testCtx(t)
+	id := uuid.NewString()
+	if _, err := p.GenerateWrappingKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.DestroyWrappingKey(testCtx(t), id) })
+	_, ckaID := wrapRef(id)
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		h, err := findPrivate(c, sh, ckaID)
+		if err != nil {
+			return err
+		}
+		for _, r := range wrappingRequired {
+			v, present, err := boolAttr(c, sh, h, r.attr)
+			if err != nil {
+				return err
+			}
+			if !present || v != r.want {
+				t.Errorf("%s = %v (present %v), want %v", r.name, v, present, r.want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
