@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"time"
@@ -65,7 +66,20 @@ func (c *Client) ListKeys(ctx context.Context, limit int, nextToken string) (*Ke
 // UpdateKeyRequest changes description and/or tags; nil fields stay.
 type UpdateKeyRequest struct {
 	Description *string           `json:"description,omitempty"`
-	Tags        map[string]string `json:"tags,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"` // nil: unchanged; empty, not nil: remove them all
+}
+
+// MarshalJSON sends tags whenever they are not nil: an empty map removes
+// every tag, which omitempty would silently drop.
+func (r UpdateKeyRequest) MarshalJSON() ([]byte, error) {
+	type plain UpdateKeyRequest
+	if r.Tags != nil && len(r.Tags) == 0 {
+		return json.Marshal(struct {
+			Description *string           `json:"description,omitempty"`
+			Tags        map[string]string `json:"tags"`
+		}{r.Description, r.Tags})
+	}
+	return json.Marshal(plain(r))
 }
 
 // UpdateKey changes a key's description and tags.

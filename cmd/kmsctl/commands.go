@@ -65,11 +65,18 @@ var commands = []command{
 		desc := fs.String("description", "", "new description")
 		tags := kv{}
 		fs.Var(tags, "tag", "key=value (repeatable; replaces all tags)")
+		clear := fs.Bool("clear-tags", false, "remove every tag")
 		return func(e *env, args []string) error {
 			if err := want(args, 1, "KEY"); err != nil {
 				return err
 			}
 			req := client.UpdateKeyRequest{Tags: tags.orNil()}
+			if *clear {
+				if len(tags) > 0 {
+					return usagef("--clear-tags and --tag exclude each other")
+				}
+				req.Tags = map[string]string{}
+			}
 			fs.Visit(func(f *flag.Flag) {
 				if f.Name == "description" {
 					req.Description = desc

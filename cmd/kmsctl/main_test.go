@@ -130,7 +130,13 @@ func TestManagementCommands(t *testing.T) {
 	}
 	c.ok("", "keys", "disable", "alias/m")
 	c.ok("", "keys", "enable", "alias/m")
-	c.ok("", "keys", "update", "alias/m", "--description", "renamed")
+	c.ok("", "keys", "update", "alias/m", "--description", "renamed", "--tag", "team=a", "--tag", "env=prod")
+	if out := c.ok("", "--output", "json", "keys", "describe", "alias/m"); !strings.Contains(out, `"env": "prod"`) {
+		t.Errorf("tags after update:\n%s", out)
+	}
+	if out := c.ok("", "--output", "json", "keys", "update", "alias/m", "--clear-tags"); strings.Contains(out, "prod") || !strings.Contains(out, "renamed") {
+		t.Errorf("--clear-tags left tags, or changed the description:\n%s", out)
+	}
 	c.ok("", "aliases", "create", "alias/m2", "alias/m")
 	if out := c.ok("", "aliases", "list"); !strings.Contains(out, "alias/m2") {
 		t.Errorf("aliases list:\n%s", out)
@@ -190,6 +196,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"versions", "disable", "alias/x", "one"}, 2, "not a positive number"},
 		{[]string{"keys", "rotation-policy", "alias/x"}, 2, "--enabled"},
 		{[]string{"audit", "list", "--from", "yesterday"}, 2, "RFC 3339"},
+		{[]string{"keys", "update", "alias/x", "--clear-tags", "--tag", "a=b"}, 2, "exclude each other"},
 		{[]string{"keys", "describe", "alias/none"}, 1, "kmsctl: NotFoundException: "},
 		{[]string{"encrypt", "--key", "alias/none", "--in", "/nonexistent/file"}, 1, "--in:"},
 	} {
