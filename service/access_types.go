@@ -105,6 +105,9 @@ type AccessQueries interface {
 	// LastAudit returns the newest record with the given action
 	// (ErrNotFound when there is none).
 	LastAudit(ctx context.Context, action string) (*AuditEvent, error)
+	// LockAuditHead locks the chain head until the transaction ends: no
+	// record is appended by anyone else meanwhile.
+	LockAuditHead(ctx context.Context) error
 	// AuditHead returns the chain head: the last seq and its hash (0 and
 	// the genesis hash when empty).
 	AuditHead(ctx context.Context) (seq int64, hash string, err error)

@@ -175,3 +175,51 @@ func TestFailedCreateLeavesNoObject(t *testing.T) {
 		}
 	}
 }
+
+// Two replicas sealing the audit chain at the same moment: one seal wins,
+// the other notices and stands down; the chain verifies. (On PostgreSQL a
+// seal that read the last seal before locking the head could append with a
+// stale predecessor, and the log would report itself broken forever.)
+func TestConcurrentSealsKeepTheChainIntact(t *testing.T) {
+	w := newWorld(t)
+	record := func(n int) {
+		for i := 0; i < n; i++ {
+			a := &service.Activity{RequestID: uuid.NewString(), Principal: "test", Action: service.ActGenerateRandom}
+			if err := w.svc.Record(w.ctx, a, service.OutcomeAllowed, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	record(3)
+	fs := kmstest.NewFaultStore(w.store)
+	a := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
+	b := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
+	if err := b.SealAudit(w.ctx); err != nil { // the seal key exists; both know the last seal
+		t.Fatal(err)
+	}
+	record(2)
+	bDone := make(chan error, 1)
+	fs.AfterNextLastAudit(func() {
+		// A has read the last seal; B seals now. If A holds the head, B
+		// waits for it (and A goes on after a moment); if not, B commits.
+		go func() { bDone <- b.SealAudit(w.ctx) }()
+		select {
+		case err := <-bDone:
+			bDone <- err
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
+	if err := a.SealAudit(w.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	v, err := w.svc.VerifyAudit(w.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Intact || v.Seals != 2 {
+		t.Fatalf("the chain reports itself broken after two concurrent seals: %+v", v)
+	}
+}

@@ -140,7 +140,13 @@ func (s *Service) SealAudit(ctx context.Context) error {
 		Outcome: OutcomeAllowed, Detail: string(detail)}
 	err = s.store.InTx(ctx, func(q Queries) error {
 		// Another replica may have sealed meanwhile: then this seal's
-		// prev_seal_seq is stale, and the next round seals again.
+		// prev_seal_seq is stale, and the next round seals again. The
+		// head is locked first, so that no seal is appended between this
+		// check and the append (on PostgreSQL a read before the lock could
+		// miss a seal committed while it waited).
+		if err := q.LockAuditHead(ctx); err != nil {
+			return err
+		}
 		last, err := q.LastAudit(ctx, ActAuditSeal)
 		switch {
 		case errors.Is(err, ErrNotFound):

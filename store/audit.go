@@ -195,6 +195,21 @@ func (q queries) LastAudit(ctx context.Context, action string) (*service.AuditEv
 		PrevHash: r.PrevHash, Hash: r.Hash}, nil
 }
 
+// LockAuditHead locks the chain head until the transaction ends (on
+// SQLite the write transaction holds the database already), so that what
+// the transaction reads of the chain afterwards stays true until it
+// appends.
+func (q queries) LockAuditHead(ctx context.Context) error {
+	if q.w.DriverName() != "pgx" {
+		return nil
+	}
+	var head auditHead
+	if err := q.get(ctx, &head, sqlAuditHead+" FOR UPDATE"); err != nil {
+		return internal("lock", "audit head", err)
+	}
+	return nil
+}
+
 // AuditHead returns the last seq and its hash: 0 and
 // service.AuditGenesisHash while the chain is empty.
 func (q queries) AuditHead(ctx context.Context) (int64, string, error) {

@@ -150,6 +150,27 @@ type FaultStore struct {
 	hold       chan struct{} // the next group commit waits for it to close
 	held       chan struct{} // closed when that group commit waits
 	refuse     func(*service.AuditEvent) bool
+	afterLast  func() // runs once, after the next LastAudit in a transaction
+}
+
+// AfterNextLastAudit runs fn once, right after the next LastAudit read in a
+// transaction: to let another writer act at that moment.
+func (f *FaultStore) AfterNextLastAudit(fn func()) {
+	f.mu.Lock()
+	f.afterLast = fn
+	f.mu.Unlock()
+}
+
+func (q faultQueries) LastAudit(ctx context.Context, action string) (*service.AuditEvent, error) {
+	e, err := q.Queries.LastAudit(ctx, action)
+	q.f.mu.Lock()
+	fn := q.f.afterLast
+	q.f.afterLast = nil
+	q.f.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return e, err
 }
 
 // NewFaultStore wraps st.
