@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/hsmkms/hsmkms/policy"
@@ -75,8 +76,20 @@ func customerAlias(name string) error {
 }
 
 // boundAlias reads an alias inside the transaction that changes it and
-// makes sure it still names the key the caller was authorised on.
-func boundAlias(ctx context.Context, q Queries, name, keyID string) (*Alias, error) {
+// makes sure it still names the key the caller was authorised on. It locks
+// the keys first (keyID and the others given, in one order so that two
+// moves in opposite directions cannot deadlock): every change of an alias
+// locks the key it leaves, so a change that was authorised on the old
+// binding waits for a concurrent move and then sees it, rather than
+// overwriting it (PostgreSQL reads committed data per statement).
+func boundAlias(ctx context.Context, q Queries, name, keyID string, alsoLock ...string) (*Alias, error) {
+	ids := append([]string{keyID}, alsoLock...)
+	slices.Sort(ids)
+	for _, id := range slices.Compact(ids) {
+		if _, err := q.LockKey(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
 	a, err := q.GetAlias(ctx, name)
 	if errors.Is(err, ErrNotFound) {
 		return nil, errorf(ErrNotFound, "alias %q not found", name)
@@ -135,7 +148,7 @@ func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Ali
 	}
 	var out *Alias
 	err = s.commit(ctx, func(q Queries) error {
-		a, err := boundAlias(ctx, q, name, oldID)
+		a, err := boundAlias(ctx, q, name, oldID, targetID)
 		if err != nil {
 			return err
 		}

@@ -199,7 +199,7 @@ func TestConcurrentSealsKeepTheChainIntact(t *testing.T) {
 	}
 	record(2)
 	bDone := make(chan error, 1)
-	fs.AfterNextLastAudit(func() {
+	fs.AfterNextInTx("LastAudit", func() {
 		// A has read the last seal; B seals now. If A holds the head, B
 		// waits for it (and A goes on after a moment); if not, B commits.
 		go func() { bDone <- b.SealAudit(w.ctx) }()
@@ -222,4 +222,40 @@ func TestConcurrentSealsKeepTheChainIntact(t *testing.T) {
 	if !v.Intact || v.Seals != 2 {
 		t.Fatalf("the chain reports itself broken after two concurrent seals: %+v", v)
 	}
+}
+
+// Moving an alias and deleting it at the same moment, the delete having
+// been authorised on the key the alias left: the delete must not take the
+// alias from the key it was moved to. One of the two wins, the other is
+// refused.
+func TestAliasMovedWhileBeingDeleted(t *testing.T) {
+	w := newWorld(t)
+	x, y := w.newKey(), w.newKey()
+	if _, err := w.svc.CreateAlias(w.ctx, "alias/race", x); err != nil {
+		t.Fatal(err)
+	}
+	fs := kmstest.NewFaultStore(w.store)
+	deleter := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
+	moveDone := make(chan error, 1)
+	fs.AfterNextInTx("GetAlias", func() {
+		go func() { _, err := w.svc.UpdateAlias(w.ctx, "alias/race", y); moveDone <- err }()
+		select {
+		case err := <-moveDone:
+			moveDone <- err
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
+	delErr := deleter.DeleteAlias(w.ctx, "alias/race")
+	moveErr := <-moveDone
+	if delErr == nil && moveErr == nil {
+		t.Fatal("both the move to the other key and the delete authorised on the first key succeeded")
+	}
+	a, err := w.store.GetAlias(w.ctx, "alias/race")
+	switch {
+	case delErr == nil && err == nil:
+		t.Fatalf("the delete succeeded and the alias is still there: %+v", a)
+	case moveErr == nil && (err != nil || a.KeyID != y):
+		t.Fatalf("the move succeeded and the alias is %+v, %v", a, err)
+	}
+	t.Logf("delete: %v; move: %v", delErr, moveErr)
 }

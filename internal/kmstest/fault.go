@@ -150,27 +150,41 @@ type FaultStore struct {
 	hold       chan struct{} // the next group commit waits for it to close
 	held       chan struct{} // closed when that group commit waits
 	refuse     func(*service.AuditEvent) bool
-	afterLast  func() // runs once, after the next LastAudit in a transaction
+	after      map[string]func() // method -> runs once after its next call in a transaction
 }
 
-// AfterNextLastAudit runs fn once, right after the next LastAudit read in a
-// transaction: to let another writer act at that moment.
-func (f *FaultStore) AfterNextLastAudit(fn func()) {
+// AfterNextInTx runs fn once, right after the next call of method
+// ("LastAudit", "GetAlias") inside a transaction: to let another writer
+// act at that moment.
+func (f *FaultStore) AfterNextInTx(method string, fn func()) {
 	f.mu.Lock()
-	f.afterLast = fn
+	if f.after == nil {
+		f.after = map[string]func(){}
+	}
+	f.after[method] = fn
 	f.mu.Unlock()
+}
+
+func (f *FaultStore) runAfter(method string) {
+	f.mu.Lock()
+	fn := f.after[method]
+	delete(f.after, method)
+	f.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
 }
 
 func (q faultQueries) LastAudit(ctx context.Context, action string) (*service.AuditEvent, error) {
 	e, err := q.Queries.LastAudit(ctx, action)
-	q.f.mu.Lock()
-	fn := q.f.afterLast
-	q.f.afterLast = nil
-	q.f.mu.Unlock()
-	if fn != nil {
-		fn()
-	}
+	q.f.runAfter("LastAudit")
 	return e, err
+}
+
+func (q faultQueries) GetAlias(ctx context.Context, name string) (*service.Alias, error) {
+	a, err := q.Queries.GetAlias(ctx, name)
+	q.f.runAfter("GetAlias")
+	return a, err
 }
 
 // NewFaultStore wraps st.
