@@ -68,7 +68,9 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.Listen, "listen", env("KMS_LISTEN", "127.0.0.1:8080"), "address to serve on (KMS_LISTEN)")
 	fs.StringVar(&c.Module, "pkcs11-module", env("KMS_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"), "PKCS#11 module path (KMS_PKCS11_MODULE)")
 	fs.StringVar(&c.TokenLabel, "token-label", env("KMS_TOKEN_LABEL", "hsmkms"), "token label (KMS_TOKEN_LABEL)")
-	fs.StringVar(&c.DB, "db", env("KMS_DB", "sqlite:var/hsmkms.db"), "sqlite:PATH or postgres:// URL (KMS_DB)")
+	// No default shown from KMS_DB: usage (-h, a bad flag) would print its
+	// password.
+	fs.StringVar(&c.DB, "db", "", "sqlite:PATH or postgres:// URL (KMS_DB; default sqlite:var/hsmkms.db)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("KMS_TLS_CERT", ""), "TLS certificate file (KMS_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("KMS_TLS_KEY", ""), "TLS key file (KMS_TLS_KEY)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", env("KMS_TLS_CLIENT_CA", ""), "CA file for client certificates: mutual TLS (KMS_TLS_CLIENT_CA)")
@@ -88,6 +90,9 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default 100)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.DB == "" {
+		c.DB = env("KMS_DB", "sqlite:var/hsmkms.db")
 	}
 	switch *audit {
 	case "on":

@@ -30,7 +30,13 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := loadConfig([]string{"-max-versions-per-key", "7"}, envOf("KMS_MAX_VERSIONS_PER_KEY", "5")); err != nil || c.MaxVersionsPerKey != 7 {
 		t.Errorf("a flag must win over its variable: %v %+v", err, c)
 	}
-	if c, err := loadConfig(nil, envOf()); err != nil || !c.Audit || c.LeaseDuration != time.Minute {
+	if c, err := loadConfig(nil, envOf("KMS_DB", "postgres://db")); err != nil || c.DB != "postgres://db" {
+		t.Errorf("KMS_DB: %v %+v", err, c)
+	}
+	if c, err := loadConfig([]string{"-db", "sqlite:x.db"}, envOf("KMS_DB", "postgres://db")); err != nil || c.DB != "sqlite:x.db" {
+		t.Errorf("-db must win over KMS_DB: %v %+v", err, c)
+	}
+	if c, err := loadConfig(nil, envOf()); err != nil || !c.Audit || c.LeaseDuration != time.Minute || c.DB != "sqlite:var/hsmkms.db" {
 		t.Errorf("defaults: %v %+v", err, c)
 	}
 	for _, tc := range []struct {

@@ -285,3 +285,16 @@ func hasVar(env []string, name string) bool {
 	}
 	return false
 }
+
+// Usage text (-h, or any bad flag) never shows the database password that
+// KMS_DB holds.
+func TestUsageDoesNotShowTheDatabasePassword(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"-no-such-flag"}, {"init", "-h"}} {
+		cmd := exec.Command(kmsdBin, args...)
+		cmd.Env = []string{"KMS_DB=postgres://kms:hunter2secret@db.internal/kms"}
+		out, _ := cmd.CombinedOutput()
+		if !strings.Contains(string(out), "-db") || strings.Contains(string(out), "hunter2secret") {
+			t.Errorf("kmsd %v:\n%s", args, out)
+		}
+	}
+}
