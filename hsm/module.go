@@ -26,6 +26,10 @@ type PKCS11 struct {
 	slot   uint
 	gen    uint64
 	closed bool
+	// hardGen is the first generation after the last hard reset: sessions
+	// of older generations belong to a module instance that was
+	// initialised again, and their numbers may name new sessions now.
+	hardGen uint64
 
 	pool *sessionPool
 
@@ -149,6 +153,9 @@ func (p *PKCS11) reset(seen uint64, hard bool) error {
 		p.stats.resets.Add(1)
 		p.pool.closeIdle(p.ctx)
 		p.gen++
+		if hard {
+			p.hardGen = p.gen
+		}
 		p.hmu.Lock()
 		p.handles = map[string]cachedHandle{}
 		p.hmu.Unlock()
@@ -161,6 +168,15 @@ func (p *PKCS11) reset(seen uint64, hard bool) error {
 		}
 	}
 	return nil
+}
+
+// outlived says whether a session of generation gen belongs to a module
+// instance that was initialised again since: it must be forgotten, never
+// closed (its number may name another caller's new session).
+func (p *PKCS11) outlived(gen uint64) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return gen < p.hardGen
 }
 
 // current returns the module context, slot and generation; c is nil once

@@ -183,3 +183,53 @@ func TestStaleHandleAfterReset(t *testing.T) {
 		t.Errorf("doGen with an old generation = %v, want a stale-handle code", err)
 	}
 }
+
+// TestOldSessionIsNotClosedOnTheNewModuleInstance: a session borrowed
+// before the module was initialised again and returned after it must not be
+// closed by number: after C_Initialize the number names a new session,
+// another caller's.
+func TestOldSessionIsNotClosedOnTheNewModuleInstance(t *testing.T) {
+	p := sharedToken(t)
+	ctx := testCtx(t)
+	if err := p.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Hold every idle session, so that after the restart the pool opens
+	// sessions whose numbers start again where the held ones were.
+	var held []session
+	for {
+		p.pool.mu.Lock()
+		n := len(p.pool.idle)
+		p.pool.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		s, err := p.pool.get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, s)
+	}
+	recoveryCases[2].reset(t, rawSession(t, p))
+	// Another call finds the module restarted and recovers (hard reset);
+	// then it opens a new session, likely with a held one's number.
+	_, _, gen := p.current()
+	if err := p.reset(gen, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range held {
+		p.pool.put(s, nil)
+	}
+	resets := p.Stats().Resets
+	for i := 0; i < 3; i++ {
+		if err := p.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := p.Stats().Resets - resets; got != 0 {
+		t.Errorf("returning old sessions closed new ones: %d more resets", got)
+	}
+}

@@ -65,17 +65,20 @@ func (sp *sessionPool) get(ctx context.Context) (session, error) {
 		sp.slots <- struct{}{}
 		return session{}, fmt.Errorf("%w: token closed", ErrUnavailable)
 	}
-	sp.mu.Lock()
-	for len(sp.idle) > 0 {
+	for {
+		sp.mu.Lock()
+		if len(sp.idle) == 0 {
+			sp.mu.Unlock()
+			break
+		}
 		s := sp.idle[len(sp.idle)-1]
 		sp.idle = sp.idle[:len(sp.idle)-1]
+		sp.mu.Unlock() // retire takes p.mu, which reset holds while it takes sp.mu
 		if s.gen == gen {
-			sp.mu.Unlock()
 			return s, nil
 		}
-		sp.closeSession(c, s.h) // put back just as its generation ended
+		sp.retire(c, s) // put back just as its generation ended
 	}
-	sp.mu.Unlock()
 	s, err := sp.open(c, slot, gen)
 	if err != nil {
 		sp.slots <- struct{}{}
@@ -115,8 +118,8 @@ func (sp *sessionPool) put(s session, err error) {
 	defer func() { sp.slots <- struct{}{} }()
 	c, _, gen := sp.p.current()
 	switch {
-	case hasCode(err, goneSessionCodes):
-		sp.p.stats.sessionsClosed.Add(1)
+	case hasCode(err, goneSessionCodes), s.gen != gen && sp.p.outlived(s.gen):
+		sp.p.stats.sessionsClosed.Add(1) // gone with its module instance: forget it
 	case c == nil, hasCode(err, sessionDeadCodes), hasCode(err, moduleDeadCodes), s.gen != gen,
 		err != nil && !hasCode(err, cleanFailureCodes) && !hasCode(err, sp.p.cfg.Profile.DecryptFailureCodes):
 		sp.closeSession(c, s.h)
@@ -125,6 +128,16 @@ func (sp *sessionPool) put(s session, err error) {
 		sp.idle = append(sp.idle, s)
 		sp.mu.Unlock()
 	}
+}
+
+// retire ends a session of an ended generation: closed, or only forgotten
+// when its module instance was initialised again.
+func (sp *sessionPool) retire(c *pkcs11.Ctx, s session) {
+	if sp.p.outlived(s.gen) {
+		sp.p.stats.sessionsClosed.Add(1)
+		return
+	}
+	sp.closeSession(c, s.h)
 }
 
 // closeSession closes h, best effort (it may be dead already).
