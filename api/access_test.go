@@ -447,6 +447,17 @@ func TestDecryptIsAuthorisedAgainstTheBlobsKey(t *testing.T) {
 	if r.status != 403 {
 		t.Errorf("re-encrypt out of a key the app may not use: %d %s, want 403", r.status, r.body)
 	}
+	// The refusals are on the record of the blob's key, with its version.
+	denied := 0
+	for _, rec := range listAudit(t, f.admin, "&key_id="+theirs["key_id"].(string)+"&principal=app") {
+		if rec["outcome"] == "denied" && rec["key_version"] == float64(1) &&
+			(rec["action"] == "kms:Decrypt" || rec["action"] == "kms:ReEncrypt") {
+			denied++
+		}
+	}
+	if denied != 4 {
+		t.Errorf("%d refused decrypts and re-encrypts recorded against the blob's key, want 4", denied)
+	}
 	// The app cannot learn whether keys outside its policy exist.
 	for _, ref := range []string{"alias/nope", "00000000-0000-4000-8000-000000000000", theirs["key_id"].(string)} {
 		if r := f.app.do("POST", "/v1/encrypt", map[string]any{"key_id": ref, "plaintext": b64("x")}); r.status != 403 {

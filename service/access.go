@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -147,7 +148,10 @@ func (s *Service) authEntry(ctx context.Context, id string) (authEntry, error) {
 	if ok && now.Sub(e.loadedAt) < c.ttl {
 		return e, nil
 	}
-	r, err, _ := c.loads.Do(id, func() (any, error) {
+	// The generation is part of the key: a request that starts after a
+	// revocation (which clears the cache) must not join a load that began
+	// before it and return the token as it was.
+	r, err, _ := c.loads.Do(strconv.FormatUint(gen, 10)+"/"+id, func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
 		t, err := s.store.GetToken(ctx, id)
 		if err != nil {
@@ -223,6 +227,11 @@ func (s *Service) AuthenticateCertificate(ctx context.Context, subject string) (
 func (s *Service) Bootstrap(ctx context.Context, bearer string) (bool, error) {
 	if len(bearer) < MinBootstrapTokenLength {
 		return false, Validationf("the bootstrap token must be at least %d characters", MinBootstrapTokenLength)
+	}
+	if tokenID(bearer) != bootstrapTokenID {
+		// It would be looked up as an issued token's id, never as the
+		// bootstrap token: the administrator could not log in with it.
+		return false, Validationf("the bootstrap token must not have the form of an issued token (%s<16 hex>_...)", tokenPrefix)
 	}
 	return s.createAdmin(ctx, bootstrapTokenID, bearer)
 }

@@ -113,6 +113,9 @@ func (s *Service) openTarget(ctx context.Context, action string, ciphertext []by
 	if err != nil {
 		return nil, nil, err
 	}
+	// The record names the blob's key and version even when the request is
+	// refused or fails below: audit queries by key must see those too.
+	note(ctx, keyID, int(b.version))
 	if err := allow(ctx, action, policy.Resource{KeyID: keyID, Aliases: v.aliases}); err != nil {
 		return nil, nil, err
 	}
@@ -243,9 +246,6 @@ func (s *Service) ReEncrypt(ctx context.Context, ciphertext []byte, srcCtx map[s
 		return nil, err
 	}
 	if err := checkKey(&dst.key, policy.OpEncrypt); err != nil {
-		return nil, err
-	}
-	if err != nil {
 		return nil, err
 	}
 	opened, err := s.open(ctx, b, src, srcCtx)

@@ -199,7 +199,7 @@ func TestConcurrentSealsKeepTheChainIntact(t *testing.T) {
 	}
 	record(2)
 	bDone := make(chan error, 1)
-	fs.AfterNextInTx("LastAudit", func() {
+	fs.AfterNext("LastAudit", func() {
 		// A has read the last seal; B seals now. If A holds the head, B
 		// waits for it (and A goes on after a moment); if not, B commits.
 		go func() { bDone <- b.SealAudit(w.ctx) }()
@@ -237,7 +237,7 @@ func TestAliasMovedWhileBeingDeleted(t *testing.T) {
 	fs := kmstest.NewFaultStore(w.store)
 	deleter := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
 	moveDone := make(chan error, 1)
-	fs.AfterNextInTx("GetAlias", func() {
+	fs.AfterNext("GetAlias", func() {
 		go func() { _, err := w.svc.UpdateAlias(w.ctx, "alias/race", y); moveDone <- err }()
 		select {
 		case err := <-moveDone:
@@ -258,4 +258,38 @@ func TestAliasMovedWhileBeingDeleted(t *testing.T) {
 		t.Fatalf("the move succeeded and the alias is %+v, %v", a, err)
 	}
 	t.Logf("delete: %v; move: %v", delErr, moveErr)
+}
+
+// A token revoked while another request is loading it: a request that
+// starts after the revocation is refused, even if it would have joined that
+// load.
+func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
+	w := newWorld(t)
+	fs := kmstest.NewFaultStore(w.store)
+	svc := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
+	if _, err := svc.CreatePrincipal(w.ctx, service.CreatePrincipalInput{Name: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := svc.CreateToken(w.ctx, "app", "to revoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kmstest.Secret(tok.Token)
+	late := make(chan error, 1)
+	fs.AfterNext("GetToken", func() {
+		// The first request has read the token, not yet revoked. Now it
+		// is revoked, and a second request comes in.
+		if err := svc.RevokeToken(w.ctx, "app", tok.ID); err != nil {
+			t.Error(err)
+		}
+		go func() { _, err := svc.Authenticate(w.ctx, tok.Token); late <- err }()
+		time.Sleep(100 * time.Millisecond)
+	})
+	_, _ = svc.Authenticate(w.ctx, tok.Token) // began before the revocation: either answer is right
+	if err := <-late; err == nil {
+		t.Fatal("a request that began after the revocation was authenticated")
+	}
+	if _, err := svc.Authenticate(w.ctx, tok.Token); err == nil {
+		t.Fatal("the revoked token still authenticates")
+	}
 }

@@ -226,6 +226,8 @@ func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 		{"bad database", append(kmsdEnv(t, db), "KMS_DB=mysql://x"), "sqlite:", ""},
 		{"postgres unreachable", append(kmsdEnv(t, db), "KMS_DB=postgres://u:hunter2secret@127.0.0.1:1/db?connect_timeout=2"), "database", "hunter2secret"},
 		{"no bootstrap token", withoutVar(kmsdEnv(t, db), "KMS_BOOTSTRAP_TOKEN"), "KMS_BOOTSTRAP_TOKEN", ""},
+		{"bootstrap token shaped like an issued one", append(withoutVar(kmsdEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "fresh.db")), "KMS_BOOTSTRAP_TOKEN"),
+			"KMS_BOOTSTRAP_TOKEN=kms_0123456789abcdef_issuedlookingsecret0123456789"), "form of an issued token", "issuedlookingsecret"},
 		{"plain HTTP off loopback", append(kmsdEnv(t, db), "KMS_LISTEN=0.0.0.0:0"), "TLS", ""},
 		{"certificate missing", append(kmsdEnv(t, db), "KMS_TLS_CERT=/nonexistent/c.pem", "KMS_TLS_KEY=/nonexistent/k.pem"), "tls-cert", ""},
 		{"client CA missing", append(kmsdEnv(t, db), "KMS_TLS_CERT="+certFile, "KMS_TLS_KEY="+keyFile,

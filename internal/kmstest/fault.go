@@ -153,10 +153,10 @@ type FaultStore struct {
 	after      map[string]func() // method -> runs once after its next call in a transaction
 }
 
-// AfterNextInTx runs fn once, right after the next call of method
-// ("LastAudit", "GetAlias") inside a transaction: to let another writer
-// act at that moment.
-func (f *FaultStore) AfterNextInTx(method string, fn func()) {
+// AfterNext runs fn once, right after the next call of method
+// ("LastAudit" or "GetAlias" inside a transaction, "GetToken"): to let
+// another writer act at that moment.
+func (f *FaultStore) AfterNext(method string, fn func()) {
 	f.mu.Lock()
 	if f.after == nil {
 		f.after = map[string]func(){}
@@ -173,6 +173,13 @@ func (f *FaultStore) runAfter(method string) {
 	if fn != nil {
 		fn()
 	}
+}
+
+// GetToken implements service.Store.
+func (f *FaultStore) GetToken(ctx context.Context, id string) (*service.BearerToken, error) {
+	t, err := f.Store.GetToken(ctx, id)
+	f.runAfter("GetToken")
+	return t, err
 }
 
 func (q faultQueries) LastAudit(ctx context.Context, action string) (*service.AuditEvent, error) {
