@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 GO    ?= go
 export CGO_ENABLED := 1
+# Where the Go tarball installs; sudo's secure_path drops it.
+export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: run test bench build vet fmt clean
 
@@ -12,7 +14,9 @@ build:
 	$(GO) build -o bin/kmsctl ./cmd/kmsctl
 
 ## run: SoftHSM token + SQLite under var/, kept between runs.
-run: build
+run:
+	@scripts/ensure-softhsm.sh
+	@$(MAKE) --no-print-directory build
 	@scripts/dev-setup.sh
 	@echo "kmsd on http://127.0.0.1:8080 (token 'hsmkms', database var/hsmkms.db)"
 	@echo "development bearer token: $$(cat var/bootstrap-token)"
@@ -28,8 +32,8 @@ test:
 	@scripts/ensure-softhsm.sh
 	@softhsm2-util --version | sed 's/^/softhsm2 /'
 	$(GO) vet ./...
-	@dir=$$(mktemp -d) && url=$$(scripts/pg-test.sh start "$$dir") && \
-	  trap 'scripts/pg-test.sh stop "'"$$dir"'"' EXIT && \
+	@dir=$$(mktemp -d) && trap 'scripts/pg-test.sh stop "'"$$dir"'"' EXIT && \
+	  url=$$(scripts/pg-test.sh start "$$dir") && \
 	  echo "throwaway PostgreSQL: $$url" && \
 	  KMS_TEST_POSTGRES="$$url" CI=$${CI:-} $(GO) test -race -count=1 -timeout 10m ./... && \
 	  echo "end-to-end suites again, on PostgreSQL:" && \

@@ -18,14 +18,30 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+command -v curl >/dev/null 2>&1 || { echo "make bench needs curl (apt-get install curl)" >&2; exit 1; }
+# freeport: a random loopback port nothing answers on.
+freeport() {
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  echo "bench.sh: no free port on 127.0.0.1" >&2; exit 1
+}
 # kmsd PORT DB [VAR=value...]: start one kmsd in the background.
 kmsd() {
   local port=$1 db=$2; shift 2
   env KMS_LISTEN=127.0.0.1:$port KMS_DB="$db" KMS_BOOTSTRAP_TOKEN=$KMS_TOKEN KMS_LOG_LEVEL=error \
     KMS_MAX_SESSIONS=32 "$@" "$dir/kmsd" & pids+=($!)
 }
-ready() { for p in "$@"; do for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && break; sleep 0.1; done; done; }
+ready() {
+  local p ok
+  for p in "$@"; do
+    ok=
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && { ok=1; break; }; sleep 0.1; done
+    [ -n "$ok" ] || { echo "bench.sh: kmsd on port $p did not become ready" >&2; exit 1; }
+  done
+}
 
 mkdir -p "$dir/tokens"
 printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$dir" > "$dir/softhsm2.conf"

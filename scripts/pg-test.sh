@@ -15,9 +15,9 @@ set -euo pipefail
 
 die() { echo "pg-test.sh: $*" >&2; exit 1; }
 
-# pgbin finds initdb/pg_ctl: on PATH, via pg_config, or in Debian's versioned
-# directory (which is not on PATH). Under root it installs PostgreSQL if absent.
-pgbin() {
+# find_pgbin prints the directory of initdb/pg_ctl: on PATH, via pg_config,
+# or in Debian's versioned directory (which is not on PATH); nothing if absent.
+find_pgbin() {
 	local d
 	if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return; fi
 	if command -v pg_config >/dev/null 2>&1; then
@@ -25,15 +25,22 @@ pgbin() {
 		[ -x "$d/initdb" ] && { echo "$d"; return; }
 	fi
 	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
-	if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
-	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+	if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; fi
+}
+
+# pgbin is find_pgbin, installing PostgreSQL first (once) under root.
+pgbin() {
+	local d
+	d=$(find_pgbin)
+	if [ -z "$d" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "pg-test.sh: installing postgresql with apt-get" >&2
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2 ||
-			{ apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2; }
-		pgbin
-		return
+			{ apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2; } ||
+			die "apt-get install postgresql failed"
+		d=$(find_pgbin)
 	fi
-	die "PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql (Debian: apt-get install postgresql)"
+	[ -n "$d" ] || die "PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql (Debian: apt-get install postgresql)"
+	echo "$d"
 }
 
 # runas runs a command as the cluster's user: ourselves, or an unprivileged
@@ -93,15 +100,22 @@ start() {
 			echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 			return
 		fi
+		# A start that timed out may have left a server running: stop it
+		# before trying another port on the same data directory.
+		runas "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
 	done
 	tail -n 20 "$dir/postgres.log" >&2 || true
+	rm -rf "$dir"
 	die "pg_ctl start failed"
 }
 
 stop() {
 	local dir=${1:-} bin
 	[ -n "$dir" ] || die "usage: $0 stop DIR"
-	[ -d "$dir/data" ] || die "$dir holds no cluster"
+	if [ ! -d "$dir/data" ]; then
+		rm -rf "$dir" # a start that failed, or nothing: nothing runs
+		return
+	fi
 	bin=$(pgbin)
 	pick_user
 	if ! runas "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 &&
