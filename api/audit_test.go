@@ -409,3 +409,47 @@ func TestAuditVerifyWithTheTokenDownIsUnavailable(t *testing.T) {
 		t.Fatalf("verify once the token is back: %v", v)
 	}
 }
+
+// Requests under /v1 that match no route (an unknown path, a method the
+// path does not take) have their record too; paths outside /v1 do not.
+func TestUnroutedRequestsAreAudited(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	count := func() int { return len(listAudit(t, admin, "")) }
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/v1/nothing", 404, "NotFoundException"},
+		{"DELETE", "/v1/encrypt", 405, "ValidationException"},
+		{"GET", "/v1/keys/alias/team/app", 404, "NotFoundException"},
+	} {
+		before := count()
+		r := admin.do(tc.method, tc.path, nil)
+		if r.status != tc.status || r.code() != tc.code {
+			t.Fatalf("%s %s: %d %s", tc.method, tc.path, r.status, r.body)
+		}
+		recs := listAudit(t, admin, "")
+		// +1 for the listing in count(), +1 for this request.
+		if len(recs) != before+2 {
+			t.Fatalf("%s %s: %d new records, want 2", tc.method, tc.path, len(recs)-before)
+		}
+		var found bool
+		for _, rec := range recs {
+			if rec["request_id"] == r.requestID {
+				found = rec["action"] == api.ActionUnknown && rec["outcome"] == "failed" && rec["error_code"] == tc.code
+			}
+		}
+		if !found {
+			t.Errorf("%s %s: no record %s/failed/%s with its request id", tc.method, tc.path, api.ActionUnknown, tc.code)
+		}
+	}
+	before := count()
+	if r := admin.do("GET", "/nothing", nil); r.status != 404 {
+		t.Fatalf("GET /nothing: %d", r.status)
+	}
+	if got := count() - before; got != 1 { // the listing only
+		t.Errorf("a path outside /v1 made %d records", got-1)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -85,6 +86,7 @@ func New(cfg Config) *echo.Echo {
 	e.Use(requestIDs)
 	e.Use(requestLog(cfg.Logger, cfg.Observe))
 	e.Use(recoverPanics(cfg.Logger))
+	e.Use(auditUnrouted(audit(cfg.Service, cfg.Logger)(ActionUnknown)))
 
 	h := &handlers{svc: cfg.Service}
 	e.GET("/healthz", h.healthz)
@@ -150,6 +152,30 @@ func New(cfg Config) *echo.Echo {
 	v1.add(http.MethodGet, "/audit", "kms:ListAudit", h.listAudit)
 	v1.add(http.MethodGet, "/audit/verify", "kms:VerifyAudit", h.verifyAudit)
 	return e
+}
+
+// ActionUnknown is the audit action of a /v1 request that names no
+// operation: an unknown path (404) or a method the path does not take (405).
+const ActionUnknown = "kms:UnknownOperation"
+
+// auditUnrouted gives /v1 requests that match no route their audit record
+// too (route middleware never runs for them): every /v1 request has one.
+func auditUnrouted(audited echo.MiddlewareFunc) echo.MiddlewareFunc {
+	notFound := reflect.ValueOf(echo.NotFoundHandler).Pointer()
+	notAllowed := reflect.ValueOf(echo.MethodNotAllowedHandler).Pointer()
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		wrapped := audited(next)
+		return func(c echo.Context) error {
+			p := c.Request().URL.Path
+			if h := reflect.ValueOf(c.Handler()).Pointer(); (h == notFound || h == notAllowed) &&
+				(p == "/v1" || strings.HasPrefix(p, "/v1/")) {
+				err := wrapped(c)
+				c.Set(ctxOperation, "") // logs and metrics keep calling it unmatched
+				return err
+			}
+			return next(c)
+		}
+	}
 }
 
 // routes registers /v1 routes with their middleware.
