@@ -591,3 +591,44 @@ func TestAccessBadInputs(t *testing.T) {
 		t.Error("an audit record holds a bearer token")
 	}
 }
+
+// The last principal able to manage access cannot be cut off: not by
+// revoking its last token, detaching or rewriting its policy. With a second
+// administrator in place, the same changes go through.
+func TestTheLastAdministratorCannotBeLockedOut(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	for _, tc := range []struct {
+		method, path string
+		body         any
+	}{
+		{"DELETE", "/v1/principals/admin/tokens/bootstrap", nil},
+		{"POST", "/v1/principals/admin/tokens/bootstrap/rotate", nil}, // allowed: a new token replaces it
+		{"DELETE", "/v1/principals/admin/policies/admin", nil},
+		{"PUT", "/v1/policies/admin", map[string]any{"document": map[string]any{"statements": []map[string]any{
+			{"effect": "allow", "resources": []string{"*"}, "actions": []string{"kms:Encrypt"}}}}}},
+	} {
+		r := admin.do(tc.method, tc.path, tc.body)
+		if strings.HasSuffix(tc.path, "/rotate") {
+			if r.status != 201 && r.status != 200 {
+				t.Fatalf("rotating the last administrator's token: %d %s", r.status, r.body)
+			}
+			var tok struct{ Token string }
+			_ = json.Unmarshal(r.body, &tok)
+			kmstest.Secret(tok.Token)
+			admin = newCaller(t, s.URL, tok.Token)
+			continue
+		}
+		if r.status != 409 || r.code() != "KMSInvalidStateException" {
+			t.Fatalf("%s %s on the last administrator: %d %s, want 409", tc.method, tc.path, r.status, r.body)
+		}
+		admin.must(200, "GET", "/v1/keys", nil) // still in charge
+	}
+
+	// A second administrator: now the first can give up its rights.
+	admin.must(201, "POST", "/v1/principals", map[string]any{"name": "admin2", "policies": []string{"admin"}})
+	tok := admin.must(201, "POST", "/v1/principals/admin2/tokens", map[string]any{"description": "second"})
+	kmstest.Secret(tok["token"].(string))
+	admin.must(200, "DELETE", "/v1/principals/admin/policies/admin", nil)
+	newCaller(t, s.URL, tok["token"].(string)).must(200, "GET", "/v1/principals", nil)
+}

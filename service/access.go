@@ -425,11 +425,13 @@ func (s *Service) DeletePrincipal(ctx context.Context, name string) error {
 		return errorf(ErrInvalidState, "a principal cannot delete itself")
 	}
 	err := s.commit(ctx, func(q Queries) error {
-		err := q.DeletePrincipal(ctx, name)
-		if errors.Is(err, ErrNotFound) {
-			return errorf(ErrNotFound, "principal %q not found", truncate(name, 140))
-		}
-		return err
+		return keepingAdministrator(ctx, q, func() error {
+			err := q.DeletePrincipal(ctx, name)
+			if errors.Is(err, ErrNotFound) {
+				return errorf(ErrNotFound, "principal %q not found", truncate(name, 140))
+			}
+			return err
+		})
 	})
 	if err != nil {
 		return s.storeErr(err)
@@ -470,11 +472,13 @@ func (s *Service) attachment(ctx context.Context, principal, policyName string, 
 		if attach {
 			return q.AttachPolicy(ctx, principal, policyName)
 		}
-		err := q.DetachPolicy(ctx, principal, policyName)
-		if errors.Is(err, ErrNotFound) {
-			return errorf(ErrNotFound, "policy %q is not attached to principal %q", policyName, principal)
-		}
-		return err
+		return keepingAdministrator(ctx, q, func() error {
+			err := q.DetachPolicy(ctx, principal, policyName)
+			if errors.Is(err, ErrNotFound) {
+				return errorf(ErrNotFound, "policy %q is not attached to principal %q", policyName, principal)
+			}
+			return err
+		})
 	})
 	if err != nil {
 		return nil, s.storeErr(err)
@@ -556,13 +560,15 @@ func (s *Service) replaceToken(ctx context.Context, principal, id string, issue 
 		if t.RevokedAt != nil {
 			return errorf(ErrInvalidState, "token %q is already revoked", id)
 		}
-		if err := q.RevokeToken(ctx, id, s.now()); err != nil {
+		return keepingAdministrator(ctx, q, func() error {
+			if err := q.RevokeToken(ctx, id, s.now()); err != nil {
+				return err
+			}
+			if issue {
+				out, err = s.insertToken(ctx, q, principal, t.Description)
+			}
 			return err
-		}
-		if issue {
-			out, err = s.insertToken(ctx, q, principal, t.Description)
-		}
-		return err
+		})
 	})
 	if err != nil {
 		return nil, s.storeErr(err)
@@ -608,7 +614,7 @@ func (s *Service) PutPolicy(ctx context.Context, name string, doc policy.Documen
 			return err
 		}
 		out = &PolicyRecord{Name: name, Document: string(raw), CreatedAt: created, UpdatedAt: now}
-		return q.PutPolicy(ctx, out)
+		return keepingAdministrator(ctx, q, func() error { return q.PutPolicy(ctx, out) })
 	})
 	if err != nil {
 		return nil, s.storeErr(err)
@@ -667,6 +673,81 @@ func (s *Service) DeletePolicy(ctx context.Context, name string) error {
 	}
 	s.auth.clear()
 	return nil
+}
+
+// keepingAdministrator runs change inside the transaction of an access
+// change and refuses it if it leaves no principal able to manage access
+// (allowed kms:ManageAccess, with a live token or a mapped certificate)
+// where there was one: kmsd init and the bootstrap token only set up an
+// empty database, so nothing could undo it.
+func keepingAdministrator(ctx context.Context, q Queries, change func() error) error {
+	had, err := hasAdministrator(ctx, q)
+	if err != nil {
+		return err
+	}
+	if err := change(); err != nil {
+		return err
+	}
+	if !had {
+		return nil
+	}
+	has, err := hasAdministrator(ctx, q)
+	if err != nil {
+		return err
+	}
+	if !has {
+		return errorf(ErrInvalidState, "this change would leave no principal able to manage access (kms:ManageAccess with a live token or certificate); give that right to another principal first")
+	}
+	return nil
+}
+
+func hasAdministrator(ctx context.Context, q Queries) (bool, error) {
+	page := Page{Limit: 100}
+	for {
+		ps, err := q.ListPrincipals(ctx, page)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range ps {
+			ok, err := isAdministrator(ctx, q, p)
+			if err != nil || ok {
+				return ok, err
+			}
+		}
+		if len(ps) < page.Limit {
+			return false, nil
+		}
+		page.After = ps[len(ps)-1].Name
+	}
+}
+
+func isAdministrator(ctx context.Context, q Queries, p Principal) (bool, error) {
+	recs, err := q.PoliciesOf(ctx, p.Name)
+	if err != nil {
+		return false, err
+	}
+	var docs []policy.Document
+	for _, r := range recs {
+		if d, err := policy.Parse([]byte(r.Document)); err == nil {
+			docs = append(docs, d)
+		}
+	}
+	if policy.Evaluate(docs, ActManageAccess, noResource) != policy.Allowed {
+		return false, nil
+	}
+	if p.CertSubject != "" {
+		return true, nil
+	}
+	toks, err := q.ListTokens(ctx, p.Name)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range toks {
+		if t.RevokedAt == nil {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // NeedsBootstrap reports whether no principal exists yet.
