@@ -283,7 +283,7 @@ func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 			t.Error(err)
 		}
 		go func() { _, err := svc.Authenticate(w.ctx, tok.Token); late <- err }()
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // time for it to reach the load (and, without the fix, join it)
 	})
 	_, _ = svc.Authenticate(w.ctx, tok.Token) // began before the revocation: either answer is right
 	if err := <-late; err == nil {

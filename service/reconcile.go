@@ -118,9 +118,13 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 			// Then the object, if it was made. Should this fail, a rotation's
 			// object is a known key's object without a row, which a later
 			// pass destroys; a creation's is reported as unknown.
+			// A shutdown does not cut this short: a creation's object
+			// left without its rows would only be reported, never destroyed.
 			ref := versionRef(v.KeyID, v.Version)
 			delete(present, ref)
-			return s.tokenErr(s.token.Destroy(ctx, ref))
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			return s.tokenErr(s.token.Destroy(dctx, ref))
 		})
 		if err != nil {
 			return err

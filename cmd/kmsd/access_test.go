@@ -109,7 +109,18 @@ func TestShutdownLosesNoAuditRecord(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Shut down while requests are in flight, once some have been answered.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := len(answered)
+		mu.Unlock()
+		if n >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d requests answered in 30 s", n)
+		}
+	}
 	p.stop(t)
 	close(stop)
 	wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -79,6 +80,19 @@ func TestSIGKILLDuringRotations(t *testing.T) {
 				}
 			}()
 		}
+		// Kill once the workers are well under way (a loaded machine may
+		// take a while to answer the first requests).
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			mu.Lock()
+			n := len(blobs)
+			mu.Unlock()
+			if n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no encryption answered within 30 s\n%s", p.log())
+			}
+		}
 		time.Sleep(time.Duration(150+100*round) * time.Millisecond)
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -100,6 +114,15 @@ func TestSIGKILLDuringRotations(t *testing.T) {
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("pending versions left 30s after the restart\n%s", p2.log())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// The rows go first, the objects after: when there was something
+		// to roll back, wait for the pass's closing report, so that the
+		// stop below does not cut its last destroys short.
+		for cut > 0 && !strings.Contains(p2.log(), "reconciler repaired") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the reconciler's pass did not finish 30s after the restart\n%s", p2.log())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -83,29 +83,44 @@ func kmsdEnv(t *testing.T, db string, extra ...string) []string {
 }
 
 // startKmsd runs kmsd and waits until /readyz answers 200.
+// The port is picked free and released before kmsd binds it: if another
+// process takes it meanwhile, kmsd says so and is started on another.
 func startKmsd(t *testing.T, env []string) *proc {
 	t.Helper()
-	addr := freeAddr(t)
-	p := &proc{url: "http://" + addr, done: make(chan error, 1)}
-	startProc(t, p, append(env, "KMS_LISTEN="+addr))
-	deadline := time.Now().Add(30 * time.Second)
+	for attempt := 1; ; attempt++ {
+		addr := freeAddr(t)
+		p := &proc{url: "http://" + addr, done: make(chan error, 1)}
+		startProc(t, p, append(env, "KMS_LISTEN="+addr))
+		ready, err := p.waitReady(60 * time.Second)
+		if ready {
+			return p
+		}
+		if attempt < 3 && strings.Contains(p.log(), "address already in use") {
+			continue
+		}
+		t.Fatalf("kmsd not ready: %v\n%s", err, p.log())
+	}
+}
+
+// waitReady waits until /readyz answers 200, kmsd exits, or limit passes.
+func (p *proc) waitReady(limit time.Duration) (bool, error) {
+	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(p.url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return p
+				return true, nil
 			}
 		}
 		select {
 		case err := <-p.done:
 			p.done <- err
-			t.Fatalf("kmsd exited: %v\n%s", err, p.log())
+			return false, fmt.Errorf("kmsd exited: %v", err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	t.Fatalf("kmsd not ready after 30s\n%s", p.log())
-	return nil
+	return false, fmt.Errorf("not ready after %v", limit)
 }
 
 // startProc runs kmsd with env, collecting its stderr, and kills it when
