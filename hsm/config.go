@@ -79,6 +79,13 @@ type Profile struct {
 	// its length (SoftHSM 2.6.1 says 0, pitfalls item 21); without it,
 	// plain RSA-OAEP imports cannot be length-checked and are not offered.
 	ReportsUnwrappedLength bool
+	// TokenGeneratesIV says the token chooses each GCM IV itself: HSMs in
+	// FIPS mode (AWS CloudHSM, Luna and others) refuse a caller's IV with
+	// CKR_MECHANISM_PARAM_INVALID. The service then passes a zeroed IV
+	// buffer of GCMIVLength and reads the token's IV back from the
+	// mechanism parameters; an IV that comes back unchanged is refused.
+	// Open checks the mode against the token with a session key.
+	TokenGeneratesIV bool
 }
 
 // SoftHSMProfile is SoftHSM 2.6.x, the development and CI token.

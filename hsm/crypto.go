@@ -1,8 +1,10 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -29,26 +31,51 @@ func (p *PKCS11) gcm(iv, aad []byte) (*pkcs11.GCMParams, []*pkcs11.Mechanism) {
 // search). Every failure is an error, never a panic; a decrypt-only version
 // is ErrNotPermitted.
 func (p *PKCS11) Encrypt(ctx context.Context, ref ObjectRef, plaintext, aad []byte) ([]byte, []byte, error) {
-	iv := make([]byte, p.cfg.Profile.GCMIVLength)
-	if len(iv) < minIVLength {
-		return nil, nil, fmt.Errorf("hsm: encrypt %s: IV length %d is below %d", ref, len(iv), minIVLength)
-	}
-	if _, err := rand.Read(iv); err != nil {
-		return nil, nil, fmt.Errorf("hsm: encrypt %s: drawing the IV: %w", ref, err)
-	}
-	var out []byte
+	var iv, out []byte
 	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		params, mech := p.gcm(iv, aad)
-		defer params.Free()
-		if err := c.EncryptInit(sh, mech, h); err != nil {
-			return err
-		}
 		var err error
-		out, err = c.Encrypt(sh, plaintext)
+		iv, out, err = p.gcmEncrypt(c, sh, h, plaintext, aad)
 		return err
 	})
 	if err != nil {
 		return nil, nil, translate("encrypt "+ref.String(), err)
+	}
+	return iv, out, nil
+}
+
+// errNoTokenIV: the profile says the token generates GCM IVs, and it did not.
+var errNoTokenIV = errors.New("hsm: the token did not generate a GCM IV (the profile says it does: turn the token-generated IV setting off for this token)")
+
+// gcmEncrypt is one AES-GCM encryption under h: with a fresh random IV of
+// the profile's length, or with the token's own IV, read back (the profile
+// decides). It returns the IV and ciphertext||tag.
+func (p *PKCS11) gcmEncrypt(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, plaintext, aad []byte) ([]byte, []byte, error) {
+	iv := make([]byte, p.cfg.Profile.GCMIVLength)
+	if len(iv) < minIVLength {
+		return nil, nil, fmt.Errorf("hsm: IV length %d is below %d", len(iv), minIVLength)
+	}
+	if !p.cfg.Profile.TokenGeneratesIV {
+		if _, err := rand.Read(iv); err != nil {
+			return nil, nil, fmt.Errorf("hsm: drawing the IV: %w", err)
+		}
+	}
+	params, mech := p.gcm(iv, aad)
+	defer params.Free()
+	if err := c.EncryptInit(sh, mech, h); err != nil {
+		return nil, nil, err
+	}
+	out, err := c.Encrypt(sh, plaintext)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.cfg.Profile.TokenGeneratesIV {
+		// Fail closed: a token that ignored the request would leave the
+		// zeroed buffer, and every blob would share one IV.
+		got := params.IV()
+		if len(got) != len(iv) || bytes.Equal(got, iv) {
+			return nil, nil, errNoTokenIV
+		}
+		iv = got
 	}
 	return iv, out, nil
 }

@@ -3,8 +3,11 @@ package hsm
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 )
 
 func TestEncryptDecryptRoundTrip(t *testing.T) {
@@ -224,5 +227,27 @@ func TestRandom(t *testing.T) {
 	b, _ := p.Random(ctx, 32)
 	if bytes.Equal(a, b) {
 		t.Error("two Random(32) calls returned the same bytes")
+	}
+}
+
+// TestTokenGeneratedIVFailsClosed: SoftHSM uses the IV it is given, so a
+// profile saying the token generates IVs is refused at Open, and, should it
+// be set anyway, every encryption fails rather than reuse the zeroed IV.
+func TestTokenGeneratedIVFailsClosed(t *testing.T) {
+	cfg := config(softhsmtest.Get(t))
+	cfg.Profile.TokenGeneratesIV = true
+	if p, err := Open(testCtx(t), cfg); err == nil {
+		p.Close()
+		t.Fatal("Open accepted a token-generated IV profile on a token that does not generate IVs")
+	} else if !strings.Contains(err.Error(), "does not generate GCM IVs") {
+		t.Fatalf("Open: %v, want a message saying the token does not generate IVs", err)
+	}
+
+	p := openToken(t, nil)
+	ref := generated(t, p)
+	p.cfg.Profile.TokenGeneratesIV = true
+	iv, ct, err := p.Encrypt(testCtx(t), ref, []byte("x"), nil)
+	if !errors.Is(err, errNoTokenIV) || iv != nil || ct != nil {
+		t.Fatalf("Encrypt with a token that ignored the request: %x %x %v, want errNoTokenIV and nothing", iv, ct, err)
 	}
 }

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -80,6 +81,10 @@ func Open(ctx context.Context, cfg Config) (*PKCS11, error) {
 	}
 	// Log in now, so that a wrong PIN fails start-up rather than the first request.
 	if err := p.Ping(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.checkIVMode(ctx); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -250,4 +255,58 @@ func releaseModule(path string) bool {
 	}
 	delete(modules.open, k)
 	return true
+}
+
+// checkIVMode proves the profile's GCM IV mode against the token, with a
+// session key that never becomes a token object: one encryption and its
+// decryption. A token that refuses caller-chosen IVs (FIPS mode), or one
+// said to generate IVs that does not, fails Open with a clear message
+// instead of the first request (or, worse, with every blob on one IV).
+func (p *PKCS11) checkIVMode(ctx context.Context) error {
+	p.mgmt.Lock()
+	defer p.mgmt.Unlock()
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+	}
+	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		h, err := c.GenerateKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, tmpl)
+		if err != nil {
+			return err
+		}
+		defer c.DestroyObject(sh, h)
+		probe := []byte("hsmkms GCM IV mode probe")
+		iv, ct, err := p.gcmEncrypt(c, sh, h, probe, nil)
+		if err != nil {
+			return err
+		}
+		params, mech := p.gcm(iv, nil)
+		defer params.Free()
+		if err := c.DecryptInit(sh, mech, h); err != nil {
+			return err
+		}
+		pt, err := c.Decrypt(sh, ct)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(pt, probe) {
+			return fmt.Errorf("hsm: a GCM round trip on token %q did not return its plaintext", p.cfg.TokenLabel)
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNoTokenIV):
+		return fmt.Errorf("hsm: token %q does not generate GCM IVs itself: use caller-chosen IVs with it (profile %s)", p.cfg.TokenLabel, p.cfg.Profile.Name)
+	case !p.cfg.Profile.TokenGeneratesIV && hasCode(err, []uint{pkcs11.CKR_MECHANISM_PARAM_INVALID}):
+		return fmt.Errorf("hsm: token %q refuses caller-chosen GCM IVs (FIPS mode?): let it generate them (token-generated IV setting)", p.cfg.TokenLabel)
+	}
+	return fmt.Errorf("hsm: AES-GCM on token %q: %w", p.cfg.TokenLabel, translate("GCM probe", err))
 }

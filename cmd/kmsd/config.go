@@ -30,6 +30,8 @@ type Config struct {
 	// ProvisionFile lists keys and aliases to create at start if absent.
 	ProvisionFile string
 	HSMProfile    string
+	// TokenIV makes the token generate each GCM IV (HSMs in FIPS mode).
+	TokenIV bool
 	MaxSessions   int
 	LogLevel      string
 	// Rotation interval bounds (tests lower the minimum).
@@ -77,6 +79,8 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.ProvisionFile, "provision", env("KMS_PROVISION_FILE", ""), "YAML file of keys and aliases to create at start if absent (KMS_PROVISION_FILE)")
 	audit := fs.String("audit", env("KMS_AUDIT", "on"), "on, or off only to measure what auditing costs (KMS_AUDIT)")
 	fs.StringVar(&c.HSMProfile, "hsm-profile", env("KMS_HSM_PROFILE", "auto"), "vendor profile: auto, softhsm or generic (KMS_HSM_PROFILE)")
+	fs.BoolVar(&c.TokenIV, "hsm-token-iv", env("KMS_HSM_TOKEN_IV", "") == "true",
+		"the token generates each GCM IV, for HSMs in FIPS mode that refuse a caller's IV (KMS_HSM_TOKEN_IV=true)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "token sessions to pool (KMS_MAX_SESSIONS; default 16)")
 	fs.StringVar(&c.LogLevel, "log-level", env("KMS_LOG_LEVEL", "info"), "debug, info, warn or error (KMS_LOG_LEVEL)")
 	tick := fs.String("worker-tick", env("KMS_WORKER_TICK", "10s"), "how often due rotations and deletions run (KMS_WORKER_TICK)")

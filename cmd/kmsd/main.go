@@ -128,15 +128,18 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	return nil
 }
 
-// profile picks the vendor profile: SoftHSM's for its module, else generic.
+// profile picks the vendor profile: SoftHSM's for its module, else
+// generic; with the token's own GCM IVs when configured.
 func profile(cfg *Config) hsm.Profile {
+	p := hsm.DefaultProfile
 	switch {
 	case cfg.HSMProfile == "softhsm":
-		return hsm.SoftHSMProfile
+		p = hsm.SoftHSMProfile
 	case cfg.HSMProfile == "auto" && strings.Contains(filepath.Base(cfg.Module), "softhsm"):
-		return hsm.SoftHSMProfile
+		p = hsm.SoftHSMProfile
 	}
-	return hsm.DefaultProfile
+	p.TokenGeneratesIV = cfg.TokenIV
+	return p
 }
 
 // dbKind names the database without its credentials.

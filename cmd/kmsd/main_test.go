@@ -238,6 +238,7 @@ func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 		{"PIN file missing", append(withoutVar(kmsdEnv(t, db), "KMS_PIN"), "KMS_PIN_FILE=/nonexistent/pin"), "KMS_PIN_FILE", ""},
 		{"unknown token", append(kmsdEnv(t, db), "KMS_TOKEN_LABEL=no-such-token"), "no-such-token", ""},
 		{"missing module", append(kmsdEnv(t, db), "KMS_PKCS11_MODULE=/nonexistent/libpkcs11.so"), "/nonexistent/libpkcs11.so", ""},
+		{"token IVs from a token that makes none", append(kmsdEnv(t, db), "KMS_HSM_TOKEN_IV=true"), "does not generate GCM IVs", ""},
 		{"bad database", append(kmsdEnv(t, db), "KMS_DB=mysql://x"), "sqlite:", ""},
 		{"postgres unreachable", append(kmsdEnv(t, db), "KMS_DB=postgres://u:hunter2secret@127.0.0.1:1/db?connect_timeout=2"), "database", "hunter2secret"},
 		{"no bootstrap token", withoutVar(kmsdEnv(t, db), "KMS_BOOTSTRAP_TOKEN"), "KMS_BOOTSTRAP_TOKEN", ""},
