@@ -31,9 +31,9 @@ type Config struct {
 	ProvisionFile string
 	HSMProfile    string
 	// TokenIV makes the token generate each GCM IV (HSMs in FIPS mode).
-	TokenIV bool
-	MaxSessions   int
-	LogLevel      string
+	TokenIV     bool
+	MaxSessions int
+	LogLevel    string
 	// Rotation interval bounds (tests lower the minimum).
 	MinRotationInterval time.Duration
 	MaxRotationInterval time.Duration
