@@ -681,6 +681,13 @@ func (s *Service) DeletePolicy(ctx context.Context, name string) error {
 // where there was one: kmsd init and the bootstrap token only set up an
 // empty database, so nothing could undo it.
 func keepingAdministrator(ctx context.Context, q Queries, change func() error) error {
+	// One such change at a time (on PostgreSQL; SQLite's write transactions
+	// are serial already): two administrators taking each other's rights at
+	// the same moment would each still see the other. The audit head is the
+	// lock: these transactions append their record under it anyway.
+	if err := q.LockAuditHead(ctx); err != nil {
+		return err
+	}
 	had, err := hasAdministrator(ctx, q)
 	if err != nil {
 		return err

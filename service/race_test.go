@@ -293,3 +293,49 @@ func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 		t.Fatal("the revoked token still authenticates")
 	}
 }
+
+// Two administrators taking each other's rights at the same moment: one of
+// the changes is refused, so somebody can still manage access. (Without
+// serialising, each transaction still saw the other administrator.)
+func TestAdministratorsCannotLockEachOtherOut(t *testing.T) {
+	w := newWorld(t)
+	if _, err := w.svc.Bootstrap(w.ctx, "bootstrap-token-for-the-lockout-test"); err != nil {
+		t.Fatal(err)
+	}
+	kmstest.Secret("bootstrap-token-for-the-lockout-test")
+	if _, err := w.svc.CreatePrincipal(w.ctx, service.CreatePrincipalInput{Name: "admin2", Policies: []string{service.AdminPolicy}}); err != nil {
+		t.Fatal(err)
+	}
+	tok2, err := w.svc.CreateToken(w.ctx, "admin2", "second administrator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kmstest.Secret(tok2.Token)
+	fs := kmstest.NewFaultStore(w.store)
+	a := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
+	bDone := make(chan error, 1)
+	fs.AfterNext("before AppendAudit", func() {
+		// A has revoked admin2's token and found admin still in charge;
+		// before A commits, B detaches admin's policy.
+		go func() { _, err := w.svc.DetachPolicy(w.ctx, service.AdminPrincipal, service.AdminPolicy); bDone <- err }()
+		select {
+		case err := <-bDone:
+			bDone <- err
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
+	// An activity, so that the change appends its audit record in its
+	// transaction (where the hook is).
+	actx := service.WithActivity(w.ctx, &service.Activity{RequestID: uuid.NewString(), Principal: "admin", Action: "kms:RevokeToken"})
+	aErr := a.RevokeToken(actx, "admin2", tok2.ID)
+	var bErr error
+	select {
+	case bErr = <-bDone:
+	case <-time.After(time.Minute):
+		t.Fatal("the concurrent detach never ran (the hook did not fire) or never finished")
+	}
+	if aErr == nil && bErr == nil {
+		t.Fatal("both administrators lost their rights: nobody can manage access any more")
+	}
+	t.Logf("revoke: %v; detach: %v", aErr, bErr)
+}

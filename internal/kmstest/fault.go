@@ -154,8 +154,9 @@ type FaultStore struct {
 }
 
 // AfterNext runs fn once, right after the next call of method
-// ("LastAudit" or "GetAlias" inside a transaction, "GetToken"): to let
-// another writer act at that moment.
+// ("LastAudit" or "GetAlias" inside a transaction, "GetToken"), or right
+// before it for "before AppendAudit" (inside a transaction): to let another
+// writer act at that moment.
 func (f *FaultStore) AfterNext(method string, fn func()) {
 	f.mu.Lock()
 	if f.after == nil {
@@ -288,6 +289,7 @@ type faultQueries struct {
 }
 
 func (q faultQueries) AppendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
+	q.f.runAfter("before AppendAudit")
 	if err := q.f.appendFault(); err != nil {
 		return err
 	}
