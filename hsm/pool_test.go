@@ -194,3 +194,24 @@ func TestSessionWithActiveOperationIsNotReused(t *testing.T) {
 		t.Errorf("the next call met the active operation: %d resets", after.Resets-before.Resets)
 	}
 }
+
+// A call that panics (a bug below the pool) still returns its slot: with
+// one session, the next call works, and nothing is left in use.
+func TestPanickingCallReturnsItsSlot(t *testing.T) {
+	p := openToken(t, func(c *Config) { c.MaxSessions = 1; c.PoolWaitTimeout = 2 * time.Second })
+	ctx := testCtx(t)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the panic was swallowed")
+			}
+		}()
+		_ = p.do(ctx, func(*pkcs11.Ctx, pkcs11.SessionHandle) error { panic("injected bug") })
+	}()
+	if st := p.Stats(); st.SessionsInUse != 0 {
+		t.Fatalf("%d sessions in use after the panic", st.SessionsInUse)
+	}
+	if _, err := p.Random(ctx, 8); err != nil {
+		t.Fatalf("the next call, with the only session: %v", err)
+	}
+}

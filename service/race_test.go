@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -338,4 +339,25 @@ func TestAdministratorsCannotLockEachOtherOut(t *testing.T) {
 		t.Fatal("both administrators lost their rights: nobody can manage access any more")
 	}
 	t.Logf("revoke: %v; detach: %v", aErr, bErr)
+}
+
+// A key's cached state is as old as the first read that loaded it: a load
+// that took long (here 400 ms of a 500 ms TTL) does not stretch how long
+// another replica's change goes unseen.
+func TestSlowCacheLoadDoesNotExtendTheTTL(t *testing.T) {
+	w := newWorld(t)
+	id := w.newKey() // made by w.svc: the replica below has nothing cached
+	fs := kmstest.NewFaultStore(w.store)
+	replica := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
+	fs.AfterNext("ListVersions", func() { w.clock.Advance(400 * time.Millisecond) })
+	if _, err := replica.Encrypt(w.ctx, id, []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.DisableKey(w.ctx, id); err != nil { // on the other replica
+		t.Fatal(err)
+	}
+	w.clock.Advance(200 * time.Millisecond) // 600 ms after the load began
+	if _, err := replica.Encrypt(w.ctx, id, []byte("x"), nil); !errors.Is(err, service.ErrDisabled) {
+		t.Fatalf("encrypt 600 ms after the load began, the key disabled meanwhile: %v, want DisabledException", err)
+	}
 }

@@ -154,7 +154,8 @@ type FaultStore struct {
 }
 
 // AfterNext runs fn once, right after the next call of method
-// ("LastAudit" or "GetAlias" inside a transaction, "GetToken"), or right
+// ("LastAudit" or "GetAlias" inside a transaction, "GetToken",
+// "ListVersions" outside one), or right
 // before it for "before AppendAudit" (inside a transaction): to let another
 // writer act at that moment.
 func (f *FaultStore) AfterNext(method string, fn func()) {
@@ -174,6 +175,13 @@ func (f *FaultStore) runAfter(method string) {
 	if fn != nil {
 		fn()
 	}
+}
+
+// ListVersions implements service.Store.
+func (f *FaultStore) ListVersions(ctx context.Context, keyID string) ([]service.Version, error) {
+	vs, err := f.Store.ListVersions(ctx, keyID)
+	f.runAfter("ListVersions")
+	return vs, err
 }
 
 // GetToken implements service.Store.
