@@ -683,9 +683,8 @@ func (s *Service) DeletePolicy(ctx context.Context, name string) error {
 func keepingAdministrator(ctx context.Context, q Queries, change func() error) error {
 	// One such change at a time (on PostgreSQL; SQLite's write transactions
 	// are serial already): two administrators taking each other's rights at
-	// the same moment would each still see the other. The audit head is the
-	// lock: these transactions append their record under it anyway.
-	if err := q.LockAuditHead(ctx); err != nil {
+	// the same moment would each still see the other.
+	if err := q.LockAccessChanges(ctx); err != nil {
 		return err
 	}
 	had, err := hasAdministrator(ctx, q)

@@ -105,6 +105,9 @@ type AccessQueries interface {
 	// LastAudit returns the newest record with the given action
 	// (ErrNotFound when there is none).
 	LastAudit(ctx context.Context, action string) (*AuditEvent, error)
+	// LockAccessChanges serialises, until the transaction ends, the access
+	// changes that could remove the last administrator.
+	LockAccessChanges(ctx context.Context) error
 	// LockAuditHead locks the chain head until the transaction ends: no
 	// record is appended by anyone else meanwhile.
 	LockAuditHead(ctx context.Context) error

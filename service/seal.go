@@ -119,8 +119,11 @@ func (s *Service) SealAudit(ctx context.Context) error {
 	if prev != nil && prev.Seq > s.sealer.lastSeq {
 		s.sealer.lastSeq, s.sealer.lastHash = prev.Seq, prev.Hash
 	}
-	if prev != nil && prev.Seq == headSeq {
-		return nil // nothing new since the last seal
+	if prev != nil && prev.Seq >= headSeq {
+		// Nothing new since the last seal; or (>) another replica sealed
+		// after this one read the head: a seal of an older head would
+		// follow it.
+		return nil
 	}
 	prevSeq := int64(0)
 	if prev != nil {

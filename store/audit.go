@@ -195,6 +195,21 @@ func (q queries) LastAudit(ctx context.Context, action string) (*service.AuditEv
 		PrevHash: r.PrevHash, Hash: r.Hash}, nil
 }
 
+// LockAccessChanges takes a transaction-scoped advisory lock on PostgreSQL
+// (SQLite's write transactions are serial already). Only the access changes
+// that check for a remaining administrator take it, and first: it orders
+// them among themselves without entering the row and audit-head locks the
+// other transactions take.
+func (q queries) LockAccessChanges(ctx context.Context) error {
+	if q.w.DriverName() != "pgx" {
+		return nil
+	}
+	if _, err := q.exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('hsmkms/access-changes', 0))`); err != nil {
+		return internal("lock", "access changes", err)
+	}
+	return nil
+}
+
 // LockAuditHead locks the chain head until the transaction ends (on
 // SQLite the write transaction holds the database already), so that what
 // the transaction reads of the chain afterwards stays true until it

@@ -31,9 +31,23 @@ const (
 
 // PostgreSQL SQLSTATE codes (Appendix A of its manual).
 const (
-	pgUniqueViolation     = "23505"
-	pgForeignKeyViolation = "23503"
+	pgUniqueViolation      = "23505"
+	pgForeignKeyViolation  = "23503"
+	pgDeadlockDetected     = "40P01"
+	pgSerializationFailure = "40001"
 )
+
+// conflictErr turns PostgreSQL's answer to two transactions in each
+// other's way (a deadlock it broke, a serialization failure) into the
+// retryable Unavailable the client can act on; the transaction was rolled
+// back whole. Other errors pass unchanged.
+func conflictErr(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == pgDeadlockDetected || pe.Code == pgSerializationFailure) {
+		return &service.Error{Kind: service.ErrUnavailable, Message: "the request met a concurrent change and was rolled back; retry"}
+	}
+	return err
+}
 
 // violationOf reads the driver's error code; error strings are not stable
 // across versions and locales, codes are. The SQLite driver reports extended

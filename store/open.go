@@ -179,9 +179,9 @@ func (db *DB) Close() error {
 // block, but see the last committed state, not fn's. On PostgreSQL the
 // isolation level is the server's default (READ COMMITTED).
 func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error {
-	return withTx(ctx, db.w, func(tx *sqlx.Tx) error {
+	return conflictErr(withTx(ctx, db.w, func(tx *sqlx.Tx) error {
 		return fn(queries{r: tx, w: tx})
-	})
+	}))
 }
 
 // withTx runs fn in a transaction on db; InTx and the migrations share it.
