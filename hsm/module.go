@@ -71,7 +71,7 @@ func Open(ctx context.Context, cfg Config) (*PKCS11, error) {
 		return nil, fmt.Errorf("hsm: cannot load PKCS#11 module %s (not a PKCS#11 library, wrong architecture, or missing dependencies)", cfg.Module)
 	}
 	acquireModule(cfg.Module)
-	if err := p.initModule(); err != nil {
+	if _, err := p.initModule(); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -94,13 +94,17 @@ func Open(ctx context.Context, cfg Config) (*PKCS11, error) {
 // initModule initialises the module (an already initialised one is fine:
 // another PKCS11 or library of the process may share it) and finds the
 // slot by token label. Called at Open and on a hard reset, with mu held.
-func (p *PKCS11) initModule() error {
-	if err := p.ctx.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-		return translate("C_Initialize", err)
+// reinit says C_Initialize started a new module instance: the sessions and
+// handles of the old one are gone, and their numbers may be reused.
+func (p *PKCS11) initModule() (reinit bool, err error) {
+	err = p.ctx.Initialize()
+	reinit = err == nil
+	if err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		return false, translate("C_Initialize", err)
 	}
 	slots, err := p.ctx.GetSlotList(true)
 	if err != nil {
-		return translate("C_GetSlotList", err)
+		return reinit, translate("C_GetSlotList", err)
 	}
 	var found []uint
 	for _, s := range slots {
@@ -111,12 +115,12 @@ func (p *PKCS11) initModule() error {
 	}
 	switch len(found) {
 	case 0:
-		return fmt.Errorf("hsm: no token labelled %q in module %s (%d tokens present)", p.cfg.TokenLabel, p.cfg.Module, len(slots))
+		return reinit, fmt.Errorf("hsm: no token labelled %q in module %s (%d tokens present)", p.cfg.TokenLabel, p.cfg.Module, len(slots))
 	case 1:
 		p.slot = found[0]
-		return nil
+		return reinit, nil
 	}
-	return fmt.Errorf("hsm: %d tokens are labelled %q; labels must be unique", len(found), p.cfg.TokenLabel)
+	return reinit, fmt.Errorf("hsm: %d tokens are labelled %q; labels must be unique", len(found), p.cfg.TokenLabel)
 }
 
 // checkMechanisms refuses a token without AES key generation or AES-GCM
@@ -154,25 +158,45 @@ func (p *PKCS11) reset(seen uint64, hard bool) error {
 	if p.closed {
 		return fmt.Errorf("%w: token closed", ErrUnavailable)
 	}
+	bumped := false
 	if p.gen == seen {
 		p.stats.resets.Add(1)
-		p.pool.closeIdle(p.ctx)
-		p.gen++
-		if hard {
-			p.hardGen = p.gen
-		}
-		p.hmu.Lock()
-		p.handles = map[string]cachedHandle{}
-		p.hmu.Unlock()
+		p.endGeneration(hard)
+		bumped = true
 	} else if !hard {
 		return nil
 	}
 	if hard {
-		if err := p.initModule(); err != nil {
+		reinit, err := p.initModule()
+		if err != nil {
 			return fmt.Errorf("%w: recovering the token: %w", ErrUnavailable, err)
 		}
+		if reinit && !bumped {
+			// A new module instance under sessions of the current
+			// generation (opened after another goroutine's soft reset).
+			p.endGeneration(true)
+		}
+		// Sessions of older generations are never closed by number from
+		// now on: after a hard reset that number may name a new session,
+		// another caller's. (On a module that was alive after all, they
+		// are left open: a bounded leak, never someone else's session.)
+		p.hardGen = p.gen
 	}
 	return nil
+}
+
+// endGeneration starts a new generation: idle sessions are closed (on a
+// hard reset only forgotten) and the handle cache is emptied. mu is held.
+func (p *PKCS11) endGeneration(hard bool) {
+	if hard {
+		p.pool.forgetIdle()
+	} else {
+		p.pool.closeIdle(p.ctx)
+	}
+	p.gen++
+	p.hmu.Lock()
+	p.handles = map[string]cachedHandle{}
+	p.hmu.Unlock()
 }
 
 // outlived says whether a session of generation gen belongs to a module

@@ -148,6 +148,16 @@ func (sp *sessionPool) closeSession(c *pkcs11.Ctx, h pkcs11.SessionHandle) {
 	}
 }
 
+// forgetIdle drops every idle session without closing it: after a hard
+// reset their numbers may name other callers' sessions.
+func (sp *sessionPool) forgetIdle() {
+	sp.mu.Lock()
+	n := len(sp.idle)
+	sp.idle = nil
+	sp.mu.Unlock()
+	sp.p.stats.sessionsClosed.Add(uint64(n))
+}
+
 // closeIdle closes every idle session; the caller holds p.mu (hence c is
 // passed in). When one session died, e.g. after C_CloseAllSessions, the
 // others most likely died with it.
