@@ -374,12 +374,7 @@ func (p *PKCS11) verifyImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11
 	if n != 0 && n != 32 || (n == 0 && lengthFromToken) {
 		return fmt.Errorf("%w: imported material of %s is %d bytes, want 32 (AES-256)", ErrUnwrapFailed, ref, n)
 	}
-	params, mech := p.gcm(make([]byte, 12), nil)
-	defer params.Free()
-	err = c.EncryptInit(sh, mech, h)
-	if err == nil {
-		_, err = c.Encrypt(sh, make([]byte, 16))
-	}
+	_, _, err = p.gcmEncrypt(c, sh, h, make([]byte, 16), nil) // in the profile's IV mode
 	switch {
 	case hasCode(err, sessionDeadCodes), hasCode(err, moduleDeadCodes):
 		return err // the unit is retried
@@ -389,16 +384,24 @@ func (p *PKCS11) verifyImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11
 	return nil
 }
 
-// KeyCheckValue is 8 bytes that identify an AES key without revealing it:
-// the start of the key's AES-GCM encryption of 16 zero bytes under the
-// all-zero IV, computed in the token. It tells whether re-imported material
-// is the same as before. (A fixed IV is harmless here: it encrypts one
-// known block, never data, and random 96-bit IVs do not collide with it.)
+// KeyCheckValue is 8 bytes that identify an AES key without revealing it,
+// computed in the token; it tells whether re-imported material is the same
+// as before. By default it is the start of the key's AES-GCM encryption of
+// 16 zero bytes under the all-zero IV (a fixed IV is harmless here: it
+// encrypts one known block, never data, and random 96-bit IVs do not
+// collide with it). A token that generates its own GCM IVs cannot make a
+// deterministic GCM value, so under TokenGeneratesIV it is the classic
+// check value instead: the start of AES-ECB of one zero block. (The two
+// differ: material imported under one mode is matched under the same mode.)
 func (p *PKCS11) KeyCheckValue(ctx context.Context, ref ObjectRef) ([]byte, error) {
 	var out []byte
 	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		params, mech := p.gcm(make([]byte, 12), nil)
-		defer params.Free()
+		mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}
+		if !p.cfg.Profile.TokenGeneratesIV {
+			params, gcm := p.gcm(make([]byte, 12), nil)
+			defer params.Free()
+			mech = gcm
+		}
 		if err := c.EncryptInit(sh, mech, h); err != nil {
 			return err
 		}
@@ -407,7 +410,7 @@ func (p *PKCS11) KeyCheckValue(ctx context.Context, ref ObjectRef) ([]byte, erro
 			return err
 		}
 		if len(ct) < 8 {
-			return fmt.Errorf("hsm: the token returned %d bytes for a 16-byte GCM encryption", len(ct))
+			return fmt.Errorf("hsm: the token returned %d bytes for a 16-byte encryption", len(ct))
 		}
 		out = ct[:8]
 		return nil

@@ -63,6 +63,19 @@ func TestImportRoundTrip(t *testing.T) {
 			if want := gcm.Seal(nil, make([]byte, 12), make([]byte, 16), nil)[:8]; !bytes.Equal(kcv, want) {
 				t.Errorf("key check value %x, want %x", kcv, want)
 			}
+			// Under token-generated IVs the check value is AES-ECB of a zero
+			// block (the token cannot make a deterministic GCM value then).
+			tokenIV := openToken(t, nil)
+			tokenIV.cfg.Profile.TokenGeneratesIV = true
+			ecbKCV, err := tokenIV.KeyCheckValue(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			zero := make([]byte, 16)
+			block.Encrypt(zero, zero)
+			if !bytes.Equal(ecbKCV, zero[:8]) {
+				t.Errorf("token-IV key check value %x, want %x", ecbKCV, zero[:8])
+			}
 			inv, _ := p.Inventory(ctx)
 			for _, o := range inv {
 				if o.Ref == ref && (o.Extractable || !o.Sensitive || o.Local) {
