@@ -305,6 +305,7 @@ var commands = []command{
 			}
 			var all []client.AuditRecord
 			next := ""
+			seen := map[string]bool{}
 			for {
 				page := 1000
 				if *limit > 0 {
@@ -318,6 +319,10 @@ var commands = []command{
 				if next = p.NextToken; next == "" || (*limit > 0 && len(all) >= *limit) {
 					break
 				}
+				if seen[next] {
+					return fmt.Errorf("the server returned the same next_token twice; stopped")
+				}
+				seen[next] = true
 			}
 			return e.out.many(e.stdout, "records", all, "seq", "time", "principal", "action", "key_id", "key_version", "outcome", "error_code", "source")
 		}
@@ -342,10 +347,12 @@ var commands = []command{
 	}},
 }
 
-// allPages follows next_token to the end of a list.
+// allPages follows next_token to the end of a list. A token that comes
+// back again would loop for ever: it is an error.
 func allPages[T any](page func(next string) ([]T, string, error)) ([]T, error) {
 	var all []T
 	next := ""
+	seen := map[string]bool{}
 	for {
 		items, n, err := page(next)
 		if err != nil {
@@ -355,6 +362,10 @@ func allPages[T any](page func(next string) ([]T, string, error)) ([]T, error) {
 		if next = n; next == "" {
 			return all, nil
 		}
+		if seen[next] {
+			return nil, fmt.Errorf("the server returned the same next_token twice; stopped")
+		}
+		seen[next] = true
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/hsmkms/hsmkms/client"
@@ -31,6 +32,9 @@ func init() {
 				in, err := d.read(e)
 				if err != nil {
 					return err
+				}
+				if len(in) > maxPlaintext {
+					return fmt.Errorf("the plaintext is %d bytes; the service encrypts at most %d (for more, encrypt locally under a data key: kmsctl generate-data-key)", len(in), maxPlaintext)
 				}
 				r, err := e.c.Encrypt(e.ctx, *key, in, d.context.orNil())
 				if err != nil {
@@ -175,11 +179,39 @@ func (d *data) write(e *env, b []byte) error {
 		_, err := e.stdout.Write(b)
 		return err
 	}
-	// 0600: a decrypted file is as secret as what it held.
-	if err := os.WriteFile(*d.out, b, 0o600); err != nil {
+	if err := writeSecret(*d.out, b); err != nil {
 		return fmt.Errorf("--out: %v", err)
 	}
 	return nil
+}
+
+// maxPlaintext is the service's limit on one plaintext (docs/API.md).
+const maxPlaintext = 4096
+
+// writeSecret writes b to path as a new 0600 file (a decrypted file is as
+// secret as what it held), replacing any file there only once b is wholly
+// on disk: an existing file's looser mode is not kept, and a failed write
+// leaves the old file, never a truncated one.
+func writeSecret(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp") // created 0600
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // readInput reads a file, or stdin for "-".

@@ -87,6 +87,32 @@ func TestEncryptDecryptFiles(t *testing.T) {
 	if st, _ := os.Stat(back); st.Mode().Perm() != 0o600 {
 		t.Errorf("decrypted file mode %v, want 0600", st.Mode().Perm())
 	}
+	// Over an existing world-readable file: still 0600, and nothing else
+	// left in the directory.
+	if err := os.WriteFile(back, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(back, 0o644)
+	c.ok("", "decrypt", "--in", blob, "--out", back, "--context", "app=files")
+	if st, _ := os.Stat(back); st.Mode().Perm() != 0o600 {
+		t.Errorf("decrypted over a 0644 file: mode %v, want 0600", st.Mode().Perm())
+	}
+	if got, _ := os.ReadFile(back); !bytes.Equal(got, plain) {
+		t.Errorf("decrypted over an existing file: %x", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+		t.Errorf("%d files in the directory, want 3 (no temporary left)", len(entries))
+	}
+	// More than the service takes: refused locally, no output.
+	big := filepath.Join(dir, "big")
+	os.WriteFile(big, make([]byte, 4097), 0o600)
+	if code, _, errOut := c.run("", "encrypt", "--key", "alias/files", "--in", big, "--out", filepath.Join(dir, "big.kms")); code != 1 || !strings.Contains(errOut, "at most 4096") {
+		t.Errorf("4097-byte plaintext: exit %d %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "big.kms")); err == nil {
+		t.Error("an output file was written for a refused plaintext")
+	}
+	os.Remove(big)
 	code, _, errOut := c.run("", "decrypt", "--in", blob, "--context", "app=other")
 	if code != 1 || !strings.HasPrefix(errOut, "kmsctl: InvalidCiphertextException: ") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("wrong context: exit %d, %q", code, errOut)
@@ -253,5 +279,33 @@ func TestImportCommands(t *testing.T) {
 	}
 	if code, _, _ := c.run("", "keys", "import", "alias/mine"); code != 2 {
 		t.Errorf("import without --import-token: exit %d", code)
+	}
+}
+
+// A server that hands back the same next_token would make a listing loop
+// for ever: it is an error instead.
+func TestAllPagesStopsOnARepeatedToken(t *testing.T) {
+	calls := 0
+	_, err := allPages(func(next string) ([]int, string, error) {
+		calls++
+		if calls > 10 {
+			t.Fatal("still paging after 10 pages")
+		}
+		return []int{calls}, "same", nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "same next_token") {
+		t.Fatalf("repeated token: %v", err)
+	}
+	got, err := allPages(func(next string) ([]int, string, error) {
+		switch next {
+		case "":
+			return []int{1}, "a", nil
+		case "a":
+			return []int{2}, "b", nil
+		}
+		return []int{3}, "", nil
+	})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("three pages: %v %v", got, err)
 	}
 }
