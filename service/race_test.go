@@ -361,3 +361,38 @@ func TestSlowCacheLoadDoesNotExtendTheTTL(t *testing.T) {
 		t.Fatalf("encrypt 600 ms after the load began, the key disabled meanwhile: %v, want DisabledException", err)
 	}
 }
+
+// An automatic rotation that keeps failing (here: the key has the most
+// versions allowed) is postponed, so that such keys cannot fill every batch
+// of due rotations and starve the others.
+func TestFailingAutomaticRotationIsPostponed(t *testing.T) {
+	w := newWorld(t)
+	svc := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(),
+		MinRotationInterval: time.Hour, MaxVersionsPerKey: 2})
+	capped, err := svc.CreateKey(w.ctx, service.CreateKeyInput{AutomaticRotation: true, RotationInterval: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RotateKey(w.ctx, capped.ID); err != nil { // now at the cap
+		t.Fatal(err)
+	}
+	other, err := svc.CreateKey(w.ctx, service.CreateKeyInput{AutomaticRotation: true, RotationInterval: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(25 * time.Hour)
+	if err := svc.RunDue(w.ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := w.clock.Now()
+	k, err := w.store.GetKey(w.ctx, capped.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.NextRotation == nil || !k.NextRotation.After(now.Add(59*time.Minute)) {
+		t.Errorf("the capped key's next rotation is %v, want about an hour after %v", k.NextRotation, now)
+	}
+	if d, err := svc.DescribeKey(w.ctx, other.ID); err != nil || d.PrimaryVersion != 2 {
+		t.Errorf("the other due key: %+v %v, want rotated to version 2", d, err)
+	}
+}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -90,6 +91,7 @@ func (s *Service) RunDue(ctx context.Context) error {
 	for _, id := range ids {
 		if _, err := s.rotate(ctx, id, RotationAutomatic); err != nil {
 			s.log.Error("automatic rotation", "key_id", id, "err", err)
+			s.postponeRotation(ctx, id, now, err)
 		}
 	}
 	ids, err = s.store.DueDeletions(ctx, now, batch)
@@ -202,6 +204,39 @@ func (s *Service) destroyVersion(ctx context.Context, id string, version int) er
 		s.log.Info("key version destroyed", "key_id", id, "version", version)
 		return s.tokenErr(s.token.Destroy(ctx, versionRef(id, version)))
 	})
+}
+
+// rotationRetryDelay is how long an automatic rotation that failed for a
+// reason a retry will not cure (the key at MaxVersionsPerKey, say) waits
+// before the next attempt.
+const rotationRetryDelay = time.Hour
+
+// postponeRotation moves a failed automatic rotation's due date forward by
+// rotationRetryDelay, so that keys that keep failing do not fill every
+// batch of due rotations and starve the others. Unavailability (token or
+// database) is retried at the next tick instead.
+func (s *Service) postponeRotation(ctx context.Context, id string, now time.Time, cause error) {
+	if errors.Is(cause, ErrUnavailable) || ctx.Err() != nil {
+		return
+	}
+	err := s.store.InTx(ctx, func(q Queries) error {
+		k, err := q.LockKey(ctx, id)
+		if err != nil {
+			return err
+		}
+		if k.NextRotation == nil || k.NextRotation.After(now) {
+			return nil // rotated or rescheduled meanwhile
+		}
+		next := now.Add(rotationRetryDelay)
+		k.NextRotation = &next
+		return q.UpdateKey(ctx, k)
+	})
+	if err != nil {
+		s.log.Error("postpone a failed automatic rotation", "key_id", id, "err", err)
+		return
+	}
+	s.cache.invalidateKey(id)
+	s.log.Warn("automatic rotation postponed", "key_id", id, "retry_after", rotationRetryDelay.String())
 }
 
 // withLease runs fn while holding the key's lease; if another worker holds
