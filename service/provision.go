@@ -37,13 +37,26 @@ func (s *Service) Provision(ctx context.Context, spec []ProvisionKey) ([]Provisi
 	seen := map[string]bool{}
 	for i, k := range spec {
 		for _, a := range append([]string{k.Alias}, k.ExtraAliases...) {
-			if err := validateAliasName(a); err != nil {
+			if err := customerAlias(a); err != nil {
 				return nil, fmt.Errorf("key %d: %w", i+1, err)
 			}
 			if seen[a] {
 				return nil, fmt.Errorf("key %d: alias %s is listed twice", i+1, a)
 			}
 			seen[a] = true
+		}
+	}
+	// Everything that can be checked is checked before anything is made:
+	// a file that fails half-way would leave keys behind and fail again at
+	// every start.
+	for i, k := range spec {
+		in := CreateKeyInput{Alias: k.Alias, Description: k.Description, AutomaticRotation: k.AutomaticRotation,
+			RotationInterval: k.RotationInterval, Tags: k.Tags}
+		if err := s.validateCreate(&in); err != nil {
+			return nil, fmt.Errorf("key %d (%s): %w", i+1, k.Alias, err)
+		}
+		if err := s.checkProvisionAliases(ctx, k); err != nil {
+			return nil, fmt.Errorf("key %d (%s): %w", i+1, k.Alias, err)
 		}
 	}
 	out := make([]ProvisionResult, 0, len(spec))
@@ -55,6 +68,30 @@ func (s *Service) Provision(ctx context.Context, spec []ProvisionKey) ([]Provisi
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// checkProvisionAliases refuses a key whose extra aliases name another key
+// than the one its alias names (or any key, when its alias is still free).
+func (s *Service) checkProvisionAliases(ctx context.Context, k ProvisionKey) error {
+	owner := ""
+	if a, err := s.store.GetAlias(ctx, k.Alias); err == nil {
+		owner = a.KeyID
+	} else if !errors.Is(err, ErrNotFound) {
+		return s.storeErr(err)
+	}
+	for _, extra := range k.ExtraAliases {
+		a, err := s.store.GetAlias(ctx, extra)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return s.storeErr(err)
+		}
+		if a.KeyID != owner {
+			return errorf(ErrAlreadyExists, "alias %s names another key (%s); provisioning does not move aliases", extra, a.KeyID)
+		}
+	}
+	return nil
 }
 
 func (s *Service) provisionOne(ctx context.Context, k ProvisionKey) (ProvisionResult, error) {

@@ -102,4 +102,28 @@ func TestProvisionRefusals(t *testing.T) {
 	if k, _ := s.Service.DescribeKey(ctx, "alias/taken"); k.ID != other.ID {
 		t.Error("provisioning moved an alias")
 	}
+
+	// A file whose later key is bad creates nothing at all: not the good
+	// keys before it, not the bad key itself.
+	before, _, err := s.Service.ListKeys(ctx, 1000, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, spec := range map[string][]service.ProvisionKey{
+		"reserved extra alias":       {{Alias: "alias/good1"}, {Alias: "alias/app", ExtraAliases: []string{"alias/managed/x"}}},
+		"extra alias of another key": {{Alias: "alias/good2"}, {Alias: "alias/app2", ExtraAliases: []string{"alias/taken"}}},
+		"bad tag":                    {{Alias: "alias/good3"}, {Alias: "alias/app3", Tags: map[string]string{"": "x"}}},
+		"interval out of bounds":     {{Alias: "alias/good4"}, {Alias: "alias/app4", AutomaticRotation: true, RotationInterval: time.Hour}},
+	} {
+		if _, err := s.Service.Provision(ctx, spec); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	after, _, err := s.Service.ListKeys(ctx, 1000, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("refused provisioning files created %d keys", len(after)-len(before))
+	}
 }
