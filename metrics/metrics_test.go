@@ -203,6 +203,14 @@ func TestScrape(t *testing.T) {
 	if _, err := s.client.RotateKey(ctx, key.KeyID); err != nil {
 		t.Fatal(err)
 	}
+	// Bring your own key: import parameters make a wrapping key pair.
+	ext, err := s.client.CreateKey(ctx, client.CreateKeyRequest{Origin: "EXTERNAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.GetParametersForImport(ctx, ext.KeyID, "RSA_AES_KEY_WRAP_SHA_1"); err != nil {
+		t.Fatal(err)
+	}
 	// One failed request that reaches the token: the tag does not verify.
 	tampered := bytes.Clone(blob)
 	tampered[len(tampered)-1] ^= 1
@@ -225,7 +233,7 @@ func TestScrape(t *testing.T) {
 
 	t.Run("requests", func(t *testing.T) {
 		check(t, fams, "hsmkms_requests_total", map[string]string{"operation": opEncrypt, "outcome": "ok"}, 3)
-		check(t, fams, "hsmkms_requests_total", map[string]string{"operation": opCreate, "outcome": "ok"}, 2)
+		check(t, fams, "hsmkms_requests_total", map[string]string{"operation": opCreate, "outcome": "ok"}, 3)
 		check(t, fams, "hsmkms_requests_total", map[string]string{"operation": opRotate, "outcome": "ok"}, 1)
 		check(t, fams, "hsmkms_requests_total", map[string]string{"operation": opDecrypt, "outcome": api.CodeInvalidCiphertext}, 1)
 		check(t, fams, "hsmkms_requests_total", map[string]string{"outcome": api.CodeUnauthenticated}, 1)
@@ -238,6 +246,7 @@ func TestScrape(t *testing.T) {
 		// Two keys created and one rotation: three objects generated.
 		check(t, fams, "hsmkms_token_operations_total", map[string]string{"operation": "generate_key", "outcome": "ok"}, 3)
 		check(t, fams, "hsmkms_token_operations_total", map[string]string{"operation": "set_decrypt_only", "outcome": "ok"}, 1)
+		check(t, fams, "hsmkms_token_operations_total", map[string]string{"operation": "generate_wrapping_key", "outcome": "ok"}, 1)
 		check(t, fams, "hsmkms_token_operation_duration_seconds", map[string]string{"operation": "encrypt"}, 3)
 		// The shared token's own counters, read from hsm.Stats at scrape time.
 		st := kmstest.Token(t).Stats()
@@ -261,7 +270,7 @@ func TestScrape(t *testing.T) {
 		check(t, fams, "hsmkms_keys", map[string]string{"state": "Enabled"}, 1)
 		check(t, fams, "hsmkms_keys", map[string]string{"state": "Disabled"}, 1)
 		check(t, fams, "hsmkms_keys", map[string]string{"state": "PendingDeletion"}, 0)
-		check(t, fams, "hsmkms_keys", map[string]string{"state": "PendingImport"}, 0)
+		check(t, fams, "hsmkms_keys", map[string]string{"state": "PendingImport"}, 1)
 		check(t, fams, "hsmkms_keys", map[string]string{"state": "Deleted"}, 0)
 	})
 	t.Run("audit queue and runtime", func(t *testing.T) {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
 	"time"
 
@@ -19,6 +20,11 @@ const (
 	opRandom         = "random"
 	opInventory      = "inventory"
 	opPing           = "ping"
+	// Bring your own key.
+	opGenerateWrappingKey = "generate_wrapping_key"
+	opDestroyWrappingKey  = "destroy_wrapping_key"
+	opImport              = "import"
+	opKeyCheckValue       = "key_check_value"
 )
 
 // tokenErrorKinds name the token's errors for the outcome label, first match
@@ -129,6 +135,34 @@ func (t *instrumentedToken) Ping(ctx context.Context) error {
 	err := t.Token.Ping(ctx)
 	t.observe(opPing, start, err)
 	return err
+}
+
+func (t *instrumentedToken) GenerateWrappingKey(ctx context.Context, id string) (*rsa.PublicKey, error) {
+	start := time.Now()
+	k, err := t.Token.GenerateWrappingKey(ctx, id)
+	t.observe(opGenerateWrappingKey, start, err)
+	return k, err
+}
+
+func (t *instrumentedToken) DestroyWrappingKey(ctx context.Context, id string) error {
+	start := time.Now()
+	err := t.Token.DestroyWrappingKey(ctx, id)
+	t.observe(opDestroyWrappingKey, start, err)
+	return err
+}
+
+func (t *instrumentedToken) Import(ctx context.Context, id, alg string, wrapped []byte, ref hsm.ObjectRef) error {
+	start := time.Now()
+	err := t.Token.Import(ctx, id, alg, wrapped, ref)
+	t.observe(opImport, start, err)
+	return err
+}
+
+func (t *instrumentedToken) KeyCheckValue(ctx context.Context, ref hsm.ObjectRef) ([]byte, error) {
+	start := time.Now()
+	kcv, err := t.Token.KeyCheckValue(ctx, ref)
+	t.observe(opKeyCheckValue, start, err)
+	return kcv, err
 }
 
 // StatsSource is a token that reports its counters (*hsm.PKCS11).
