@@ -26,6 +26,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, a second one ends kmsd at once (the default
+	// action), should the graceful shutdown hang.
+	go func() { <-ctx.Done(); stop() }()
 	if err := run(ctx, os.Args[1:], os.Getenv); err != nil {
 		// One line, whatever the driver's message looks like.
 		fmt.Fprintln(os.Stderr, "kmsd:", strings.Join(strings.Fields(err.Error()), " "))
@@ -120,7 +123,9 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	// Shutdown order: stop HTTP and drain in-flight requests, then the
 	// deferred closes release the token and the database.
 	log.Info("kmsd shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Longer than a request may take (30 s), so that in-flight requests
+	// finish before the token and the database close under them.
+	sctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
