@@ -58,7 +58,7 @@ func run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.
 	token := global.String("token", "", "bearer token (default KMS_TOKEN; prefer --token-file or the variable: flags show in ps)")
 	tokenFile := global.String("token-file", "", "file holding the bearer token")
 	format := global.String("output", "table", "output format: table or json")
-	timeout := global.Duration("timeout", 30*time.Second, "time limit of the whole command")
+	timeout := global.Duration("timeout", 30*time.Second, "time limit of the whole command (0: none)")
 	global.Usage = func() { usage(stderr, global) }
 	if err := global.Parse(argv); err != nil {
 		return exitUsage
@@ -93,7 +93,12 @@ func run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "kmsctl:", err)
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	var cancel context.CancelFunc
+	if *timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
 	defer cancel()
 	e := &env{ctx: ctx, c: client.New(*addr, tok, &http.Client{}), out: out, stdin: stdin, stdout: stdout}
 	if err := action(e, positional); err != nil {

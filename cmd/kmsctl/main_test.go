@@ -240,6 +240,9 @@ func TestCommandLineErrors(t *testing.T) {
 	if code, _, errOut := none.run("", "--token-file", file, "keys", "list"); code != 0 {
 		t.Errorf("--token-file: exit %d %s", code, errOut)
 	}
+	if code, _, errOut := none.run("", "--token-file", file, "--timeout", "0", "keys", "list"); code != 0 {
+		t.Errorf("--timeout 0 (no limit): exit %d %s", code, errOut)
+	}
 }
 
 // Bring your own key from the shell: parameters to a file, the customer's
