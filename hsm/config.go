@@ -164,10 +164,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("hsm: config: MaxSessions %d is less than 1", c.MaxSessions)
 	case c.PoolWaitTimeout < 0:
 		return fmt.Errorf("hsm: config: PoolWaitTimeout %v is negative", c.PoolWaitTimeout)
-	case c.Profile.GCMIVLength < 12 || c.Profile.GCMIVLength > 128:
-		return fmt.Errorf("hsm: config: Profile.GCMIVLength %d is outside 12..128", c.Profile.GCMIVLength)
-	case c.Profile.GCMTagBits < 96 || c.Profile.GCMTagBits > 128 || c.Profile.GCMTagBits%8 != 0:
-		return fmt.Errorf("hsm: config: Profile.GCMTagBits %d is not one of 96, 104, 112, 120, 128", c.Profile.GCMTagBits)
+	// The ciphertext blob stores IVs of 12 to 16 bytes and a 16-byte tag
+	// (docs/ciphertext.md): anything else would encrypt into blobs that
+	// could never be decrypted.
+	case c.Profile.GCMIVLength < 12 || c.Profile.GCMIVLength > 16:
+		return fmt.Errorf("hsm: config: Profile.GCMIVLength %d is outside 12..16 (what a ciphertext blob can hold)", c.Profile.GCMIVLength)
+	case c.Profile.GCMTagBits != 128:
+		return fmt.Errorf("hsm: config: Profile.GCMTagBits %d is not 128 (what a ciphertext blob holds)", c.Profile.GCMTagBits)
 	case len(c.Profile.DecryptFailureCodes) == 0:
 		return fmt.Errorf("hsm: config: Profile.DecryptFailureCodes of profile %q is empty (a wrong tag would look like a token fault)", c.Profile.Name)
 	}

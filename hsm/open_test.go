@@ -90,7 +90,9 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.MaxSessions = -1 }, "MaxSessions"},
 		{func(c *Config) { c.PoolWaitTimeout = -time.Second }, "PoolWaitTimeout"},
 		{func(c *Config) { c.Profile = SoftHSMProfile; c.Profile.GCMIVLength = 8 }, "GCMIVLength"},
+		{func(c *Config) { c.Profile = SoftHSMProfile; c.Profile.GCMIVLength = 17 }, "GCMIVLength"},
 		{func(c *Config) { c.Profile = SoftHSMProfile; c.Profile.GCMTagBits = 64 }, "GCMTagBits"},
+		{func(c *Config) { c.Profile = SoftHSMProfile; c.Profile.GCMTagBits = 96 }, "GCMTagBits"},
 		{func(c *Config) { c.Profile = Profile{Name: "custom", GCMIVLength: 12} }, "DecryptFailureCodes"},
 	} {
 		c := ok

@@ -195,13 +195,14 @@ func (s *Service) GenerateDataKey(ctx context.Context, in DataKeyInput, withPlai
 	}
 	res, err := s.seal(ctx, v, pt, in.Context)
 	if err != nil {
+		clear(pt) // never returned: dropped at once
 		return nil, err
 	}
-	if withPlaintext {
-		res.Plaintext = pt
-	} else {
+	if !withPlaintext {
 		clear(pt)
+		return res, nil
 	}
+	res.Plaintext = pt
 	return res, nil
 }
 
