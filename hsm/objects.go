@@ -35,12 +35,7 @@ func keyTemplate(ref ObjectRef) []*pkcs11.Attribute {
 // required are the boolean attributes every key version must have, read
 // back after generation and before reuse. optional ones may be absent
 // (CKR_ATTRIBUTE_TYPE_INVALID): a usage a token does not know is not granted.
-var required = []struct {
-	attr     uint
-	name     string
-	want     bool
-	optional bool
-}{
+var required = []boolRule{
 	{pkcs11.CKA_TOKEN, "CKA_TOKEN", true, false},
 	{pkcs11.CKA_PRIVATE, "CKA_PRIVATE", true, false},
 	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true, false},
@@ -105,19 +100,37 @@ func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 	return nil
 }
 
+// boolRule is one boolean attribute an object must have (or, when
+// optional, may lack: a usage a token does not know is not granted).
+type boolRule struct {
+	attr     uint
+	name     string
+	want     bool
+	optional bool
+}
+
+// checkBools reads rules' attributes of h, one per call, and names the
+// first that does not match; what names the object in messages.
+func checkBools(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, rules []boolRule, what string) error {
+	for _, r := range rules {
+		v, present, err := boolAttr(c, sh, h, r.attr)
+		if err != nil {
+			return translate("read "+r.name+" of "+what, err)
+		}
+		if (present || !r.optional) && v != r.want {
+			return fmt.Errorf("%w: %s has %s=%v", ErrAttributeMismatch, what, r.name, v)
+		}
+	}
+	return nil
+}
+
 // verify reads the security attributes and the key type and length back,
 // one attribute per call (a token answers a whole template with an error
 // if one attribute is unreadable: pitfalls item 14), and refuses an object
 // that does not match. CKA_VALUE is never asked for.
 func verify(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef) error {
-	for _, r := range required {
-		v, present, err := boolAttr(c, sh, h, r.attr)
-		if err != nil {
-			return translate("read "+r.name+" of "+ref.String(), err)
-		}
-		if (present || !r.optional) && v != r.want {
-			return fmt.Errorf("%w: %s has %s=%v", ErrAttributeMismatch, ref, r.name, v)
-		}
+	if err := checkBools(c, sh, h, required, ref.String()); err != nil {
+		return err
 	}
 	for _, r := range []struct {
 		attr uint

@@ -174,12 +174,7 @@ func destroyByID(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte) error {
 
 // wrappingRequired are the attributes of a wrapping private key, read back
 // after generation: a token that ignores a template attribute is caught.
-var wrappingRequired = []struct {
-	attr     uint
-	name     string
-	want     bool
-	optional bool
-}{
+var wrappingRequired = []boolRule{
 	{pkcs11.CKA_TOKEN, "CKA_TOKEN", true, false},
 	{pkcs11.CKA_PRIVATE, "CKA_PRIVATE", true, false},
 	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true, false},
@@ -194,17 +189,21 @@ var wrappingRequired = []struct {
 // verifyUnwrapOnly checks that the private key h can unwrap and do nothing
 // else, and cannot leave the token.
 func verifyUnwrapOnly(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, label string) error {
-	for _, r := range wrappingRequired {
-		v, present, err := boolAttr(c, sh, h, r.attr)
-		if err != nil {
-			return err
-		}
-		if (present || !r.optional) && v != r.want {
-			return fmt.Errorf("%w: wrapping key %s has %s=%v", ErrAttributeMismatch, label, r.name, v)
+	return checkBools(c, sh, h, wrappingRequired, "wrapping key "+label)
+}
+
+// importRequired is required without CKA_ALWAYS_SENSITIVE and
+// CKA_NEVER_EXTRACTABLE, false for imported material by the spec
+// (pitfalls item 20).
+var importRequired = func() []boolRule {
+	var rs []boolRule
+	for _, r := range required {
+		if r.attr != pkcs11.CKA_ALWAYS_SENSITIVE && r.attr != pkcs11.CKA_NEVER_EXTRACTABLE {
+			rs = append(rs, r)
 		}
 	}
-	return nil
-}
+	return rs
+}()
 
 // findByID lists up to max objects with the CKA_ID (and class, when not 0).
 func findByID(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte, class uint, max int) ([]pkcs11.ObjectHandle, error) {
@@ -354,17 +353,8 @@ func unwrapErr(err error) error {
 // CKA_VALUE_LEN (SoftHSM 2.6.1) lets through: RFC 5649 pads 25 to 32 bytes
 // of material to the same length, and only 32 make an AES-256 key.
 func (p *PKCS11) verifyImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef, lengthFromToken bool) error {
-	for _, r := range required {
-		if r.attr == pkcs11.CKA_ALWAYS_SENSITIVE || r.attr == pkcs11.CKA_NEVER_EXTRACTABLE {
-			continue // false for imported material, by the spec (pitfalls item 20)
-		}
-		v, present, err := boolAttr(c, sh, h, r.attr)
-		if err != nil {
-			return translate("read "+r.name+" of "+ref.String(), err)
-		}
-		if (present || !r.optional) && v != r.want {
-			return fmt.Errorf("%w: imported %s has %s=%v", ErrAttributeMismatch, ref, r.name, v)
-		}
+	if err := checkBools(c, sh, h, importRequired, "imported "+ref.String()); err != nil {
+		return err
 	}
 	v, err := attr(c, sh, h, pkcs11.CKA_VALUE_LEN)
 	if err != nil {
