@@ -132,14 +132,11 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string
 	}
 
 	// The key's lease keeps the reconciler and other imports away.
-	owner := s.leaseOwner()
-	if ok, err := s.store.ClaimKey(ctx, k.ID, owner, now, now.Add(s.cfg.LeaseDuration)); err != nil || !ok {
-		if err == nil {
-			err = errorf(ErrLimitExceeded, "key %s is busy; retry", k.ID)
-		}
-		return nil, s.storeErr(err)
+	release, err := s.holdLease(ctx, k.ID)
+	if err != nil {
+		return nil, err
 	}
-	defer s.release(k.ID, owner)
+	defer release()
 
 	// Step 1: version 1 Pending (new, or back from Destroyed after its
 	// material was deleted), so that a crash leaves a row to reconcile.
@@ -267,15 +264,12 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, ref string) (*K
 	}
 	// Under the key's lease: an import running meanwhile would make a new
 	// version 1 object that the destroy below would take with the old one.
-	owner, now := s.leaseOwner(), s.now()
-	if ok, err := s.store.ClaimKey(ctx, v.key.ID, owner, now, now.Add(s.cfg.LeaseDuration)); err != nil || !ok {
-		if err == nil {
-			err = errorf(ErrLimitExceeded, "key %s is busy; retry", v.key.ID)
-		}
-		return nil, s.storeErr(err)
+	release, err := s.holdLease(ctx, v.key.ID)
+	if err != nil {
+		return nil, err
 	}
 	err = s.deleteMaterial(ctx, v.key.ID, s.commit)
-	s.release(v.key.ID, owner)
+	release()
 	if err != nil {
 		return nil, err
 	}

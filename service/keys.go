@@ -86,15 +86,12 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 	// Hold the new key's lease while the object is made, as a rotation
 	// does: the reconciler rolls back an abandoned creation only once the
 	// lease has expired, never one still in progress.
-	owner := s.leaseOwner()
-	if ok, err := s.store.ClaimKey(ctx, k.ID, owner, now, now.Add(s.cfg.LeaseDuration)); err != nil || !ok {
+	release, err := s.holdLease(ctx, k.ID)
+	if err != nil {
 		s.abandonCreate(k.ID, false)
-		if err == nil {
-			err = errorf(ErrLimitExceeded, "key %s is busy; retry", k.ID)
-		}
-		return nil, s.storeErr(err)
+		return nil, err
 	}
-	defer s.release(k.ID, owner)
+	defer release()
 	if err := s.token.GenerateKey(ctx, versionRef(k.ID, 1)); err != nil {
 		// A failed call may still have made the object (an error after
 		// C_GenerateKey): destroy it too, or it outlives its rows.

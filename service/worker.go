@@ -239,6 +239,20 @@ func (s *Service) postponeRotation(ctx context.Context, id string, now time.Time
 	s.log.Warn("automatic rotation postponed", "key_id", id, "retry_after", rotationRetryDelay.String())
 }
 
+// holdLease takes the key's lease for a request: held by someone else, it
+// is LimitExceeded (retry). Call release when done.
+func (s *Service) holdLease(ctx context.Context, id string) (release func(), err error) {
+	owner, now := s.leaseOwner(), s.now()
+	ok, err := s.store.ClaimKey(ctx, id, owner, now, now.Add(s.cfg.LeaseDuration))
+	if err == nil && !ok {
+		err = errorf(ErrLimitExceeded, "key %s is busy; retry", id)
+	}
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	return func() { s.release(id, owner) }, nil
+}
+
 // withLease runs fn while holding the key's lease; if another worker holds
 // it, fn is skipped (the item stays due and is retried next pass).
 func (s *Service) withLease(ctx context.Context, id string, fn func(now time.Time) error) error {
