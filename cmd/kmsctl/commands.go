@@ -305,7 +305,7 @@ var commands = []command{
 			}
 			var all []client.AuditRecord
 			next := ""
-			seen := map[string]bool{}
+			seen := pageTokens{}
 			for {
 				page := 1000
 				if *limit > 0 {
@@ -319,10 +319,9 @@ var commands = []command{
 				if next = p.NextToken; next == "" || (*limit > 0 && len(all) >= *limit) {
 					break
 				}
-				if seen[next] {
-					return fmt.Errorf("the server returned the same next_token twice; stopped")
+				if err := seen.add(next); err != nil {
+					return err
 				}
-				seen[next] = true
 			}
 			return e.out.many(e.stdout, "records", all, "seq", "time", "principal", "action", "key_id", "key_version", "outcome", "error_code", "source")
 		}
@@ -352,7 +351,7 @@ var commands = []command{
 func allPages[T any](page func(next string) ([]T, string, error)) ([]T, error) {
 	var all []T
 	next := ""
-	seen := map[string]bool{}
+	seen := pageTokens{}
 	for {
 		items, n, err := page(next)
 		if err != nil {
@@ -362,11 +361,22 @@ func allPages[T any](page func(next string) ([]T, string, error)) ([]T, error) {
 		if next = n; next == "" {
 			return all, nil
 		}
-		if seen[next] {
-			return nil, fmt.Errorf("the server returned the same next_token twice; stopped")
+		if err := seen.add(next); err != nil {
+			return nil, err
 		}
-		seen[next] = true
 	}
+}
+
+// pageTokens are the next_tokens a listing has followed.
+type pageTokens map[string]bool
+
+// add records next; one seen before is an error, not an endless loop.
+func (p pageTokens) add(next string) error {
+	if p[next] {
+		return fmt.Errorf("the server returned the same next_token twice; stopped")
+	}
+	p[next] = true
+	return nil
 }
 
 // keyCmd is a command of one KEY argument and one object answer.

@@ -44,16 +44,12 @@ func bootstrap(ctx context.Context, svc *service.Service, token string, log *slo
 // needed (KMS_DB or -db).
 func runInit(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	fs := flag.NewFlagSet("kmsd init", flag.ContinueOnError)
-	// No default shown from KMS_DB: usage would print its password.
-	dsn := fs.String("db", "", "sqlite:PATH or postgres:// URL (KMS_DB; default sqlite:var/hsmkms.db)")
+	dsn := fs.String("db", "", "sqlite:PATH or postgres:// URL (KMS_DB; default "+defaultDB+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dsn == "" {
-		*dsn = getenv("KMS_DB")
-	}
-	if *dsn == "" {
-		*dsn = "sqlite:var/hsmkms.db"
+		*dsn = dbFromEnv(getenv)
 	}
 	db, err := store.Open(ctx, *dsn)
 	if err != nil {

@@ -70,9 +70,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.Listen, "listen", env("KMS_LISTEN", "127.0.0.1:8080"), "address to serve on (KMS_LISTEN)")
 	fs.StringVar(&c.Module, "pkcs11-module", env("KMS_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"), "PKCS#11 module path (KMS_PKCS11_MODULE)")
 	fs.StringVar(&c.TokenLabel, "token-label", env("KMS_TOKEN_LABEL", "hsmkms"), "token label (KMS_TOKEN_LABEL)")
-	// No default shown from KMS_DB: usage (-h, a bad flag) would print its
-	// password.
-	fs.StringVar(&c.DB, "db", "", "sqlite:PATH or postgres:// URL (KMS_DB; default sqlite:var/hsmkms.db)")
+	fs.StringVar(&c.DB, "db", "", "sqlite:PATH or postgres:// URL (KMS_DB; default "+defaultDB+")")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("KMS_TLS_CERT", ""), "TLS certificate file (KMS_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("KMS_TLS_KEY", ""), "TLS key file (KMS_TLS_KEY)")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", env("KMS_TLS_CLIENT_CA", ""), "CA file for client certificates: mutual TLS (KMS_TLS_CLIENT_CA)")
@@ -96,7 +94,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	if c.DB == "" {
-		c.DB = env("KMS_DB", "sqlite:var/hsmkms.db")
+		c.DB = dbFromEnv(getenv)
 	}
 	switch *audit {
 	case "on":
@@ -220,4 +218,16 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// defaultDB is the embedded default database.
+const defaultDB = "sqlite:var/hsmkms.db"
+
+// dbFromEnv is KMS_DB, or the default. The -db flag never shows it as its
+// default: usage (-h, a bad flag) would print its password.
+func dbFromEnv(getenv func(string) string) string {
+	if v := getenv("KMS_DB"); v != "" {
+		return v
+	}
+	return defaultDB
 }
