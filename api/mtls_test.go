@@ -1,52 +1,15 @@
 package api_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 )
-
-// issue makes a certificate for cn signed by parent (self-signed when nil).
-func issue(t *testing.T, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, ca bool) (*x509.Certificate, *ecdsa.PrivateKey, tls.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-		IsCA:        ca, BasicConstraintsValid: true,
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
-}
 
 // With mutual TLS, a verified client certificate whose subject is mapped to
 // a principal authenticates as that principal; an unmapped subject, a
@@ -59,12 +22,12 @@ func TestMutualTLSMapsCertificateSubjects(t *testing.T) {
 		{"effect": "allow", "actions": []string{"kms:Encrypt", "kms:DescribeKey"}, "resources": []string{"alias/app-*"}}}}})
 	admin.must(201, "POST", "/v1/principals", map[string]any{"name": "tls-app", "policies": []string{"tls-app"}, "cert_subject": "CN=tls-app"})
 
-	caCert, caKey, _ := issue(t, "test CA", nil, nil, true)
-	_, _, serverCert := issue(t, "127.0.0.1", caCert, caKey, false)
-	_, _, appCert := issue(t, "tls-app", caCert, caKey, false)
-	_, _, strangerCert := issue(t, "stranger", caCert, caKey, false)
-	otherCA, otherKey, _ := issue(t, "other CA", nil, nil, true)
-	_, _, forgedCert := issue(t, "tls-app", otherCA, otherKey, false)
+	caCert, caKey, _ := kmstest.IssueCert(t, "test CA", nil, nil, true)
+	_, _, serverCert := kmstest.IssueCert(t, "127.0.0.1", caCert, caKey, false)
+	_, _, appCert := kmstest.IssueCert(t, "tls-app", caCert, caKey, false)
+	_, _, strangerCert := kmstest.IssueCert(t, "stranger", caCert, caKey, false)
+	otherCA, otherKey, _ := kmstest.IssueCert(t, "other CA", nil, nil, true)
+	_, _, forgedCert := kmstest.IssueCert(t, "tls-app", otherCA, otherKey, false)
 
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)

@@ -2,15 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/internal/kmstest"
 )
 
 // tlsFiles writes a CA and a server certificate for 127.0.0.1 signed by it;
@@ -25,35 +20,9 @@ import (
 func tlsFiles(t *testing.T) (certFile, keyFile, caFile string, roots *x509.CertPool) {
 	t.Helper()
 	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kmsd test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kmsd"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
+	caCert, caKey, _ := kmstest.IssueCert(t, "kmsd test CA", nil, nil, true)
+	_, _, server := kmstest.IssueCert(t, "kmsd", caCert, caKey, false)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(server.PrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +35,8 @@ func tlsFiles(t *testing.T) (certFile, keyFile, caFile string, roots *x509.CertP
 	}
 	roots = x509.NewCertPool()
 	roots.AddCert(caCert)
-	return write("server.pem", "CERTIFICATE", srvDER), write("server-key.pem", "PRIVATE KEY", keyDER),
-		write("ca.pem", "CERTIFICATE", caDER), roots
+	return write("server.pem", "CERTIFICATE", server.Certificate[0]), write("server-key.pem", "PRIVATE KEY", keyDER),
+		write("ca.pem", "CERTIFICATE", caCert.Raw), roots
 }
 
 // kmsd serves HTTPS with the configured certificate (and a client CA) and
