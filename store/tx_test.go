@@ -215,3 +215,43 @@ func TestSQLiteTwoHandles(t *testing.T) {
 		t.Errorf("%d keys, want %d", len(keys), want)
 	}
 }
+
+// Two transactions locking two keys in opposite orders deadlock on
+// PostgreSQL; it breaks the cycle by failing one, and InTx reports that as
+// the retryable Unavailable (a 503), not an internal error. The other
+// commits. (SQLite's write transactions are serial: no deadlock.)
+func TestDeadlockIsRetryable(t *testing.T) {
+	s := openStore(t, pgSchemaDSN(t))
+	mustInsertKeys(t, s, "a", "b")
+	ctx := t.Context()
+	firstLocked := make(chan struct{}, 2)
+	both := make(chan struct{})
+	run := func(first, second string) error {
+		return s.InTx(ctx, func(q service.Queries) error {
+			if _, err := q.LockKey(ctx, first); err != nil {
+				return err
+			}
+			firstLocked <- struct{}{}
+			<-both
+			_, err := q.LockKey(ctx, second)
+			return err
+		})
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- run("a", "b") }()
+	go func() { errs <- run("b", "a") }()
+	<-firstLocked
+	<-firstLocked
+	close(both)
+	e1, e2 := <-errs, <-errs
+	if (e1 == nil) == (e2 == nil) {
+		t.Fatalf("want one transaction to commit and one to fail: %v, %v", e1, e2)
+	}
+	failed := e1
+	if failed == nil {
+		failed = e2
+	}
+	if !errors.Is(failed, service.ErrUnavailable) {
+		t.Fatalf("the deadlock victim: %v, want ErrUnavailable", failed)
+	}
+}
