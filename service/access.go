@@ -189,18 +189,28 @@ func (s *Service) loadCaller(ctx context.Context, principal string) (*Caller, er
 	if err != nil {
 		return nil, err
 	}
-	c := &Caller{Principal: principal}
+	docs := parseDocs(recs, func(name string, err error) {
+		s.log.Error("stored policy document does not parse; it grants nothing", "policy", name, "err", err)
+	})
+	return &Caller{Principal: principal, Docs: docs}, nil
+}
+
+// parseDocs parses stored policy documents. They were validated when
+// written; one that no longer parses grants nothing rather than failing
+// everything, and is reported to bad (when not nil).
+func parseDocs(recs []PolicyRecord, bad func(name string, err error)) []policy.Document {
+	var docs []policy.Document
 	for _, r := range recs {
 		d, err := policy.Parse([]byte(r.Document))
 		if err != nil {
-			// Stored documents were validated when written; one that no
-			// longer parses grants nothing rather than failing everything.
-			s.log.Error("stored policy document does not parse; it grants nothing", "policy", r.Name, "err", err)
+			if bad != nil {
+				bad(r.Name, err)
+			}
 			continue
 		}
-		c.Docs = append(c.Docs, d)
+		docs = append(docs, d)
 	}
-	return c, nil
+	return docs
 }
 
 // AuthenticateCertificate maps a verified TLS client certificate's subject
@@ -732,13 +742,7 @@ func isAdministrator(ctx context.Context, q Queries, p Principal) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	var docs []policy.Document
-	for _, r := range recs {
-		if d, err := policy.Parse([]byte(r.Document)); err == nil {
-			docs = append(docs, d)
-		}
-	}
-	if policy.Evaluate(docs, ActManageAccess, noResource) != policy.Allowed {
+	if policy.Evaluate(parseDocs(recs, nil), ActManageAccess, noResource) != policy.Allowed {
 		return false, nil
 	}
 	if p.CertSubject != "" {
