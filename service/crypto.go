@@ -115,7 +115,7 @@ func (s *Service) openTarget(ctx context.Context, action string, ciphertext []by
 	}
 	// The record names the blob's key and version even when the request is
 	// refused or fails below: audit queries by key must see those too.
-	note(ctx, keyID, int(b.version))
+	note(ctx, keyID, b.version)
 	if err := allow(ctx, action, policy.Resource{KeyID: keyID, Aliases: v.aliases}); err != nil {
 		return nil, nil, err
 	}
