@@ -22,7 +22,7 @@ run:
 	@echo "development bearer token: $$(cat var/bootstrap-token)"
 	@echo "try: curl -s -H \"Authorization: Bearer $$(cat var/bootstrap-token)\" -X POST http://127.0.0.1:8080/v1/keys -d '{\"alias\":\"alias/MyAppKey\"}'"
 	@SOFTHSM2_CONF=$(CURDIR)/softhsm.conf KMS_PIN_FILE=var/pin \
-	  KMS_BOOTSTRAP_TOKEN=$$(cat var/bootstrap-token) exec bin/kmsd
+	  KMS_BOOTSTRAP_TOKEN=$$(cat var/bootstrap-token) exec flock -n var/kmsd.lock bin/kmsd
 
 ## test: installs what is missing, then every test against real SoftHSM
 ## tokens, SQLite and a throwaway PostgreSQL cluster (stopped at the end);

@@ -127,7 +127,14 @@ func (p *proc) waitReady(limit time.Duration) (bool, error) {
 // the test ends.
 func startProc(t *testing.T, p *proc, env []string) {
 	t.Helper()
+	startProcIn(t, p, "", env)
+}
+
+// startProcIn is startProc with kmsd's working directory set to dir.
+func startProcIn(t *testing.T, p *proc, dir string, env []string) {
+	t.Helper()
 	p.cmd = exec.Command(kmsdBin)
+	p.cmd.Dir = dir
 	p.cmd.Env = env
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
