@@ -168,12 +168,14 @@ func TestDevSetupRefusesWhileKmsdRuns(t *testing.T) {
 	if out, err := devSetup(t, dir); err != nil {
 		t.Fatalf("dev-setup: %v\n%s", err, out)
 	}
-	hold := exec.Command("flock", "-n", filepath.Join(dir, "var", "kmsd.lock"), "sleep", "30")
+	// Blocking, not -n: the probe below takes the lock for an instant, and a
+	// non-blocking holder that met it would give up.
+	hold := exec.Command("flock", filepath.Join(dir, "var", "kmsd.lock"), "sleep", "60")
 	if err := hold.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hold.Process.Kill(); hold.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// Wait until flock holds the lock (it may not have taken it yet).
 		if exec.Command("flock", "-n", filepath.Join(dir, "var", "kmsd.lock"), "true").Run() != nil {
