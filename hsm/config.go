@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/miekg/pkcs11"
@@ -32,6 +33,11 @@ type Config struct {
 	// Module is the absolute path of the vendor's PKCS#11 library. Relative
 	// paths are refused: the library is arbitrary native code.
 	Module string
+	// InitArgs, when set, is passed to every C_Initialize as the pReserved
+	// string of CK_C_INITIALIZE_ARGS: NSS softoken takes its database
+	// there (configdir='sql:DIR' ... dbTokenDescription='LABEL'). Not a
+	// secret: it must not hold a PIN.
+	InitArgs string
 	// TokenLabel names the token; zero or several tokens with it is an error.
 	TokenLabel string
 	// PIN is the user PIN. It is kept only for re-login after a token
@@ -103,6 +109,25 @@ var SoftHSMProfile = Profile{
 	KWPMechanism:        pkcs11.CKM_AES_KEY_WRAP_PAD, // 0x210A
 }
 
+// NSSProfile is NSS softoken 3.8x (libsoftokn3.so), the token behind
+// Firefox and FIPS-validated in other distributions: the second PKCS#11
+// implementation CI runs the suite on (docs/pkcs11-pitfalls.md, items
+// 46-52).
+var NSSProfile = Profile{
+	Name:        "nss",
+	GCMIVLength: DefaultGCMIVLength,
+	GCMTagBits:  DefaultGCMTagBits,
+	DecryptFailureCodes: []uint{
+		pkcs11.CKR_ENCRYPTED_DATA_INVALID, // wrong tag, aad or iv
+		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
+		ckrAEADDecryptFailed,
+	},
+	SupportsEncryptFlip:    true,
+	KWPMechanism:           ckmAESKeyWrapKWP,
+	OAEPSHA256:             true,
+	ReportsUnwrappedLength: true,
+}
+
 // DefaultProfile is a standards-following HSM with caller-chosen 12-byte
 // IVs. CKR_GENERAL_ERROR is not a decryption failure here: on a real HSM it
 // means the device has a problem.
@@ -154,6 +179,8 @@ func (c Config) Validate() error {
 		return errors.New("hsm: config: Module is empty (absolute path of the PKCS#11 library)")
 	case !filepath.IsAbs(c.Module):
 		return fmt.Errorf("hsm: config: Module %q is not an absolute path", c.Module)
+	case strings.ContainsRune(c.InitArgs, 0):
+		return errors.New("hsm: config: InitArgs contains a NUL byte")
 	case c.TokenLabel == "":
 		return errors.New("hsm: config: TokenLabel is empty")
 	case len(c.TokenLabel) > 32:
@@ -183,8 +210,8 @@ func (c Config) String() string {
 	if c.PIN != "" {
 		pin = "<redacted>"
 	}
-	return fmt.Sprintf("hsm.Config{Module:%q TokenLabel:%q PIN:%s MaxSessions:%d PoolWaitTimeout:%v Profile:%s}",
-		c.Module, c.TokenLabel, pin, c.MaxSessions, c.PoolWaitTimeout, c.Profile.Name)
+	return fmt.Sprintf("hsm.Config{Module:%q InitArgs:%q TokenLabel:%q PIN:%s MaxSessions:%d PoolWaitTimeout:%v Profile:%s}",
+		c.Module, c.InitArgs, c.TokenLabel, pin, c.MaxSessions, c.PoolWaitTimeout, c.Profile.Name)
 }
 
 // GoString is String, so that %#v does not print the PIN either.

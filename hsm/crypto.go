@@ -64,7 +64,7 @@ func (p *PKCS11) gcmEncrypt(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.Obj
 	if err := c.EncryptInit(sh, mech, h); err != nil {
 		return nil, nil, err
 	}
-	out, err := c.Encrypt(sh, plaintext)
+	out, err := p.gcmSeal(sh, plaintext)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -99,7 +99,7 @@ func (p *PKCS11) Decrypt(ctx context.Context, ref ObjectRef, iv, ciphertext, aad
 		}
 		failedIn = "C_Decrypt"
 		var err error
-		out, err = c.Decrypt(sh, ciphertext)
+		out, err = p.gcmOpen(sh, ciphertext)
 		return err
 	})
 	if code, ok := ckrCode(err); ok && failedIn == "C_Decrypt" && slices.Contains(p.cfg.Profile.DecryptFailureCodes, code) {

@@ -64,8 +64,14 @@ func closeShared() {
 	}
 }
 
+// config is the Config of the test token: module, initialisation
+// arguments, label, PIN and profile as the environment chose them.
 func config(env *softhsmtest.Env) Config {
-	return Config{Module: env.Module, TokenLabel: env.Label, PIN: env.PIN, Profile: SoftHSMProfile}
+	prof, err := SelectProfile(env.Profile, env.Module)
+	if err != nil {
+		panic(err) // KMS_HSM_PROFILE names no profile: no test can run
+	}
+	return Config{Module: env.Module, InitArgs: env.InitArgs, TokenLabel: env.Label, PIN: env.PIN, Profile: prof}
 }
 
 // openToken opens a PKCS11 of its own, changed by edit, closed at the end.

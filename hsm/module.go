@@ -33,6 +33,11 @@ type PKCS11 struct {
 	hardGen uint64
 
 	pool *sessionPool
+	// direct calls C_Encrypt and C_Decrypt with buffers this package sizes
+	// (direct.go); initArgs is Config.InitArgs as a C string, kept for
+	// every C_Initialize.
+	direct   *direct
+	initArgs *initArgs
 
 	// mgmt serialises key-management writes and token searches: SoftHSM
 	// 2.6.1 races C_FindObjects against object creation (pitfalls item 30).
@@ -66,11 +71,17 @@ func Open(ctx context.Context, cfg Config) (*PKCS11, error) {
 	}
 	p := &PKCS11{cfg: cfg, handles: map[string]cachedHandle{}}
 	p.pool = newSessionPool(p, cfg.MaxSessions, cfg.PoolWaitTimeout)
+	var err error
 	p.ctx = pkcs11.New(cfg.Module)
 	if p.ctx == nil {
 		return nil, fmt.Errorf("hsm: cannot load PKCS#11 module %s (not a PKCS#11 library, wrong architecture, or missing dependencies)", cfg.Module)
 	}
 	acquireModule(cfg.Module)
+	p.initArgs = newInitArgs(cfg.InitArgs)
+	if p.direct, err = openDirect(cfg.Module); err != nil {
+		p.Close()
+		return nil, err
+	}
 	if _, err := p.initModule(); err != nil {
 		p.Close()
 		return nil, err
@@ -97,7 +108,7 @@ func Open(ctx context.Context, cfg Config) (*PKCS11, error) {
 // reinit says C_Initialize started a new module instance: the sessions and
 // handles of the old one are gone, and their numbers may be reused.
 func (p *PKCS11) initModule() (reinit bool, err error) {
-	err = p.ctx.Initialize()
+	err = p.ctx.Initialize(p.initArgs.options()...)
 	reinit = err == nil
 	if err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
 		return false, translate("C_Initialize", err)
@@ -243,6 +254,8 @@ func (p *PKCS11) Close() error {
 			_ = p.ctx.Finalize()
 		}
 		p.ctx.Destroy()
+		p.direct.close()
+		p.initArgs.free()
 	})
 	return err
 }
@@ -315,7 +328,7 @@ func (p *PKCS11) checkIVMode(ctx context.Context) error {
 		if err := c.DecryptInit(sh, mech, h); err != nil {
 			return err
 		}
-		pt, err := c.Decrypt(sh, ct)
+		pt, err := p.gcmOpen(sh, ct)
 		if err != nil {
 			return err
 		}

@@ -386,16 +386,26 @@ func (p *PKCS11) verifyImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11
 func (p *PKCS11) KeyCheckValue(ctx context.Context, ref ObjectRef) ([]byte, error) {
 	var out []byte
 	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}
-		if !p.cfg.Profile.TokenGeneratesIV {
-			params, gcm := p.gcm(make([]byte, 12), nil)
-			defer params.Free()
-			mech = gcm
+		if p.cfg.Profile.TokenGeneratesIV {
+			if err := c.EncryptInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}, h); err != nil {
+				return err
+			}
+			ct, err := c.Encrypt(sh, make([]byte, 16))
+			if err != nil {
+				return err
+			}
+			if len(ct) < 8 {
+				return fmt.Errorf("hsm: the token returned %d bytes for a 16-byte encryption", len(ct))
+			}
+			out = ct[:8]
+			return nil
 		}
-		if err := c.EncryptInit(sh, mech, h); err != nil {
+		params, gcm := p.gcm(make([]byte, 12), nil)
+		defer params.Free()
+		if err := c.EncryptInit(sh, gcm, h); err != nil {
 			return err
 		}
-		ct, err := c.Encrypt(sh, make([]byte, 16))
+		ct, err := p.gcmSeal(sh, make([]byte, 16))
 		if err != nil {
 			return err
 		}

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service"
 )
 
@@ -16,8 +18,10 @@ import (
 // environment variable of the same meaning (API.md, "Running the server"),
 // except secrets, which come only from the environment or a file.
 type Config struct {
-	Listen     string
-	Module     string
+	Listen string
+	Module string
+	// InitArgs is passed to C_Initialize (NSS softoken's database).
+	InitArgs   string
 	TokenLabel string
 	DB         string
 	TLSCert    string
@@ -69,6 +73,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	}
 	fs.StringVar(&c.Listen, "listen", env("KMS_LISTEN", "127.0.0.1:8080"), "address to serve on (KMS_LISTEN)")
 	fs.StringVar(&c.Module, "pkcs11-module", env("KMS_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"), "PKCS#11 module path (KMS_PKCS11_MODULE)")
+	fs.StringVar(&c.InitArgs, "pkcs11-init-args", env("KMS_PKCS11_INIT_ARGS", ""), "C_Initialize arguments, e.g. NSS softoken's configdir='sql:DIR' ... (KMS_PKCS11_INIT_ARGS)")
 	fs.StringVar(&c.TokenLabel, "token-label", env("KMS_TOKEN_LABEL", "hsmkms"), "token label (KMS_TOKEN_LABEL)")
 	fs.StringVar(&c.DB, "db", "", "sqlite:PATH or postgres:// URL (KMS_DB; default "+defaultDB+")")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("KMS_TLS_CERT", ""), "TLS certificate file (KMS_TLS_CERT)")
@@ -76,7 +81,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", env("KMS_TLS_CLIENT_CA", ""), "CA file for client certificates: mutual TLS (KMS_TLS_CLIENT_CA)")
 	fs.StringVar(&c.ProvisionFile, "provision", env("KMS_PROVISION_FILE", ""), "YAML file of keys and aliases to create at start if absent (KMS_PROVISION_FILE)")
 	audit := fs.String("audit", env("KMS_AUDIT", "on"), "on, or off only to measure what auditing costs (KMS_AUDIT)")
-	fs.StringVar(&c.HSMProfile, "hsm-profile", env("KMS_HSM_PROFILE", "auto"), "vendor profile: auto, softhsm or generic (KMS_HSM_PROFILE)")
+	fs.StringVar(&c.HSMProfile, "hsm-profile", env("KMS_HSM_PROFILE", "auto"), "vendor profile: "+strings.Join(hsm.ProfileNames, ", ")+"; auto picks it from the module's name (KMS_HSM_PROFILE)")
 	fs.BoolVar(&c.TokenIV, "hsm-token-iv", env("KMS_HSM_TOKEN_IV", "") == "true",
 		"the token generates each GCM IV, for HSMs in FIPS mode that refuse a caller's IV (KMS_HSM_TOKEN_IV=true)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "token sessions to pool (KMS_MAX_SESSIONS; default 16)")
@@ -196,10 +201,8 @@ func (c *Config) Validate() error {
 	if c.TLSCert == "" && !isLoopback(host) {
 		return fmt.Errorf("listen: plain HTTP is served on loopback only; set KMS_TLS_CERT and KMS_TLS_KEY to listen on %s", c.Listen)
 	}
-	switch c.HSMProfile {
-	case "auto", "softhsm", "generic":
-	default:
-		return fmt.Errorf("hsm-profile: %q is not auto, softhsm or generic", c.HSMProfile)
+	if !slices.Contains(hsm.ProfileNames, c.HSMProfile) {
+		return fmt.Errorf("hsm-profile: %q is not one of %s", c.HSMProfile, strings.Join(hsm.ProfileNames, ", "))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

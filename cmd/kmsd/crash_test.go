@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/client"
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/hsmkms/hsmkms/store"
@@ -31,7 +32,8 @@ func TestSIGKILLDuringRotations(t *testing.T) {
 	// A token of its own: every object in it must be this test's.
 	tokEnv := softhsmtest.ExtraToken(t, "crash-test")
 	env := append(kmsdEnv(t, "sqlite:"+dbPath), "KMS_PENDING_GRACE=1ms", "KMS_LEASE_DURATION=1s",
-		"KMS_RECONCILE_EVERY=200ms", "KMS_TOKEN_LABEL="+tokEnv.Label)
+		"KMS_RECONCILE_EVERY=200ms")
+	env = append(env, tokEnv.Environ()...)
 
 	totalCut := 0
 	for round := 0; round < 3; round++ {
@@ -166,7 +168,7 @@ func checkTokenMatchesStore(t *testing.T, dsn string, env *softhsmtest.Env) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	tok, err := hsm.Open(ctx, hsm.Config{Module: env.Module, TokenLabel: env.Label, PIN: env.PIN, Profile: hsm.SoftHSMProfile})
+	tok, err := hsm.Open(ctx, kmstest.HSMConfig(t, env))
 	if err != nil {
 		t.Fatal(err)
 	}

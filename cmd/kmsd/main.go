@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -55,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	}
 
 	tok, err := hsm.Open(ctx, hsm.Config{
-		Module: cfg.Module, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
+		Module: cfg.Module, InitArgs: cfg.InitArgs, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
 		MaxSessions: cfg.MaxSessions, Profile: profile(cfg),
 	})
 	if err != nil {
@@ -133,16 +132,11 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	return nil
 }
 
-// profile picks the vendor profile: SoftHSM's for its module, else
-// generic; with the token's own GCM IVs when configured.
+// profile picks the vendor profile (hsm.SelectProfile: auto names it from
+// the module), with the token's own GCM IVs when configured. The name was
+// validated with the configuration.
 func profile(cfg *Config) hsm.Profile {
-	p := hsm.DefaultProfile
-	switch {
-	case cfg.HSMProfile == "softhsm":
-		p = hsm.SoftHSMProfile
-	case cfg.HSMProfile == "auto" && strings.Contains(filepath.Base(cfg.Module), "softhsm"):
-		p = hsm.SoftHSMProfile
-	}
+	p, _ := hsm.SelectProfile(cfg.HSMProfile, cfg.Module)
 	p.TokenGeneratesIV = cfg.TokenIV
 	return p
 }

@@ -71,14 +71,12 @@ func kmsdEnv(t *testing.T, db string, extra ...string) []string {
 	env := softhsmtest.Get(t)
 	base := []string{
 		"PATH=" + os.Getenv("PATH"),
-		"SOFTHSM2_CONF=" + env.Conf,
-		"KMS_PKCS11_MODULE=" + env.Module,
-		"KMS_TOKEN_LABEL=" + env.Label,
 		"KMS_PIN=" + env.PIN,
 		"KMS_DB=" + db,
 		"KMS_BOOTSTRAP_TOKEN=" + adminToken,
 		"KMS_LOG_LEVEL=warn",
 	}
+	base = append(base, env.Environ()...)
 	return append(base, extra...)
 }
 

@@ -23,8 +23,8 @@ func TestTwoReplicas(t *testing.T) {
 	defer cancel()
 	dsn := kmstest.PostgresDSN(t)
 	tokEnv := softhsmtest.ExtraToken(t, "replicas-test")
-	env := append(kmsdEnv(t, dsn), "KMS_TOKEN_LABEL="+tokEnv.Label, "KMS_MIN_ROTATION_INTERVAL=1s",
-		"KMS_WORKER_TICK=100ms")
+	env := append(kmsdEnv(t, dsn), "KMS_MIN_ROTATION_INTERVAL=1s", "KMS_WORKER_TICK=100ms")
+	env = append(env, tokEnv.Environ()...)
 	a := startKmsd(t, env)
 	b := startKmsd(t, env)
 	ca, cb := client.New(a.url, adminToken, nil), client.New(b.url, adminToken, nil)

@@ -1,4 +1,4 @@
-// Package kmstest builds real hsmkms stacks for tests: the SoftHSM token of
+// Package kmstest builds real hsmkms stacks for tests: the PKCS#11 token of
 // the test binary, a fresh database per test, the service and the REST API
 // on 127.0.0.1:0, and a Go client. Nothing is faked but the clock.
 package kmstest
@@ -41,14 +41,31 @@ func Token(t testing.TB) *hsm.PKCS11 {
 	tokenOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		token, tokenErr = hsm.Open(ctx, hsm.Config{
-			Module: env.Module, TokenLabel: env.Label, PIN: env.PIN, Profile: hsm.SoftHSMProfile,
-		})
+		token, tokenErr = hsm.Open(ctx, HSMConfig(t, env))
 	})
 	if tokenErr != nil {
 		t.Fatalf("open token: %v", tokenErr)
 	}
 	return token
+}
+
+// HSMConfig is the hsm.Config of a test token: its module, initialisation
+// arguments, label, PIN and the profile the environment chose.
+func HSMConfig(t testing.TB, env *softhsmtest.Env) hsm.Config {
+	t.Helper()
+	prof, err := hsm.SelectProfile(env.Profile, env.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hsm.Config{Module: env.Module, InitArgs: env.InitArgs, TokenLabel: env.Label, PIN: env.PIN, Profile: prof}
+}
+
+// Profile is the vendor profile of the test binary's token: assertions
+// that differ between tokens (which BYOK algorithms exist, which
+// attributes the token reports truthfully) follow it.
+func Profile(t testing.TB) hsm.Profile {
+	t.Helper()
+	return HSMConfig(t, softhsmtest.Get(t)).Profile
 }
 
 // Store opens a fresh database: SQLite in the test's temp dir, or a fresh
