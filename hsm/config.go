@@ -70,6 +70,39 @@ type Profile struct {
 	// token error. SoftHSM 2.6.1 says CKR_GENERAL_ERROR (pitfall 24), which
 	// on a real HSM means something else, hence per vendor.
 	DecryptFailureCodes []uint
+	// NotPermittedCodes are the CKR_ codes with which C_EncryptInit refuses
+	// a decrypt-only key (CKA_ENCRYPT=false): ErrNotPermitted, which makes
+	// the service look for a newer primary version. SoftHSM says
+	// CKR_KEY_FUNCTION_NOT_PERMITTED, NSS softoken CKR_KEY_TYPE_INCONSISTENT
+	// (pitfalls item 47). Empty means CKR_KEY_FUNCTION_NOT_PERMITTED.
+	NotPermittedCodes []uint
+	// ModuleGoneCodes are codes that, on this token, also mean the module
+	// was finalized (a hard reset: C_Initialize again), besides the
+	// standard CKR_CRYPTOKI_NOT_INITIALIZED. NSS softoken answers calls on
+	// the sessions of a finalized module with CKR_SESSION_HANDLE_INVALID
+	// (pitfalls item 48).
+	ModuleGoneCodes []uint
+	// UnwrapFailureCodes are codes of C_UnwrapKey that, on this token, mean
+	// the wrapped bytes are bad (ErrUnwrapFailed), besides the standard
+	// ones: NSS softoken refuses material of the wrong length with
+	// CKR_KEY_SIZE_RANGE.
+	UnwrapFailureCodes []uint
+	// ReportsLocal says CKA_LOCAL is true for keys the token generated.
+	// NSS softoken says false (pitfalls item 49), so no check may rely on
+	// it; the inventory reports it as the token says.
+	ReportsLocal bool
+	// ReplacesDuplicateID says C_GenerateKey, C_CreateObject and
+	// C_UnwrapKey of a token object with the CKA_CLASS and CKA_ID of an
+	// existing one silently replace it (NSS softoken: same handle, new key
+	// value; pitfall 50) instead of making a second object. This package
+	// never creates an object whose id exists; the flag tells the tests
+	// which way a duplicate can be made.
+	ReplacesDuplicateID bool
+	// ForcesSensitive says the token makes every secret key sensitive and
+	// private whatever the template asks (NSS softoken), so a template with
+	// CKA_SENSITIVE or CKA_PRIVATE false still gives a key that passes the
+	// read-back (and truly cannot be read: pitfall 51).
+	ForcesSensitive bool
 	// SupportsEncryptFlip says that CKA_ENCRYPT can be set to false on an
 	// existing key (SoftHSM 2.6: yes; YubiHSM: no). Without it SetDecryptOnly
 	// is a no-op and the store's version state is the only guard.
@@ -105,6 +138,8 @@ var SoftHSMProfile = Profile{
 		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, // SoftHSM after upstream PR #690
 		ckrAEADDecryptFailed,
 	},
+	NotPermittedCodes:   []uint{pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED},
+	ReportsLocal:        true,
 	SupportsEncryptFlip: true,
 	KWPMechanism:        pkcs11.CKM_AES_KEY_WRAP_PAD, // 0x210A
 }
@@ -122,6 +157,11 @@ var NSSProfile = Profile{
 		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
 		ckrAEADDecryptFailed,
 	},
+	NotPermittedCodes:      []uint{pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED, pkcs11.CKR_KEY_TYPE_INCONSISTENT},
+	ModuleGoneCodes:        []uint{pkcs11.CKR_SESSION_HANDLE_INVALID},
+	UnwrapFailureCodes:     []uint{pkcs11.CKR_KEY_SIZE_RANGE},
+	ReplacesDuplicateID:    true,
+	ForcesSensitive:        true,
 	SupportsEncryptFlip:    true,
 	KWPMechanism:           ckmAESKeyWrapKWP,
 	OAEPSHA256:             true,
@@ -140,6 +180,8 @@ var DefaultProfile = Profile{
 		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
 		ckrAEADDecryptFailed,
 	},
+	NotPermittedCodes:      []uint{pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED},
+	ReportsLocal:           true,
 	SupportsEncryptFlip:    true,
 	KWPMechanism:           ckmAESKeyWrapKWP,
 	OAEPSHA256:             true,
@@ -163,6 +205,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Profile.GCMTagBits == 0 {
 		c.Profile.GCMTagBits = DefaultGCMTagBits
+	}
+	if len(c.Profile.NotPermittedCodes) == 0 {
+		c.Profile.NotPermittedCodes = []uint{pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED}
 	}
 	return c
 }

@@ -38,7 +38,7 @@ func (p *PKCS11) Encrypt(ctx context.Context, ref ObjectRef, plaintext, aad []by
 		return err
 	})
 	if err != nil {
-		return nil, nil, translate("encrypt "+ref.String(), err)
+		return nil, nil, p.translate("encrypt "+ref.String(), err)
 	}
 	return iv, out, nil
 }
@@ -106,7 +106,7 @@ func (p *PKCS11) Decrypt(ctx context.Context, ref ObjectRef, iv, ciphertext, aad
 		return nil, &tokenError{op: "decrypt " + ref.String(), code: code, kind: ErrDecryptFailed}
 	}
 	if err != nil {
-		return nil, translate("decrypt "+ref.String(), err)
+		return nil, p.translate("decrypt "+ref.String(), err)
 	}
 	return out, nil
 }
@@ -120,6 +120,14 @@ func (p *PKCS11) Random(ctx context.Context, n int) ([]byte, error) {
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		var err error
 		out, err = c.GenerateRandom(sh, n)
+		if err != nil && !hasCode(err, sessionDeadCodes) && !p.moduleGone(err) {
+			// NSS softoken does not look at the session here: after
+			// C_Finalize it fails with CKR_ARGUMENTS_BAD (pitfalls item
+			// 48). Ask the session, so that a dead one is recovered.
+			if serr := loggedIn(c, sh); serr != nil {
+				return serr
+			}
+		}
 		return err
 	})
 	if err != nil {

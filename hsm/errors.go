@@ -118,6 +118,27 @@ func translate(op string, err error) error {
 	return &tokenError{op: op, code: code, kind: kind}
 }
 
+// translate is the package translate with the profile's codes first: a
+// decrypt-only key's refusal is ErrNotPermitted, and a session of a
+// finalized module is ErrUnavailable, whatever code this token uses.
+func (p *PKCS11) translate(op string, err error) error {
+	if code, ok := ckrCode(err); ok && !errors.As(err, new(*tokenError)) {
+		switch {
+		case slices.Contains(p.cfg.Profile.NotPermittedCodes, code):
+			return &tokenError{op: op, code: code, kind: ErrNotPermitted}
+		case slices.Contains(p.cfg.Profile.ModuleGoneCodes, code):
+			return &tokenError{op: op, code: code, kind: ErrUnavailable}
+		}
+	}
+	return translate(op, err)
+}
+
+// moduleGone says err means the module or token went away (hard reset),
+// by the standard codes or by the profile's.
+func (p *PKCS11) moduleGone(err error) bool {
+	return hasCode(err, moduleDeadCodes) || hasCode(err, p.cfg.Profile.ModuleGoneCodes)
+}
+
 // ckrNames names the codes this package meets; miekg/pkcs11 v1.1.2 lacks
 // some (e.g. CKR_ACTION_PROHIBITED, CKR_AEAD_DECRYPT_FAILED).
 var ckrNames = map[uint]string{
@@ -140,6 +161,10 @@ var ckrNames = map[uint]string{
 	pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE:   "CKR_ENCRYPTED_DATA_LEN_RANGE",
 	pkcs11.CKR_KEY_HANDLE_INVALID:         "CKR_KEY_HANDLE_INVALID",
 	pkcs11.CKR_KEY_TYPE_INCONSISTENT:      "CKR_KEY_TYPE_INCONSISTENT",
+	pkcs11.CKR_KEY_SIZE_RANGE:             "CKR_KEY_SIZE_RANGE",
+	pkcs11.CKR_BUFFER_TOO_SMALL:           "CKR_BUFFER_TOO_SMALL",
+	pkcs11.CKR_WRAPPED_KEY_INVALID:        "CKR_WRAPPED_KEY_INVALID",
+	pkcs11.CKR_WRAPPED_KEY_LEN_RANGE:      "CKR_WRAPPED_KEY_LEN_RANGE",
 	pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED: "CKR_KEY_FUNCTION_NOT_PERMITTED",
 	pkcs11.CKR_MECHANISM_INVALID:          "CKR_MECHANISM_INVALID",
 	pkcs11.CKR_MECHANISM_PARAM_INVALID:    "CKR_MECHANISM_PARAM_INVALID",

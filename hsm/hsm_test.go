@@ -123,7 +123,8 @@ type raw struct {
 	c    *pkcs11.Ctx
 	sh   pkcs11.SessionHandle
 	slot uint
-	gone bool // the module was reset: sh may name someone else's session now
+	init []pkcs11.InitializeOption // p's C_Initialize arguments
+	gone bool                      // the module was reset: sh may name someone else's session now
 }
 
 func rawSession(t testing.TB, p *PKCS11) *raw {
@@ -136,7 +137,7 @@ func rawSession(t testing.TB, p *PKCS11) *raw {
 	if err := c.Login(sh, pkcs11.CKU_USER, softhsmtest.Get(t).PIN); err != nil && err != pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
 		t.Fatalf("raw C_Login: %v", err)
 	}
-	r := &raw{t: t, c: c, sh: sh, slot: slot}
+	r := &raw{t: t, c: c, sh: sh, slot: slot, init: p.initArgs.options()}
 	t.Cleanup(func() {
 		if !r.gone {
 			c.CloseSession(sh)

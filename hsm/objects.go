@@ -193,17 +193,7 @@ func ulong(b []byte) (uint, bool) {
 // 6), and that is a dead login to recover from. The caller holds mgmt.
 func (p *PKCS11) findIn(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ref ObjectRef) ([]pkcs11.ObjectHandle, error) {
 	p.stats.searches.Add(1)
-	tmpl := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID()),
-	}
-	if err := c.FindObjectsInit(sh, tmpl); err != nil {
-		return nil, err
-	}
-	hs, _, err := c.FindObjects(sh, 2)
-	if ferr := c.FindObjectsFinal(sh); err == nil {
-		err = ferr
-	}
+	hs, err := findByID(c, sh, ref.ID(), pkcs11.CKO_SECRET_KEY, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +203,24 @@ func (p *PKCS11) findIn(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ref ObjectRef) (
 		}
 	}
 	return hs, nil
+}
+
+// findByID lists up to max objects with the CKA_ID (and class, when not
+// 0): the one FindObjects helper, for key versions (findIn) and wrapping
+// key pairs alike. FindObjectsFinal runs whatever happened.
+func findByID(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte, class uint, max int) ([]pkcs11.ObjectHandle, error) {
+	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}
+	if class != 0 {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, class))
+	}
+	if err := c.FindObjectsInit(sh, tmpl); err != nil {
+		return nil, err
+	}
+	hs, _, err := c.FindObjects(sh, max)
+	if ferr := c.FindObjectsFinal(sh); err == nil {
+		err = ferr
+	}
+	return hs, err
 }
 
 // loggedIn reports CKR_USER_NOT_LOGGED_IN for a session without the user's

@@ -41,8 +41,10 @@ func TestKeyMaterialStaysInside(t *testing.T) {
 		t.Errorf("CKA_ID %x, CKA_LABEL %q; want %x, %q", got[0].Value, got[1].Value, ref.ID(), ref.Label())
 	}
 	inv := inventoryOf(t, p, ref)
+	// CKA_LOCAL as the token reports it: NSS softoken says false for the
+	// keys it generated (pitfalls item 49), so nothing relies on it.
 	want := ObjectInfo{Ref: ref, Label: ref.Label(), Encrypt: true, Decrypt: true, Sensitive: true,
-		NeverExtractable: true, AlwaysSensitive: true, Local: true}
+		NeverExtractable: true, AlwaysSensitive: true, Local: p.cfg.Profile.ReportsLocal}
 	if len(inv) != 1 || inv[0] != want {
 		t.Errorf("inventory = %+v, want [%+v]", inv, want)
 	}
@@ -65,25 +67,38 @@ func TestGenerateKeyIsIdempotent(t *testing.T) {
 
 // TestGenerateKeyRefusesForeignObject: an existing object with the id but
 // weaker attributes is refused, and left for the operator (not destroyed).
+// A token that makes every secret key sensitive and private whatever the
+// template says (NSS softoken, Profile.ForcesSensitive) gives a key that
+// is as strong as one of ours: it truly cannot be read, and is reused.
 func TestGenerateKeyRefusesForeignObject(t *testing.T) {
 	p := sharedToken(t)
 	r := rawSession(t, p)
 	for _, tc := range []struct {
-		name string
-		attr *pkcs11.Attribute
+		name   string
+		attr   *pkcs11.Attribute
+		forced bool // the token ignores the attribute when ForcesSensitive
 	}{
-		{"extractable", pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true)},
-		{"not sensitive", pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false)},
-		{"can wrap", pkcs11.NewAttribute(pkcs11.CKA_WRAP, true)},
-		{"can derive", pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true)},
-		{"not private", pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false)},
-		{"session object", pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false)},
-		{"AES-128", pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 16)},
+		{"extractable", pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true), false},
+		{"not sensitive", pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false), true},
+		{"can wrap", pkcs11.NewAttribute(pkcs11.CKA_WRAP, true), false},
+		{"can derive", pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true), false},
+		{"not private", pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false), true},
+		{"session object", pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), false},
+		{"AES-128", pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 16), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ref := newRef()
-			r.generate(ref, tc.attr)
+			h := r.generate(ref, tc.attr)
 			err := p.GenerateKey(testCtx(t), ref)
+			if tc.forced && p.cfg.Profile.ForcesSensitive {
+				if err != nil {
+					t.Fatalf("GenerateKey over a key the token made sensitive and private anyway: %v", err)
+				}
+				if _, err := attr(r.c, r.sh, h, pkcs11.CKA_VALUE); !hasCode(err, []uint{pkcs11.CKR_ATTRIBUTE_SENSITIVE}) {
+					t.Fatalf("the token said the key is sensitive, but reading CKA_VALUE = %v", err)
+				}
+				return
+			}
 			if !errors.Is(err, ErrAttributeMismatch) {
 				t.Fatalf("GenerateKey = %v, want ErrAttributeMismatch", err)
 			}
@@ -94,13 +109,49 @@ func TestGenerateKeyRefusesForeignObject(t *testing.T) {
 	}
 }
 
+// TestGenerateKeyRefusesPlantedMaterial: a key created from known material
+// (C_CreateObject with a CKA_VALUE) under a version's id, even sensitive
+// and not extractable, is never adopted: its CKA_ALWAYS_SENSITIVE and
+// CKA_NEVER_EXTRACTABLE are false on both tokens. (CKA_LOCAL would say the
+// same on SoftHSM, but NSS softoken reports it false for its own keys too.)
+func TestGenerateKeyRefusesPlantedMaterial(t *testing.T) {
+	p := sharedToken(t)
+	r := rawSession(t, p)
+	ref := newRef()
+	tmpl := append(keyTemplate(ref), pkcs11.NewAttribute(pkcs11.CKA_VALUE, make([]byte, 32)))
+	for i, a := range tmpl {
+		if a.Type == pkcs11.CKA_VALUE_LEN { // not allowed in C_CreateObject
+			tmpl = append(tmpl[:i], tmpl[i+1:]...)
+			break
+		}
+	}
+	h, err := r.c.CreateObject(r.sh, tmpl)
+	if err != nil {
+		t.Fatalf("raw C_CreateObject: %v", err)
+	}
+	t.Cleanup(func() { r.c.DestroyObject(r.sh, h) })
+	if err := p.GenerateKey(testCtx(t), ref); !errors.Is(err, ErrAttributeMismatch) {
+		t.Fatalf("GenerateKey over planted material = %v, want ErrAttributeMismatch", err)
+	}
+	if n := len(r.find(ref)); n != 1 {
+		t.Errorf("%d objects after the refusal, want the planted one kept for the operator", n)
+	}
+}
+
 // TestAmbiguousObject: two objects with one CKA_ID fail closed everywhere.
+// On a token that replaces a token object of the same class and id
+// (Profile.ReplacesDuplicateID: NSS softoken) the second is a session
+// object.
 func TestAmbiguousObject(t *testing.T) {
 	p := sharedToken(t)
 	r := rawSession(t, p)
 	ref := newRef()
 	r.generate(ref)
-	r.generate(ref)
+	if p.cfg.Profile.ReplacesDuplicateID {
+		r.generate(ref, pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false))
+	} else {
+		r.generate(ref)
+	}
 	ctx := testCtx(t)
 	if _, _, err := p.Encrypt(ctx, ref, []byte("x"), nil); !errors.Is(err, ErrAmbiguousObject) {
 		t.Errorf("Encrypt = %v, want ErrAmbiguousObject", err)

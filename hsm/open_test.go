@@ -84,6 +84,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.Module = "" }, "Module"},
 		{func(c *Config) { c.Module = "./lib.so" }, "Module"},
+		{func(c *Config) { c.InitArgs = "configdir='sql:/x'\x00" }, "InitArgs"},
 		{func(c *Config) { c.TokenLabel = "" }, "TokenLabel"},
 		{func(c *Config) { c.TokenLabel = strings.Repeat("x", 33) }, "TokenLabel"},
 		{func(c *Config) { c.PIN = "" }, "PIN"},
@@ -101,6 +102,28 @@ func TestConfigValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("Validate(%v) = %v, want an error naming %s", c, err, tc.field)
 		}
+	}
+}
+
+// TestSelectProfile: auto picks the profile from the module's file name;
+// an unknown name is an error naming the known ones.
+func TestSelectProfile(t *testing.T) {
+	for _, tc := range []struct{ name, module, want string }{
+		{"auto", "/usr/lib/softhsm/libsofthsm2.so", "softhsm2"},
+		{"auto", "/usr/lib/x86_64-linux-gnu/libsoftokn3.so", "nss"},
+		{"", "/usr/lib/x86_64-linux-gnu/libsoftokn3.so", "nss"},
+		{"auto", "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so", "default"},
+		{"softhsm", "/opt/vendor/lib.so", "softhsm2"},
+		{"nss", "/opt/vendor/lib.so", "nss"},
+		{"generic", "/usr/lib/softhsm/libsofthsm2.so", "default"},
+	} {
+		p, err := SelectProfile(tc.name, tc.module)
+		if err != nil || p.Name != tc.want {
+			t.Errorf("SelectProfile(%q, %q) = %q, %v; want %q", tc.name, tc.module, p.Name, err, tc.want)
+		}
+	}
+	if _, err := SelectProfile("luna", "/m.so"); err == nil || !strings.Contains(err.Error(), "softhsm, nss") {
+		t.Errorf("SelectProfile(luna) = %v, want an error naming the profiles", err)
 	}
 }
 

@@ -32,7 +32,7 @@ var recoveryCases = []recoveryCase{
 		if err := r.c.Finalize(); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.c.Initialize(); err != nil {
+		if err := r.c.Initialize(r.init...); err != nil {
 			t.Fatal(err)
 		}
 		r.gone = true

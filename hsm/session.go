@@ -120,8 +120,9 @@ func (sp *sessionPool) put(s session, err error) {
 	switch {
 	case hasCode(err, goneSessionCodes), s.gen != gen && sp.p.outlived(s.gen):
 		sp.p.stats.sessionsClosed.Add(1) // gone with its module instance: forget it
-	case c == nil, hasCode(err, sessionDeadCodes), hasCode(err, moduleDeadCodes), s.gen != gen,
-		err != nil && !hasCode(err, cleanFailureCodes) && !hasCode(err, sp.p.cfg.Profile.DecryptFailureCodes):
+	case c == nil, hasCode(err, sessionDeadCodes), sp.p.moduleGone(err), s.gen != gen,
+		err != nil && !hasCode(err, cleanFailureCodes) && !hasCode(err, sp.p.cfg.Profile.DecryptFailureCodes) &&
+			!hasCode(err, sp.p.cfg.Profile.NotPermittedCodes):
 		sp.closeSession(c, s.h)
 	default:
 		sp.mu.Lock()
@@ -242,7 +243,7 @@ func (p *PKCS11) doGen(ctx context.Context, want uint64, fn func(c *pkcs11.Ctx, 
 			err = p.run(c, s, fn)
 			seen = s.gen
 		}
-		hard := hasCode(err, moduleDeadCodes)
+		hard := p.moduleGone(err)
 		if !hard && !hasCode(err, sessionDeadCodes) {
 			return err
 		}

@@ -205,22 +205,6 @@ var importRequired = func() []boolRule {
 	return rs
 }()
 
-// findByID lists up to max objects with the CKA_ID (and class, when not 0).
-func findByID(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte, class uint, max int) ([]pkcs11.ObjectHandle, error) {
-	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}
-	if class != 0 {
-		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, class))
-	}
-	if err := c.FindObjectsInit(sh, tmpl); err != nil {
-		return nil, err
-	}
-	hs, _, err := c.FindObjects(sh, max)
-	if ferr := c.FindObjectsFinal(sh); err == nil {
-		err = ferr
-	}
-	return hs, err
-}
-
 func oaep(sha256 bool) *pkcs11.Mechanism {
 	hash, mgf := uint(pkcs11.CKM_SHA_1), uint(pkcs11.CKG_MGF1_SHA1)
 	if sha256 {
@@ -275,7 +259,7 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 		if !kwp {
 			h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped, importTemplate(ref))
 			if err != nil {
-				return unwrapErr(err)
+				return p.unwrapErr(err)
 			}
 			return p.keepImported(c, sh, h, ref, true)
 		}
@@ -291,12 +275,12 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
 		})
 		if err != nil {
-			return unwrapErr(err)
+			return p.unwrapErr(err)
 		}
 		defer c.DestroyObject(sh, eph)
 		h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.cfg.Profile.KWPMechanism, nil)}, eph, wrapped[rsaLen:], importTemplate(ref))
 		if err != nil {
-			return unwrapErr(err)
+			return p.unwrapErr(err)
 		}
 		return p.keepImported(c, sh, h, ref, false)
 	})
@@ -334,11 +318,11 @@ func findPrivate(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte) (pkcs11.O
 
 // unwrapErr turns the token's refusals of the wrapped bytes into
 // ErrUnwrapFailed; other errors stay token errors.
-func unwrapErr(err error) error {
+func (p *PKCS11) unwrapErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	if hasCode(err, []uint{pkcs11.CKR_WRAPPED_KEY_INVALID, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE, pkcs11.CKR_ENCRYPTED_DATA_INVALID,
+	if hasCode(err, p.cfg.Profile.UnwrapFailureCodes) || hasCode(err, []uint{pkcs11.CKR_WRAPPED_KEY_INVALID, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE, pkcs11.CKR_ENCRYPTED_DATA_INVALID,
 		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_DATA_INVALID, pkcs11.CKR_DATA_LEN_RANGE,
 		pkcs11.CKR_ARGUMENTS_BAD}) {
 		return fmt.Errorf("%w (%v)", ErrUnwrapFailed, err)
@@ -366,7 +350,7 @@ func (p *PKCS11) verifyImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11
 	}
 	_, _, err = p.gcmEncrypt(c, sh, h, make([]byte, 16), nil) // in the profile's IV mode
 	switch {
-	case hasCode(err, sessionDeadCodes), hasCode(err, moduleDeadCodes):
+	case hasCode(err, sessionDeadCodes), p.moduleGone(err):
 		return err // the unit is retried
 	case err != nil:
 		return fmt.Errorf("%w: imported material of %s is not an AES-256 key (%v)", ErrUnwrapFailed, ref, translate("trial encryption", err))

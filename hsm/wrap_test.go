@@ -104,7 +104,7 @@ func TestImportRoundTrip(t *testing.T) {
 			t.Errorf("%s: an object was left behind: %v", name, err)
 		}
 	}
-	if err := p.Import(ctx, uuid.NewString(), algs[0], wrongKey, newRef()); !errors.Is(err, ErrObjectNotFound) {
+	if err := p.Import(ctx, uuid.NewString(), algs[len(algs)-1], wrongKey, newRef()); !errors.Is(err, ErrObjectNotFound) {
 		t.Errorf("an unknown wrapping key: %v, want ErrObjectNotFound", err)
 	}
 	// A destroyed wrapping key unwraps nothing, and destroying it twice is fine.
