@@ -38,6 +38,8 @@ type PKCS11 struct {
 	// every C_Initialize.
 	direct   *direct
 	initArgs *initArgs
+	// wrap is what the token offers for BYOK (probeWrapping, at Open).
+	wrap wrapSupport
 
 	// mgmt serialises key-management writes and token searches: SoftHSM
 	// 2.6.1 races C_FindObjects against object creation (pitfalls item 30).
@@ -90,6 +92,7 @@ func Open(ctx context.Context, cfg Config) (*PKCS11, error) {
 		p.Close()
 		return nil, err
 	}
+	p.probeWrapping()
 	// Log in now, so that a wrong PIN fails start-up rather than the first request.
 	if err := p.Ping(ctx); err != nil {
 		p.Close()

@@ -49,16 +49,41 @@ const (
 // (wrapped with another public key, damaged, another algorithm or length).
 var ErrUnwrapFailed = errors.New("hsm: the wrapped key material cannot be unwrapped")
 
-// WrappingAlgorithms lists what this token can unwrap, per the profile.
+// WrappingAlgorithmNames are every wrapping algorithm of API.md, in the
+// order WrappingAlgorithms lists them.
+var WrappingAlgorithmNames = []string{RSAESOAEPSHA256, RSAESOAEPSHA1, RSAAESKeyWrapSHA256, RSAAESKeyWrapSHA1}
+
+// WrappingAlgorithms lists what this token can unwrap: what the profile
+// allows and the start-up probe (probeWrapping) found the token to offer.
 func (p *PKCS11) WrappingAlgorithms() []string {
 	var out []string
-	for _, a := range []string{RSAESOAEPSHA256, RSAESOAEPSHA1, RSAAESKeyWrapSHA256, RSAAESKeyWrapSHA1} {
+	for _, a := range WrappingAlgorithmNames {
 		if p.supportsWrapping(a) {
 			out = append(out, a)
 		}
 	}
 	return out
 }
+
+// probeWrapping asks the token, at Open, for the mechanisms BYOK needs
+// (C_GetMechanismInfo, no objects made): RSA key pair generation, RSA-OAEP
+// unwrap, and the profile's AES key wrap with padding unwrap. What it
+// lacks is not offered, whatever the profile says: SoftHSM numbers KWP
+// 0x210A, NSS softoken and the spec 0x210B (pitfalls item 18).
+func (p *PKCS11) probeWrapping() {
+	has := func(mech, flags uint) bool {
+		info, err := p.ctx.GetMechanismInfo(p.slot, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)})
+		return err == nil && info.Flags&flags == flags
+	}
+	rsaOK := has(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR) && has(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_UNWRAP)
+	p.wrap = wrapSupport{
+		oaep: rsaOK,
+		kwp:  rsaOK && p.cfg.Profile.KWPMechanism != 0 && has(p.cfg.Profile.KWPMechanism, pkcs11.CKF_UNWRAP),
+	}
+}
+
+// wrapSupport is what probeWrapping found.
+type wrapSupport struct{ oaep, kwp bool }
 
 func (p *PKCS11) supportsWrapping(alg string) bool {
 	prof := p.cfg.Profile
@@ -71,9 +96,9 @@ func (p *PKCS11) supportsWrapping(alg string) bool {
 	switch alg {
 	case RSAESOAEPSHA1, RSAESOAEPSHA256:
 		// The length of plain OAEP material is known only from the token.
-		return prof.ReportsUnwrappedLength && hashOK(alg == RSAESOAEPSHA256)
+		return p.wrap.oaep && prof.ReportsUnwrappedLength && hashOK(alg == RSAESOAEPSHA256)
 	case RSAAESKeyWrapSHA1, RSAAESKeyWrapSHA256:
-		return prof.KWPMechanism != 0 && hashOK(alg == RSAAESKeyWrapSHA256)
+		return p.wrap.kwp && hashOK(alg == RSAAESKeyWrapSHA256)
 	}
 	return false
 }

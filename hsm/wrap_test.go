@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
@@ -150,5 +151,35 @@ func TestWrappingKeyOnlyUnwraps(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWrappingAlgorithmsFollowProfile: the token offers exactly what its
+// profile allows (SoftHSM 2.6.1: RSA_AES_KEY_WRAP_SHA_1 alone; NSS
+// softoken: all four), and the start-up probe removes what the token's
+// mechanism list lacks.
+func TestWrappingAlgorithmsFollowProfile(t *testing.T) {
+	p := sharedToken(t)
+	prof := p.cfg.Profile
+	var want []string
+	for _, a := range WrappingAlgorithmNames {
+		sha256 := a == RSAESOAEPSHA256 || a == RSAAESKeyWrapSHA256
+		plain := a == RSAESOAEPSHA1 || a == RSAESOAEPSHA256
+		if (!sha256 || prof.OAEPSHA256) && (plain && prof.ReportsUnwrappedLength || !plain && prof.KWPMechanism != 0) {
+			want = append(want, a)
+		}
+	}
+	if got := p.WrappingAlgorithms(); !slices.Equal(got, want) {
+		t.Errorf("WrappingAlgorithms() = %v, want %v (profile %s)", got, want, prof.Name)
+	}
+	// A KWP number the token does not offer is probed away.
+	q := openToken(t, func(c *Config) { c.Profile.KWPMechanism = 0x80000001 })
+	for _, a := range q.WrappingAlgorithms() {
+		if a == RSAAESKeyWrapSHA1 || a == RSAAESKeyWrapSHA256 {
+			t.Errorf("%s offered with a KWP mechanism the token lacks", a)
+		}
+	}
+	if err := q.Import(testCtx(t), uuid.NewString(), RSAAESKeyWrapSHA1, make([]byte, 424), newRef()); err == nil {
+		t.Error("Import with an algorithm that is not offered succeeded")
 	}
 }
