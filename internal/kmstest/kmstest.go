@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,21 @@ func HSMConfig(t testing.TB, env *softhsmtest.Env) hsm.Config {
 func Profile(t testing.TB) hsm.Profile {
 	t.Helper()
 	return HSMConfig(t, softhsmtest.Get(t)).Profile
+}
+
+// RefusedWrappingAlgorithm is a BYOK wrapping algorithm the test token
+// cannot unwrap: one of hsm.WrappingAlgorithmNames it does not offer
+// (SoftHSM lacks OAEP with SHA-256), or, on a token that offers them all
+// (NSS softoken), AWS's RSAES_PKCS1_V1_5, which no token here unwraps.
+func RefusedWrappingAlgorithm(t testing.TB) string {
+	t.Helper()
+	offered := Token(t).WrappingAlgorithms()
+	for _, a := range hsm.WrappingAlgorithmNames {
+		if !slices.Contains(offered, a) {
+			return a
+		}
+	}
+	return "RSAES_PKCS1_V1_5"
 }
 
 // Store opens a fresh database: SQLite in the test's temp dir, or a fresh
