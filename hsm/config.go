@@ -74,42 +74,51 @@ type Profile struct {
 	// a decrypt-only key (CKA_ENCRYPT=false): ErrNotPermitted, which makes
 	// the service look for a newer primary version. SoftHSM says
 	// CKR_KEY_FUNCTION_NOT_PERMITTED, NSS softoken CKR_KEY_TYPE_INCONSISTENT
-	// (pitfalls item 47). Empty means CKR_KEY_FUNCTION_NOT_PERMITTED.
+	// (pitfalls item 51). Empty means CKR_KEY_FUNCTION_NOT_PERMITTED.
 	NotPermittedCodes []uint
 	// ModuleGoneCodes are codes that, on this token, also mean the module
 	// was finalized (a hard reset: C_Initialize again), besides the
 	// standard CKR_CRYPTOKI_NOT_INITIALIZED. NSS softoken answers calls on
 	// the sessions of a finalized module with CKR_SESSION_HANDLE_INVALID
-	// (pitfalls item 48).
+	// (pitfalls item 51).
 	ModuleGoneCodes []uint
 	// UnwrapFailureCodes are codes of C_UnwrapKey that, on this token, mean
 	// the wrapped bytes are bad (ErrUnwrapFailed), besides the standard
 	// ones: NSS softoken refuses material of the wrong length with
 	// CKR_KEY_SIZE_RANGE.
 	UnwrapFailureCodes []uint
+	// GCMLengthsWrong says the token's answers about AES-GCM output
+	// lengths leave out the tag: the size query (NULL buffer) and the
+	// length reported with CKR_BUFFER_TOO_SMALL (NSS softoken; pitfalls
+	// item 49). This package never relies on either on any token (the
+	// buffers are sized from the GCM lengths); the flag records the
+	// difference and tells the tests what to expect.
+	GCMLengthsWrong bool
 	// ReportsLocal says CKA_LOCAL is true for keys the token generated.
-	// NSS softoken says false (pitfalls item 49), so no check may rely on
+	// NSS softoken says false (pitfalls item 52), so no check may rely on
 	// it; the inventory reports it as the token says.
 	ReportsLocal bool
 	// ReplacesDuplicateID says C_GenerateKey, C_CreateObject and
 	// C_UnwrapKey of a token object with the CKA_CLASS and CKA_ID of an
 	// existing one silently replace it (NSS softoken: same handle, new key
-	// value; pitfall 50) instead of making a second object. This package
+	// value; pitfalls item 54) instead of making a second object. This package
 	// never creates an object whose id exists; the flag tells the tests
 	// which way a duplicate can be made.
 	ReplacesDuplicateID bool
 	// ForcesSensitive says the token makes every secret key sensitive and
 	// private whatever the template asks (NSS softoken), so a template with
 	// CKA_SENSITIVE or CKA_PRIVATE false still gives a key that passes the
-	// read-back (and truly cannot be read: pitfall 51).
+	// read-back (and truly cannot be read: pitfalls item 53).
 	ForcesSensitive bool
 	// SupportsEncryptFlip says that CKA_ENCRYPT can be set to false on an
 	// existing key (SoftHSM 2.6: yes; YubiHSM: no). Without it SetDecryptOnly
 	// is a no-op and the store's version state is the only guard.
 	SupportsEncryptFlip bool
 	// KWPMechanism is the token's number for AES key wrap with padding
-	// (RFC 5649): SoftHSM 2.6.1 uses 0x210A, the spec 0x210B (pitfalls item
-	// 18). 0: not offered.
+	// (RFC 5649): SoftHSM 2.6.1 uses 0x210A, the spec and NSS softoken
+	// 0x210B (pitfalls items 18 and 55; NSS's 0x210A is another algorithm,
+	// PKCS#7 padding, so the number is profile data, not probed). 0: not
+	// offered.
 	KWPMechanism uint
 	// OAEPSHA256 says the token unwraps RSA-OAEP with SHA-256 (SoftHSM
 	// 2.6.1: SHA-1 only, pitfalls item 19).
@@ -147,7 +156,7 @@ var SoftHSMProfile = Profile{
 // NSSProfile is NSS softoken 3.8x (libsoftokn3.so), the token behind
 // Firefox and FIPS-validated in other distributions: the second PKCS#11
 // implementation CI runs the suite on (docs/pkcs11-pitfalls.md, items
-// 46-52).
+// 49-57).
 var NSSProfile = Profile{
 	Name:        "nss",
 	GCMIVLength: DefaultGCMIVLength,
@@ -162,6 +171,7 @@ var NSSProfile = Profile{
 	UnwrapFailureCodes:     []uint{pkcs11.CKR_KEY_SIZE_RANGE},
 	ReplacesDuplicateID:    true,
 	ForcesSensitive:        true,
+	GCMLengthsWrong:        true,
 	SupportsEncryptFlip:    true,
 	KWPMechanism:           ckmAESKeyWrapKWP,
 	OAEPSHA256:             true,

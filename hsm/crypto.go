@@ -123,7 +123,7 @@ func (p *PKCS11) Random(ctx context.Context, n int) ([]byte, error) {
 		if err != nil && !hasCode(err, sessionDeadCodes) && !p.moduleGone(err) {
 			// NSS softoken does not look at the session here: after
 			// C_Finalize it fails with CKR_ARGUMENTS_BAD (pitfalls item
-			// 48). Ask the session, so that a dead one is recovered.
+			// 51). Ask the session, so that a dead one is recovered.
 			if serr := loggedIn(c, sh); serr != nil {
 				return serr
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
+	"github.com/miekg/pkcs11"
 )
 
 func TestEncryptDecryptRoundTrip(t *testing.T) {
@@ -249,5 +250,64 @@ func TestTokenGeneratedIVFailsClosed(t *testing.T) {
 	iv, ct, err := p.Encrypt(testCtx(t), ref, []byte("x"), nil)
 	if !errors.Is(err, errNoTokenIV) || iv != nil || ct != nil {
 		t.Fatalf("Encrypt with a token that ignored the request: %x %x %v, want errNoTokenIV and nothing", iv, ct, err)
+	}
+}
+
+// TestGCMBuffersNeverTrustTheSizeQuery: the data path sizes GCM buffers
+// itself (NSS softoken's size query leaves out the tag); a buffer the
+// token finds too small is enlarged once to the length it reports, within
+// a bound, and the result decrypts; beyond the bound it is an error. A
+// token whose GCM lengths are wrong (Profile.GCMLengthsWrong) reports no
+// usable length, and the too small buffer stays an error.
+func TestGCMBuffersNeverTrustTheSizeQuery(t *testing.T) {
+	p := sharedToken(t)
+	ref := generated(t, p)
+	ctx := testCtx(t)
+	for _, n := range []int{0, 1, 16, 4096} {
+		pt := bytes.Repeat([]byte{7}, n)
+		iv, ct, err := p.Encrypt(ctx, ref, pt, []byte("aad"))
+		if err != nil || len(ct) != n+16 {
+			t.Fatalf("Encrypt of %d bytes: %d bytes, %v", n, len(ct), err)
+		}
+		if got, err := p.Decrypt(ctx, ref, iv, ct, []byte("aad")); err != nil || !bytes.Equal(got, pt) {
+			t.Fatalf("Decrypt of %d bytes: %v", n, err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		slack int
+		ok    bool
+	}{{"enlarged once", 64, !p.cfg.Profile.GCMLengthsWrong}, {"beyond the bound", 8, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pt := []byte("sized by the caller")
+			var ct []byte
+			err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+				params, mech := p.gcm(make([]byte, 12), nil)
+				defer params.Free()
+				if err := c.EncryptInit(sh, mech, h); err != nil {
+					return err
+				}
+				var err error
+				ct, err = p.direct.crypt(fnEncrypt, sh, pt, len(pt), tc.slack) // no room for the tag
+				return err
+			})
+			if !tc.ok {
+				if !hasCode(err, []uint{pkcs11.CKR_BUFFER_TOO_SMALL}) {
+					t.Fatalf("crypt beyond the bound = %v, want CKR_BUFFER_TOO_SMALL", err)
+				}
+				return
+			}
+			if err != nil || len(ct) != len(pt)+16 {
+				t.Fatalf("crypt = %d bytes, %v; want %d", len(ct), err, len(pt)+16)
+			}
+			if got, err := p.Decrypt(ctx, ref, make([]byte, 12), ct, nil); err != nil || !bytes.Equal(got, pt) {
+				t.Fatalf("Decrypt = %q, %v", got, err)
+			}
+		})
+	}
+	// The session the failed call left with an active operation was closed,
+	// not pooled: the next calls work.
+	if _, _, err := p.Encrypt(ctx, ref, []byte("after"), nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -51,7 +51,7 @@ import (
 // miekg/pkcs11 sizes every output buffer from the token's answer to a NULL
 // buffer. NSS softoken answers that query for AES-GCM encryption with the
 // plaintext length (the tag is missing), so the real call then fails with
-// CKR_BUFFER_TOO_SMALL (pitfalls item 46). The data path therefore calls
+// CKR_BUFFER_TOO_SMALL (pitfalls item 49). The data path therefore calls
 // C_Encrypt and C_Decrypt itself, with buffers sized from the GCM lengths,
 // and reads the real length back. The function list is the module's own
 // (dlopen of the same path returns the library miekg/pkcs11 loaded), so

@@ -78,14 +78,26 @@
 // defaults GCM to a 16-byte IV, returns dead sessions to its pool forever,
 // never logs in again after a token reset, waits forever for a session by
 // default, and has no C_SetAttributeValue, C_UnwrapKey or handle access
-// (research/pkcs11-pitfalls.md, items 2-8). Every failure here is an error.
+// (docs/pkcs11-pitfalls.md, items 2-8). Every failure here is an error.
 //
 // # Vendor differences
 //
 // Profile holds them as data: GCM IV and tag length, which C_Decrypt codes
 // mean "authentication failed" (SoftHSM 2.6.1 answers a wrong tag with
-// CKR_GENERAL_ERROR, which on a real HSM means a device fault), and whether
-// CKA_ENCRYPT can be flipped. The IV is drawn by this package (12 bytes from
-// crypto/rand) and returned with the ciphertext; IVs shorter than 12 bytes
-// never reach the token, which would otherwise encrypt deterministically.
+// CKR_GENERAL_ERROR, which on a real HSM means a device fault), which codes
+// refuse a decrypt-only key or mean a finalized module, whether CKA_ENCRYPT
+// can be flipped, the BYOK mechanisms, and what the token reports falsely
+// or does silently (CKA_LOCAL, duplicate ids). SelectProfile names them
+// (softhsm, nss, generic; auto from the module's file name). The suite
+// runs on SoftHSM2 and on NSS softoken, two independent implementations.
+// The IV is drawn by this package (12 bytes from crypto/rand) and returned
+// with the ciphertext; IVs shorter than 12 bytes never reach the token,
+// which would otherwise encrypt deterministically.
+//
+// Config.InitArgs goes to every C_Initialize (Open and each hard reset) as
+// the pReserved string of CK_C_INITIALIZE_ARGS: NSS softoken finds its
+// database there. AES-GCM C_Encrypt and C_Decrypt are called directly
+// (direct.go) with buffers sized from the GCM lengths, because
+// miekg/pkcs11 sizes them from the token's size query, which NSS answers
+// without the tag.
 package hsm

@@ -69,7 +69,9 @@ func (p *PKCS11) WrappingAlgorithms() []string {
 // (C_GetMechanismInfo, no objects made): RSA key pair generation, RSA-OAEP
 // unwrap, and the profile's AES key wrap with padding unwrap. What it
 // lacks is not offered, whatever the profile says: SoftHSM numbers KWP
-// 0x210A, NSS softoken and the spec 0x210B (pitfalls item 18).
+// 0x210A, NSS softoken and the spec 0x210B (pitfalls items 18 and 55).
+// The probe cannot tell what a number means (NSS offers 0x210A too, as
+// PKCS#7-padded key wrap): which one is RFC 5649 is the profile's.
 func (p *PKCS11) probeWrapping() {
 	has := func(mech, flags uint) bool {
 		info, err := p.ctx.GetMechanismInfo(p.slot, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)})

@@ -87,24 +87,27 @@ func TestImportRoundTrip(t *testing.T) {
 	}
 
 	other, _ := rsa.GenerateKey(rand.Reader, WrappingBits)
-	wrongKey, _ := byok.Wrap(algs[len(algs)-1], &other.PublicKey, material)
-	short, _ := byok.Wrap(algs[len(algs)-1], pub, material[:16])
-	// RFC 5649 pads 25 to 32 bytes to one length: only the token's trial
-	// encryption tells 25 or 31 bytes from an AES-256 key on SoftHSM.
-	odd25, _ := byok.Wrap(algs[len(algs)-1], pub, material[:25])
-	odd31, _ := byok.Wrap(algs[len(algs)-1], pub, material[:31])
-	for name, wrapped := range map[string][]byte{"another public key": wrongKey, "AES-128 material": short,
-		"25-byte material": odd25, "31-byte material": odd31,
-		"damaged": append([]byte{1}, wrongKey[1:]...), "empty": nil} {
-		ref := newRef()
-		err := p.Import(ctx, id, algs[len(algs)-1], wrapped, ref)
-		if !errors.Is(err, ErrUnwrapFailed) {
-			t.Errorf("%s: %v, want ErrUnwrapFailed", name, err)
-		}
-		if _, _, err := p.Encrypt(ctx, ref, []byte("x"), nil); !errors.Is(err, ErrObjectNotFound) {
-			t.Errorf("%s: an object was left behind: %v", name, err)
+	for _, alg := range algs { // every bad input, under every algorithm the token offers
+		wrongKey, _ := byok.Wrap(alg, &other.PublicKey, material)
+		short, _ := byok.Wrap(alg, pub, material[:16])
+		// RFC 5649 pads 25 to 32 bytes to one length: only the token's trial
+		// encryption tells 25 or 31 bytes from an AES-256 key on SoftHSM.
+		odd25, _ := byok.Wrap(alg, pub, material[:25])
+		odd31, _ := byok.Wrap(alg, pub, material[:31])
+		for name, wrapped := range map[string][]byte{"another public key": wrongKey, "AES-128 material": short,
+			"25-byte material": odd25, "31-byte material": odd31,
+			"damaged": append([]byte{1}, wrongKey[1:]...), "empty": nil} {
+			ref := newRef()
+			err := p.Import(ctx, id, alg, wrapped, ref)
+			if !errors.Is(err, ErrUnwrapFailed) {
+				t.Errorf("%s, %s: %v, want ErrUnwrapFailed", alg, name, err)
+			}
+			if _, _, err := p.Encrypt(ctx, ref, []byte("x"), nil); !errors.Is(err, ErrObjectNotFound) {
+				t.Errorf("%s, %s: an object was left behind: %v", alg, name, err)
+			}
 		}
 	}
+	wrongKey, _ := byok.Wrap(algs[len(algs)-1], &other.PublicKey, material)
 	if err := p.Import(ctx, uuid.NewString(), algs[len(algs)-1], wrongKey, newRef()); !errors.Is(err, ErrObjectNotFound) {
 		t.Errorf("an unknown wrapping key: %v, want ErrObjectNotFound", err)
 	}

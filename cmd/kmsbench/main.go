@@ -102,9 +102,13 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 	aad := make([]byte, 25)
 
 	// Raw token ceiling: the hsm package alone, on a key of its own.
-	tok, err := hsm.Open(ctx, hsm.Config{Module: env("KMS_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"),
-		TokenLabel: env("KMS_TOKEN_LABEL", "hsmkms"), PIN: os.Getenv("KMS_PIN"), MaxSessions: 32,
-		Profile: hsm.SoftHSMProfile})
+	module := env("KMS_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+	prof, err := hsm.SelectProfile(env("KMS_HSM_PROFILE", "auto"), module)
+	if err != nil {
+		return err
+	}
+	tok, err := hsm.Open(ctx, hsm.Config{Module: module, InitArgs: os.Getenv("KMS_PKCS11_INIT_ARGS"),
+		TokenLabel: env("KMS_TOKEN_LABEL", "hsmkms"), PIN: os.Getenv("KMS_PIN"), MaxSessions: 32, Profile: prof})
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,17 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := loadConfig([]string{"-db", "sqlite:x.db"}, envOf("KMS_DB", "postgres://db")); err != nil || c.DB != "sqlite:x.db" {
 		t.Errorf("-db must win over KMS_DB: %v %+v", err, c)
 	}
+	// NSS softoken: its database in the C_Initialize arguments, its profile
+	// picked by auto from the module's name.
+	nss := "configdir='sql:/var/lib/hsmkms/nssdb' certPrefix='' keyPrefix='' secmod='secmod.db' flags='' dbTokenDescription='hsmkms'"
+	if c, err := loadConfig(nil, envOf("KMS_PKCS11_MODULE", "/usr/lib/x86_64-linux-gnu/libsoftokn3.so", "KMS_PKCS11_INIT_ARGS", nss)); err != nil ||
+		c.InitArgs != nss || profile(c).Name != "nss" {
+		t.Errorf("NSS softoken: %v %+v", err, c)
+	}
+	if c, err := loadConfig([]string{"-hsm-profile", "softhsm"}, envOf("KMS_PKCS11_MODULE", "/usr/lib/x86_64-linux-gnu/libsoftokn3.so")); err != nil ||
+		profile(c).Name != "softhsm2" || c.InitArgs != "" {
+		t.Errorf("-hsm-profile softhsm: %v %+v", err, c)
+	}
 	if c, err := loadConfig(nil, envOf()); err != nil || !c.Audit || c.LeaseDuration != time.Minute || c.DB != "sqlite:var/hsmkms.db" {
 		t.Errorf("defaults: %v %+v", err, c)
 	}
@@ -51,6 +62,7 @@ func TestLoadConfig(t *testing.T) {
 		{[]string{"KMS_AUDIT", "maybe"}, "audit"},
 		{[]string{"KMS_BOOTSTRAP_TOKEN", "short"}, "KMS_BOOTSTRAP_TOKEN"},
 		{[]string{"KMS_TLS_CLIENT_CA", "/ca.pem"}, "tls-client-ca"},
+		{[]string{"KMS_HSM_PROFILE", "luna"}, "hsm-profile"},
 	} {
 		_, err := loadConfig(nil, envOf(tc.env...))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
