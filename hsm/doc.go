@@ -22,7 +22,8 @@
 // # Decrypt-only
 //
 // When a version stops being primary, SetDecryptOnly sets CKA_ENCRYPT=false:
-// the token then refuses C_EncryptInit (CKR_KEY_FUNCTION_NOT_PERMITTED,
+// the token then refuses C_EncryptInit (CKR_KEY_FUNCTION_NOT_PERMITTED, or
+// the profile's NotPermittedCodes, e.g. NSS's CKR_KEY_TYPE_INCONSISTENT:
 // ErrNotPermitted) but still decrypts. Anyone with the user PIN can set it
 // back (SoftHSM allows it), so the service's database stays the authority
 // and its reconciler re-checks the flag through Inventory.
