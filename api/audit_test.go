@@ -438,11 +438,30 @@ func TestUnroutedRequestsAreAudited(t *testing.T) {
 		var found bool
 		for _, rec := range recs {
 			if rec["request_id"] == r.requestID {
-				found = rec["action"] == api.ActionUnknown && rec["outcome"] == "failed" && rec["error_code"] == tc.code
+				found = rec["action"] == api.ActionUnknown && rec["outcome"] == "failed" && rec["error_code"] == tc.code &&
+					rec["principal"] == "admin"
 			}
 		}
 		if !found {
-			t.Errorf("%s %s: no record %s/failed/%s with its request id", tc.method, tc.path, api.ActionUnknown, tc.code)
+			t.Errorf("%s %s: no record %s/failed/%s of principal admin with its request id", tc.method, tc.path, api.ActionUnknown, tc.code)
+		}
+		// Without a valid token the same request is refused before routing
+		// says anything about the path, and the refusal is recorded.
+		for _, token := range []string{"", "not-a-token-of-anyone-at-all"} {
+			anon := newCaller(t, s.URL, token)
+			r := anon.do(tc.method, tc.path, nil)
+			if r.status != 401 || r.code() != "UnauthenticatedException" {
+				t.Errorf("%s %s with token %q: %d %s, want 401", tc.method, tc.path, token, r.status, r.body)
+			}
+			found = false
+			for _, rec := range listAudit(t, admin, "") {
+				if rec["request_id"] == r.requestID {
+					found = rec["action"] == api.ActionUnknown && rec["outcome"] == "denied"
+				}
+			}
+			if !found {
+				t.Errorf("%s %s with token %q: no denied record", tc.method, tc.path, token)
+			}
 		}
 	}
 	before := count()

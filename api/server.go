@@ -86,7 +86,7 @@ func New(cfg Config) *echo.Echo {
 	e.Use(requestIDs)
 	e.Use(requestLog(cfg.Logger, cfg.Observe))
 	e.Use(recoverPanics(cfg.Logger))
-	e.Use(auditUnrouted(audit(cfg.Service, cfg.Logger)(ActionUnknown)))
+	e.Use(auditUnrouted(audit(cfg.Service, cfg.Logger)(ActionUnknown), authenticate(cfg.Auth)))
 
 	h := &handlers{svc: cfg.Service}
 	e.GET("/healthz", h.healthz)
@@ -160,11 +160,14 @@ const ActionUnknown = "kms:UnknownOperation"
 
 // auditUnrouted gives /v1 requests that match no route their audit record
 // too (route middleware never runs for them): every /v1 request has one.
-func auditUnrouted(audited echo.MiddlewareFunc) echo.MiddlewareFunc {
+// They are authenticated like the others: without a valid credential the
+// answer is 401, so the API's paths cannot be probed anonymously, and a
+// caller's 404 or 405 names its principal in the record.
+func auditUnrouted(audited, authenticated echo.MiddlewareFunc) echo.MiddlewareFunc {
 	notFound := reflect.ValueOf(echo.NotFoundHandler).Pointer()
 	notAllowed := reflect.ValueOf(echo.MethodNotAllowedHandler).Pointer()
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		wrapped := audited(next)
+		wrapped := audited(authenticated(next))
 		return func(c echo.Context) error {
 			p := c.Request().URL.Path
 			if h := reflect.ValueOf(c.Handler()).Pointer(); (h == notFound || h == notAllowed) &&

@@ -99,8 +99,11 @@ func check(req *http.Request, reqBody []byte, resp *http.Response, respBody []by
 	r.Body = io.NopCloser(bytes.NewReader(reqBody))
 	route, params, err := rt.FindRoute(r)
 	if err != nil {
-		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
+		switch resp.StatusCode {
+		case http.StatusNotFound, http.StatusMethodNotAllowed:
 			return "" // an undocumented path that the server does not serve either
+		case http.StatusUnauthorized:
+			return "" // an unknown /v1 path is authenticated before it is refused
 		}
 		return fmt.Sprintf("the server answered a route the document does not have (%v)", err)
 	}
