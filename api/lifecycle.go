@@ -11,7 +11,20 @@ import (
 )
 
 type deletionRequest struct {
-	PendingWindowDays int `json:"pending_window_days"`
+	PendingWindowDays *int `json:"pending_window_days"`
+}
+
+// days is the window asked for: absent is the service's default (0 to the
+// service); an explicit 0 is a mistake, refused rather than read as 30.
+func (r deletionRequest) days() (int, error) {
+	switch {
+	case r.PendingWindowDays == nil:
+		return 0, nil
+	case *r.PendingWindowDays == 0:
+		return 0, service.Validationf("pending_window_days must be %d to %d (omit it for %d)",
+			service.MinPendingWindowDays, service.MaxPendingWindowDays, service.DefaultPendingWindowDays)
+	}
+	return *r.PendingWindowDays, nil
 }
 
 type rotationPolicyRequest struct {
@@ -63,7 +76,11 @@ func (h *handlers) scheduleDeletion(c echo.Context) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	k, err := h.svc.ScheduleKeyDeletion(c.Request().Context(), keyRef(c), req.PendingWindowDays)
+	days, err := req.days()
+	if err != nil {
+		return err
+	}
+	k, err := h.svc.ScheduleKeyDeletion(c.Request().Context(), keyRef(c), days)
 	if err != nil {
 		return err
 	}
@@ -168,7 +185,11 @@ func (h *handlers) changeVersion(action service.VersionAction) echo.HandlerFunc 
 		if err != nil {
 			return err
 		}
-		v, err := h.svc.ChangeVersion(c.Request().Context(), keyRef(c), version, action, req.PendingWindowDays)
+		days, err := req.days()
+		if err != nil {
+			return err
+		}
+		v, err := h.svc.ChangeVersion(c.Request().Context(), keyRef(c), version, action, days)
 		if err != nil {
 			return err
 		}

@@ -69,8 +69,6 @@ func TestManagedDefaultKeys(t *testing.T) {
 		{"POST", "/v1/keys/" + id + "/rotate", nil},
 		{"PATCH", "/v1/keys/" + id, map[string]any{"description": "mine now"}},
 		{"POST", "/v1/aliases", map[string]any{"alias_name": "alias/pay", "target_key_id": id}},
-		{"PUT", "/v1/aliases/managed%2Fpayments", map[string]any{"target_key_id": other["key_id"]}},
-		{"DELETE", "/v1/aliases/managed%2Fpayments", nil},
 		{"POST", "/v1/keys/" + id + "/versions/1/disable", nil},
 		{"POST", "/v1/keys/" + id + "/import-parameters", map[string]any{"wrapping_algorithm": "RSA_AES_KEY_WRAP_SHA_1"}},
 	} {
@@ -83,9 +81,33 @@ func TestManagedDefaultKeys(t *testing.T) {
 			t.Errorf("%s %s changed the managed key", tc.method, tc.path)
 		}
 	}
-	// Customers cannot create keys or aliases under alias/managed/.
-	admin.must(409, "POST", "/v1/keys", map[string]any{"alias": "alias/managed/mine"})
-	admin.must(409, "POST", "/v1/aliases", map[string]any{"alias_name": "alias/managed/mine", "target_key_id": other["key_id"]})
+	// Names under alias/managed/ are reserved, as those under alias/aws/
+	// are: a customer can neither create, move nor delete one, and it is
+	// the name that is refused (ValidationException), whatever its key.
+	for _, tc := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v1/keys", map[string]any{"alias": "alias/managed/mine"}},
+		{"POST", "/v1/aliases", map[string]any{"alias_name": "alias/managed/mine", "target_key_id": other["key_id"]}},
+		{"PUT", "/v1/aliases/managed%2Fpayments", map[string]any{"target_key_id": other["key_id"]}},
+		{"DELETE", "/v1/aliases/managed%2Fpayments", nil},
+		{"POST", "/v1/keys", map[string]any{"alias": "alias/aws/mine"}},
+		{"POST", "/v1/aliases", map[string]any{"alias_name": "alias/aws/mine", "target_key_id": other["key_id"]}},
+	} {
+		before := admin.must(200, "GET", "/v1/keys/"+id, nil)
+		keysBefore := admin.must(200, "GET", "/v1/keys", nil)
+		r := admin.do(tc.method, tc.path, tc.body)
+		if r.status != 400 || r.code() != "ValidationException" {
+			t.Errorf("%s %s %v: %d %s, want 400 ValidationException", tc.method, tc.path, tc.body, r.status, r.body)
+		}
+		if after := admin.must(200, "GET", "/v1/keys/"+id, nil); !equalJSON(before, after) {
+			t.Errorf("%s %s changed the managed key", tc.method, tc.path)
+		}
+		if after := admin.must(200, "GET", "/v1/keys", nil); !equalJSON(keysBefore, after) {
+			t.Errorf("%s %s changed the keys", tc.method, tc.path)
+		}
+	}
 }
 
 func decode(t *testing.T, b []byte) map[string]any {

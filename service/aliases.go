@@ -9,10 +9,11 @@ import (
 	"github.com/hsmkms/hsmkms/policy"
 )
 
-// checkCustomerAlias refuses names reserved for keys the service manages.
+// checkCustomerAlias refuses names reserved for keys the service manages:
+// a name rule, so a ValidationException like alias/aws/.
 func checkCustomerAlias(name string) error {
 	if strings.HasPrefix(name, managedAliasPrefix) {
-		return errorf(ErrInvalidState, "alias %q is reserved for service-managed keys", name)
+		return Validationf("alias name %q uses a reserved prefix (alias/managed/ is for service-managed keys)", name)
 	}
 	return nil
 }
