@@ -20,7 +20,7 @@ run:
 	@scripts/dev-setup.sh
 	@echo "kmsd on http://127.0.0.1:8080 (token 'hsmkms', database var/hsmkms.db)"
 	@echo "development bearer token: $$(cat var/bootstrap-token)"
-	@echo "try: curl -s -H \"Authorization: Bearer $$(cat var/bootstrap-token)\" -X POST http://127.0.0.1:8080/v1/keys -d '{\"alias\":\"alias/MyAppKey\"}'"
+	@echo "try: curl -s -H \"Authorization: Bearer $$(cat var/bootstrap-token)\" -H 'Content-Type: application/json' -X POST http://127.0.0.1:8080/v1/keys -d '{\"alias\":\"alias/MyAppKey\"}'"
 	@SOFTHSM2_CONF=$(CURDIR)/softhsm.conf KMS_PIN_FILE=var/pin \
 	  KMS_BOOTSTRAP_TOKEN=$$(cat var/bootstrap-token) exec flock -n var/kmsd.lock bin/kmsd
 

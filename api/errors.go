@@ -22,6 +22,7 @@ const (
 	CodeInvalidState      = "KMSInvalidStateException"
 	CodeLimitExceeded     = "LimitExceededException"
 	CodeUnavailable       = "KeyUnavailableException"
+	CodeUnsupportedMedia  = "UnsupportedMediaTypeException"
 	CodeInternal          = "KMSInternalException"
 )
 
@@ -72,6 +73,8 @@ func classify(err error) (status int, code, message string, internal bool) {
 			return he.Code, CodeNotFound, "no such endpoint", false
 		case http.StatusMethodNotAllowed:
 			return he.Code, CodeValidation, "method not allowed on this endpoint", false
+		case http.StatusUnsupportedMediaType:
+			return he.Code, CodeUnsupportedMedia, "request body must be sent with Content-Type: application/json", false
 		case http.StatusUnauthorized:
 			return he.Code, CodeUnauthenticated, service.ErrUnauthenticated.Error(), false
 		case http.StatusServiceUnavailable:

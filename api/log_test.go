@@ -18,6 +18,7 @@ func TestOneLogLinePerRequest(t *testing.T) {
 	k := admin.must(201, "POST", "/v1/keys", map[string]any{"alias": "alias/logged"})
 	req, _ := http.NewRequest("POST", s.URL+"/v1/encrypt", strings.NewReader(`{"key_id":"alias/logged","plaintext":"`+b64("log me not")+`"}`))
 	req.Header.Set("Authorization", "Bearer "+kmstest.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", "chosen-by-the-client")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

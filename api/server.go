@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"mime"
 	"net/http"
 	"reflect"
 	"runtime/debug"
@@ -99,9 +100,10 @@ func New(cfg Config) *echo.Echo {
 	// Middleware goes on each route, not on the group: a group's middleware
 	// turns every unknown method of a known path into a 404, not a 405.
 	// audit comes first so that every request, refused ones too, has its
-	// record; authenticate comes last, just before the handler.
+	// record; authenticate and the media type check come last, just before
+	// the handler: neither reads the body.
 	v1 := &routes{g: e.Group("/v1"), audit: audit(cfg.Service, cfg.Logger), mw: []echo.MiddlewareFunc{
-		middleware.BodyLimit(cfg.BodyLimit), timeout(cfg.RequestTimeout), authenticate(cfg.Auth)}}
+		middleware.BodyLimit(cfg.BodyLimit), timeout(cfg.RequestTimeout), authenticate(cfg.Auth), requireJSON}}
 	v1.add(http.MethodPost, "/keys", service.ActCreateKey, h.createKey)
 	v1.add(http.MethodGet, "/keys", service.ActListKeys, h.listKeys)
 	keyRoute(v1, http.MethodGet, "", service.ActDescribeKey, h.describeKey)
@@ -265,11 +267,13 @@ func authenticate(a Authenticator) echo.MiddlewareFunc {
 			} else {
 				bearer, ok := strings.CutPrefix(header, "Bearer ")
 				if !ok || bearer == "" {
+					closeUnread(c)
 					return service.ErrUnauthenticated
 				}
 				caller, err = a.Authenticate(ctx, bearer)
 			}
 			if err != nil {
+				closeUnread(c)
 				return err
 			}
 			c.Set(ctxPrincipal, caller.Principal)
@@ -279,6 +283,63 @@ func authenticate(a Authenticator) echo.MiddlewareFunc {
 			c.SetRequest(c.Request().WithContext(service.WithCaller(ctx, caller)))
 			return next(c)
 		}
+	}
+}
+
+// requireJSON refuses a request body that is not declared
+// application/json (415): browsers send text/plain, form and multipart
+// bodies cross-site without a preflight, and a client certificate goes
+// with them. For the same reason a POST, PUT or PATCH authenticated by a
+// certificate must declare it even with an empty body. A bearer token
+// cannot be sent cross-site without a preflight, so its requests may leave
+// an empty body undeclared (curl -X POST).
+func requireJSON(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		declared := r.Header.Get(echo.HeaderContentType)
+		byCertificate := r.Header.Get(echo.HeaderAuthorization) == ""
+		unsafe := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
+		switch {
+		case declared != "" && (hasBody(r) || unsafe || r.Method == http.MethodDelete):
+			if !isJSON(declared) {
+				closeUnread(c)
+				return echo.ErrUnsupportedMediaType
+			}
+		case hasBody(r), unsafe && byCertificate:
+			closeUnread(c)
+			return echo.ErrUnsupportedMediaType
+		}
+		return next(c)
+	}
+}
+
+// isJSON reports whether a Content-Type is application/json, with at most
+// a charset of UTF-8 (the only encoding JSON bodies may use).
+func isJSON(contentType string) bool {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != echo.MIMEApplicationJSON {
+		return false
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return false
+		}
+	}
+	return true
+}
+
+// hasBody reports whether the request carries a body (declared or chunked).
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+}
+
+// closeUnread marks a refusal sent before the body is read: the connection
+// closes after the answer. Otherwise net/http, to keep the connection,
+// first reads what is left of the body, and a body fed a byte at a time
+// would hold the answer back until the read timeout.
+func closeUnread(c echo.Context) {
+	if hasBody(c.Request()) {
+		c.Response().Header().Set(echo.HeaderConnection, "close")
 	}
 }
 

@@ -77,7 +77,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if body != nil {
+	// Declared even for an empty body: the server requires it on every
+	// POST, PUT and PATCH authenticated by a client certificate.
+	if body != nil || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)

@@ -95,6 +95,7 @@ func TestShutdownLosesNoAuditRecord(t *testing.T) {
 				}
 				req, _ := http.NewRequest("POST", p.url+"/v1/encrypt", strings.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+adminToken)
+				req.Header.Set("Content-Type", "application/json")
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					return // the server is gone
