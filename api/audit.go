@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -43,7 +44,7 @@ func audit(svc *service.Service, log *slog.Logger) func(action string) echo.Midd
 
 				res := c.Response()
 				orig := res.Writer
-				buf := &bufferedWriter{header: orig.Header()}
+				buf := &bufferedWriter{header: orig.Header(), under: orig}
 				res.Writer = buf
 				err := callRecovering(log, next, c)
 				if err != nil {
@@ -60,9 +61,10 @@ func audit(svc *service.Service, log *slog.Logger) func(action string) echo.Midd
 						outcome = service.OutcomeDenied
 					}
 				}
-				// The client's context may be cancelled by now; the record
-				// is written regardless.
-				if rerr := svc.Record(req.Context(), act, outcome, code); rerr != nil {
+				// The client's context may be cancelled by now (it went away,
+				// or its body did not arrive in time); the record is written
+				// regardless.
+				if rerr := svc.Record(context.WithoutCancel(req.Context()), act, outcome, code); rerr != nil {
 					log.Error("audit record not written; answering 503", "request_id", act.RequestID, "err", rerr)
 					_, code, msg, _ := classify(rerr)
 					c.Set(ctxErrorCode, code)
@@ -78,11 +80,15 @@ func audit(svc *service.Service, log *slog.Logger) func(action string) echo.Midd
 // bufferedWriter holds a response until its audit record is durable.
 type bufferedWriter struct {
 	header http.Header
+	under  http.ResponseWriter // for http.ResponseController (deadlines)
 	status int
 	body   bytes.Buffer
 }
 
 func (b *bufferedWriter) Header() http.Header { return b.header }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (b *bufferedWriter) Unwrap() http.ResponseWriter { return b.under }
 
 func (b *bufferedWriter) WriteHeader(status int) {
 	if b.status == 0 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 
@@ -26,6 +27,9 @@ func bind(c echo.Context, v any) error {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) || errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
 			return echo.ErrStatusRequestEntityTooLarge
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return service.Validationf("the request body did not arrive within the read timeout")
 		}
 		return service.Validationf("cannot read the request body")
 	}

@@ -336,10 +336,12 @@ func hasBody(r *http.Request) bool {
 // closeUnread marks a refusal sent before the body is read: the connection
 // closes after the answer. Otherwise net/http, to keep the connection,
 // first reads what is left of the body, and a body fed a byte at a time
-// would hold the answer back until the read timeout.
+// would hold the answer back until the read timeout. Reading stops at
+// once, so the connection is not held for the rest of that body either.
 func closeUnread(c echo.Context) {
 	if hasBody(c.Request()) {
 		c.Response().Header().Set(echo.HeaderConnection, "close")
+		_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
 	}
 }
 

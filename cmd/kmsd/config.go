@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service"
 )
@@ -37,7 +38,9 @@ type Config struct {
 	// TokenIV makes the token generate each GCM IV (HSMs in FIPS mode).
 	TokenIV     bool
 	MaxSessions int
-	LogLevel    string
+	// MaxConnections caps open client connections (api.Limits).
+	MaxConnections int
+	LogLevel       string
 	// Rotation interval bounds (tests lower the minimum).
 	MinRotationInterval time.Duration
 	MaxRotationInterval time.Duration
@@ -85,6 +88,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.BoolVar(&c.TokenIV, "hsm-token-iv", env("KMS_HSM_TOKEN_IV", "") == "true",
 		"the token generates each GCM IV, for HSMs in FIPS mode that refuse a caller's IV (KMS_HSM_TOKEN_IV=true)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "token sessions to pool (KMS_MAX_SESSIONS; default 16)")
+	maxConns := fs.String("max-connections", env("KMS_MAX_CONNECTIONS", ""), fmt.Sprintf("open client connections at most; more wait to be accepted (KMS_MAX_CONNECTIONS; default %d)", api.DefaultMaxConnections))
 	fs.StringVar(&c.LogLevel, "log-level", env("KMS_LOG_LEVEL", "info"), "debug, info, warn or error (KMS_LOG_LEVEL)")
 	tick := fs.String("worker-tick", env("KMS_WORKER_TICK", "10s"), "how often due rotations and deletions run (KMS_WORKER_TICK)")
 	reconcile := fs.String("reconcile-every", env("KMS_RECONCILE_EVERY", "5m"), "how often the reconciler runs (KMS_RECONCILE_EVERY)")
@@ -141,6 +145,11 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	}
 	if c.MinRotationInterval != 0 && c.MaxRotationInterval != 0 && c.MinRotationInterval > c.MaxRotationInterval {
 		return nil, errors.New("min-rotation-interval is above max-rotation-interval")
+	}
+	if *maxConns != "" {
+		if _, err := fmt.Sscanf(*maxConns, "%d", &c.MaxConnections); err != nil || c.MaxConnections < 1 {
+			return nil, fmt.Errorf("max-connections: %q is not a positive number", *maxConns)
+		}
 	}
 	if *maxVersions != "" {
 		if _, err := fmt.Sscanf(*maxVersions, "%d", &c.MaxVersionsPerKey); err != nil || c.MaxVersionsPerKey < 2 {

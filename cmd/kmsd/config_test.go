@@ -30,6 +30,9 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := loadConfig([]string{"-max-versions-per-key", "7"}, envOf("KMS_MAX_VERSIONS_PER_KEY", "5")); err != nil || c.MaxVersionsPerKey != 7 {
 		t.Errorf("a flag must win over its variable: %v %+v", err, c)
 	}
+	if c, err := loadConfig(nil, envOf("KMS_MAX_CONNECTIONS", "64")); err != nil || c.MaxConnections != 64 {
+		t.Errorf("KMS_MAX_CONNECTIONS: %v %+v", err, c)
+	}
 	if c, err := loadConfig(nil, envOf("KMS_DB", "postgres://db")); err != nil || c.DB != "postgres://db" {
 		t.Errorf("KMS_DB: %v %+v", err, c)
 	}
@@ -60,6 +63,8 @@ func TestLoadConfig(t *testing.T) {
 		{[]string{"KMS_MAX_VERSIONS_PER_KEY", "1"}, "max-versions-per-key"},
 		{[]string{"KMS_LEASE_DURATION", "0s"}, "lease-duration"},
 		{[]string{"KMS_AUDIT", "maybe"}, "audit"},
+		{[]string{"KMS_MAX_CONNECTIONS", "0"}, "max-connections"},
+		{[]string{"KMS_MAX_CONNECTIONS", "many"}, "max-connections"},
 		{[]string{"KMS_BOOTSTRAP_TOKEN", "short"}, "KMS_BOOTSTRAP_TOKEN"},
 		{[]string{"KMS_TLS_CLIENT_CA", "/ca.pem"}, "tls-client-ca"},
 		{[]string{"KMS_HSM_PROFILE", "luna"}, "hsm-profile"},

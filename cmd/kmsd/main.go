@@ -103,7 +103,12 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, TLSConfig: tlsConfig}
+	// Read, write and idle timeouts, a header cap and a connection cap:
+	// slow or idle clients cannot hold the server (API.md, "Limits").
+	limits := api.Limits{MaxConnections: cfg.MaxConnections}
+	srv := api.NewHTTPServer(e, limits)
+	srv.TLSConfig = tlsConfig
+	ln = api.LimitListener(ln, limits)
 	errc := make(chan error, 1)
 	go func() {
 		if tlsConfig != nil {

@@ -1,0 +1,213 @@
+package api_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hsmkms/hsmkms/api"
+	"github.com/hsmkms/hsmkms/internal/kmstest"
+)
+
+// serveLimited serves the stack's service on a real socket within l, as
+// kmsd does, and returns the address.
+func serveLimited(t *testing.T, s *kmstest.Stack, l api.Limits) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := api.NewHTTPServer(api.New(api.Config{Service: s.Service, Logger: kmstest.Logger()}), l)
+	go func() { _ = srv.Serve(api.LimitListener(ln, l)) }()
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// slowRequest sends the request line and headers of a POST whose declared
+// body is 200 bytes, then feeds the body one byte per second. It returns
+// the status line the server answers with ("" when it closes without one),
+// its request id, and how long after the dial that came. It gives up after
+// limit.
+func slowRequest(t *testing.T, addr, path string, headers []string, limit time.Duration) (string, string, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	head := "POST " + path + " HTTP/1.1\r\nHost: kms\r\nContent-Length: 200\r\n" + strings.Join(headers, "") + "\r\n"
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if _, err := conn.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	_ = conn.SetReadDeadline(start.Add(limit))
+	br := bufio.NewReader(conn)
+	line, err := br.ReadString('\n')
+	elapsed := time.Since(start)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("POST %s: held open for %s with no answer", path, limit)
+	}
+	id := ""
+	for {
+		h, err := br.ReadString('\n')
+		if err != nil || strings.TrimSpace(h) == "" {
+			break
+		}
+		if name, v, ok := strings.Cut(h, ":"); ok && strings.EqualFold(name, "X-Request-Id") {
+			id = strings.TrimSpace(v)
+		}
+	}
+	return strings.TrimSpace(line), id, elapsed
+}
+
+// A body fed one byte per second is cut off at the read timeout, even
+// from an authenticated caller, and the key is not used.
+func TestSlowBodyIsCutAtTheReadTimeout(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	const readTimeout = 2 * time.Second
+	addr := serveLimited(t, s, api.Limits{ReadTimeout: readTimeout})
+	status, id, took := slowRequest(t, addr, "/v1/encrypt", []string{
+		"Authorization: Bearer " + kmstest.AdminToken + "\r\n", "Content-Type: application/json\r\n"}, 40*time.Second)
+	// Measured from before the dial, so never below the timeout; the upper
+	// bound leaves a loaded CI machine 15 s.
+	if took < readTimeout-100*time.Millisecond || took > readTimeout+15*time.Second {
+		t.Errorf("slow body answered after %s, want about the read timeout (%s)", took, readTimeout)
+	}
+	if !strings.Contains(status, " 400 ") {
+		t.Errorf("slow body: %q, want 400 (the body did not arrive in time)", status)
+	}
+	// The request's context ended with its connection's read: its audit
+	// record is written all the same.
+	var found bool
+	for _, rec := range listAudit(t, newCaller(t, s.URL, kmstest.AdminToken), "") {
+		found = found || rec["request_id"] == id && rec["action"] == "kms:Encrypt" && rec["outcome"] == "failed"
+	}
+	if !found {
+		t.Errorf("no audit record of the slow request %s", id)
+	}
+	t.Logf("slow body: %q after %s (read timeout %s)", status, took.Round(time.Millisecond), readTimeout)
+}
+
+// A request that cannot be served is refused without reading its body: a
+// missing or wrong token is 401, a body of another media type 415, at once
+// and not when the body (200 s at this pace) or the read timeout (60 s)
+// ends.
+func TestRefusalDoesNotWaitForTheBody(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	addr := serveLimited(t, s, api.Limits{ReadTimeout: 60 * time.Second})
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		want    string
+	}{
+		{"no token", []string{"Content-Type: application/json\r\n"}, " 401 "},
+		{"wrong token", []string{"Authorization: Bearer not-a-token-of-anyone\r\n", "Content-Type: application/json\r\n"}, " 401 "},
+		{"unknown route, wrong token", []string{"Authorization: Bearer not-a-token-of-anyone\r\n"}, " 401 "},
+		{"text/plain", []string{"Authorization: Bearer " + kmstest.AdminToken + "\r\n", "Content-Type: text/plain\r\n"}, " 415 "},
+	} {
+		path := "/v1/encrypt"
+		if strings.HasPrefix(tc.name, "unknown route") {
+			path = "/v1/nothing-here"
+		}
+		status, _, took := slowRequest(t, addr, path, tc.headers, 20*time.Second)
+		if !strings.Contains(status, tc.want) {
+			t.Errorf("%s: %q, want%s", tc.name, status, tc.want)
+		}
+		t.Logf("%s: %q after %s", tc.name, status, took.Round(time.Millisecond))
+	}
+}
+
+// Request headers are capped (16 KiB): the 900 KB that net/http's default
+// allows is 431, an ordinary request with a few KB of headers is served.
+func TestRequestHeadersAreCapped(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	addr := serveLimited(t, s, api.Limits{})
+	for _, tc := range []struct {
+		size int
+		want int
+	}{{900 << 10, http.StatusRequestHeaderFieldsTooLarge}, {64 << 10, http.StatusRequestHeaderFieldsTooLarge}, {8 << 10, http.StatusOK}} {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/keys", nil)
+		req.Header.Set("Authorization", "Bearer "+kmstest.AdminToken)
+		req.Header.Set("X-Padding", strings.Repeat("p", tc.size))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%d-byte header: %v", tc.size, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%d-byte header: %d, want %d", tc.size, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+// Open connections are capped: with the cap held by clients that never
+// finish their headers, a further client is not served until one of them
+// goes; then it is.
+func TestConnectionsAreCapped(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	const maxConns = 3
+	addr := serveLimited(t, s, api.Limits{MaxConnections: maxConns, ReadHeaderTimeout: 5 * time.Minute, ReadTimeout: 5 * time.Minute})
+	var held []net.Conn
+	for range maxConns {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: kms\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, conn)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Minute}
+		resp, err := hc.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		answered <- err
+	}()
+	// Over the cap nothing is answered (a short wait can only miss a
+	// defect, never fail a correct server).
+	select {
+	case err := <-answered:
+		t.Fatalf("a connection over the cap of %d was served (%v)", maxConns, err)
+	case <-time.After(time.Second):
+	}
+	held[0].Close()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("after a slot freed: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("still not served a minute after a slot freed")
+	}
+}

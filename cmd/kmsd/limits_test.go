@@ -1,0 +1,65 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// kmsd serves within its limits (API.md, "Limits"): a 900 KB header is
+// 431, and KMS_MAX_CONNECTIONS caps open connections.
+func TestServesWithinItsLimits(t *testing.T) {
+	p := startKmsd(t, kmsdEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "kms.db"), "KMS_MAX_CONNECTIONS=2"))
+	req, _ := http.NewRequest("GET", p.url+"/v1/keys", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("X-Padding", strings.Repeat("p", 900<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("900 KB header: %d, want 431", resp.StatusCode)
+	}
+
+	addr := strings.TrimPrefix(p.url, "http://")
+	var held []net.Conn
+	for range 2 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: kms\r\n") // headers never finished
+		held = append(held, conn)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Minute}
+		resp, err := hc.Get(p.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("a third connection was served with KMS_MAX_CONNECTIONS=2 (%v)", err)
+	case <-time.After(time.Second): // a short wait can only miss a defect
+	}
+	held[0].Close()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("after a slot freed: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("still not served a minute after a slot freed")
+	}
+	held[1].Close()
+	p.stop(t)
+}
