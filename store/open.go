@@ -87,6 +87,14 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("store: sqlite: %w", err)
 	}
+	// The file holds the keys' metadata, the token hashes and the audit
+	// trail: only kmsd's user may read it. SQLite gives its -wal and -shm
+	// files the mode of the database file. An existing file keeps its mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: sqlite: %w", err)
+	}
+	f.Close()
 	common := fmt.Sprintf("_busy_timeout=%d&_foreign_keys=1", sqliteBusyTimeoutMS)
 	w, err := sqlx.Open("sqlite", path+"?"+common+
 		"&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")

@@ -48,6 +48,9 @@ func runInit(ctx context.Context, args []string, getenv func(string) string, out
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := noPasswordInFlag(*dsn); err != nil {
+		return err
+	}
 	if *dsn == "" {
 		*dsn = dbFromEnv(getenv)
 	}
@@ -67,6 +70,15 @@ func runInit(ctx context.Context, args []string, getenv func(string) string, out
 	return nil
 }
 
+// aeadSuites are the TLS 1.2 cipher suites kmsd offers: forward secret
+// (ECDHE) and AEAD only, no CBC. TLS 1.3's suites are all AEAD and not
+// configurable.
+var aeadSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // serverTLSConfig loads the server certificate and, when given, the CA
 // for client certificates; requests without one still authenticate with a
 // bearer token. Nil means plain HTTP (loopback only, checked by loadConfig).
@@ -78,7 +90,7 @@ func serverTLSConfig(cfg *Config) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls-cert/tls-key: cannot load %s and %s: %v", cfg.TLSCert, cfg.TLSKey, err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: aeadSuites}
 	if cfg.TLSClientCA == "" {
 		return tc, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -102,6 +103,9 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	if err := noPasswordInFlag(c.DB); err != nil {
+		return nil, err
+	}
 	if c.DB == "" {
 		c.DB = dbFromEnv(getenv)
 	}
@@ -174,6 +178,14 @@ func secret(getenv func(string) string, name, fileVar string) (string, error) {
 	case v != "":
 		return v, nil
 	case file != "":
+		// A secret others can read is not a secret: refuse it before use.
+		st, err := os.Stat(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: cannot read the file: %v", fileVar, errors.Unwrap(err))
+		}
+		if mode := st.Mode().Perm(); mode&0o044 != 0 {
+			return "", fmt.Errorf("%s: %s is readable by group or others (mode %04o); chmod 600 it", fileVar, file, mode)
+		}
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return "", fmt.Errorf("%s: cannot read the file: %v", fileVar, errors.Unwrap(err))
@@ -234,6 +246,24 @@ func isLoopback(host string) bool {
 
 // defaultDB is the embedded default database.
 const defaultDB = "sqlite:var/hsmkms.db"
+
+// noPasswordInFlag refuses a -db value that carries a password: every
+// user of the machine sees a process's arguments (ps, /proc/PID/cmdline).
+func noPasswordInFlag(dsn string) error {
+	if dsn == "" || strings.HasPrefix(dsn, "sqlite:") {
+		return nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		// Do not echo it: it may hold a password.
+		return errors.New("-db: not a valid URL; give the database URL in KMS_DB instead of a flag")
+	}
+	if _, has := u.User.Password(); has || u.Query().Has("password") {
+		return errors.New("-db: a password in a flag is visible to every user in ps; set KMS_DB instead, " +
+			"or keep the password in a PostgreSQL password file (PGPASSFILE, ~/.pgpass)")
+	}
+	return nil
+}
 
 // dbFromEnv is KMS_DB, or the default. The -db flag never shows it as its
 // default: usage (-h, a bad flag) would print its password.
