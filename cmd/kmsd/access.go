@@ -29,6 +29,21 @@ func bootstrap(ctx context.Context, svc *service.Service, token string, log *slo
 		}
 		return nil
 	}
+	need, err := svc.NeedsBootstrap(ctx)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if !need {
+		// The variable only ever sets up an empty database. Say so, and
+		// whether the value still opens the administrator's account.
+		if _, err := svc.Authenticate(ctx, token); err == nil {
+			log.Warn("KMS_BOOTSTRAP_TOKEN is set but principals exist: it creates nothing, and it is still a working " +
+				"administrator token; issue another token, revoke this one and unset the variable (docs/access.md)")
+		} else {
+			log.Warn("KMS_BOOTSTRAP_TOKEN is set but principals exist: it is ignored (it is not a working token); unset it")
+		}
+		return nil
+	}
 	made, err := svc.Bootstrap(service.AsSystem(ctx), token)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)

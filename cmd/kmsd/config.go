@@ -200,8 +200,10 @@ func (c *Config) Validate() error {
 	if c.PIN == "" {
 		return errors.New("no token PIN: set KMS_PIN or KMS_PIN_FILE")
 	}
-	if c.BootstrapToken != "" && len(c.BootstrapToken) < service.MinBootstrapTokenLength {
-		return fmt.Errorf("KMS_BOOTSTRAP_TOKEN must be at least %d characters", service.MinBootstrapTokenLength)
+	if c.BootstrapToken != "" {
+		if err := strongBootstrapToken(c.BootstrapToken); err != nil {
+			return err
+		}
 	}
 	if !strings.HasPrefix(c.Module, "/") {
 		return fmt.Errorf("pkcs11-module: %q must be an absolute path", c.Module)
@@ -232,6 +234,47 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSessions < 0 {
 		return errors.New("max-sessions must be positive")
+	}
+	return nil
+}
+
+// Character variety a bootstrap token needs: it becomes the
+// administrator's token, and an operator chose it.
+const (
+	minBootstrapDistinct = 10
+	minBootstrapClasses  = 2
+)
+
+// strongBootstrapToken refuses a guessable KMS_BOOTSTRAP_TOKEN: too short,
+// too few different characters ("aaaaaaaaaaaaaaaa"), or one kind of
+// character only. Random output passes: openssl rand -hex 16, or
+// -base64 24.
+func strongBootstrapToken(tok string) error {
+	distinct := map[rune]bool{}
+	var lower, upper, digit, other bool
+	for _, r := range tok {
+		distinct[r] = true
+		switch {
+		case r >= 'a' && r <= 'z':
+			lower = true
+		case r >= 'A' && r <= 'Z':
+			upper = true
+		case r >= '0' && r <= '9':
+			digit = true
+		default:
+			other = true
+		}
+	}
+	classes := 0
+	for _, b := range []bool{lower, upper, digit, other} {
+		if b {
+			classes++
+		}
+	}
+	if len(tok) < service.MinBootstrapTokenLength || len(distinct) < minBootstrapDistinct || classes < minBootstrapClasses {
+		return fmt.Errorf("KMS_BOOTSTRAP_TOKEN is too weak: use at least %d characters, %d of them different, of at least %d kinds "+
+			"(lower case, upper case, digits, others), e.g. the output of 'openssl rand -hex 32'",
+			service.MinBootstrapTokenLength, minBootstrapDistinct, minBootstrapClasses)
 	}
 	return nil
 }
