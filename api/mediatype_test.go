@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hsmkms/hsmkms/api"
+	"github.com/hsmkms/hsmkms/internal/apispec"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 )
 
@@ -67,9 +68,10 @@ func TestRequestBodiesMustBeJSON(t *testing.T) {
 		ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	withCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool,
-		Certificates: []tls.Certificate{userCert}, MinVersion: tls.VersionTLS12}}}
-	plain := http.DefaultClient
+	// Both go through the OpenAPI check: the document must list the 415.
+	withCert := &http.Client{Transport: apispec.Transport(t, &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool,
+		Certificates: []tls.Certificate{userCert}, MinVersion: tls.VersionTLS12}})}
+	plain := &http.Client{Transport: apispec.Transport(t, nil)}
 
 	keys := func() int { return len(admin.must(200, "GET", "/v1/keys", nil)["keys"].([]any)) }
 	before := keys()
