@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hsmkms/hsmkms/api"
+	"github.com/hsmkms/hsmkms/client"
 	"github.com/hsmkms/hsmkms/internal/apispec"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 )
@@ -108,6 +109,16 @@ func TestRequestBodiesMustBeJSON(t *testing.T) {
 	}
 	if after := keys(); after != before {
 		t.Fatalf("refused requests created %d keys", after-before)
+	}
+
+	// The Go client (and kmsctl, which uses it) declares JSON on every
+	// change, body or none, so it works with a certificate.
+	certClient := client.New(srv.URL, "", withCert)
+	if _, err := certClient.DisableKey(kmstest.Ctx(t), id); err != nil {
+		t.Errorf("the Go client's body-less POST with a certificate: %v", err)
+	}
+	if _, err := certClient.EnableKey(kmstest.Ctx(t), id); err != nil {
+		t.Errorf("the Go client's body-less POST with a certificate: %v", err)
 	}
 
 	// Declared JSON is served, with or without its charset; a bearer
