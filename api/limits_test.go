@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +211,51 @@ func TestConnectionsAreCapped(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("still not served a minute after a slot freed")
+	}
+}
+
+// Over HTTP/2 too, a refusal does not wait for a slow body, and it does
+// not tear down the connection that other requests share.
+func TestRefusalOverHTTP2(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	srv := httptest.NewUnstartedServer(api.New(api.Config{Service: s.Service, Logger: kmstest.Logger()}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	hc := srv.Client()
+
+	body, feed := io.Pipe()
+	defer feed.Close()
+	go func() {
+		for range 60 {
+			if _, err := feed.Write([]byte(" ")); err != nil {
+				return
+			}
+			time.Sleep(time.Second)
+		}
+	}()
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/encrypt", body)
+	req.Header.Set("Authorization", "Bearer not-a-token-of-anyone")
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != 401 || time.Since(start) > 15*time.Second {
+		t.Fatalf("HTTP/%d %d after %s, want HTTP/2 401 at once", resp.ProtoMajor, resp.StatusCode, time.Since(start))
+	}
+	var reused bool
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
+	req, _ = http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "GET", srv.URL+"/v1/keys", nil)
+	req.Header.Set("Authorization", "Bearer "+kmstest.AdminToken)
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !reused {
+		t.Errorf("the next request: %d, on the same connection: %v", resp.StatusCode, reused)
 	}
 }

@@ -333,16 +333,21 @@ func hasBody(r *http.Request) bool {
 	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
 }
 
-// closeUnread marks a refusal sent before the body is read: the connection
-// closes after the answer. Otherwise net/http, to keep the connection,
-// first reads what is left of the body, and a body fed a byte at a time
-// would hold the answer back until the read timeout. Reading stops at
-// once, so the connection is not held for the rest of that body either.
+// closeUnread marks a refusal sent before the body is read: reading stops
+// at once, and an HTTP/1 connection closes after the answer. Otherwise
+// net/http, to keep the connection, first reads what is left of the body,
+// and a body fed a byte at a time would hold the answer back until the
+// read timeout. (HTTP/2 answers a stream without reading its body; there
+// "Connection: close" would end every other stream of the connection.)
 func closeUnread(c echo.Context) {
-	if hasBody(c.Request()) {
-		c.Response().Header().Set(echo.HeaderConnection, "close")
-		_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
+	r := c.Request()
+	if !hasBody(r) {
+		return
 	}
+	if r.ProtoMajor == 1 {
+		c.Response().Header().Set(echo.HeaderConnection, "close")
+	}
+	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
 }
 
 // recoverPanics turns a panic into a logged 500; the process keeps serving.
