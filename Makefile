@@ -12,6 +12,7 @@ build:
 	@scripts/ensure-go.sh
 	$(GO) build -o bin/kmsd ./cmd/kmsd
 	$(GO) build -o bin/kmsctl ./cmd/kmsctl
+	CGO_ENABLED=0 $(GO) build -o bin/kms-k8s-plugin ./cmd/kms-k8s-plugin
 
 ## run: SoftHSM token + SQLite under var/, kept between runs.
 run:

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -24,12 +25,16 @@ import (
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"k8s.io/apiserver/pkg/storage/value"
 	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
+	"k8s.io/klog/v2"
 	kmsservice "k8s.io/kms/pkg/service"
 )
 
 // TestMain runs the suite on a throwaway token, then scans every log line
 // (kmsd's and the plugin's) for the bearer tokens.
 func TestMain(m *testing.M) {
+	// The apiserver's code logs with klog: into the scanned log, not stderr.
+	klog.LogToStderr(false)
+	klog.SetOutput(kmstest.LogWriter())
 	code := softhsmtest.Run(m)
 	if code == 0 && kmstest.LogBytes() > 0 {
 		if err := kmstest.CheckLogs(); err != nil {
@@ -87,7 +92,7 @@ func (k *kmsd) start() {
 	if k.tls != nil {
 		ln = tls.NewListener(ln, k.tls)
 	}
-	srv := &http.Server{Handler: k.handler}
+	srv := &http.Server{Handler: k.handler, ErrorLog: log.New(kmstest.LogWriter(), "kmsd http: ", 0)}
 	go srv.Serve(ln)
 	k.mu.Lock()
 	k.srv = srv
@@ -107,7 +112,7 @@ func (k *kmsd) stop() {
 const principal = "kube-apiserver-kms"
 
 // fixture is kmsd with a key for Kubernetes and the plugin's principal,
-// which has exactly the policy of docs/kubernetes.md.
+// which has exactly the policy of docs/kubernetes.md (documentedPolicy).
 type fixture struct {
 	kmsd  *kmsd
 	admin *client.Client
@@ -127,9 +132,7 @@ func newFixture(t *testing.T, opts kmstest.Options, tc *tls.Config, key client.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.PutPolicy(ctx, principal, client.PolicyDocument{Statements: []client.Statement{{
-		Effect: "allow", Actions: []string{"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt"},
-		Resources: []string{"key/" + created.KeyID}}}}); err != nil {
+	if _, err := admin.PutPolicy(ctx, principal, documentedPolicy(t, created.KeyID)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := admin.CreatePrincipal(ctx, client.CreatePrincipalRequest{Name: principal, Policies: []string{principal},
