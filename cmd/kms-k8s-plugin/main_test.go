@@ -256,38 +256,48 @@ func (a *apiserver) current() (kmsv2.State, error) {
 // another key_id than Status.
 var errKeyIDMismatch = errors.New("Encrypt's key_id is not Status's")
 
-// probe is one run of the apiserver's health check.
+// probe is one run of the apiserver's health check. Like the apiserver's,
+// it compares key_id with its DEK's even when healthz is not "ok": an
+// unchanged key_id keeps the DEK usable for writes.
 func (a *apiserver) probe(ctx context.Context) (*kmsservice.StatusResponse, error) {
 	st, err := a.svc.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var errs []error
 	if st.Healthz != "ok" || st.Version != kmsv2.KMSAPIVersionv2 {
-		return st, fmt.Errorf("unhealthy: healthz %q, version %q", st.Healthz, st.Version)
+		errs = append(errs, fmt.Errorf("unhealthy: healthz %q, version %q", st.Healthz, st.Version))
 	}
 	if _, err := kmsv2.ValidateKeyID(st.KeyID); err != nil {
-		return st, err
+		return st, errors.Join(append(errs, err)...)
 	}
+	return st, errors.Join(append(errs, a.rotateOnKeyIDChange(ctx, st.KeyID))...)
+}
+
+// rotateOnKeyIDChange extends the DEK's write validity while key_id is
+// unchanged, and otherwise makes a new DEK seed, accepted only when Encrypt
+// returns Status's key_id.
+func (a *apiserver) rotateOnKeyIDChange(ctx context.Context, statusKeyID string) error {
 	expires := time.Now().Add(3 * time.Minute) // kmsv2PluginWriteDEKSourceMaxTTL
-	if cur := *a.state.Load(); cur.Transformer != nil && cur.EncryptedObjectKeyID == st.KeyID {
+	if cur := *a.state.Load(); cur.Transformer != nil && cur.EncryptedObjectKeyID == statusKeyID {
 		cur.ExpirationTimestamp = expires
 		a.state.Store(&cur)
-		return st, nil
+		return nil
 	}
 	uid := uuid.NewString()
 	tr, obj, cacheKey, err := kmsv2.GenerateTransformer(ctx, uid, a.svc, true)
 	if err != nil {
-		return st, err
+		return err
 	}
-	if obj.KeyID != st.KeyID {
-		return st, fmt.Errorf("%w: %q, %q", errKeyIDMismatch, obj.KeyID, st.KeyID)
+	if obj.KeyID != statusKeyID {
+		return fmt.Errorf("%w: %q, %q", errKeyIDMismatch, obj.KeyID, statusKeyID)
 	}
 	a.state.Store(&kmsv2.State{
 		Transformer: tr, EncryptedObjectKeyID: obj.KeyID, EncryptedObjectEncryptedDEKSource: obj.EncryptedDEKSource,
 		EncryptedObjectAnnotations: obj.Annotations, EncryptedObjectEncryptedDEKSourceType: obj.EncryptedDEKSourceType,
 		UID: uid, ExpirationTimestamp: expires, CacheKey: cacheKey, KMSProviderName: providerName,
 	})
-	return st, nil
+	return nil
 }
 
 func (a *apiserver) mustProbe(t *testing.T) *kmsservice.StatusResponse {

@@ -17,9 +17,9 @@ import (
 )
 
 // The apiserver's limits (k8s.io/kms/apis/v2): key_id and ciphertext at
-// most 1 KiB. A DEK seed is 32 bytes; the blob adds at most blob.MaxOverhead.
+// most 1 KiB. key_id, "<uuid>:v<n>", is at most 47 bytes; a DEK seed is 32
+// bytes and the blob adds at most blob.MaxOverhead.
 const (
-	maxKeyIDLen      = 1024
 	maxCiphertextLen = 1024
 	maxPlaintextLen  = maxCiphertextLen - blob.MaxOverhead
 )
@@ -72,6 +72,10 @@ var _ kmsservice.Service = (*plugin)(nil)
 // next Encrypt makes that Encrypt return the newer key_id, which the
 // apiserver refuses as a mismatch and retries after its next Status (10 s):
 // key_id is never a guess.
+//
+// When the probe fails, Status still names the last key_id it saw: the
+// apiserver compares key_id even when healthz is not "ok", and an unchanged
+// one lets it keep writing with its current DEK through a kmsd outage.
 func (p *plugin) Status(ctx context.Context) (*kmsservice.StatusResponse, error) {
 	h, err := p.encrypt(ctx, probeText, probeContext)
 	p.mu.Lock()
@@ -170,7 +174,7 @@ func (p *plugin) encryptBlob(ctx context.Context, plaintext []byte, encCtx map[s
 	if err != nil || h.KeyID.String() != res.KeyID || h.Version != res.KeyVersion {
 		return blob.Header{}, nil, status.Errorf(codes.Internal, "kmsd answered key %s version %d with a blob that does not say so", res.KeyID, res.KeyVersion)
 	}
-	if len(res.CiphertextBlob) > maxCiphertextLen || len(h.String()) > maxKeyIDLen {
+	if len(res.CiphertextBlob) > maxCiphertextLen {
 		return blob.Header{}, nil, status.Errorf(codes.Internal, "ciphertext of %d bytes exceeds the apiserver's %d", len(res.CiphertextBlob), maxCiphertextLen)
 	}
 	return h, res.CiphertextBlob, nil
