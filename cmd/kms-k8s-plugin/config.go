@@ -54,6 +54,8 @@ Status asks kmsd on every call (one small Encrypt), so its key_id names the
 key's primary version as of that call: a rotation reaches the apiserver at
 its next Status (every minute; every 10 s while unhealthy).
 
+Logs are JSON on stderr; KMS_LOG_LEVEL is debug, info (default), warn or error.
+
 Flags:
 `
 
@@ -65,7 +67,7 @@ func parseConfig(args []string, stderr io.Writer, getenv func(string) string) (*
 	var c config
 	fs.StringVar(&c.listen, "listen", "", "unix socket `PATH` to serve on (created 0600, removed at exit; its directory must exist)")
 	fs.StringVar(&c.addr, "addr", "", "kmsd's base `URL`, e.g. https://kms.example:8443 (http:// only to a loopback address)")
-	fs.StringVar(&c.key, "key", "", "the key: its id or alias/`NAME`")
+	fs.StringVar(&c.key, "key", "", "the `KEY`: its id or alias/NAME")
 	fs.StringVar(&c.caFile, "ca-file", "", "PEM `PATH` of the CA certificates that verify kmsd's certificate (default: the system's)")
 	fs.StringVar(&c.clientCert, "client-cert", "", "PEM `PATH` of a TLS client certificate for mutual TLS (with -client-key)")
 	fs.StringVar(&c.clientKey, "client-key", "", "PEM `PATH` of the client certificate's private key")

@@ -57,7 +57,7 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("-h: exit %d", code)
 	}
 	for _, want := range []string{"-listen", "-addr", "-key", "-ca-file", "-client-cert", "-client-key", "-token-file", "-timeout",
-		"KMS_TOKEN", "0600", "kms:DescribeKey, kms:Encrypt and kms:Decrypt", "docs/kubernetes.md", "every minute", "(default 2s)"} {
+		"KMS_TOKEN", "0600", "kms:DescribeKey, kms:Encrypt and kms:Decrypt", "docs/kubernetes.md", "every minute", "(default 2s)", "KMS_LOG_LEVEL"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("-h does not mention %q:\n%s", want, out)
 		}

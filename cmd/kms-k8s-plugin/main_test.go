@@ -208,10 +208,11 @@ func mapEnv(env map[string]string) func(string) string {
 	return func(k string) string { return env[k] }
 }
 
-// pluginFor starts the plugin on the fixture's key with its token in KMS_TOKEN.
+// plugin starts the plugin on the fixture's key with its token in
+// KMS_TOKEN, logging every call (the log scan reads it all).
 func (f *fixture) plugin(t *testing.T, args ...string) *runningPlugin {
 	t.Helper()
-	return startPlugin(t, map[string]string{"KMS_TOKEN": f.token},
+	return startPlugin(t, map[string]string{"KMS_TOKEN": f.token, "KMS_LOG_LEVEL": "debug"},
 		append([]string{"-addr", f.kmsd.url(), "-key", "alias/kubernetes-secrets"}, args...)...)
 }
 

@@ -78,6 +78,9 @@ func TestRoundTripThroughTheAPIServersClient(t *testing.T) {
 			t.Errorf("%s: read back %d bytes (stale %v), want %d", name, len(got), stale, len(v))
 		}
 	}
+	if logs := p.stderr.String(); !contains(logs, `"msg":"encrypt"`, `"msg":"decrypt"`, `"key_id":"`+want+`"`) {
+		t.Errorf("KMS_LOG_LEVEL=debug does not log the calls:\n%s", logs)
+	}
 	// The same key_id from a direct Encrypt, and the version kmsd reports.
 	enc, err := as.svc.Encrypt(kmstest.Ctx(t), "uid-1", random(t, 32))
 	if err != nil || enc.KeyID != want {
