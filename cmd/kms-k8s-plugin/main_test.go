@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
@@ -342,8 +341,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
-
-var _ io.Writer = (*syncBuffer)(nil)
 
 func contains(s string, subs ...string) bool {
 	for _, sub := range subs {
