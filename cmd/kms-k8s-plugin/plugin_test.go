@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,5 +289,45 @@ func auditCount(t *testing.T, f *fixture, action string) int {
 		if next = page.NextToken; next == "" {
 			return n
 		}
+	}
+}
+
+// Moving the plugin's alias to another key is a rotation too: once the
+// policy names both keys, key_id names the new key at the next Status, and
+// data under the old key still decrypts.
+func TestAliasMovedToAnotherKey(t *testing.T) {
+	f := newFixture(t, kmstest.Options{}, nil, client.CreateKeyRequest{})
+	p := f.plugin(t)
+	as := newAPIServer(t, p.socket)
+	as.mustProbe(t)
+	old := as.write(t, "old", []byte("under the first key"))
+	ctx := kmstest.Ctx(t)
+	next, err := f.admin.CreateKey(ctx, client.CreateKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.admin.UpdateAlias(ctx, "alias/kubernetes-secrets", next.KeyID); err != nil {
+		t.Fatal(err)
+	}
+	// The policy names the first key only: not ok, and the key_id stays.
+	if st, err := as.svc.Status(ctx); err != nil || !strings.Contains(st.Healthz, "AccessDeniedException") || st.KeyID != f.keyID+":v1" {
+		t.Fatalf("Status with the alias on a key the policy does not name: %+v %v", st, err)
+	}
+	both := documentedPolicy(t, f.keyID)
+	both.Statements[0].Resources = append(both.Statements[0].Resources, "key/"+next.KeyID)
+	if _, err := f.admin.PutPolicy(ctx, principal, both); err != nil {
+		t.Fatal(err)
+	}
+	if st := as.mustProbe(t); st.KeyID != next.KeyID+":v1" {
+		t.Fatalf("Status after the alias moved: %q", st.KeyID)
+	}
+	d := as.write(t, "new", []byte("under the second key"))
+	fresh := newAPIServer(t, p.socket)
+	fresh.mustProbe(t)
+	if got, stale := fresh.read(t, "old", old); string(got) != "under the first key" || !stale {
+		t.Errorf("old data: %q stale %v", got, stale)
+	}
+	if got, stale := fresh.read(t, "new", d); string(got) != "under the second key" || stale {
+		t.Errorf("new data: %q stale %v", got, stale)
 	}
 }
