@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Client calls one hsmkms server with one bearer token.
@@ -20,6 +21,7 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	retry Retry
 }
 
 // New returns a client for the server at baseURL (e.g. http://127.0.0.1:8080).
@@ -36,6 +38,8 @@ type Error struct {
 	Code      string // e.g. "NotFoundException"
 	Message   string
 	RequestID string
+
+	retryAfter time.Duration // the server's Retry-After, if any
 }
 
 func (e *Error) Error() string {
@@ -54,21 +58,45 @@ func Code(err error) string {
 // Do sends one request with a JSON body (nil for none) and decodes the JSON
 // response into out (nil to discard). It is exported for endpoints that have
 // no typed method yet and for tests that send raw bodies.
+//
+// A client made WithRetry repeats a call that is safe to repeat while the
+// server answers it is unavailable, over its quota or in a lock conflict.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
-	var rdr io.Reader
+	var raw []byte
 	if body != nil {
 		switch b := body.(type) {
 		case []byte:
-			rdr = bytes.NewReader(b)
+			raw = b
 		case string:
-			rdr = strings.NewReader(b)
+			raw = []byte(b)
 		default:
 			buf, err := json.Marshal(body)
 			if err != nil {
 				return err
 			}
-			rdr = bytes.NewReader(buf)
+			raw = buf
 		}
+	}
+	tries := 1
+	if repeatable(method, path) {
+		tries = max(1, c.retry.Attempts)
+	}
+	for n := 1; ; n++ {
+		err := c.do(ctx, method, path, body != nil, raw, out)
+		if err == nil || n >= tries || !Temporary(err) {
+			return err
+		}
+		if serr := sleep(ctx, c.retry.wait(n, err)); serr != nil {
+			return err
+		}
+	}
+}
+
+// do is one try of Do.
+func (c *Client) do(ctx context.Context, method, path string, hasBody bool, raw []byte, out any) error {
+	var rdr io.Reader
+	if hasBody {
+		rdr = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rdr)
 	if err != nil {
@@ -79,7 +107,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	}
 	// Declared even for an empty body: the server requires it on every
 	// POST, PUT and PATCH authenticated by a client certificate.
-	if body != nil || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+	if hasBody || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
@@ -97,7 +125,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		}
 		_ = json.Unmarshal(data, &eb)
 		return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message,
-			RequestID: resp.Header.Get("X-Request-Id")}
+			RequestID: resp.Header.Get("X-Request-Id"), retryAfter: retryAfter(resp.Header)}
 	}
 	if out == nil || len(data) == 0 {
 		return nil

@@ -3,8 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
-	"flag"
+	"encoding/json"
 	"fmt"
+	flag "github.com/spf13/pflag"
 	"io"
 	"os"
 	"path/filepath"
@@ -40,10 +41,10 @@ func init() {
 				if err != nil {
 					return err
 				}
-				return d.write(e, r.CiphertextBlob)
+				return d.emit(e, r.CiphertextBlob, r)
 			}
 		}},
-		command{"decrypt", "", "decrypt a ciphertext blob from --in (stdin) to --out (stdout)", func(fs *flag.FlagSet) func(*env, []string) error {
+		command{"decrypt", "", "decrypt a ciphertext blob (raw, --base64, or encrypt's --output json) from --in (stdin) to --out (stdout)", func(fs *flag.FlagSet) func(*env, []string) error {
 			key := fs.String("key", "", "optional: the key the blob must be of")
 			d := dataFlags(fs)
 			return func(e *env, args []string) error {
@@ -59,7 +60,7 @@ func init() {
 					return err
 				}
 				defer clear(r.Plaintext)
-				return d.write(e, r.Plaintext)
+				return d.emit(e, r.Plaintext, r)
 			}
 		}},
 		command{"re-encrypt", "", "re-encrypt a blob from --in under --key (the plaintext stays in the service)", func(fs *flag.FlagSet) func(*env, []string) error {
@@ -83,7 +84,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				return d.write(e, r.CiphertextBlob)
+				return d.emit(e, r.CiphertextBlob, r)
 			}
 		}},
 		command{"generate-data-key", "", "a data key from the token: JSON or a table with the plaintext and the encrypted key", func(fs *flag.FlagSet) func(*env, []string) error {
@@ -137,7 +138,10 @@ func init() {
 				if err != nil {
 					return err
 				}
-				return (&data{out: out, base64: b64}).write(e, b)
+				defer clear(b)
+				return (&data{out: out, base64: b64}).emit(e, b, &struct {
+					Plaintext []byte `json:"plaintext"`
+				}{b})
 			}
 		}},
 	)
@@ -159,10 +163,24 @@ func dataFlags(fs *flag.FlagSet) *data {
 	return d
 }
 
+// read reads --in: raw bytes, base64 text with --base64, or the JSON object
+// of a command run with --output json (a blob never starts with "{").
 func (d *data) read(e *env) ([]byte, error) {
 	raw, err := readInput(e, "--in", *d.in)
-	if err != nil || !*d.base64 {
-		return raw, err
+	if err != nil {
+		return nil, err
+	}
+	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '{' {
+		var v struct {
+			CiphertextBlob []byte `json:"ciphertext_blob"`
+		}
+		if err := json.Unmarshal(t, &v); err != nil || len(v.CiphertextBlob) == 0 {
+			return nil, fmt.Errorf("--in holds JSON without a base64 ciphertext_blob")
+		}
+		return v.CiphertextBlob, nil
+	}
+	if !*d.base64 {
+		return raw, nil
 	}
 	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
 	if err != nil {
@@ -171,8 +189,22 @@ func (d *data) read(e *env) ([]byte, error) {
 	return b, nil
 }
 
-func (d *data) write(e *env, b []byte) error {
-	if *d.base64 {
+// emit writes a command's answer to --out: with --output json the whole
+// answer as JSON (bytes in base64), else b, raw or --base64.
+func (d *data) emit(e *env, b []byte, answer any) error {
+	if e.out.json {
+		var buf bytes.Buffer
+		if err := writeJSON(&buf, answer); err != nil {
+			return err
+		}
+		defer clear(buf.Bytes())
+		return d.write(e, buf.Bytes(), false)
+	}
+	return d.write(e, b, *d.base64)
+}
+
+func (d *data) write(e *env, b []byte, b64 bool) error {
+	if b64 {
 		b = []byte(base64.StdEncoding.EncodeToString(b) + "\n")
 	}
 	if *d.out == "-" {

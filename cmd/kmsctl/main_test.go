@@ -25,12 +25,16 @@ type ctl struct {
 	t     *testing.T
 	url   string
 	token string
+	env   map[string]string // more variables (KMS_OUTPUT, KMS_CACERT, ...)
 }
 
 func (c ctl) run(stdin string, args ...string) (int, string, string) {
 	c.t.Helper()
 	var out, errOut bytes.Buffer
 	getenv := func(k string) string {
+		if v, ok := c.env[k]; ok {
+			return v
+		}
 		switch k {
 		case "KMS_ADDR":
 			return c.url
@@ -213,11 +217,11 @@ func TestCommandLineErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{}, 2, "usage: kmsctl"},
+		{[]string{}, 2, "Usage:\n  kmsctl"},
 		{[]string{"keys", "fly"}, 2, `unknown command "keys fly"`},
 		{[]string{"--output", "xml", "keys", "list"}, 2, "--output"},
 		{[]string{"keys", "describe"}, 2, "want KEY"},
-		{[]string{"keys", "list", "--nope"}, 2, "flag provided but not defined"},
+		{[]string{"keys", "list", "--nope"}, 2, "unknown flag: --nope"},
 		{[]string{"encrypt"}, 2, "--key is required"},
 		{[]string{"versions", "disable", "alias/x", "one"}, 2, "not a positive number"},
 		{[]string{"keys", "rotation-policy", "alias/x"}, 2, "--enabled"},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,7 +38,7 @@ func (o output) one(w io.Writer, v any) error {
 		if name == "" {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", name, cell(rv.Field(i)))
+		fmt.Fprintf(tw, "%s\t%s\n", name, fieldCell(name, rv.Field(i)))
 	}
 	return tw.Flush()
 }
@@ -57,7 +58,7 @@ func (o output) many(w io.Writer, key string, items any, cols ...string) error {
 		for j, c := range cols {
 			for k := 0; k < row.NumField(); k++ {
 				if field(row.Type().Field(k)) == c {
-					cells[j] = cell(row.Field(k))
+					cells[j] = fieldCell(c, row.Field(k))
 				}
 			}
 		}
@@ -79,6 +80,24 @@ func field(f reflect.StructField) string {
 		return ""
 	}
 	return name
+}
+
+// fieldCell formats the value of a named field: intervals, which the API
+// gives in seconds, in days when they are whole days (as they were given).
+func fieldCell(name string, v reflect.Value) string {
+	if strings.HasSuffix(name, "_interval") && v.Kind() == reflect.String {
+		return inDays(v.String())
+	}
+	return cell(v)
+}
+
+// inDays turns "7776000s" into "90d"; anything else stays as it is.
+func inDays(s string) string {
+	n, err := strconv.ParseInt(strings.TrimSuffix(s, "s"), 10, 64)
+	if err != nil || !strings.HasSuffix(s, "s") || n <= 0 || n%86400 != 0 {
+		return cell(reflect.ValueOf(s))
+	}
+	return strconv.FormatInt(n/86400, 10) + "d"
 }
 
 // cell formats one value for a table.
