@@ -220,17 +220,25 @@ func (d *data) write(e *env, b []byte, b64 bool) error {
 // maxPlaintext is the service's limit on one plaintext (docs/API.md).
 const maxPlaintext = 4096
 
-// writeSecret writes b to path as a new 0600 file (a decrypted file is as
-// secret as what it held), replacing any file there only once b is wholly
-// on disk: an existing file's looser mode is not kept, and a failed write
-// leaves the old file, never a truncated one.
+// writeSecret writes b to path as a new 0600 file (see writeAtomic).
 func writeSecret(path string, b []byte) error {
+	return writeAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writeAtomic writes to path as a new 0600 file (a decrypted file is as
+// secret as what it held), replacing any file there only once fill has
+// succeeded and the data is on disk: an existing file's looser mode is not
+// kept, and a failed write leaves the old file, never a truncated one.
+func writeAtomic(path string, fill func(w io.Writer) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp") // created 0600
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(b)
+	err = fill(f)
 	if err == nil {
 		err = f.Sync()
 	}
