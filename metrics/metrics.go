@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/api"
+	"github.com/hsmkms/hsmkms/internal/buildinfo"
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,7 +116,13 @@ func New(cfg Config) *Metrics {
 		Help:    "Latency of calls to the PKCS#11 token as the service sees it (session wait included), by operation.",
 		Buckets: tokenBuckets,
 	}, []string{"operation"})
-	m.reg.MustRegister(m.requests, m.requestDuration, m.tokenOps, m.tokenDuration,
+	bi := buildinfo.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "Always 1; the labels name the running build (version, commit, Go version), so dashboards can tell the replicas' builds apart.",
+	}, []string{"version", "commit", "goversion"})
+	build.WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
+	m.reg.MustRegister(build, m.requests, m.requestDuration, m.tokenOps, m.tokenDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:      errorLog{cfg.Logger},

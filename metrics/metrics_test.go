@@ -1,6 +1,8 @@
 package metrics_test
 
 import (
+	"runtime"
+
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -24,6 +26,7 @@ import (
 	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/client"
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/internal/buildinfo"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"github.com/hsmkms/hsmkms/metrics"
@@ -231,6 +234,10 @@ func TestScrape(t *testing.T) {
 
 	fams, body := s.scrape(t)
 
+	t.Run("build info", func(t *testing.T) {
+		bi := buildinfo.Get()
+		check(t, fams, "hsmkms_build_info", map[string]string{"version": bi.Version, "commit": bi.Commit, "goversion": runtime.Version()}, 1)
+	})
 	t.Run("requests", func(t *testing.T) {
 		check(t, fams, "hsmkms_requests_total", map[string]string{"operation": opEncrypt, "outcome": "ok"}, 3)
 		check(t, fams, "hsmkms_requests_total", map[string]string{"operation": opCreate, "outcome": "ok"}, 3)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,8 +101,12 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default 7d)")
 	maxRot := fs.String("max-rotation-interval", env("KMS_MAX_ROTATION_INTERVAL", ""), "largest rotation interval (KMS_MAX_ROTATION_INTERVAL; default 2560d)")
 	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default 100)")
+	version := fs.Bool("version", false, "print the version, commit and Go version, and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *version {
+		return nil, errShowVersion
 	}
 	if err := noPasswordInFlag(c.DB); err != nil {
 		return nil, err
@@ -118,9 +123,11 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	}
 	if c.MaxSessions == 0 {
 		if v := getenv("KMS_MAX_SESSIONS"); v != "" {
-			if _, err := fmt.Sscanf(v, "%d", &c.MaxSessions); err != nil {
-				return nil, fmt.Errorf("KMS_MAX_SESSIONS: %q is not a number", v)
+			n, err := parseCount("KMS_MAX_SESSIONS", v, 1)
+			if err != nil {
+				return nil, err
 			}
+			c.MaxSessions = n
 		}
 	}
 	for _, d := range []struct {
@@ -151,13 +158,15 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		return nil, errors.New("min-rotation-interval is above max-rotation-interval")
 	}
 	if *maxConns != "" {
-		if _, err := fmt.Sscanf(*maxConns, "%d", &c.MaxConnections); err != nil || c.MaxConnections < 1 {
-			return nil, fmt.Errorf("max-connections: %q is not a positive number", *maxConns)
+		var err error
+		if c.MaxConnections, err = parseCount("max-connections", *maxConns, 1); err != nil {
+			return nil, err
 		}
 	}
 	if *maxVersions != "" {
-		if _, err := fmt.Sscanf(*maxVersions, "%d", &c.MaxVersionsPerKey); err != nil || c.MaxVersionsPerKey < 2 {
-			return nil, fmt.Errorf("max-versions-per-key: %q is not a number of at least 2", *maxVersions)
+		var err error
+		if c.MaxVersionsPerKey, err = parseCount("max-versions-per-key", *maxVersions, 2); err != nil {
+			return nil, err
 		}
 	}
 	pin, err := secret(getenv, "KMS_PIN", "KMS_PIN_FILE")
@@ -167,6 +176,19 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	c.PIN = pin
 	c.BootstrapToken = getenv("KMS_BOOTSTRAP_TOKEN")
 	return c, c.Validate()
+}
+
+// errShowVersion is -version: run prints the version instead of starting.
+var errShowVersion = errors.New("show the version")
+
+// parseCount parses a whole number of at least min, strictly: "5x", " 5"
+// or "5.0" are refused, not read as 5 (as fmt.Sscanf("%d") would).
+func parseCount(name, v string, min int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		return 0, fmt.Errorf("%s: %q is not a whole number of at least %d", name, v, min)
+	}
+	return n, nil
 }
 
 // secret reads a secret from the variable name or the file named by fileVar.

@@ -33,6 +33,12 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := loadConfig(nil, envOf("KMS_MAX_CONNECTIONS", "64")); err != nil || c.MaxConnections != 64 {
 		t.Errorf("KMS_MAX_CONNECTIONS: %v %+v", err, c)
 	}
+	if c, err := loadConfig(nil, envOf("KMS_MAX_SESSIONS", "8")); err != nil || c.MaxSessions != 8 {
+		t.Errorf("KMS_MAX_SESSIONS=8: %v %+v", err, c)
+	}
+	if _, err := loadConfig([]string{"-max-versions-per-key", "3x"}, envOf()); err == nil {
+		t.Error("-max-versions-per-key 3x was accepted")
+	}
 	if c, err := loadConfig(nil, envOf("KMS_DB", "postgres://db")); err != nil || c.DB != "postgres://db" {
 		t.Errorf("KMS_DB: %v %+v", err, c)
 	}
@@ -61,6 +67,13 @@ func TestLoadConfig(t *testing.T) {
 		{[]string{"KMS_MAX_ROTATION_INTERVAL", "-1d"}, "max-rotation-interval"},
 		{[]string{"KMS_MIN_ROTATION_INTERVAL", "30d", "KMS_MAX_ROTATION_INTERVAL", "7d"}, "above"},
 		{[]string{"KMS_MAX_VERSIONS_PER_KEY", "1"}, "max-versions-per-key"},
+		{[]string{"KMS_MAX_VERSIONS_PER_KEY", "5x"}, `max-versions-per-key: "5x" is not a whole number`},
+		{[]string{"KMS_MAX_VERSIONS_PER_KEY", "5.0"}, "max-versions-per-key"},
+		{[]string{"KMS_MAX_VERSIONS_PER_KEY", " 5"}, "max-versions-per-key"},
+		{[]string{"KMS_MAX_SESSIONS", "5x"}, `KMS_MAX_SESSIONS: "5x" is not a whole number`},
+		{[]string{"KMS_MAX_SESSIONS", "0x10"}, "KMS_MAX_SESSIONS"},
+		{[]string{"KMS_MAX_SESSIONS", "0"}, "KMS_MAX_SESSIONS"},
+		{[]string{"KMS_MAX_SESSIONS", "-3"}, "KMS_MAX_SESSIONS"},
 		{[]string{"KMS_LEASE_DURATION", "0s"}, "lease-duration"},
 		{[]string{"KMS_AUDIT", "maybe"}, "audit"},
 		{[]string{"KMS_MAX_CONNECTIONS", "0"}, "max-connections"},

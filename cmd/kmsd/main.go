@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/internal/buildinfo"
 	"github.com/hsmkms/hsmkms/metrics"
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/hsmkms/hsmkms/store"
@@ -29,6 +31,9 @@ func main() {
 	// action), should the graceful shutdown hang.
 	go func() { <-ctx.Done(); stop() }()
 	if err := run(ctx, os.Args[1:], os.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // -h: the usage is printed, as asked
+		}
 		// One line, whatever the driver's message looks like.
 		fmt.Fprintln(os.Stderr, "kmsd:", strings.Join(strings.Fields(err.Error()), " "))
 		os.Exit(1)
@@ -42,6 +47,10 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return runInit(ctx, args[1:], getenv, os.Stdout)
 	}
 	cfg, err := loadConfig(args, getenv)
+	if errors.Is(err, errShowVersion) {
+		fmt.Println(buildinfo.Get().String("kmsd"))
+		return nil
+	}
 	if err != nil {
 		return err
 	}

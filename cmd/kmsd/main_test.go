@@ -321,3 +321,34 @@ func TestUsageDoesNotShowTheDatabasePassword(t *testing.T) {
 		}
 	}
 }
+
+// -h prints the usage and exits 0 (it is what was asked for); -version
+// prints the build and exits 0 without a PIN, a token or a database; a bad
+// flag exits non-zero.
+func TestHelpAndVersion(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, 0, "-listen"},
+		{[]string{"--help"}, 0, "-version"},
+		{[]string{"init", "-h"}, 0, "-db"},
+		{[]string{"-version"}, 0, "kmsd "},
+		{[]string{"--version"}, 0, "(commit "},
+		{[]string{"-no-such-flag"}, 1, "flag provided but not defined"},
+	} {
+		cmd := exec.Command(kmsdBin, tc.args...)
+		cmd.Env = []string{}
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || !strings.Contains(string(out), tc.want) {
+			t.Errorf("kmsd %v: exit %d, want %d, output lacking %q:\n%s", tc.args, code, tc.code, tc.want, out)
+		}
+	}
+}

@@ -9,9 +9,11 @@ import (
 	"runtime/debug"
 )
 
-// version may be set at link time (-ldflags "-X .../buildinfo.version=v1.2.3")
-// by a release build; otherwise the module version of the build info is used.
-var version string
+// version and commit may be set at link time (make build does: -ldflags
+// "-X .../buildinfo.version=v1.2.3 -X .../buildinfo.commit=abc"), for builds
+// without VCS stamping (-buildvcs=false, a source tarball); otherwise the
+// build info's module version and vcs.revision are used.
+var version, commit string
 
 // Info is one build's identity.
 type Info struct {
@@ -27,6 +29,9 @@ func Get() Info {
 	if !ok {
 		if i.Version == "" {
 			i.Version = "(unknown)"
+		}
+		if commit != "" {
+			i.Commit = commit
 		}
 		return i
 	}
@@ -50,6 +55,9 @@ func Get() Info {
 	}
 	if modified && i.Commit != "unknown" {
 		i.Commit += "+dirty"
+	}
+	if commit != "" {
+		i.Commit = commit
 	}
 	return i
 }

@@ -22,12 +22,12 @@ func TestGet(t *testing.T) {
 	}
 }
 
-// A version set at link time wins over the build info's.
+// A version and commit set at link time win over the build info's.
 func TestLinkTimeVersion(t *testing.T) {
-	old := version
-	defer func() { version = old }()
-	version = "v9.8.7"
-	if got := Get().Version; got != "v9.8.7" {
-		t.Errorf("Version %q with -X version=v9.8.7", got)
+	oldV, oldC := version, commit
+	defer func() { version, commit = oldV, oldC }()
+	version, commit = "v9.8.7", "0123abc"
+	if got := Get(); got.Version != "v9.8.7" || got.Commit != "0123abc" {
+		t.Errorf("%+v with -X version=v9.8.7 -X commit=0123abc", got)
 	}
 }
