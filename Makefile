@@ -6,23 +6,33 @@ export CGO_ENABLED := 1
 # Where the Go tarball installs; sudo's secure_path drops it.
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: run test bench build vet fmt clean
+.PHONY: run test bench build vet staticcheck fmt clean package
 
+# The build's identity for --version and hsmkms_build_info; link-time, so
+# that it is there even where VCS stamping is off (GOFLAGS=-buildvcs=false).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/hsmkms/hsmkms/internal/buildinfo.version=$(VERSION) \
+           -X github.com/hsmkms/hsmkms/internal/buildinfo.commit=$(COMMIT)
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+## build: every command under cmd/ (kmsd, kmsctl, and whatever else exists) into bin/.
 build:
 	@scripts/ensure-go.sh
-	$(GO) build -o bin/kmsd ./cmd/kmsd
-	$(GO) build -o bin/kmsctl ./cmd/kmsctl
-	CGO_ENABLED=0 $(GO) build -o bin/kms-k8s-plugin ./cmd/kms-k8s-plugin
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
-## run: SoftHSM token + SQLite under var/, kept between runs.
+## run: SoftHSM token + SQLite under var/, kept between runs; KMS_LISTEN=host:port to move it.
+KMS_LISTEN ?= 127.0.0.1:8080
 run:
 	@scripts/ensure-softhsm.sh
 	@$(MAKE) --no-print-directory build
 	@scripts/dev-setup.sh
-	@echo "kmsd on http://127.0.0.1:8080 (token 'hsmkms', database var/hsmkms.db)"
+	@echo "kmsd on http://$(KMS_LISTEN) (token 'hsmkms', database var/hsmkms.db)"
 	@echo "development bearer token: $$(cat var/bootstrap-token)"
-	@echo "try: curl -s -H \"Authorization: Bearer $$(cat var/bootstrap-token)\" -H 'Content-Type: application/json' -X POST http://127.0.0.1:8080/v1/keys -d '{\"alias\":\"alias/MyAppKey\"}'"
-	@SOFTHSM2_CONF=$(CURDIR)/softhsm.conf KMS_PIN_FILE=var/pin \
+	@echo "in another shell: export KMS_ADDR=http://$(KMS_LISTEN) KMS_TOKEN=\$$(cat var/bootstrap-token); bin/kmsctl keys list"
+	@echo "or: curl -s -H \"Authorization: Bearer $$(cat var/bootstrap-token)\" -H 'Content-Type: application/json' -X POST http://$(KMS_LISTEN)/v1/keys -d '{\"alias\":\"alias/MyAppKey\"}'"
+	@SOFTHSM2_CONF=$(CURDIR)/softhsm.conf KMS_PIN_FILE=var/pin KMS_LISTEN=$(KMS_LISTEN) \
 	  KMS_BOOTSTRAP_TOKEN=$$(cat var/bootstrap-token) exec flock -n var/kmsd.lock bin/kmsd
 
 ## test: installs what is missing, then every test against real SoftHSM
@@ -41,6 +51,7 @@ test:
 	@softhsm2-util --version | sed 's/^/softhsm2 /'
 	@scripts/ensure-nss.sh >/dev/null
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	@dir=$$(mktemp -d) && trap 'scripts/pg-test.sh stop "'"$$dir"'"' EXIT && \
 	  url=$$(scripts/pg-test.sh start "$$dir") && \
 	  echo "throwaway PostgreSQL: $$url" && \
@@ -54,6 +65,9 @@ test:
 
 vet:
 	$(GO) vet ./...
+
+staticcheck:
+	$(STATICCHECK) ./...
 
 fmt:
 	gofmt -l -w .

@@ -67,7 +67,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		return db, nil
 	}
 	// Do not echo dsn: an unsupported URL may still carry a password.
-	return nil, errors.New("store: unsupported database DSN: want sqlite:PATH, postgres://... or postgresql://...")
+	return nil, errors.New("store: unsupported database DSN: want sqlite:PATH, or a postgres:// or postgresql:// URL")
 }
 
 // openSQLite opens the writer pool, migrates, then opens the reader pool.

@@ -22,7 +22,7 @@ func TestOpenRejects(t *testing.T) {
 		dsn  string
 		want string
 	}{
-		{"", "want sqlite:PATH, postgres://... or postgresql://..."},
+		{"", "want sqlite:PATH, or a postgres:// or postgresql:// URL"},
 		{"mysql://kms:" + secret + "@db/kms", "want sqlite:PATH"},
 		{"host=db password=" + secret, "want sqlite:PATH"},
 		{"SQLITE:/tmp/x.db", "want sqlite:PATH"},
