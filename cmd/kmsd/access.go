@@ -97,26 +97,29 @@ var aeadSuites = []uint16{
 // serverTLSConfig loads the server certificate and, when given, the CA
 // for client certificates; requests without one still authenticate with a
 // bearer token. Nil means plain HTTP (loopback only, checked by loadConfig).
-func serverTLSConfig(cfg *Config) (*tls.Config, error) {
+//
+// The certificate comes from a certReloader, which replaces it when the
+// files change or on SIGHUP; the client CA is read once.
+func serverTLSConfig(cfg *Config, log *slog.Logger) (*tls.Config, *certReloader, error) {
 	if cfg.TLSCert == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
 	if err != nil {
-		return nil, fmt.Errorf("tls-cert/tls-key: cannot load %s and %s: %v", cfg.TLSCert, cfg.TLSKey, err)
+		return nil, nil, err
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: aeadSuites}
+	tc := &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12, CipherSuites: aeadSuites}
 	if cfg.TLSClientCA == "" {
-		return tc, nil
+		return tc, certs, nil
 	}
 	pem, err := os.ReadFile(cfg.TLSClientCA)
 	if err != nil {
-		return nil, fmt.Errorf("tls-client-ca: cannot read %s: %v", cfg.TLSClientCA, errors.Unwrap(err))
+		return nil, nil, fmt.Errorf("tls-client-ca: cannot read %s: %v", cfg.TLSClientCA, errors.Unwrap(err))
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tls-client-ca: %s holds no PEM certificate", cfg.TLSClientCA)
+		return nil, nil, fmt.Errorf("tls-client-ca: %s holds no PEM certificate", cfg.TLSClientCA)
 	}
 	tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
-	return tc, nil
+	return tc, certs, nil
 }

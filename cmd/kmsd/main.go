@@ -57,10 +57,24 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	log := newLogger(cfg.LogLevel)
 	// TLS material is read before the token or the database is touched:
 	// a wrong path is a configuration error, reported alone.
-	tlsConfig, err := serverTLSConfig(cfg)
+	tlsConfig, certs, err := serverTLSConfig(cfg, log)
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the TLS certificate (and, without TLS, is only logged:
+	// its default action would end kmsd).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if certs == nil {
+				log.Info("SIGHUP: no TLS certificate to reload")
+				continue
+			}
+			_ = certs.Reload()
+		}
+	}()
 
 	tok, err := hsm.Open(ctx, hsm.Config{
 		Module: cfg.Module, InitArgs: cfg.InitArgs, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
