@@ -63,6 +63,11 @@ test:
 	  KMS_PKCS11_MODULE=$$(scripts/ensure-nss.sh) KMS_HSM_PROFILE=auto KMS_PKCS11_INIT_ARGS= KMS_TOKEN_LABEL= \
 	    KMS_TEST_POSTGRES="$$url" CI=$${CI:-} $(GO) test -race -count=1 -timeout 10m $(NSS_PACKAGES)
 
+## package: the Debian package (nfpm) of kmsd, kmsctl and kms-k8s-plugin into dist/.
+package:
+	@scripts/ensure-go.sh
+	GO=$(GO) scripts/package.sh $(or $(PKG_DIR),dist) $(VERSION)
+
 vet:
 	$(GO) vet ./...
 
