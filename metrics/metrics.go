@@ -80,6 +80,7 @@ type Metrics struct {
 	requestDuration *prometheus.HistogramVec
 	tokenOps        *prometheus.CounterVec
 	tokenDuration   *prometheus.HistogramVec
+	tokenObjects    prometheus.Gauge
 
 	tokenOnce, serviceOnce sync.Once
 	handler                http.Handler
@@ -116,13 +117,17 @@ func New(cfg Config) *Metrics {
 		Help:    "Latency of calls to the PKCS#11 token as the service sees it (session wait included), by operation.",
 		Buckets: tokenBuckets,
 	}, []string{"operation"})
+	m.tokenObjects = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "token", Name: "objects",
+		Help: "Objects of this service in the token at the last inventory (the reconciler's: at start and every KMS_RECONCILE_EVERY); alert well below the HSM's object capacity.",
+	})
 	bi := buildinfo.Get()
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help: "Always 1; the labels name the running build (version, commit, Go version), so dashboards can tell the replicas' builds apart.",
 	}, []string{"version", "commit", "goversion"})
 	build.WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
-	m.reg.MustRegister(build, m.requests, m.requestDuration, m.tokenOps, m.tokenDuration,
+	m.reg.MustRegister(build, m.tokenObjects, m.requests, m.requestDuration, m.tokenOps, m.tokenDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:      errorLog{cfg.Logger},

@@ -489,3 +489,22 @@ func TestUnmatchedRoutes(t *testing.T) {
 		t.Error("a raw path appears in the scrape")
 	}
 }
+
+// hsmkms_token_objects is the number of objects the last inventory found,
+// to alert before the HSM runs out of room.
+func TestTokenObjects(t *testing.T) {
+	s := start(t, stackOptions{})
+	ctx := kmstest.Ctx(t)
+	for range 2 {
+		if _, err := s.client.CreateKey(ctx, client.CreateKeyRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The reconciler's inventory goes through the same wrapper.
+	objs, err := s.m.Token(kmstest.Token(t)).Inventory(ctx)
+	if err != nil || len(objs) < 2 {
+		t.Fatalf("inventory: %d objects, %v", len(objs), err)
+	}
+	fams, _ := s.scrape(t)
+	check(t, fams, "hsmkms_token_objects", nil, float64(len(objs)))
+}

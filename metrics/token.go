@@ -127,6 +127,9 @@ func (t *instrumentedToken) Inventory(ctx context.Context) ([]hsm.ObjectInfo, er
 	start := time.Now()
 	objs, err := t.Token.Inventory(ctx)
 	t.observe(opInventory, start, err)
+	if err == nil {
+		t.m.tokenObjects.Set(float64(len(objs)))
+	}
 	return objs, err
 }
 
