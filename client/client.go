@@ -62,13 +62,13 @@ func Code(err error) string {
 // A client made WithRetry repeats a call that is safe to repeat while the
 // server answers it is unavailable, over its quota or in a lock conflict.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
-	var raw []byte
+	var raw []byte // nil: no body
 	if body != nil {
 		switch b := body.(type) {
 		case []byte:
-			raw = b
+			raw = append([]byte{}, b...)
 		case string:
-			raw = []byte(b)
+			raw = append([]byte{}, b...)
 		default:
 			buf, err := json.Marshal(body)
 			if err != nil {
@@ -82,7 +82,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		tries = max(1, c.retry.Attempts)
 	}
 	for n := 1; ; n++ {
-		err := c.do(ctx, method, path, body != nil, raw, out)
+		err := c.do(ctx, method, path, raw, out)
 		if err == nil || n >= tries || !Temporary(err) {
 			return err
 		}
@@ -92,11 +92,11 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	}
 }
 
-// do is one try of Do.
-func (c *Client) do(ctx context.Context, method, path string, hasBody bool, raw []byte, out any) error {
+// do is one try of Do; body nil is no body.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	var rdr io.Reader
-	if hasBody {
-		rdr = bytes.NewReader(raw)
+	if body != nil {
+		rdr = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rdr)
 	if err != nil {
@@ -107,7 +107,7 @@ func (c *Client) do(ctx context.Context, method, path string, hasBody bool, raw 
 	}
 	// Declared even for an empty body: the server requires it on every
 	// POST, PUT and PATCH authenticated by a client certificate.
-	if hasBody || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+	if body != nil || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)

@@ -70,6 +70,7 @@ type Config struct {
 func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet("kmsd", flag.ContinueOnError)
+	version := fs.Bool("version", false, "print the version, commit and Go version, and exit")
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -101,7 +102,6 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default 7d)")
 	maxRot := fs.String("max-rotation-interval", env("KMS_MAX_ROTATION_INTERVAL", ""), "largest rotation interval (KMS_MAX_ROTATION_INTERVAL; default 2560d)")
 	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default 100)")
-	version := fs.Bool("version", false, "print the version, commit and Go version, and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
