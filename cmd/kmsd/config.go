@@ -105,14 +105,14 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if *version {
-		return nil, errShowVersion
-	}
 	if err := noPasswordInFlag(c.DB); err != nil {
 		return nil, err
 	}
 	if c.DB == "" {
 		c.DB = dbFromEnv(getenv)
+	}
+	if *version {
+		return nil, errShowVersion
 	}
 	switch *audit {
 	case "on":

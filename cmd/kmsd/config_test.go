@@ -33,12 +33,6 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := loadConfig(nil, envOf("KMS_MAX_CONNECTIONS", "64")); err != nil || c.MaxConnections != 64 {
 		t.Errorf("KMS_MAX_CONNECTIONS: %v %+v", err, c)
 	}
-	if c, err := loadConfig(nil, envOf("KMS_MAX_SESSIONS", "8")); err != nil || c.MaxSessions != 8 {
-		t.Errorf("KMS_MAX_SESSIONS=8: %v %+v", err, c)
-	}
-	if _, err := loadConfig([]string{"-max-versions-per-key", "3x"}, envOf()); err == nil {
-		t.Error("-max-versions-per-key 3x was accepted")
-	}
 	if c, err := loadConfig(nil, envOf("KMS_DB", "postgres://db")); err != nil || c.DB != "postgres://db" {
 		t.Errorf("KMS_DB: %v %+v", err, c)
 	}
@@ -67,13 +61,6 @@ func TestLoadConfig(t *testing.T) {
 		{[]string{"KMS_MAX_ROTATION_INTERVAL", "-1d"}, "max-rotation-interval"},
 		{[]string{"KMS_MIN_ROTATION_INTERVAL", "30d", "KMS_MAX_ROTATION_INTERVAL", "7d"}, "above"},
 		{[]string{"KMS_MAX_VERSIONS_PER_KEY", "1"}, "max-versions-per-key"},
-		{[]string{"KMS_MAX_VERSIONS_PER_KEY", "5x"}, `max-versions-per-key: "5x" is not a whole number`},
-		{[]string{"KMS_MAX_VERSIONS_PER_KEY", "5.0"}, "max-versions-per-key"},
-		{[]string{"KMS_MAX_VERSIONS_PER_KEY", " 5"}, "max-versions-per-key"},
-		{[]string{"KMS_MAX_SESSIONS", "5x"}, `KMS_MAX_SESSIONS: "5x" is not a whole number`},
-		{[]string{"KMS_MAX_SESSIONS", "0x10"}, "KMS_MAX_SESSIONS"},
-		{[]string{"KMS_MAX_SESSIONS", "0"}, "KMS_MAX_SESSIONS"},
-		{[]string{"KMS_MAX_SESSIONS", "-3"}, "KMS_MAX_SESSIONS"},
 		{[]string{"KMS_LEASE_DURATION", "0s"}, "lease-duration"},
 		{[]string{"KMS_AUDIT", "maybe"}, "audit"},
 		{[]string{"KMS_MAX_CONNECTIONS", "0"}, "max-connections"},
@@ -85,6 +72,38 @@ func TestLoadConfig(t *testing.T) {
 		_, err := loadConfig(nil, envOf(tc.env...))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error naming %s", tc.env, err, tc.want)
+		}
+	}
+}
+
+// Integer settings are whole numbers, parsed strictly: "5x" is refused, not
+// read as 5 (fmt.Sscanf("%d") would); flags too.
+func TestStrictIntegers(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want string // "" means accepted
+	}{
+		{nil, []string{"KMS_MAX_SESSIONS", "8"}, ""},
+		{nil, []string{"KMS_MAX_VERSIONS_PER_KEY", "5"}, ""},
+		{nil, []string{"KMS_MAX_VERSIONS_PER_KEY", "5x"}, `max-versions-per-key: "5x" is not a whole number`},
+		{nil, []string{"KMS_MAX_VERSIONS_PER_KEY", "5.0"}, "max-versions-per-key"},
+		{nil, []string{"KMS_MAX_VERSIONS_PER_KEY", " 5"}, "max-versions-per-key"},
+		{nil, []string{"KMS_MAX_SESSIONS", "5x"}, `KMS_MAX_SESSIONS: "5x" is not a whole number`},
+		{nil, []string{"KMS_MAX_SESSIONS", "0x10"}, "KMS_MAX_SESSIONS"},
+		{nil, []string{"KMS_MAX_SESSIONS", "0"}, "KMS_MAX_SESSIONS"},
+		{nil, []string{"KMS_MAX_SESSIONS", "-3"}, "KMS_MAX_SESSIONS"},
+		{[]string{"-max-versions-per-key", "3x"}, nil, "max-versions-per-key"},
+		{[]string{"-max-sessions", "4x"}, nil, "max-sessions"},
+	} {
+		c, err := loadConfig(tc.args, envOf(tc.env...))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v %v: %v", tc.args, tc.env, err)
+		case tc.want == "" && c.MaxSessions != 8 && c.MaxVersionsPerKey != 5:
+			t.Errorf("%v %v: read as %+v", tc.args, tc.env, c)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v %v: %v, want an error mentioning %q", tc.args, tc.env, err, tc.want)
 		}
 	}
 }
