@@ -21,6 +21,8 @@ build:
 	@scripts/ensure-go.sh
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+	@# The Kubernetes KMS plugin is static (no cgo): it runs beside the apiserver, often in a container.
+	@if [ -d cmd/kms-k8s-plugin ]; then CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kms-k8s-plugin ./cmd/kms-k8s-plugin; fi
 
 ## run: SoftHSM token + SQLite under var/, kept between runs; KMS_LISTEN=host:port to move it.
 KMS_LISTEN ?= 127.0.0.1:8080

@@ -22,9 +22,12 @@ rm -rf "$stage"
 trap 'rm -rf build' EXIT
 mkdir -p "$stage/usr/bin" "$out"
 ldflags="-s -w -X github.com/hsmkms/hsmkms/internal/buildinfo.version=$version -X github.com/hsmkms/hsmkms/internal/buildinfo.commit=$commit"
+# kmsd loads the HSM's PKCS#11 library: cgo. The clients are static.
 for cmd in kmsd kmsctl kms-k8s-plugin; do
   [ -d "cmd/$cmd" ] || { echo "package: cmd/$cmd does not exist (yet): not packaged"; continue; }
-  CGO_ENABLED=1 "$GO" build -trimpath -ldflags "$ldflags" -o "$stage/usr/bin/$cmd" "./cmd/$cmd"
+  cgo=0
+  [ "$cmd" = kmsd ] && cgo=1
+  CGO_ENABLED=$cgo "$GO" build -trimpath -ldflags "$ldflags" -o "$stage/usr/bin/$cmd" "./cmd/$cmd"
 done
 arch=$("$GO" env GOARCH)
 VERSION="$debver" ARCH="$arch" \
