@@ -77,6 +77,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 			raw = buf
 		}
 	}
+	defer clear(raw) // a copy, which may hold a plaintext
 	tries := 1
 	if repeatable(method, path) {
 		tries = max(1, c.retry.Attempts)
@@ -116,6 +117,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
+	// The body may hold a plaintext or a data key (base64): out has its own
+	// copy once decoded.
+	defer clear(data)
 	if err != nil {
 		return err
 	}
