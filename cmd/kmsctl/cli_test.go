@@ -43,6 +43,9 @@ func TestHelpSuggestionsAndCompletion(t *testing.T) {
 		{[]string{"keys", "fly"}, 2, nil, `unknown command "keys fly"`, true},
 		{[]string{"completion", "bash"}, 0, []string{"__start_kmsctl", "complete -o default -F __start_kmsctl kmsctl"}, "", false},
 		{[]string{"completion", "zsh"}, 0, []string{"#compdef kmsctl", "_kmsctl"}, "", false},
+		// What the completion scripts ask: commands, and --output's values.
+		{[]string{"__complete", "keys", "cr"}, 0, []string{"create\t"}, "ShellCompDirectiveNoFileComp", false},
+		{[]string{"__complete", "keys", "list", "--output", ""}, 0, []string{"table\n", "json\n"}, "ShellCompDirectiveNoFileComp", false},
 		{[]string{"--version"}, 0, []string{"kmsctl ", "(commit ", "go1."}, "", false},
 	} {
 		code, out, errOut := c.run("", tc.args...)

@@ -145,6 +145,8 @@ func newRoot(ctx context.Context, stdin io.Reader, stdout io.Writer, getenv func
 	pf.StringVar(&g.clientCert, "client-cert", getenv("KMS_CLIENT_CERT"), "PEM client certificate for mutual TLS (KMS_CLIENT_CERT)")
 	pf.StringVar(&g.clientKey, "client-key", getenv("KMS_CLIENT_KEY"), "PEM private key of --client-cert (KMS_CLIENT_KEY)")
 
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+
 	groups := map[string]*cobra.Command{}
 	for i := range commands {
 		c := &commands[i]
