@@ -218,9 +218,12 @@ func leaf(ctx context.Context, c *command, word string, g *globals, stdin io.Rea
 		if err != nil {
 			return setupError{err}
 		}
-		cctx, cancel := context.WithCancel(ctx)
+		var cctx context.Context
+		var cancel context.CancelFunc
 		if g.timeout > 0 {
 			cctx, cancel = context.WithTimeout(ctx, g.timeout)
+		} else {
+			cctx, cancel = context.WithCancel(ctx)
 		}
 		defer cancel()
 		retry := client.DefaultRetry
