@@ -34,16 +34,8 @@ func (s *Service) resolveID(ctx context.Context, ref string) (string, error) {
 	return id.String(), nil
 }
 
-// view resolves ref and returns the key's cached view. Keys still being
+// viewByID returns the cached view of key id. Keys still being
 // created are not found.
-func (s *Service) view(ctx context.Context, ref string) (*keyView, error) {
-	id, err := s.resolveID(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	return s.viewByID(ctx, id)
-}
-
 func (s *Service) viewByID(ctx context.Context, id string) (*keyView, error) {
 	v, err := s.cache.key(ctx, id)
 	if errors.Is(err, ErrNotFound) || (err == nil && v.key.State == KeyCreating) {

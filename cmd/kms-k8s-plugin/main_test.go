@@ -254,7 +254,7 @@ func (a *apiserver) current() (kmsv2.State, error) {
 
 // errKeyIDMismatch is the apiserver refusing a DEK whose Encrypt answered
 // another key_id than Status.
-var errKeyIDMismatch = errors.New("Encrypt's key_id is not Status's")
+var errKeyIDMismatch = errors.New("the key_id of Encrypt is not that of Status")
 
 // probe is one run of the apiserver's health check. Like the apiserver's,
 // it compares key_id with its DEK's even when healthz is not "ok": an
