@@ -10,7 +10,9 @@ import (
 )
 
 // keyTemplate is the complete template of a key version: every security
-// attribute set explicitly (pitfalls item 9), only encrypt and decrypt.
+// attribute set explicitly (pitfalls item 9), only encrypt and decrypt, and
+// not copyable: CKA_COPYABLE defaults to true, and a copy made by someone
+// with the PIN would outlive the version's destruction.
 func keyTemplate(ref ObjectRef) []*pkcs11.Attribute {
 	return []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
@@ -27,6 +29,7 @@ func keyTemplate(ref ObjectRef) []*pkcs11.Attribute {
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID()),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label()),
 	}
@@ -49,6 +52,7 @@ var required = []boolRule{
 	{pkcs11.CKA_DERIVE, "CKA_DERIVE", false, true},
 	{pkcs11.CKA_SIGN, "CKA_SIGN", false, true},
 	{pkcs11.CKA_VERIFY, "CKA_VERIFY", false, true},
+	{pkcs11.CKA_COPYABLE, "CKA_COPYABLE", false, false},
 }
 
 // GenerateKey implements Token. The search, the generation and the

@@ -123,6 +123,7 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
 		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 	}
@@ -141,6 +142,7 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		// wrapped blob and read the customer's material.
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN_RECOVER, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 	}
@@ -211,6 +213,7 @@ var wrappingRequired = []boolRule{
 	{pkcs11.CKA_SIGN, "CKA_SIGN", false, false},
 	{pkcs11.CKA_SIGN_RECOVER, "CKA_SIGN_RECOVER", false, true},
 	{pkcs11.CKA_DERIVE, "CKA_DERIVE", false, true},
+	{pkcs11.CKA_COPYABLE, "CKA_COPYABLE", false, false},
 }
 
 // verifyUnwrapOnly checks that the private key h can unwrap and do nothing
@@ -300,6 +303,7 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
 			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
 			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+			pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 		})
 		if err != nil {
 			return p.unwrapErr(err)
