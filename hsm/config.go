@@ -134,6 +134,11 @@ type Profile struct {
 	// mechanism parameters; an IV that comes back unchanged is refused.
 	// Open checks the mode against the token with a session key.
 	TokenGeneratesIV bool
+	// IgnoresAllowedMechanisms says the token does not know
+	// CKA_ALLOWED_MECHANISMS (PKCS#11 2.40). Objects are then made without
+	// it, and a PIN holder may use a version with any AES mechanism the
+	// token offers (AES-ECB gives GCM's hash key). SoftHSM 2.6 enforces it.
+	IgnoresAllowedMechanisms bool
 }
 
 // SoftHSMProfile is SoftHSM 2.6.x, the development and CI token.

@@ -82,12 +82,13 @@ func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 			}
 			h = hs[0]
 		} else {
-			if h, err = c.GenerateKey(sh, mech, keyTemplate(ref)); err != nil {
+			tmpl := append(keyTemplate(ref), p.allowedAttr(p.versionMechanisms(false)...)...)
+			if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
 				return err
 			}
 			created = true
 		}
-		if err := verify(c, sh, h, ref); err != nil {
+		if err := p.verify(c, sh, h, ref); err != nil {
 			if created && errors.Is(err, ErrAttributeMismatch) {
 				_ = c.DestroyObject(sh, h)
 			}
@@ -132,8 +133,11 @@ func checkBools(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, r
 // one attribute per call (a token answers a whole template with an error
 // if one attribute is unreadable: pitfalls item 14), and refuses an object
 // that does not match. CKA_VALUE is never asked for.
-func verify(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef) error {
+func (p *PKCS11) verify(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef) error {
 	if err := checkBools(c, sh, h, required, ref.String()); err != nil {
+		return err
+	}
+	if err := p.checkAllowed(c, sh, h, p.versionMechanisms(false), ref.String()); err != nil {
 		return err
 	}
 	for _, r := range []struct {

@@ -2,7 +2,9 @@ package hsm
 
 import (
 	"crypto/rand"
+	"errors"
 	"testing"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/internal/byok"
@@ -73,5 +75,86 @@ func TestCopiesRefused(t *testing.T) {
 	}
 	if hs := r.find(version); len(hs) != 0 {
 		t.Errorf("%d objects with the destroyed version's id", len(hs))
+	}
+}
+
+// Item 4: a version can do AES-GCM and nothing else. AES-ECB (which gives
+// GCM's hash key E_K(0)) is refused; switching CKA_DERIVE on, which SoftHSM
+// allows, still derives nothing (an ECB oracle that would ignore
+// CKA_ENCRYPT=false); the allowed mechanisms cannot be widened. The
+// inventory reports the switched attribute and Repair sets it back.
+func TestVersionOnlyDoesGCM(t *testing.T) {
+	p := sharedToken(t)
+	ctx := testCtx(t)
+	r := rawSession(t, p)
+	ref := generated(t, p)
+	h := r.one(ref)
+
+	ecb := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}
+	if err := r.c.EncryptInit(r.sh, ecb, h); !hasCode(err, []uint{pkcs11.CKR_MECHANISM_INVALID}) {
+		t.Errorf("C_EncryptInit(CKM_AES_ECB) = %v, want CKR_MECHANISM_INVALID", err)
+	}
+	widen := pkcs11.NewAttribute(pkcs11.CKA_ALLOWED_MECHANISMS, mechanismList(pkcs11.CKM_AES_GCM, pkcs11.CKM_AES_ECB))
+	if err := r.c.SetAttributeValue(r.sh, h, []*pkcs11.Attribute{widen}); err == nil {
+		t.Error("CKA_ALLOWED_MECHANISMS was widened")
+	}
+	if err := r.c.SetAttributeValue(r.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true)}); err != nil {
+		t.Fatalf("switching CKA_DERIVE on (SoftHSM allows it): %v", err)
+	}
+	// CK_KEY_DERIVATION_STRING_DATA {pData, ulLen}: the layout of a
+	// one-attribute template's pointer and length.
+	param, release := attrTemplate([]*pkcs11.Attribute{{Value: make([]byte, 32)}})
+	defer release()
+	derive := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB_ENCRYPT_DATA, param[unsafe.Sizeof(uint(0)):])}
+	derived, err := r.c.DeriveKey(r.sh, derive, h, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+	})
+	if err == nil {
+		r.c.DestroyObject(r.sh, derived)
+		t.Error("C_DeriveKey(CKM_AES_ECB_ENCRYPT_DATA) from the version succeeded: an ECB oracle")
+	} else if !hasCode(err, []uint{pkcs11.CKR_MECHANISM_INVALID}) {
+		t.Errorf("C_DeriveKey(CKM_AES_ECB_ENCRYPT_DATA) = %v, want CKR_MECHANISM_INVALID", err)
+	}
+
+	inv := inventoryOf(t, p, ref)
+	if len(inv) != 1 || inv[0].Drift != "CKA_DERIVE=true" || !inv[0].Generated {
+		t.Fatalf("inventory = %+v, want Drift CKA_DERIVE=true, Generated", inv)
+	}
+	fixed, err := p.Repair(ctx, ref)
+	if err != nil || len(fixed) != 1 || fixed[0] != "CKA_DERIVE=false" {
+		t.Fatalf("Repair = %v, %v; want [CKA_DERIVE=false]", fixed, err)
+	}
+	if v, _, err := boolAttr(r.c, r.sh, h, pkcs11.CKA_DERIVE); err != nil || v {
+		t.Errorf("CKA_DERIVE after Repair = %v, %v", v, err)
+	}
+	if inv := inventoryOf(t, p, ref); len(inv) != 1 || inv[0].Drift != "" {
+		t.Errorf("inventory after Repair = %+v, want no drift", inv)
+	}
+	if fixed, err := p.Repair(ctx, ref); err != nil || len(fixed) != 0 {
+		t.Errorf("second Repair = %v, %v; want nothing to do", fixed, err)
+	}
+}
+
+// An object made before CKA_ALLOWED_MECHANISMS and CKA_COPYABLE=false were
+// set (or planted without them) is reported, and Repair says it cannot set
+// them back.
+func TestRepairReportsWhatItCannotSet(t *testing.T) {
+	p := sharedToken(t)
+	r := rawSession(t, p)
+	ref := newRef()
+	r.generate(ref, pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, true), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true))
+	inv := inventoryOf(t, p, ref)
+	want := "CKA_SIGN=true, CKA_COPYABLE=true, CKA_ALLOWED_MECHANISMS empty (every mechanism)"
+	if len(inv) != 1 || inv[0].Drift != want {
+		t.Fatalf("inventory = %+v, want the drift %q", inv, want)
+	}
+	fixed, err := p.Repair(testCtx(t), ref)
+	if !errors.Is(err, ErrAttributeMismatch) || len(fixed) != 1 || fixed[0] != "CKA_SIGN=false" {
+		t.Fatalf("Repair = %v, %v; want [CKA_SIGN=false] and ErrAttributeMismatch", fixed, err)
 	}
 }

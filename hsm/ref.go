@@ -70,4 +70,13 @@ type ObjectInfo struct {
 	NeverExtractable bool
 	AlwaysSensitive  bool
 	Local            bool // generated in the token (false for imported material)
+	// Generated: the token attests the object was made inside it and never
+	// readable (ALWAYS_SENSITIVE, NEVER_EXTRACTABLE, and LOCAL where the
+	// token reports it truthfully). False for imported material, and for
+	// a key someone derived or imported under a version's id.
+	Generated bool
+	// Drift lists the attributes that differ from the template of every
+	// key version, CKA_ENCRYPT aside ("" when none): e.g.
+	// "CKA_DERIVE=true". Repair sets back what the token allows.
+	Drift string
 }

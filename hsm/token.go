@@ -24,6 +24,10 @@ type Token interface {
 	Decrypt(ctx context.Context, ref ObjectRef, iv, ciphertext, aad []byte) ([]byte, error)
 	// SetDecryptOnly sets CKA_ENCRYPT=false on ref's object and reads it back.
 	SetDecryptOnly(ctx context.Context, ref ObjectRef) error
+	// Repair sets back the attributes of ref's object that differ from a
+	// key version's template and may be set (CKA_ENCRYPT aside), and
+	// returns what it changed; what cannot be set back is ErrAttributeMismatch.
+	Repair(ctx context.Context, ref ObjectRef) ([]string, error)
 	// Destroy removes ref's object. Destroying a missing object is not an error.
 	Destroy(ctx context.Context, ref ObjectRef) error
 	// Random returns n bytes from the token's RNG.

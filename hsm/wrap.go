@@ -146,6 +146,7 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 	}
+	priv = append(priv, p.allowedAttr(pkcs11.CKM_RSA_PKCS_OAEP)...)
 	var key *rsa.PublicKey
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
@@ -159,7 +160,7 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		if err != nil {
 			return err
 		}
-		if err := verifyUnwrapOnly(c, sh, vh, label); err != nil {
+		if err := p.verifyUnwrapOnly(c, sh, vh, label); err != nil {
 			_ = c.DestroyObject(sh, vh)
 			_ = c.DestroyObject(sh, ph)
 			return err
@@ -218,8 +219,11 @@ var wrappingRequired = []boolRule{
 
 // verifyUnwrapOnly checks that the private key h can unwrap and do nothing
 // else, and cannot leave the token.
-func verifyUnwrapOnly(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, label string) error {
-	return checkBools(c, sh, h, wrappingRequired, "wrapping key "+label)
+func (p *PKCS11) verifyUnwrapOnly(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, label string) error {
+	if err := checkBools(c, sh, h, wrappingRequired, "wrapping key "+label); err != nil {
+		return err
+	}
+	return p.checkAllowed(c, sh, h, []uint{pkcs11.CKM_RSA_PKCS_OAEP}, "wrapping key "+label)
 }
 
 // importRequired is required without CKA_ALWAYS_SENSITIVE and
@@ -244,15 +248,16 @@ func oaep(sha256 bool) *pkcs11.Mechanism {
 }
 
 // importTemplate is keyTemplate without CKA_VALUE_LEN, which a token sets
-// itself on unwrap (and refuses in the template: pitfalls item 21).
-func importTemplate(ref ObjectRef) []*pkcs11.Attribute {
+// itself on unwrap (and refuses in the template: pitfalls item 21), with
+// the mechanisms of an imported version.
+func (p *PKCS11) importTemplate(ref ObjectRef) []*pkcs11.Attribute {
 	var out []*pkcs11.Attribute
 	for _, a := range keyTemplate(ref) {
 		if a.Type != pkcs11.CKA_VALUE_LEN {
 			out = append(out, a)
 		}
 	}
-	return out
+	return append(out, p.allowedAttr(p.versionMechanisms(true)...)...)
 }
 
 // Import unwraps material wrapped with algorithm alg under wrapping key id
@@ -287,29 +292,19 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 			return fmt.Errorf("%w: %s exists already", ErrAmbiguousObject, ref)
 		}
 		if !kwp {
-			h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped, importTemplate(ref))
+			h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped, p.importTemplate(ref))
 			if err != nil {
 				return p.unwrapErr(err)
 			}
 			return p.keepImported(c, sh, h, ref, true)
 		}
 		// The ephemeral AES key: a session object, only for unwrapping.
-		eph, err := c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped[:rsaLen], []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-			pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
-		})
+		eph, err := c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped[:rsaLen], p.ephemeralTemplate())
 		if err != nil {
 			return p.unwrapErr(err)
 		}
 		defer c.DestroyObject(sh, eph)
-		h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.cfg.Profile.KWPMechanism, nil)}, eph, wrapped[rsaLen:], importTemplate(ref))
+		h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.cfg.Profile.KWPMechanism, nil)}, eph, wrapped[rsaLen:], p.importTemplate(ref))
 		if err != nil {
 			return p.unwrapErr(err)
 		}
@@ -323,6 +318,23 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 	}
 	p.forgetAny(ref)
 	return nil
+}
+
+// ephemeralTemplate is the template of RSA-AES key wrap's ephemeral AES
+// key: a session object that can only unwrap, with AES key wrap with
+// padding.
+func (p *PKCS11) ephemeralTemplate() []*pkcs11.Attribute {
+	return append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
+	}, p.allowedAttr(p.cfg.Profile.KWPMechanism)...)
 }
 
 // keepImported checks an unwrapped object on the session that made it and
@@ -369,6 +381,9 @@ func (p *PKCS11) unwrapErr(err error) error {
 // of material to the same length, and only 32 make an AES-256 key.
 func (p *PKCS11) verifyImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef, lengthFromToken bool) error {
 	if err := checkBools(c, sh, h, importRequired, "imported "+ref.String()); err != nil {
+		return err
+	}
+	if err := p.checkAllowed(c, sh, h, p.versionMechanisms(true), "imported "+ref.String()); err != nil {
 		return err
 	}
 	v, err := attr(c, sh, h, pkcs11.CKA_VALUE_LEN)
