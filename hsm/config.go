@@ -139,6 +139,10 @@ type Profile struct {
 	// it, and a PIN holder may use a version with any AES mechanism the
 	// token offers (AES-ECB gives GCM's hash key). SoftHSM 2.6 enforces it.
 	IgnoresAllowedMechanisms bool
+	// IgnoresUnwrapTemplate says the token accepts CKA_UNWRAP_TEMPLATE but
+	// does not enforce it; GenerateWrappingKey then does not prove it. (The
+	// wrapping keys stay session objects, which other processes cannot see.)
+	IgnoresUnwrapTemplate bool
 }
 
 // SoftHSMProfile is SoftHSM 2.6.x, the development and CI token.

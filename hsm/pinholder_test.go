@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"testing"
@@ -157,4 +158,48 @@ func TestRepairReportsWhatItCannotSet(t *testing.T) {
 	if !errors.Is(err, ErrAttributeMismatch) || len(fixed) != 1 || fixed[0] != "CKA_SIGN=false" {
 		t.Fatalf("Repair = %v, %v; want [CKA_SIGN=false] and ErrAttributeMismatch", fixed, err)
 	}
+}
+
+// Wrapping keys are session objects of the keeper session: they end with
+// it (a token reset, Close, a restart), and an import with one is then
+// ErrObjectNotFound, which tells the customer to get new parameters. A
+// new wrapping key works at once.
+func TestWrappingKeysEndWithTheKeeper(t *testing.T) {
+	p := openToken(t, nil)
+	ctx := testCtx(t)
+	id := uuid.NewString()
+	pub, err := p.GenerateWrappingKey(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	material := make([]byte, 32)
+	rand.Read(material)
+	alg := p.WrappingAlgorithms()[0]
+	wrapped, _ := byok.Wrap(alg, pub, material)
+	_, _, gen := p.current()
+	if err := p.reset(gen, false); err != nil {
+		t.Fatal(err)
+	}
+	ref := newRef()
+	if err := p.Import(ctx, id, alg, wrapped, ref); !errors.Is(err, ErrObjectNotFound) {
+		t.Fatalf("import after a reset = %v, want ErrObjectNotFound", err)
+	}
+	r := rawSession(t, p)
+	_, ckaID := wrapRef(id)
+	if hs, err := findByID(r.c, r.sh, ckaID, 0, 4); err != nil || len(hs) != 0 {
+		t.Errorf("the old wrapping key pair: %d objects, %v; want none", len(hs), err)
+	}
+	if err := p.DestroyWrappingKey(ctx, id); err != nil {
+		t.Errorf("destroying a wrapping key that ended: %v", err)
+	}
+	id2 := uuid.NewString()
+	pub2, err := p.GenerateWrappingKey(ctx, id2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped2, _ := byok.Wrap(alg, pub2, material)
+	if err := p.Import(ctx, id2, alg, wrapped2, ref); err != nil {
+		t.Fatalf("import with a new wrapping key: %v", err)
+	}
+	t.Cleanup(func() { p.Destroy(context.Background(), ref) })
 }
