@@ -36,15 +36,17 @@ func keyTemplate(ref ObjectRef) []*pkcs11.Attribute {
 }
 
 // required are the boolean attributes every key version must have, read
-// back after generation and before reuse. optional ones may be absent
+// back after generation (CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE
+// attest generation inside the token, as CKA_LOCAL does where
+// Profile.ReportsLocal). optional ones may be absent
 // (CKR_ATTRIBUTE_TYPE_INVALID): a usage a token does not know is not granted.
 var required = []boolRule{
 	{pkcs11.CKA_TOKEN, "CKA_TOKEN", true, false},
 	{pkcs11.CKA_PRIVATE, "CKA_PRIVATE", true, false},
 	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true, false},
 	{pkcs11.CKA_EXTRACTABLE, "CKA_EXTRACTABLE", false, false},
-	{pkcs11.CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", true, true},
-	{pkcs11.CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", true, true},
+	{pkcs11.CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", true, false},
+	{pkcs11.CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", true, false},
 	{pkcs11.CKA_ENCRYPT, "CKA_ENCRYPT", true, false},
 	{pkcs11.CKA_DECRYPT, "CKA_DECRYPT", true, false},
 	{pkcs11.CKA_WRAP, "CKA_WRAP", false, true},
@@ -56,40 +58,54 @@ var required = []boolRule{
 }
 
 // GenerateKey implements Token. The search, the generation and the
-// read-back run as one unit on one session, under the management lock: if
-// the unit is retried after a token reset, it searches again first, so a
-// generation that reached the token before the failure is reused, never
-// duplicated; and the handle it checks (or destroys, when the check fails)
-// is never one of another generation, where its number may name another
-// object.
+// read-back run as one unit on one session, under the management lock; the
+// handle it checks (or destroys, when the check fails) is never one of
+// another generation, where its number may name another object.
+//
+// An object of a version is never adopted: one that exists already under
+// ref's name (with a nonce, which this service drew for this generation
+// only) was not made by this call, and is refused with ErrAmbiguousObject.
+// Only when this call's own earlier attempt may have made it (the unit is
+// retried after its session died) is it destroyed and made again. A name
+// without a nonce (made before nonces: the audit seal key of an existing
+// installation) is still taken if the token attests that it generated the
+// object (CKA_LOCAL where truthful, CKA_ALWAYS_SENSITIVE,
+// CKA_NEVER_EXTRACTABLE), so that a key someone derived or imported under
+// it is refused.
 func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	var h pkcs11.ObjectHandle
 	_, _, gen := p.current()
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
+	attempted := false
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		hs, err := p.findIn(c, sh, ref)
 		if err != nil {
 			return err
 		}
-		created := false
-		if len(hs) > 0 {
-			// An earlier attempt made it (crash recovery): reuse it if it
-			// is what we would have made.
+		switch {
+		case len(hs) > 0 && !ref.Legacy() && !attempted:
+			return fmt.Errorf("%w: %s exists already (not made by this service for this version: never adopted)", ErrAmbiguousObject, ref)
+		case len(hs) > 0 && !ref.Legacy():
+			for _, old := range hs {
+				if err := c.DestroyObject(sh, old); err != nil && !hasCode(err, staleHandleCodes) {
+					return err
+				}
+			}
+		case len(hs) > 0:
 			if err := exactlyOne(ref, hs); err != nil {
 				return err
 			}
-			h = hs[0]
-		} else {
-			tmpl := append(keyTemplate(ref), p.allowedAttr(p.versionMechanisms(false)...)...)
-			if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
-				return err
-			}
-			created = true
+			return p.verify(c, sh, hs[0], ref) // left for the operator when it fails
+		}
+		attempted = true
+		tmpl := append(keyTemplate(ref), p.allowedAttr(p.versionMechanisms(false)...)...)
+		if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
+			return err
 		}
 		if err := p.verify(c, sh, h, ref); err != nil {
-			if created && errors.Is(err, ErrAttributeMismatch) {
+			if errors.Is(err, ErrAttributeMismatch) {
 				_ = c.DestroyObject(sh, h)
 			}
 			return err
@@ -136,6 +152,11 @@ func checkBools(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, r
 func (p *PKCS11) verify(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef) error {
 	if err := checkBools(c, sh, h, required, ref.String()); err != nil {
 		return err
+	}
+	if p.cfg.Profile.ReportsLocal {
+		if err := checkBools(c, sh, h, []boolRule{{pkcs11.CKA_LOCAL, "CKA_LOCAL", true, false}}, ref.String()); err != nil {
+			return err
+		}
 	}
 	if err := p.checkAllowed(c, sh, h, p.versionMechanisms(false), ref.String()); err != nil {
 		return err

@@ -2,8 +2,11 @@ package hsm
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"errors"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -102,11 +105,7 @@ func TestVersionOnlyDoesGCM(t *testing.T) {
 	if err := r.c.SetAttributeValue(r.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true)}); err != nil {
 		t.Fatalf("switching CKA_DERIVE on (SoftHSM allows it): %v", err)
 	}
-	// CK_KEY_DERIVATION_STRING_DATA {pData, ulLen}: the layout of a
-	// one-attribute template's pointer and length.
-	param, release := attrTemplate([]*pkcs11.Attribute{{Value: make([]byte, 32)}})
-	defer release()
-	derive := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB_ENCRYPT_DATA, param[unsafe.Sizeof(uint(0)):])}
+	derive := ecbDerive(t, make([]byte, 32))
 	derived, err := r.c.DeriveKey(r.sh, derive, h, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
@@ -202,4 +201,129 @@ func TestWrappingKeysEndWithTheKeeper(t *testing.T) {
 		t.Fatalf("import with a new wrapping key: %v", err)
 	}
 	t.Cleanup(func() { p.Destroy(context.Background(), ref) })
+}
+
+// ecbDerive is CKM_AES_ECB_ENCRYPT_DATA with data: its
+// CK_KEY_DERIVATION_STRING_DATA {pData, ulLen} has the layout of a
+// one-attribute template without its type.
+func ecbDerive(t *testing.T, data []byte) []*pkcs11.Mechanism {
+	param, release := attrTemplate([]*pkcs11.Attribute{{Value: data}})
+	t.Cleanup(release)
+	return []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB_ENCRYPT_DATA, param[unsafe.Sizeof(uint(0)):])}
+}
+
+// plantKnownKey is the attack of issue 16, item 1: the PIN holder derives
+// an AES key whose value it knows (AES-ECB, under a key of its own, of
+// data it chose) and gives it ref's id and label, hoping the service takes
+// it as ref's version. It returns the key's value, proven by a GCM
+// encryption in the token that Go opens with it.
+func plantKnownKey(t *testing.T, r *raw, ref ObjectRef) []byte {
+	t.Helper()
+	base, err := r.c.GenerateKey(r.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true), pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true), pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.c.DestroyObject(r.sh, base)
+	data := make([]byte, 32)
+	rand.Read(data)
+	if err := r.c.EncryptInit(r.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}, base); err != nil {
+		t.Fatal(err)
+	}
+	value, err := r.c.Encrypt(r.sh, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl []*pkcs11.Attribute
+	for _, a := range keyTemplate(ref) {
+		if a.Type != pkcs11.CKA_COPYABLE { // as this service made versions before
+			tmpl = append(tmpl, a)
+		}
+	}
+	h, err := r.c.DeriveKey(r.sh, ecbDerive(t, data), base, tmpl)
+	if err != nil {
+		t.Fatalf("C_DeriveKey: %v", err)
+	}
+	t.Cleanup(func() { r.c.DestroyObject(r.sh, h) })
+	iv := make([]byte, 12)
+	params := pkcs11.NewGCMParams(iv, nil, 128)
+	defer params.Free()
+	if err := r.c.EncryptInit(r.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := r.c.Encrypt(r.sh, []byte("planted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := aes.NewCipher(value)
+	gcm, _ := cipher.NewGCM(block)
+	if pt, err := gcm.Open(nil, iv, ct, nil); err != nil || string(pt) != "planted" {
+		t.Fatalf("the planted key is not the one the attacker knows: %v", err)
+	}
+	return value
+}
+
+// Item 1, token side: a planted object is never taken for a version. A
+// name with a nonce is never adopted at all, whatever the object's
+// attributes and whether or not the token reports CKA_LOCAL truthfully;
+// a name without one (the audit seal key of an installation made before
+// nonces) is taken only if the token attests it generated the object, and
+// SoftHSM's CKA_LOCAL=false gives the derived key away.
+func TestPlantedVersionIsNotAdopted(t *testing.T) {
+	p := sharedToken(t)
+	r := rawSession(t, p)
+	noLocal := openToken(t, func(c *Config) { c.Profile.ReportsLocal = false }) // as NSS softoken
+
+	legacy := newRef()
+	plantKnownKey(t, r, legacy)
+	inv := inventoryOf(t, p, legacy)
+	if len(inv) != 1 || inv[0].Local || inv[0].Generated {
+		t.Fatalf("inventory of the planted key = %+v, want Local and Generated false", inv)
+	}
+	if err := p.GenerateKey(testCtx(t), legacy); !errors.Is(err, ErrAttributeMismatch) {
+		t.Errorf("GenerateKey over a planted key without a nonce = %v, want ErrAttributeMismatch (CKA_LOCAL=false)", err)
+	}
+
+	for name, q := range map[string]*PKCS11{"CKA_LOCAL reported": p, "CKA_LOCAL not reported": noLocal} {
+		ref, err := NewRef(uuid.New(), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plantKnownKey(t, r, ref)
+		if err := q.GenerateKey(testCtx(t), ref); !errors.Is(err, ErrAmbiguousObject) {
+			t.Errorf("%s: GenerateKey over a planted key with the nonce = %v, want ErrAmbiguousObject", name, err)
+		}
+	}
+}
+
+// Names with a nonce: the label carries it, and ParseLabel gives it back;
+// a name without one keeps the form versions had before nonces.
+func TestRefNonce(t *testing.T) {
+	ref, err := NewRef(uuid.New(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Legacy() || len(ref.ID()) != 20+NonceLen {
+		t.Fatalf("NewRef = %+v (id of %d bytes)", ref, len(ref.ID()))
+	}
+	other, _ := NewRef(ref.KeyID, 7)
+	if other == ref {
+		t.Fatal("two NewRef calls drew the same nonce")
+	}
+	for _, r := range []ObjectRef{ref, {KeyID: ref.KeyID, Version: 7}} {
+		got, err := ParseLabel(r.Label())
+		if err != nil || got != r {
+			t.Errorf("ParseLabel(%q) = %+v, %v; want %+v", r.Label(), got, err, r)
+		}
+	}
+	if l := (ObjectRef{KeyID: ref.KeyID, Version: 7}).Label(); l != LabelPrefix+ref.KeyID.String()+"/v7" {
+		t.Errorf("a name without a nonce changed: %q", l)
+	}
+	for _, bad := range []string{ref.Label() + "00", ref.Label()[:len(ref.Label())-2], LabelPrefix + ref.KeyID.String() + "/v7/", LabelPrefix + ref.KeyID.String() + "/v7/" + strings.Repeat("0", 2*NonceLen)} {
+		if _, err := ParseLabel(bad); err == nil {
+			t.Errorf("ParseLabel(%q) accepted", bad)
+		}
+	}
 }
