@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hsmkms/hsmkms/hsm"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -13,7 +14,8 @@ import (
 type keyView struct {
 	key      Key
 	versions map[int]VersionState
-	aliases  []string // the key's aliases, for policies on alias/<pattern>
+	refs     map[int]hsm.ObjectRef // each version's token name (refOf)
+	aliases  []string              // the key's aliases, for policies on alias/<pattern>
 	loadedAt time.Time
 }
 
@@ -94,10 +96,11 @@ func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), aliases: names[id],
-		loadedAt: loadedAt}
-	for _, ver := range vs {
+	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), refs: make(map[int]hsm.ObjectRef, len(vs)),
+		aliases: names[id], loadedAt: loadedAt}
+	for i, ver := range vs {
 		v.versions[ver.Version] = ver.State
+		v.refs[ver.Version] = refOf(&vs[i])
 	}
 	c.mu.Lock()
 	if c.gen == gen {

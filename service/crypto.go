@@ -50,7 +50,7 @@ func (s *Service) sealOnce(ctx context.Context, v *keyView, plaintext []byte, en
 	header := blobHeader(uuid.MustParse(v.key.ID), version)
 	var iv, ct []byte
 	err := tokenRetry(ctx, func() (err error) {
-		iv, ct, err = s.token.Encrypt(ctx, versionRef(v.key.ID, version), plaintext, additionalData(header, encCtx))
+		iv, ct, err = s.token.Encrypt(ctx, v.refs[version], plaintext, additionalData(header, encCtx))
 		return err
 	})
 	if errors.Is(err, hsm.ErrNotPermitted) && !stale {
@@ -150,7 +150,7 @@ func (s *Service) open(ctx context.Context, b *blob, v *keyView, encCtx map[stri
 	note(ctx, v.key.ID, b.version)
 	var pt []byte
 	err := tokenRetry(ctx, func() (err error) {
-		pt, err = s.token.Decrypt(ctx, versionRef(v.key.ID, b.version), b.iv, b.ciphertext, additionalData(b.header, encCtx))
+		pt, err = s.token.Decrypt(ctx, v.refs[b.version], b.iv, b.ciphertext, additionalData(b.header, encCtx))
 		return err
 	})
 	if err != nil {

@@ -120,7 +120,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 			// pass destroys; a creation's is reported as unknown.
 			// A shutdown does not cut this short: a creation's object
 			// left without its rows would only be reported, never destroyed.
-			ref := versionRef(v.KeyID, v.Version)
+			ref := refOf(&v)
 			delete(present, ref)
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
@@ -136,7 +136,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 // reconcileObjects checks every object of the inventory against its row.
 func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep *ReconcileReport) error {
 	keys := map[string]*Key{}
-	versions := map[string]map[int]VersionState{}
+	versions := map[string]map[int]Version{}
 	for _, o := range inv {
 		if o.Ref.KeyID == AuditSealKeyID {
 			continue // the audit seal key has no row, by design; never touch it
@@ -157,9 +157,9 @@ func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, re
 				if err != nil {
 					return s.storeErr(err)
 				}
-				versions[id] = make(map[int]VersionState, len(vs))
+				versions[id] = make(map[int]Version, len(vs))
 				for _, v := range vs {
-					versions[id][v.Version] = v.State
+					versions[id][v.Version] = v
 				}
 			}
 		}
@@ -173,8 +173,12 @@ func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, re
 			}
 			continue
 		}
-		state, hasRow := versions[id][o.Ref.Version]
-		if objectRepair(k, state, hasRow, o.Encrypt) == repairNone {
+		row, hasRow := versions[id][o.Ref.Version]
+		// A row names its object with the nonce drawn for it: an object
+		// under the version's number with another nonce (or none) is not
+		// that version's (a failed attempt's, or planted) and has no row.
+		hasRow = hasRow && refOf(&row) == o.Ref
+		if objectRepair(k, row.State, hasRow, o.Encrypt) == repairNone {
 			continue
 		}
 		// What was read above may be stale by now: a version number freed
@@ -222,7 +226,7 @@ func (s *Service) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *Recon
 		return s.storeErr(err)
 	}
 	v, err := s.store.GetVersion(ctx, id, o.Ref.Version)
-	hasRow := err == nil
+	hasRow := err == nil && refOf(v) == o.Ref
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return s.storeErr(err)
 	}

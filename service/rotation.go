@@ -83,15 +83,19 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 		n = versions[len(versions)-1].Version + 1
 	}
 
-	// Step 1.
+	// Step 1: the row, with the new version's nonce in its label.
+	ref, err := newVersionRef(keyID, n)
+	if err != nil {
+		return nil, err
+	}
 	v := &Version{KeyID: keyID, Version: n, State: VersionPending, Origin: k.Origin,
-		CreatedAt: now, UpdatedAt: now, TokenLabel: versionRef(keyID, n).Label()}
+		CreatedAt: now, UpdatedAt: now, TokenLabel: ref.Label()}
 	if err := s.store.InsertVersion(ctx, v); err != nil {
 		return nil, s.storeErr(err)
 	}
 	s.hooks.after(StepPendingInserted)
 	// Step 2.
-	if err := s.token.GenerateKey(ctx, versionRef(keyID, n)); err != nil {
+	if err := s.token.GenerateKey(ctx, ref); err != nil {
 		if derr := s.store.DeleteVersion(context.WithoutCancel(ctx), keyID, n); derr != nil {
 			s.log.Error("roll back pending version", "key_id", keyID, "version", n, "err", derr)
 		}
@@ -107,7 +111,7 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 	s.hooks.after(StepPromoted)
 	// Step 4.
 	if old > 0 {
-		if err := s.token.SetDecryptOnly(ctx, versionRef(keyID, old)); err != nil {
+		if err := s.decryptOnly(ctx, keyID, old); err != nil {
 			s.log.Warn("set previous version decrypt-only in the token; the reconciler retries",
 				"key_id", keyID, "version", old, "err", err)
 		}
@@ -187,4 +191,13 @@ func (s *Service) release(keyID, owner string) {
 	if err := s.store.ReleaseKey(ctx, keyID, owner); err != nil {
 		s.log.Warn("release key lease; it expires by itself", "key_id", keyID, "err", err)
 	}
+}
+
+// decryptOnly is step 4: CKA_ENCRYPT=false on the object of version n.
+func (s *Service) decryptOnly(ctx context.Context, keyID string, n int) error {
+	v, err := s.store.GetVersion(ctx, keyID, n)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	return s.token.SetDecryptOnly(ctx, refOf(v))
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/hsmkms/hsmkms/hsm"
 )
 
 // batch is how many due items one pass takes of each kind.
@@ -154,7 +156,7 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 		s.cache.invalidateKey(id)
 		s.cache.invalidateAllAliases()
 		for _, v := range versions {
-			if err := s.token.Destroy(ctx, versionRef(id, v.Version)); err != nil {
+			if err := s.token.Destroy(ctx, refOf(&v)); err != nil {
 				return s.tokenErr(err)
 			}
 		}
@@ -170,6 +172,7 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 func (s *Service) destroyVersion(ctx context.Context, id string, version int) error {
 	return s.withLease(ctx, id, func(now time.Time) error {
 		destroy := false
+		var ref hsm.ObjectRef
 		err := s.store.InTx(ctx, func(q Queries) error {
 			// The key's row lock orders this with a concurrent
 			// CancelVersionDestruction, which takes it too: without it, on
@@ -186,7 +189,7 @@ func (s *Service) destroyVersion(ctx context.Context, id string, version int) er
 				return nil
 			}
 			s.hooks.after(StepDestructionChecked)
-			v.State, v.UpdatedAt, destroy = VersionDestroyed, now, true
+			v.State, v.UpdatedAt, destroy, ref = VersionDestroyed, now, true, refOf(v)
 			if err := q.UpdateVersion(ctx, v); err != nil {
 				return err
 			}
@@ -202,7 +205,7 @@ func (s *Service) destroyVersion(ctx context.Context, id string, version int) er
 			return nil
 		}
 		s.log.Info("key version destroyed", "key_id", id, "version", version)
-		return s.tokenErr(s.token.Destroy(ctx, versionRef(id, version)))
+		return s.tokenErr(s.token.Destroy(ctx, ref))
 	})
 }
 

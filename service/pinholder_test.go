@@ -1,0 +1,130 @@
+package service_test
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/json"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/internal/kmstest"
+	"github.com/hsmkms/hsmkms/internal/softhsmtest"
+	"github.com/hsmkms/hsmkms/service"
+)
+
+// noLocalToken is the test token under a profile that does not trust
+// CKA_LOCAL (as for NSS softoken, which reports false for generated
+// keys): then only the version's nonce keeps a planted key out.
+func noLocalToken(t *testing.T) *hsm.PKCS11 {
+	t.Helper()
+	kmstest.Token(t)
+	env := softhsmtest.Get(t)
+	prof := hsm.SoftHSMProfile
+	prof.ReportsLocal = false
+	tok, err := hsm.Open(kmstest.Ctx(t), hsm.Config{Module: env.Module, TokenLabel: env.Label, PIN: env.PIN, Profile: prof})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tok.Close() })
+	return tok
+}
+
+// opens says whether a GCM encryption by the token under ref opens with
+// key in Go: whether ref's object is the key.
+func opens(t *testing.T, tok hsm.Token, ref hsm.ObjectRef, key []byte) bool {
+	t.Helper()
+	iv, ct, err := tok.Encrypt(kmstest.Ctx(t), ref, []byte("probe"), nil)
+	if err != nil {
+		t.Fatalf("encrypt under %s: %v", ref, err)
+	}
+	block, _ := aes.NewCipher(key)
+	gcm, _ := cipher.NewGCMWithNonceSize(block, len(iv))
+	_, err = gcm.Open(nil, iv, ct, nil)
+	return err == nil
+}
+
+// Issue 16, item 1: someone with the PIN plants a key it knows under the
+// name the next version had before names had a nonce (and the audit seal
+// key's), then the service rotates (and seals). The new version and the
+// seal key are objects the service made; the planted ones are never used,
+// and the reconciler removes the planted version object.
+func TestPlantedNextVersionIsNotAdopted(t *testing.T) {
+	w := newWorld(t)
+	tok := noLocalToken(t)
+	w.token = kmstest.NewFaultToken(tok)
+	w.restart(nil)
+	out := kmstest.NewOutsider(t)
+	id := w.newKey()
+
+	predicted := hsm.ObjectRef{KeyID: uuid.MustParse(id), Version: 2}
+	known, err := out.PlantKnownKey(predicted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !opens(t, tok, predicted, known) {
+		t.Fatal("the attacker does not know the planted key (the test would prove nothing)")
+	}
+	if _, err := w.svc.RotateKey(w.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	v2 := w.ref(id, 2)
+	if v2.Legacy() || v2 == predicted {
+		t.Fatalf("version 2 is named %s, predictable", v2)
+	}
+	if opens(t, tok, v2, known) {
+		t.Fatal("version 2 encrypts under the planted key")
+	}
+	w.encrypt(id)
+	rep, err := w.svc.Reconcile(w.ctx)
+	if err != nil || rep.ObjectsDestroyed != 1 {
+		t.Fatalf("reconcile: %v %+v, want the planted object destroyed", err, rep)
+	}
+	if _, err := out.Find(predicted); err == nil {
+		t.Error("the planted object is still there")
+	}
+	w.check(id)
+
+	// The audit seal key: planted under its old name before the first seal.
+	sealName := hsm.ObjectRef{KeyID: service.AuditSealKeyID, Version: 1}
+	known, err = out.PlantKnownKey(sealName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Destroy(sealName)
+	a := &service.Activity{RequestID: uuid.NewString(), Principal: "test", Action: service.ActGenerateRandom}
+	if err := w.svc.Record(w.ctx, a, service.OutcomeAllowed, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.SealAudit(w.ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := w.store.ListAudit(w.ctx, service.AuditFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seals := 0
+	for _, r := range rows {
+		if r.Action != service.ActAuditSeal {
+			continue
+		}
+		seals++
+		var d struct{ Key string }
+		if err := json.Unmarshal([]byte(r.Detail), &d); err != nil {
+			t.Fatal(err)
+		}
+		ref, err := hsm.ParseLabel(d.Key)
+		if err != nil || ref.KeyID != service.AuditSealKeyID || ref.Legacy() {
+			t.Fatalf("the seal names key %q (%v), want the seal key with a nonce", d.Key, err)
+		}
+		if opens(t, tok, ref, known) {
+			t.Fatal("the seal key is the planted key")
+		}
+	}
+	if seals != 1 {
+		t.Fatalf("%d seals, want 1", seals)
+	}
+	if v, err := w.svc.VerifyAudit(w.ctx); err != nil || !v.Intact {
+		t.Fatalf("verify: %v %+v", err, v)
+	}
+}
