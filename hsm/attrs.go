@@ -90,12 +90,21 @@ func templateTypes(b []byte) ([]uint, bool) {
 
 // allowedAttr is CKA_ALLOWED_MECHANISMS for the template of an object that
 // may use only mechs; none on a token that does not know the attribute
-// (Profile.IgnoresAllowedMechanisms).
+// (Profile.LacksAllowedMechanisms).
 func (p *PKCS11) allowedAttr(mechs ...uint) []*pkcs11.Attribute {
-	if p.cfg.Profile.IgnoresAllowedMechanisms {
+	if p.cfg.Profile.LacksAllowedMechanisms {
 		return nil
 	}
 	return []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ALLOWED_MECHANISMS, mechanismList(mechs...))}
+}
+
+// notCopyable is CKA_COPYABLE=false for a template, unless the token does
+// not know the attribute (Profile.LacksCopyable).
+func (p *PKCS11) notCopyable() []*pkcs11.Attribute {
+	if p.cfg.Profile.LacksCopyable {
+		return nil
+	}
+	return []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false)}
 }
 
 // versionMechanisms are the mechanisms a key version may use: AES-GCM, and
@@ -113,7 +122,7 @@ func (p *PKCS11) versionMechanisms(imported bool) []uint {
 // checkAllowed reads CKA_ALLOWED_MECHANISMS of h back and refuses an
 // object that allows a mechanism outside want (an empty list allows all).
 func (p *PKCS11) checkAllowed(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, want []uint, what string) error {
-	if p.cfg.Profile.IgnoresAllowedMechanisms {
+	if p.cfg.Profile.LacksAllowedMechanisms {
 		return nil
 	}
 	if drift, err := p.mechanismDrift(c, sh, h, want); err != nil {

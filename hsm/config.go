@@ -134,14 +134,21 @@ type Profile struct {
 	// mechanism parameters; an IV that comes back unchanged is refused.
 	// Open checks the mode against the token with a session key.
 	TokenGeneratesIV bool
-	// IgnoresAllowedMechanisms says the token does not know
-	// CKA_ALLOWED_MECHANISMS (PKCS#11 2.40). Objects are then made without
+	// LacksAllowedMechanisms says the token does not know
+	// CKA_ALLOWED_MECHANISMS (PKCS#11 2.40; NSS softoken fails the
+	// generation with CKR_GENERAL_ERROR). Objects are then made without
 	// it, and a PIN holder may use a version with any AES mechanism the
 	// token offers (AES-ECB gives GCM's hash key). SoftHSM 2.6 enforces it.
-	IgnoresAllowedMechanisms bool
+	LacksAllowedMechanisms bool
+	// LacksCopyable says the token does not know CKA_COPYABLE (NSS
+	// softoken, as above). Objects are then made without it, and a PIN
+	// holder can copy them (a copy outlives the version's destruction).
+	LacksCopyable bool
 	// IgnoresUnwrapTemplate says the token accepts CKA_UNWRAP_TEMPLATE but
-	// does not enforce it; GenerateWrappingKey then does not prove it. (The
-	// wrapping keys stay session objects, which other processes cannot see.)
+	// does not enforce it (NSS softoken unwraps into a readable key
+	// whatever the template); GenerateWrappingKey then does not prove it.
+	// The wrapping keys are session objects, which other processes cannot
+	// see, so BYOK material stays out of their reach all the same.
 	IgnoresUnwrapTemplate bool
 }
 
@@ -185,6 +192,9 @@ var NSSProfile = Profile{
 	KWPMechanism:           ckmAESKeyWrapKWP,
 	OAEPSHA256:             true,
 	ReportsUnwrappedLength: true,
+	LacksAllowedMechanisms: true,
+	LacksCopyable:          true,
+	IgnoresUnwrapTemplate:  true,
 }
 
 // DefaultProfile is a standards-following HSM with caller-chosen 12-byte

@@ -51,7 +51,7 @@ func (p *PKCS11) drift(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHa
 			}
 		}
 	}
-	if !p.cfg.Profile.IgnoresAllowedMechanisms {
+	if !p.cfg.Profile.LacksAllowedMechanisms {
 		d, err := p.mechanismDrift(c, sh, h, p.versionMechanisms(true))
 		if err != nil {
 			return nil, nil, err

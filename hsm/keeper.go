@@ -75,18 +75,17 @@ func (p *PKCS11) dropKeeper(c *pkcs11.Ctx) {
 // derive, sign or verify. The templates of Import and of the ephemeral key
 // repeat every attribute (SoftHSM refuses an unwrap whose template leaves
 // one out).
-func unwrapTemplate() []*pkcs11.Attribute {
-	return []*pkcs11.Attribute{
+func (p *PKCS11) unwrapTemplate() []*pkcs11.Attribute {
+	return append([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-	}
+	}, p.notCopyable()...)
 }
 
 // checkUnwrapTemplate proves that the token enforces the wrapping key's
@@ -100,7 +99,7 @@ func (p *PKCS11) checkUnwrapTemplate(c *pkcs11.Ctx, sh pkcs11.SessionHandle, pub
 		return err
 	}
 	types, ok := templateTypes(b)
-	want := unwrapTemplate()
+	want := p.unwrapTemplate()
 	if !ok || len(types) != len(want) {
 		return fmt.Errorf("%w: wrapping key %s has a CKA_UNWRAP_TEMPLATE of %d bytes, want %d attributes", ErrAttributeMismatch, label, len(b), len(want))
 	}

@@ -9,10 +9,10 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
-// keyTemplate is the complete template of a key version: every security
-// attribute set explicitly (pitfalls item 9), only encrypt and decrypt, and
-// not copyable: CKA_COPYABLE defaults to true, and a copy made by someone
-// with the PIN would outlive the version's destruction.
+// keyTemplate is the template of a key version: every security attribute
+// set explicitly (pitfalls item 9), only encrypt and decrypt. Made with
+// notCopyable (CKA_COPYABLE defaults to true, and a copy made by someone
+// with the PIN would outlive the version's destruction) and allowedAttr.
 func keyTemplate(ref ObjectRef) []*pkcs11.Attribute {
 	return []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
@@ -29,7 +29,6 @@ func keyTemplate(ref ObjectRef) []*pkcs11.Attribute {
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID()),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label()),
 	}
@@ -100,7 +99,7 @@ func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 			return p.verify(c, sh, hs[0], ref) // left for the operator when it fails
 		}
 		attempted = true
-		tmpl := append(keyTemplate(ref), p.allowedAttr(p.versionMechanisms(false)...)...)
+		tmpl := append(append(keyTemplate(ref), p.notCopyable()...), p.allowedAttr(p.versionMechanisms(false)...)...)
 		if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
 			return err
 		}

@@ -23,11 +23,13 @@ const pinHolderEnv = "HSMKMS_TEST_PIN_HOLDER"
 // pinHolderJob is what the other process tries: recover the material of a
 // pending import from wrapped, given the wrapping key's CKA_ID.
 type pinHolderJob struct {
-	Module, Label, PIN string
-	WrapID             []byte // CKA_ID of the wrapping key pair
-	Wrapped            []byte // RSA-AES key wrap: RSA-OAEP(ephemeral) || KWP(material)
-	RSALen             int
-	KWP                uint // the token's AES-KWP mechanism
+	Module, InitArgs string
+	Label, PIN       string
+	LacksCopyable    bool   // the token does not know CKA_COPYABLE
+	WrapID           []byte // CKA_ID of the wrapping key pair
+	Wrapped          []byte // RSA-AES key wrap: RSA-OAEP(ephemeral) || KWP(material)
+	RSALen           int
+	KWP              uint // the token's AES-KWP mechanism
 }
 
 // pinHolderResult is what it found and recovered.
@@ -58,7 +60,9 @@ func pinHolderMain() int {
 		res.Setup = "load module"
 		return 0
 	}
-	if err := c.Initialize(); err != nil {
+	args := newInitArgs(job.InitArgs)
+	defer args.free()
+	if err := c.Initialize(args.options()...); err != nil {
 		res.Setup = err.Error()
 		return 0
 	}
@@ -116,7 +120,20 @@ func pinHolderMain() int {
 		if err != nil {
 			res.DirectErr = err.Error()
 		}
-		eph, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(false)}, priv, rsaPart, append(unwrapTemplate(),
+		nested := []*pkcs11.Attribute{ // what an unwrap template must let through
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		}
+		if !job.LacksCopyable {
+			nested = append(nested, pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false))
+		}
+		eph, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(false)}, priv, rsaPart, append(nested,
 			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
 			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
 			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
@@ -138,7 +155,7 @@ func pinHolderMain() int {
 func runPinHolder(t *testing.T, job pinHolderJob) pinHolderResult {
 	t.Helper()
 	env := softhsmtest.Get(t)
-	job.Module, job.Label, job.PIN = env.Module, env.Label, env.PIN
+	job.Module, job.InitArgs, job.Label, job.PIN = env.Module, env.InitArgs, env.Label, env.PIN
 	b, _ := json.Marshal(job)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), pinHolderEnv+"="+string(b))
@@ -220,19 +237,20 @@ func TestPendingImportMaterialStaysInside(t *testing.T) {
 	t.Run("control: token wrapping key as before", func(t *testing.T) {
 		pub, id := tokenWrappingKey(t, r)
 		wrapped, _ := byok.Wrap(alg, pub, material)
-		res := runPinHolder(t, pinHolderJob{WrapID: id, Wrapped: wrapped, RSALen: 256, KWP: p.cfg.Profile.KWPMechanism})
+		res := runPinHolder(t, pinHolderJob{WrapID: id, Wrapped: wrapped, RSALen: 256, KWP: p.cfg.Profile.KWPMechanism, LacksCopyable: p.cfg.Profile.LacksCopyable})
 		if res.Found != 1 || !bytes.Equal(res.Direct, material) || !bytes.Equal(res.Nested, material) {
 			t.Fatalf("the attack does not work on the old wrapping key (so it proves nothing): %+v", res)
 		}
 	})
 	t.Run("control: token wrapping key with an unwrap template", func(t *testing.T) {
-		ut, release := attrTemplate(unwrapTemplate())
+		ut, release := attrTemplate(p.unwrapTemplate())
 		defer release()
 		pub, id := tokenWrappingKey(t, r, pkcs11.NewAttribute(pkcs11.CKA_UNWRAP_TEMPLATE, ut), pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false))
 		wrapped, _ := byok.Wrap(alg, pub, material)
-		res := runPinHolder(t, pinHolderJob{WrapID: id, Wrapped: wrapped, RSALen: 256, KWP: p.cfg.Profile.KWPMechanism})
-		if res.Found != 1 || res.Direct != nil || !bytes.Equal(res.Nested, material) {
-			t.Fatalf("want the direct route refused and the nested one open: %+v", res)
+		res := runPinHolder(t, pinHolderJob{WrapID: id, Wrapped: wrapped, RSALen: 256, KWP: p.cfg.Profile.KWPMechanism, LacksCopyable: p.cfg.Profile.LacksCopyable})
+		// A token that ignores the template (NSS softoken) leaves both open.
+		if res.Found != 1 || (res.Direct != nil) != p.cfg.Profile.IgnoresUnwrapTemplate || !bytes.Equal(res.Nested, material) {
+			t.Fatalf("want the direct route refused (unless the token ignores the template) and the nested one open: %+v", res)
 		}
 	})
 	t.Run("the wrapping key of this service", func(t *testing.T) {
@@ -244,7 +262,7 @@ func TestPendingImportMaterialStaysInside(t *testing.T) {
 		t.Cleanup(func() { p.DestroyWrappingKey(testCtx(t), id) })
 		wrapped, _ := byok.Wrap(alg, pub, material)
 		_, ckaID := wrapRef(id)
-		res := runPinHolder(t, pinHolderJob{WrapID: ckaID, Wrapped: wrapped, RSALen: WrappingBits / 8, KWP: p.cfg.Profile.KWPMechanism})
+		res := runPinHolder(t, pinHolderJob{WrapID: ckaID, Wrapped: wrapped, RSALen: WrappingBits / 8, KWP: p.cfg.Profile.KWPMechanism, LacksCopyable: p.cfg.Profile.LacksCopyable})
 		if res.Found != 0 || res.Direct != nil || res.Nested != nil {
 			t.Fatalf("another process with the PIN: %+v", res)
 		}
@@ -258,7 +276,7 @@ func TestPendingImportMaterialStaysInside(t *testing.T) {
 			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
 			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
 			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true)})
-		if !hasCode(err, []uint{pkcs11.CKR_TEMPLATE_INCONSISTENT}) {
+		if !p.cfg.Profile.IgnoresUnwrapTemplate && !hasCode(err, []uint{pkcs11.CKR_TEMPLATE_INCONSISTENT}) {
 			t.Errorf("a readable unwrap with the wrapping key = %v, want CKR_TEMPLATE_INCONSISTENT", err)
 		}
 		for _, a := range []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true), pkcs11.NewAttribute(pkcs11.CKA_UNWRAP_TEMPLATE, nil)} {

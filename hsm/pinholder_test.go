@@ -34,6 +34,9 @@ func (r *raw) copyAttempt(h pkcs11.ObjectHandle) error {
 // destruction in a copy.
 func TestCopiesRefused(t *testing.T) {
 	p := sharedToken(t)
+	if p.cfg.Profile.LacksCopyable {
+		t.Skipf("profile %s: the token does not know CKA_COPYABLE, and copies its objects", p.cfg.Profile.Name)
+	}
 	ctx := testCtx(t)
 	r := rawSession(t, p)
 	version := generated(t, p)
@@ -89,6 +92,9 @@ func TestCopiesRefused(t *testing.T) {
 // inventory reports the switched attribute and Repair sets it back.
 func TestVersionOnlyDoesGCM(t *testing.T) {
 	p := sharedToken(t)
+	if p.cfg.Profile.LacksAllowedMechanisms {
+		t.Skipf("profile %s: the token does not know CKA_ALLOWED_MECHANISMS", p.cfg.Profile.Name)
+	}
 	ctx := testCtx(t)
 	r := rawSession(t, p)
 	ref := generated(t, p)
@@ -145,6 +151,9 @@ func TestVersionOnlyDoesGCM(t *testing.T) {
 // them back.
 func TestRepairReportsWhatItCannotSet(t *testing.T) {
 	p := sharedToken(t)
+	if p.cfg.Profile.LacksCopyable || p.cfg.Profile.LacksAllowedMechanisms {
+		t.Skipf("profile %s: the token does not know CKA_COPYABLE or CKA_ALLOWED_MECHANISMS", p.cfg.Profile.Name)
+	}
 	r := rawSession(t, p)
 	ref := newRef()
 	r.generate(ref, pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, true), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true))
@@ -217,7 +226,7 @@ func ecbDerive(t *testing.T, data []byte) []*pkcs11.Mechanism {
 // data it chose) and gives it ref's id and label, hoping the service takes
 // it as ref's version. It returns the key's value, proven by a GCM
 // encryption in the token that Go opens with it.
-func plantKnownKey(t *testing.T, r *raw, ref ObjectRef) []byte {
+func plantKnownKey(t *testing.T, p *PKCS11, r *raw, ref ObjectRef) []byte {
 	t.Helper()
 	base, err := r.c.GenerateKey(r.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
@@ -236,27 +245,18 @@ func plantKnownKey(t *testing.T, r *raw, ref ObjectRef) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tmpl []*pkcs11.Attribute
-	for _, a := range keyTemplate(ref) {
-		if a.Type != pkcs11.CKA_COPYABLE { // as this service made versions before
-			tmpl = append(tmpl, a)
-		}
-	}
+	tmpl := append(keyTemplate(ref), p.notCopyable()...) // as this service makes versions
+	tmpl = append(tmpl, p.allowedAttr(p.versionMechanisms(false)...)...)
 	h, err := r.c.DeriveKey(r.sh, ecbDerive(t, data), base, tmpl)
 	if err != nil {
 		t.Fatalf("C_DeriveKey: %v", err)
 	}
 	t.Cleanup(func() { r.c.DestroyObject(r.sh, h) })
-	iv := make([]byte, 12)
-	params := pkcs11.NewGCMParams(iv, nil, 128)
-	defer params.Free()
-	if err := r.c.EncryptInit(r.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
-		t.Fatal(err)
-	}
-	ct, err := r.c.Encrypt(r.sh, []byte("planted"))
+	iv, ct, err := p.Encrypt(testCtx(t), ref, []byte("planted"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.forgetAny(ref)
 	block, _ := aes.NewCipher(value)
 	gcm, _ := cipher.NewGCM(block)
 	if pt, err := gcm.Open(nil, iv, ct, nil); err != nil || string(pt) != "planted" {
@@ -277,7 +277,7 @@ func TestPlantedVersionIsNotAdopted(t *testing.T) {
 	noLocal := openToken(t, func(c *Config) { c.Profile.ReportsLocal = false }) // as NSS softoken
 
 	legacy := newRef()
-	plantKnownKey(t, r, legacy)
+	plantKnownKey(t, p, r, legacy)
 	inv := inventoryOf(t, p, legacy)
 	if len(inv) != 1 || inv[0].Local || inv[0].Generated {
 		t.Fatalf("inventory of the planted key = %+v, want Local and Generated false", inv)
@@ -291,7 +291,7 @@ func TestPlantedVersionIsNotAdopted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		plantKnownKey(t, r, ref)
+		plantKnownKey(t, p, r, ref)
 		if err := q.GenerateKey(testCtx(t), ref); !errors.Is(err, ErrAmbiguousObject) {
 			t.Errorf("%s: GenerateKey over a planted key with the nonce = %v, want ErrAmbiguousObject", name, err)
 		}

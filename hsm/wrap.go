@@ -125,11 +125,10 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
 		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 	}
-	ut, release := attrTemplate(unwrapTemplate())
+	ut, release := attrTemplate(p.unwrapTemplate())
 	defer release()
 	priv := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
@@ -146,13 +145,13 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		// wrapped blob and read the customer's material.
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN_RECOVER, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP_TEMPLATE, ut),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 	}
-	priv = append(priv, p.allowedAttr(pkcs11.CKM_RSA_PKCS_OAEP)...)
+	pub = append(pub, p.notCopyable()...)
+	priv = append(append(priv, p.notCopyable()...), p.allowedAttr(pkcs11.CKM_RSA_PKCS_OAEP)...)
 	var key *rsa.PublicKey
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
@@ -273,7 +272,7 @@ func (p *PKCS11) importTemplate(ref ObjectRef) []*pkcs11.Attribute {
 			out = append(out, a)
 		}
 	}
-	return append(out, p.allowedAttr(p.versionMechanisms(true)...)...)
+	return append(append(out, p.notCopyable()...), p.allowedAttr(p.versionMechanisms(true)...)...)
 }
 
 // Import unwraps material wrapped with algorithm alg under wrapping key id
@@ -349,12 +348,11 @@ func (p *PKCS11) ephemeralTemplate() []*pkcs11.Attribute {
 		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
 		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-	}, p.allowedAttr(p.cfg.Profile.KWPMechanism)...)
+	}, append(p.notCopyable(), p.allowedAttr(p.cfg.Profile.KWPMechanism)...)...)
 }
 
 // keepImported checks an unwrapped object on the session that made it and

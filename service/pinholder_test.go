@@ -20,9 +20,12 @@ func noLocalToken(t *testing.T) *hsm.PKCS11 {
 	t.Helper()
 	kmstest.Token(t)
 	env := softhsmtest.Get(t)
-	prof := hsm.SoftHSMProfile
+	prof, err := hsm.SelectProfile(env.Profile, env.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
 	prof.ReportsLocal = false
-	tok, err := hsm.Open(kmstest.Ctx(t), hsm.Config{Module: env.Module, TokenLabel: env.Label, PIN: env.PIN, Profile: prof})
+	tok, err := hsm.Open(kmstest.Ctx(t), hsm.Config{Module: env.Module, InitArgs: env.InitArgs, TokenLabel: env.Label, PIN: env.PIN, Profile: prof})
 	if err != nil {
 		t.Fatal(err)
 	}

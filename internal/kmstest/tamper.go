@@ -192,27 +192,30 @@ func (o *Outsider) PlantKnownKey(ref hsm.ObjectRef) ([]byte, error) {
 	param := make([]byte, 2*word)
 	binary.NativeEndian.PutUint64(param, uint64(uintptr(unsafe.Pointer(&data[0]))))
 	binary.NativeEndian.PutUint64(param[word:], uint64(len(data)))
-	_, err = o.ctx.DeriveKey(o.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB_ENCRYPT_DATA, param)}, base,
-		[]*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
-			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-			pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_ALLOWED_MECHANISMS, gcmOnly),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID()),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label()),
-		})
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID()),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label()),
+	}
+	derive := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB_ENCRYPT_DATA, param)}
+	full := append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false), pkcs11.NewAttribute(pkcs11.CKA_ALLOWED_MECHANISMS, gcmOnly))
+	if _, err = o.ctx.DeriveKey(o.sh, derive, base, full); err != nil {
+		// A token without the two (NSS softoken) refuses them.
+		_, err = o.ctx.DeriveKey(o.sh, derive, base, tmpl)
+	}
 	if err != nil {
 		return nil, err
 	}
