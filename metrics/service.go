@@ -41,6 +41,7 @@ type serviceCollector struct {
 	src                         ServiceSource
 	cfg                         Config
 	rotations, keys, auditQueue *prometheus.Desc
+	repairs, offTemplate        *prometheus.Desc
 
 	mu     sync.Mutex // serialises the query and guards the cache
 	at     time.Time  // when counts/err were read; zero: never
@@ -58,6 +59,10 @@ func newServiceCollector(src ServiceSource, cfg Config) *serviceCollector {
 			[]string{"state"}, nil),
 		auditQueue: prometheus.NewDesc(prometheus.BuildFQName(namespace, "audit", "queue_depth"),
 			"Audit records of this process waiting for their group commit.", nil, nil),
+		repairs: prometheus.NewDesc(prometheus.BuildFQName(namespace, "token", "attribute_repairs_total"),
+			"Token object attributes (CKA_DERIVE, CKA_DECRYPT, ...) the reconciler of this process set back to a version's template.", nil, nil),
+		offTemplate: prometheus.NewDesc(prometheus.BuildFQName(namespace, "token", "objects_off_template"),
+			"Objects of live versions that the last reconciler pass found off the template in what it cannot repair, or not attested as generated.", nil, nil),
 	}
 }
 
@@ -66,6 +71,8 @@ func (c *serviceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.rotations
 	ch <- c.keys
 	ch <- c.auditQueue
+	ch <- c.repairs
+	ch <- c.offTemplate
 }
 
 // Collect implements prometheus.Collector.
@@ -75,6 +82,8 @@ func (c *serviceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.rotations, prometheus.CounterValue, float64(st.Rotations[typ]), string(typ))
 	}
 	ch <- prometheus.MustNewConstMetric(c.auditQueue, prometheus.GaugeValue, float64(c.src.AuditQueueDepth()))
+	ch <- prometheus.MustNewConstMetric(c.repairs, prometheus.CounterValue, float64(st.AttributeRepairs))
+	ch <- prometheus.MustNewConstMetric(c.offTemplate, prometheus.GaugeValue, float64(st.ObjectsOffTemplate))
 
 	counts, err := c.keysByState()
 	if err != nil {

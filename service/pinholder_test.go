@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -11,6 +12,7 @@ import (
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/miekg/pkcs11"
 )
 
 // noLocalToken is the test token under a profile that does not trust
@@ -129,5 +131,75 @@ func TestPlantedNextVersionIsNotAdopted(t *testing.T) {
 	}
 	if v, err := w.svc.VerifyAudit(w.ctx); err != nil || !v.Intact {
 		t.Fatalf("verify: %v %+v", err, v)
+	}
+}
+
+// Issue 16, item 4: the reconciler checks every attribute of a version's
+// template, not only CKA_ENCRYPT. What someone with the PIN switched
+// (CKA_DERIVE on, an ECB oracle on tokens without CKA_ALLOWED_MECHANISMS;
+// CKA_DECRYPT off; CKA_SIGN on) is set back and counted; an object that
+// was replaced by one the token did not generate is reported where the
+// token reports CKA_LOCAL truthfully.
+func TestReconcilerSetsAttributesBack(t *testing.T) {
+	w := newWorld(t)
+	out := kmstest.NewOutsider(t)
+	id := w.newKey()
+	if _, err := w.svc.RotateKey(w.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	w.encrypt(id)
+	v1, v2 := w.ref(id, 1), w.ref(id, 2)
+	for _, c := range []struct {
+		ref  hsm.ObjectRef
+		attr uint
+		v    bool
+	}{{v1, pkcs11.CKA_DERIVE, true}, {v2, pkcs11.CKA_DECRYPT, false}, {v2, pkcs11.CKA_SIGN, true}} {
+		if err := out.SetBool(c.ref, c.attr, c.v); err != nil {
+			t.Fatalf("set 0x%X of %s: %v", c.attr, c.ref, err)
+		}
+	}
+	before := w.svc.Stats().AttributeRepairs
+	rep, err := w.svc.Reconcile(w.ctx)
+	if err != nil || rep.AttributesRepaired != 3 || len(rep.OffTemplate) != 0 {
+		t.Fatalf("reconcile: %v %+v, want 3 attributes repaired and nothing off the template", err, rep)
+	}
+	if got := w.svc.Stats().AttributeRepairs - before; got != 3 {
+		t.Errorf("Stats().AttributeRepairs grew by %d, want 3", got)
+	}
+	for _, c := range []struct {
+		ref  hsm.ObjectRef
+		attr uint
+		want bool
+	}{{v1, pkcs11.CKA_DERIVE, false}, {v2, pkcs11.CKA_DECRYPT, true}, {v2, pkcs11.CKA_SIGN, false}} {
+		if v, err := out.Bool(c.ref, c.attr); err != nil || v != c.want {
+			t.Errorf("0x%X of %s = %v, %v after the reconciler; want %v", c.attr, c.ref, v, err, c.want)
+		}
+	}
+	w.check(id)
+	if rep, err := w.svc.Reconcile(w.ctx); err != nil || rep.AttributesRepaired != 0 {
+		t.Errorf("a second pass: %v %+v, want nothing to repair", err, rep)
+	}
+
+	env := softhsmtest.Get(t)
+	prof, err := hsm.SelectProfile(env.Profile, env.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !prof.ReportsLocal {
+		t.Logf("profile %s: CKA_LOCAL is not trusted, a replaced object is not told apart by its attributes", prof.Name)
+		return
+	}
+	if err := out.Destroy(v2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.PlantKnownKey(v2); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = w.svc.Reconcile(w.ctx)
+	if err != nil || len(rep.OffTemplate) != 1 || !strings.Contains(rep.OffTemplate[0], v2.Label()) || !strings.Contains(rep.OffTemplate[0], "replaced") {
+		t.Fatalf("reconcile after v2 was replaced: %v %+v", err, rep)
+	}
+	if n := w.svc.Stats().ObjectsOffTemplate; n != 1 {
+		t.Errorf("Stats().ObjectsOffTemplate = %d, want 1", n)
 	}
 }

@@ -9,6 +9,8 @@ import (
 // state shared by replicas (keys by state) is read from the store instead.
 type counters struct {
 	rotationsAutomatic, rotationsOnDemand atomic.Uint64
+	attributeRepairs                      atomic.Uint64 // reconciler: attributes set back
+	offTemplate                           atomic.Int64  // reconciler, last pass: len(OffTemplate)
 }
 
 // rotated counts one rotation that reached the promoted step (the new
@@ -27,6 +29,13 @@ type Stats struct {
 	// Rotations counts rotations promoted by this process, by type
 	// (AUTOMATIC, ON_DEMAND); both keys are always present.
 	Rotations map[RotationType]uint64
+	// AttributeRepairs counts token object attributes the reconciler of
+	// this process set back to a version's template.
+	AttributeRepairs uint64
+	// ObjectsOffTemplate is how many objects of live versions the last
+	// reconciler pass found off the template in what it cannot repair
+	// (ReconcileReport.OffTemplate).
+	ObjectsOffTemplate int64
 }
 
 // Stats returns the current counters. It is cheap and touches neither the
@@ -35,7 +44,7 @@ func (s *Service) Stats() Stats {
 	return Stats{Rotations: map[RotationType]uint64{
 		RotationAutomatic: s.stats.rotationsAutomatic.Load(),
 		RotationOnDemand:  s.stats.rotationsOnDemand.Load(),
-	}}
+	}, AttributeRepairs: s.stats.attributeRepairs.Load(), ObjectsOffTemplate: s.stats.offTemplate.Load()}
 }
 
 // KeysByState counts keys per state, tombstones (Deleted) included, with

@@ -221,3 +221,26 @@ func (o *Outsider) PlantKnownKey(ref hsm.ObjectRef) ([]byte, error) {
 	}
 	return value, nil
 }
+
+// SetBool sets a boolean attribute (CKA_DERIVE, CKA_DECRYPT, ...) of ref's
+// object.
+func (o *Outsider) SetBool(ref hsm.ObjectRef, attr uint, v bool) error {
+	h, err := o.Find(ref)
+	if err != nil {
+		return err
+	}
+	return o.ctx.SetAttributeValue(o.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(attr, v)})
+}
+
+// Bool reads a boolean attribute of ref's object.
+func (o *Outsider) Bool(ref hsm.ObjectRef, attr uint) (bool, error) {
+	h, err := o.Find(ref)
+	if err != nil {
+		return false, err
+	}
+	a, err := o.ctx.GetAttributeValue(o.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(attr, nil)})
+	if err != nil {
+		return false, err
+	}
+	return len(a[0].Value) == 1 && a[0].Value[0] != 0, nil
+}
