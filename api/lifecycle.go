@@ -53,11 +53,15 @@ type VersionResponse struct {
 	CreationDate     time.Time  `json:"creation_date"`
 	DestructionDate  *time.Time `json:"destruction_date,omitempty"`
 	TokenObjectLabel string     `json:"token_object_label"`
+	// Encryptions is how many AES-GCM encryptions the version has made,
+	// as the replicas have reported them (batched: a few seconds behind).
+	Encryptions int64 `json:"encryptions"`
 }
 
 func versionResponse(v *service.Version) VersionResponse {
 	return VersionResponse{Version: v.Version, State: string(v.State), Origin: string(v.Origin),
-		CreationDate: v.CreatedAt.UTC(), DestructionDate: utc(v.DestroyAt), TokenObjectLabel: v.TokenLabel}
+		CreationDate: v.CreatedAt.UTC(), DestructionDate: utc(v.DestroyAt), TokenObjectLabel: v.TokenLabel,
+		Encryptions: v.Encryptions}
 }
 
 type rotationsResponse struct {

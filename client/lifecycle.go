@@ -85,6 +85,7 @@ type Version struct {
 	CreationDate     time.Time  `json:"creation_date"`
 	DestructionDate  *time.Time `json:"destruction_date,omitempty"`
 	TokenObjectLabel string     `json:"token_object_label"`
+	Encryptions      int64      `json:"encryptions"`
 }
 
 // ListVersions lists a key's versions, oldest first.

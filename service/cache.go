@@ -15,8 +15,11 @@ type keyView struct {
 	key      Key
 	versions map[int]VersionState
 	refs     map[int]hsm.ObjectRef // each version's token name (refOf)
-	aliases  []string              // the key's aliases, for policies on alias/<pattern>
-	loadedAt time.Time
+	// encryptions is each version's count of encryptions in the store
+	// when the view was loaded (invocations.go).
+	encryptions map[int]int64
+	aliases     []string // the key's aliases, for policies on alias/<pattern>
+	loadedAt    time.Time
 }
 
 // keyCache keeps keyViews and alias bindings in memory so that a warm
@@ -97,10 +100,11 @@ func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
 		return nil, err
 	}
 	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), refs: make(map[int]hsm.ObjectRef, len(vs)),
-		aliases: names[id], loadedAt: loadedAt}
+		encryptions: make(map[int]int64, len(vs)), aliases: names[id], loadedAt: loadedAt}
 	for i, ver := range vs {
 		v.versions[ver.Version] = ver.State
 		v.refs[ver.Version] = refOf(&vs[i])
+		v.encryptions[ver.Version] = ver.Encryptions
 	}
 	c.mu.Lock()
 	if c.gen == gen {

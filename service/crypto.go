@@ -47,9 +47,14 @@ func (s *Service) sealOnce(ctx context.Context, v *keyView, plaintext []byte, en
 	if version == 0 || v.versions[version] != VersionPrimary {
 		return nil, errorf(ErrInvalidState, "key %s has no usable primary version", v.key.ID)
 	}
+	if err := s.checkInvocations(v, version); err != nil {
+		return nil, err
+	}
 	header := blobHeader(uuid.MustParse(v.key.ID), version)
 	var iv, ct []byte
+	count := s.invocations.counter(v.key.ID, version)
 	err := tokenRetry(ctx, func() (err error) {
+		count.Add(1) // every IV the token may have used, a failed call's too
 		iv, ct, err = s.token.Encrypt(ctx, v.refs[version], plaintext, additionalData(header, encCtx))
 		return err
 	})

@@ -60,7 +60,12 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 		return nil, err
 	}
 	if typ == RotationAutomatic && !s.due(k, now) {
-		return nil, nil
+		// Not due by the schedule; due all the same at the GCM invocation
+		// limit (invocations.go), re-checked here under the lease.
+		over, err := s.overInvocations(ctx, k)
+		if err != nil || !over {
+			return nil, err
+		}
 	}
 	if err := checkKey(k, policy.OpRotate); err != nil {
 		return nil, err

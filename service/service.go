@@ -40,6 +40,12 @@ type Config struct {
 	// PendingGrace is how old a Creating key or Pending version must be
 	// before the reconciler treats it as abandoned (default 5 minutes).
 	PendingGrace time.Duration
+	// RotateAfterEncryptions: a key whose primary version has made this
+	// many AES-GCM encryptions is rotated automatically (default 2^30);
+	// MaxEncryptions: no version encrypts more (default 2^31). NIST SP
+	// 800-38D allows 2^32 with random IVs (invocations.go).
+	RotateAfterEncryptions int64
+	MaxEncryptions         int64
 	// Logger receives operational events; never plaintext or key material.
 	Logger *slog.Logger
 	// StepHook, when set, is called after each step of the rotation
@@ -91,6 +97,12 @@ func (c *Config) setDefaults() {
 	if c.PendingGrace == 0 {
 		c.PendingGrace = 5 * time.Minute
 	}
+	if c.RotateAfterEncryptions == 0 {
+		c.RotateAfterEncryptions = DefaultRotateAfterEncryptions
+	}
+	if c.MaxEncryptions == 0 {
+		c.MaxEncryptions = DefaultMaxEncryptions
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -110,6 +122,8 @@ type Service struct {
 	sealer  sealer
 	auth    *authCache
 	stats   counters // what Stats reports (stats.go)
+	// invocations counts encryptions per version until they are flushed.
+	invocations invocations
 
 	instance string        // identifies this process in key leases
 	leases   atomic.Uint64 // makes every lease owner unique
@@ -155,6 +169,13 @@ func New(store Store, token hsm.Token, cfg Config) *Service {
 // Close writes every queued audit record and stops taking new ones. The
 // token and the store belong to the caller, who closes them afterwards.
 func (s *Service) Close() {
+	if s.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.FlushEncryptions(ctx); err != nil {
+			s.log.Warn("final count of encryptions", "err", err)
+		}
+	}
 	if s.auditor != nil {
 		s.auditor.close()
 		if s.token != nil {

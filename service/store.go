@@ -35,6 +35,9 @@ type Queries interface {
 	LockKey(ctx context.Context, id string) (*Key, error)
 	// ListKeys returns keys ordered by id, with id > p.After.
 	ListKeys(ctx context.Context, p Page) ([]Key, error)
+	// AddEncryptions adds each count to its version's count of AES-GCM
+	// encryptions and sets Total to the new count (0: no such version).
+	AddEncryptions(ctx context.Context, n []EncryptionCount) error
 	// DeleteKey removes a key row and its versions, rotations and aliases.
 	// Only for rolling back a key whose creation failed (state Creating);
 	// deleted keys otherwise stay as tombstones.

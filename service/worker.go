@@ -48,6 +48,9 @@ func (s *Service) RunWorker(ctx context.Context, cfg WorkerConfig) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			if err := s.FlushEncryptions(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("count of encryptions", "err", err)
+			}
 			if err := s.RunDue(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("worker pass", "err", err)
 			}

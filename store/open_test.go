@@ -243,7 +243,7 @@ func TestSchema(t *testing.T) {
 			"rotation_interval_seconds", "last_rotation", "next_rotation", "deletion_date",
 			"tags", "lease_owner", "lease_until"},
 		"key_versions": {"key_id", "version", "state", "origin", "created_at", "updated_at",
-			"destroy_at", "token_label"},
+			"destroy_at", "token_label", "encryptions"},
 		"aliases":   {"name", "key_id", "created_at", "updated_at"},
 		"rotations": {"key_id", "version", "rotated_at", "rotation_type"},
 		"audit_events": {"seq", "at", "request_id", "principal", "action", "key_id",
