@@ -11,10 +11,11 @@ import (
 // ciphertext, plaintext of their own data, or metadata back.
 type Token interface {
 	// GenerateKey creates the AES-256 object for ref inside the token:
-	// sensitive, non-extractable, usable only for encrypt and decrypt. It is
-	// idempotent: if exactly one object with ref's CKA_ID already exists (an
-	// earlier attempt that crashed before the store recorded it), it is
-	// checked and reused.
+	// sensitive, non-extractable, not copyable, usable only for AES-GCM
+	// encrypt and decrypt. An object that exists already under a name with
+	// a nonce is never adopted (ErrAmbiguousObject); one under a name
+	// without (made before nonces) is taken only if the token attests it
+	// generated it.
 	GenerateKey(ctx context.Context, ref ObjectRef) error
 	// Encrypt seals plaintext with AES-256-GCM under ref, binding aad. It
 	// returns the IV that was used (chosen by the service or by the token,
