@@ -1,11 +1,15 @@
 package service_test
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"database/sql"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/hsm"
@@ -201,5 +205,70 @@ func TestReconcilerSetsAttributesBack(t *testing.T) {
 	}
 	if n := w.svc.Stats().ObjectsOffTemplate; n != 1 {
 		t.Errorf("Stats().ObjectsOffTemplate = %d, want 1", n)
+	}
+}
+
+// Versions made before names had a nonce keep working: their rows' labels
+// (and their objects' CKA_ID) have none, and every path names them as
+// before: encrypt, decrypt, rotation (decrypt-only), the reconciler.
+func TestVersionsWithoutNonceKeepWorking(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kms.db")
+	st := kmstest.StoreAt(t, "sqlite:"+path)
+	tok := kmstest.NewFaultToken(kmstest.Token(t))
+	ctx := kmstest.Ctx(t)
+	newSvc := func() *service.Service {
+		return service.New(st, tok, service.Config{Logger: kmstest.Logger(), MinRotationInterval: time.Hour})
+	}
+	svc := newSvc()
+	k, err := svc.CreateKey(ctx, service.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Make version 1 what an older kmsd made: object and row without a nonce.
+	v, err := st.GetVersion(ctx, k.ID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	made, _ := hsm.ParseLabel(v.TokenLabel)
+	old := hsm.ObjectRef{KeyID: made.KeyID, Version: 1}
+	if err := tok.Destroy(ctx, made); err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.GenerateKey(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tok.Destroy(context.Background(), old) })
+	raw, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE key_versions SET token_label = ? WHERE key_id = ?`, old.Label(), k.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	svc = newSvc() // nothing cached
+	blob, err := svc.Encrypt(ctx, k.ID, []byte("old"), nil)
+	if err != nil {
+		t.Fatalf("encrypt under a version without a nonce: %v", err)
+	}
+	if _, err := svc.RotateKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := svc.Decrypt(ctx, blob.Ciphertext, nil, ""); err != nil || string(pt.Plaintext) != "old" {
+		t.Fatalf("decrypt after the rotation: %v", err)
+	}
+	rep, err := svc.Reconcile(ctx)
+	if err != nil || rep.ObjectsDestroyed != 0 || rep.EncryptRevoked != 0 {
+		t.Fatalf("reconcile: %v %+v (the old object is the version's)", err, rep)
+	}
+	inv, err := tok.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range inv {
+		if o.Ref == old && o.Encrypt {
+			t.Error("the old version can still encrypt after the rotation")
+		}
 	}
 }
