@@ -252,11 +252,14 @@ func plantKnownKey(t *testing.T, p *PKCS11, r *raw, ref ObjectRef) []byte {
 		t.Fatalf("C_DeriveKey: %v", err)
 	}
 	t.Cleanup(func() { r.c.DestroyObject(r.sh, h) })
-	iv, ct, err := p.Encrypt(testCtx(t), ref, []byte("planted"), nil)
+	var iv, ct []byte
+	err = p.do(testCtx(t), func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		iv, ct, err = p.gcmEncrypt(c, sh, h, []byte("planted"), nil)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.forgetAny(ref)
 	block, _ := aes.NewCipher(value)
 	gcm, _ := cipher.NewGCM(block)
 	if pt, err := gcm.Open(nil, iv, ct, nil); err != nil || string(pt) != "planted" {
@@ -325,5 +328,47 @@ func TestRefNonce(t *testing.T) {
 		if _, err := ParseLabel(bad); err == nil {
 			t.Errorf("ParseLabel(%q) accepted", bad)
 		}
+	}
+}
+
+// Item 1, after the version exists: its name is visible in the token.
+// Someone with the PIN destroys the object and plants a key they know
+// under the same name; the next use searches again and refuses the planted
+// object (the token does not attest it generated it) instead of encrypting
+// under the attacker's key. Where the token does not report CKA_LOCAL
+// truthfully the derived key passes: docs/access.md says so.
+func TestReplacedVersionIsRefused(t *testing.T) {
+	p := sharedToken(t)
+	if !p.cfg.Profile.ReportsLocal || p.cfg.Profile.ReplacesDuplicateID {
+		t.Skipf("profile %s: a derived key is not told apart from a generated one", p.cfg.Profile.Name)
+	}
+	ctx := testCtx(t)
+	r := rawSession(t, p)
+	ref, err := NewRef(uuid.New(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.GenerateKey(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Destroy(context.Background(), ref) })
+	if _, _, err := p.Encrypt(ctx, ref, []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.c.DestroyObject(r.sh, r.one(ref)); err != nil {
+		t.Fatal(err)
+	}
+	known := plantKnownKey(t, p, r, ref)
+	iv, ct, err := p.Encrypt(ctx, ref, []byte("secret"), nil)
+	if !errors.Is(err, ErrAttributeMismatch) {
+		block, _ := aes.NewCipher(known)
+		gcm, _ := cipher.NewGCM(block)
+		_, oerr := gcm.Open(nil, iv, ct, nil)
+		t.Fatalf("encrypt after the replacement = %v (opens with the attacker's key: %v), want ErrAttributeMismatch", err, oerr == nil)
+	}
+	// An imported version's name says so: its object (not generated) is found.
+	imp, _ := NewImportRef(uuid.New(), 1)
+	if !imp.Imported() || ref.Imported() {
+		t.Fatalf("Imported: %v %v", imp.Imported(), ref.Imported())
 	}
 }

@@ -27,17 +27,36 @@ type ObjectRef struct {
 // NonceLen is the length of a version's nonce.
 const NonceLen = 16
 
-// NewRef names version n of key id with a fresh random nonce.
+// NewRef names version n of key id, to be generated in the token, with a
+// fresh random nonce (127 random bits: the first is the origin, Imported).
 func NewRef(id uuid.UUID, n int) (ObjectRef, error) {
 	r := ObjectRef{KeyID: id, Version: n}
 	if _, err := rand.Read(r.Nonce[:]); err != nil {
 		return ObjectRef{}, fmt.Errorf("hsm: drawing a version nonce: %w", err)
 	}
+	r.Nonce[0] &^= importedBit
+	if r.Legacy() {
+		r.Nonce[NonceLen-1] = 1 // 2^-127; a nonce is never all zero
+	}
 	return r, nil
 }
 
+// NewImportRef is NewRef for a version whose material is imported
+// (Import): the token does not attest such an object as generated.
+func NewImportRef(id uuid.UUID, n int) (ObjectRef, error) {
+	r, err := NewRef(id, n)
+	r.Nonce[0] |= importedBit
+	return r, err
+}
+
+const importedBit = 0x80
+
 // Legacy says r has no nonce (a version made before nonces).
 func (r ObjectRef) Legacy() bool { return r.Nonce == [NonceLen]byte{} }
+
+// Imported says r names a version with imported material (NewImportRef).
+// Names without a nonce do not say.
+func (r ObjectRef) Imported() bool { return !r.Legacy() && r.Nonce[0]&importedBit != 0 }
 
 // LabelPrefix starts the CKA_LABEL of every object this service creates.
 const LabelPrefix = "hsmkms/"

@@ -143,7 +143,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string
 	// A first import names version 1 with a fresh nonce; an import of
 	// the same material again keeps the name its row records (the object
 	// was destroyed with the material, and Import never adopts one).
-	objRef, err := newVersionRef(k.ID, 1)
+	objRef, err := hsm.NewImportRef(uuid.MustParse(k.ID), 1)
 	if err != nil {
 		return nil, err
 	}
