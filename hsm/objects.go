@@ -59,11 +59,18 @@ var required = []boolRule{
 // is never one of another generation, where its number may name another
 // object.
 func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
+	return p.generate(ctx, ref, mech, keyTemplate(ref), verify)
+}
+
+// generate is GenerateKey for any secret key: tmpl made with mech, checked
+// by check after generation and before reuse.
+func (p *PKCS11) generate(ctx context.Context, ref ObjectRef, mech []*pkcs11.Mechanism, tmpl []*pkcs11.Attribute,
+	check func(*pkcs11.Ctx, pkcs11.SessionHandle, pkcs11.ObjectHandle, ObjectRef) error) error {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	var h pkcs11.ObjectHandle
 	_, _, gen := p.current()
-	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		hs, err := p.findIn(c, sh, ref)
 		if err != nil {
@@ -78,12 +85,12 @@ func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 			}
 			h = hs[0]
 		} else {
-			if h, err = c.GenerateKey(sh, mech, keyTemplate(ref)); err != nil {
+			if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
 				return err
 			}
 			created = true
 		}
-		if err := verify(c, sh, h, ref); err != nil {
+		if err := check(c, sh, h, ref); err != nil {
 			if created && errors.Is(err, ErrAttributeMismatch) {
 				_ = c.DestroyObject(sh, h)
 			}
