@@ -109,7 +109,9 @@ type Service struct {
 	auditor *auditor
 	sealer  sealer
 	auth    *authCache
-	stats   counters // what Stats reports (stats.go)
+	// accessKeys is the state of AWS access keys (accesskeys.go).
+	accessKeys accessKeyState
+	stats      counters // what Stats reports (stats.go)
 
 	instance string        // identifies this process in key leases
 	leases   atomic.Uint64 // makes every lease owner unique
