@@ -15,6 +15,7 @@ import (
 	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/awsapi"
 	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"github.com/hsmkms/hsmkms/service"
@@ -50,8 +51,14 @@ type stack struct {
 
 func start(t *testing.T) *stack {
 	t.Helper()
+	return startOn(t, kmstest.Token(t))
+}
+
+// startOn is start on tok (a fault injector around the real token).
+func startOn(t *testing.T, tok hsm.Token) *stack {
+	t.Helper()
 	log := kmstest.Logger()
-	svc := service.New(kmstest.Store(t), kmstest.Token(t), service.Config{Logger: log})
+	svc := service.New(kmstest.Store(t), tok, service.Config{Logger: log})
 	t.Cleanup(svc.Close)
 	kmstest.Secret(kmstest.AdminToken)
 	if _, err := svc.Bootstrap(context.Background(), kmstest.AdminToken); err != nil {
