@@ -60,7 +60,7 @@ test:
 	  KMS_TEST_POSTGRES="$$url" CI=$${CI:-} $(GO) test -race -count=1 -timeout 10m ./... && \
 	  echo "end-to-end suites again, on PostgreSQL:" && \
 	  KMS_TEST_STORE=postgres KMS_TEST_POSTGRES="$$url" CI=$${CI:-} $(GO) test -race -count=1 -timeout 5m \
-	    ./api/ ./service/ ./metrics/ ./cmd/kmsctl/ && \
+	    ./api/ ./service/ ./metrics/ ./cmd/kmsctl/ ./awsapi/ && \
 	  echo "token-dependent suites again, on NSS softoken:" && \
 	  KMS_PKCS11_MODULE=$$(scripts/ensure-nss.sh) KMS_HSM_PROFILE=auto KMS_PKCS11_INIT_ARGS= KMS_TOKEN_LABEL= \
 	    KMS_TEST_POSTGRES="$$url" CI=$${CI:-} $(GO) test -race -count=1 -timeout 10m $(NSS_PACKAGES)
