@@ -50,6 +50,7 @@ NSS_PACKAGES := ./hsm/ ./service/ ./api/ ./metrics/ ./cmd/kmsd/ ./cmd/kmsctl/
 test:
 	@scripts/ensure-go.sh
 	@scripts/ensure-softhsm.sh
+	@scripts/ensure-awscli.sh
 	@softhsm2-util --version | sed 's/^/softhsm2 /'
 	@scripts/ensure-nss.sh >/dev/null
 	$(GO) vet ./...
