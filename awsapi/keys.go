@@ -169,7 +169,7 @@ func keyChange(change func(Service, context.Context, string) (*service.Key, erro
 
 type scheduleDeletionRequest struct {
 	KeyId               string
-	PendingWindowInDays int
+	PendingWindowInDays *int // absent: the service's default; 0 is out of range, as in AWS
 }
 
 type scheduleDeletionResponse struct {
@@ -184,7 +184,14 @@ func scheduleKeyDeletion(s *server, ctx context.Context, in *scheduleDeletionReq
 	if err != nil {
 		return nil, err
 	}
-	k, err := s.svc.ScheduleKeyDeletion(ctx, ref, in.PendingWindowInDays)
+	days := 0
+	if in.PendingWindowInDays != nil {
+		if days = *in.PendingWindowInDays; days == 0 {
+			return nil, validationf("PendingWindowInDays must be %d to %d (omit it for %d)",
+				service.MinPendingWindowDays, service.MaxPendingWindowDays, service.DefaultPendingWindowDays)
+		}
+	}
+	k, err := s.svc.ScheduleKeyDeletion(ctx, ref, days)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -231,6 +232,13 @@ func TestEveryOperationThroughTheAWSSDK(t *testing.T) {
 	}
 	_, err = c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(other), Plaintext: pt})
 	wantErr[*types.KMSInvalidStateException](t, "Encrypt under a key pending deletion", err)
+	for _, days := range []int32{0, 6, 31} {
+		_, err = c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(id), PendingWindowInDays: aws.Int32(days)})
+		wantCode(t, fmt.Sprintf("ScheduleKeyDeletion of %d days", days), err, "ValidationException")
+	}
+	if d := must[*kms.DescribeKeyOutput](t, "DescribeKey")(c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})); d.KeyMetadata.KeyState != types.KeyStateEnabled {
+		t.Errorf("refused ScheduleKeyDeletions changed the key: %s", d.KeyMetadata.KeyState)
+	}
 	cd := must[*kms.CancelKeyDeletionOutput](t, "CancelKeyDeletion")(c.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(other)}))
 	if aws.ToString(cd.KeyId) != keyARN(other) {
 		t.Errorf("CancelKeyDeletion: %s", aws.ToString(cd.KeyId))
