@@ -49,13 +49,13 @@ type stack struct {
 	admin *client.Client
 }
 
-func start(t *testing.T) *stack {
+func start(t testing.TB) *stack {
 	t.Helper()
 	return startOn(t, kmstest.Token(t))
 }
 
 // startOn is start on tok (a fault injector around the real token).
-func startOn(t *testing.T, tok hsm.Token) *stack {
+func startOn(t testing.TB, tok hsm.Token) *stack {
 	t.Helper()
 	log := kmstest.Logger()
 	svc := service.New(kmstest.Store(t), tok, service.Config{Logger: log})
@@ -71,7 +71,7 @@ func startOn(t *testing.T, tok hsm.Token) *stack {
 }
 
 // accessKey makes an access key for principal.
-func (s *stack) accessKey(t *testing.T, principal string) *client.NewAccessKey {
+func (s *stack) accessKey(t testing.TB, principal string) *client.NewAccessKey {
 	t.Helper()
 	k, err := s.admin.CreateAccessKey(kmstest.Ctx(t), principal)
 	if err != nil {
@@ -90,7 +90,7 @@ func (s *stack) kmsClient(id, secret string) *kms.Client {
 }
 
 // kmsFor is kmsClient with a new access key of principal.
-func (s *stack) kmsFor(t *testing.T, principal string) *kms.Client {
+func (s *stack) kmsFor(t testing.TB, principal string) *kms.Client {
 	t.Helper()
 	k := s.accessKey(t, principal)
 	return s.kmsClient(k.AccessKeyID, k.SecretAccessKey)
