@@ -72,11 +72,20 @@ var required = []boolRule{
 // CKA_NEVER_EXTRACTABLE), so that a key someone derived or imported under
 // it is refused.
 func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
+	tmpl := append(append(keyTemplate(ref), p.notCopyable()...), p.allowedAttr(p.versionMechanisms(false)...)...)
+	return p.generate(ctx, ref, mech, tmpl, p.verify)
+}
+
+// generate is GenerateKey for any secret key: tmpl made with mech, checked
+// by check after generation (and, for a name without a nonce, before it is
+// taken).
+func (p *PKCS11) generate(ctx context.Context, ref ObjectRef, mech []*pkcs11.Mechanism, tmpl []*pkcs11.Attribute,
+	check func(*pkcs11.Ctx, pkcs11.SessionHandle, pkcs11.ObjectHandle, ObjectRef) error) error {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	var h pkcs11.ObjectHandle
 	_, _, gen := p.current()
-	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
 	attempted := false
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		hs, err := p.findIn(c, sh, ref)
@@ -96,14 +105,14 @@ func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 			if err := exactlyOne(ref, hs); err != nil {
 				return err
 			}
-			return p.verify(c, sh, hs[0], ref) // left for the operator when it fails
+			h = hs[0]
+			return check(c, sh, h, ref) // left for the operator when it fails
 		}
 		attempted = true
-		tmpl := append(append(keyTemplate(ref), p.notCopyable()...), p.allowedAttr(p.versionMechanisms(false)...)...)
 		if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
 			return err
 		}
-		if err := p.verify(c, sh, h, ref); err != nil {
+		if err := check(c, sh, h, ref); err != nil {
 			if errors.Is(err, ErrAttributeMismatch) {
 				_ = c.DestroyObject(sh, h)
 			}

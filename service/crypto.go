@@ -237,13 +237,20 @@ type ReEncryptResult struct {
 // the same key's new primary, or another context); the plaintext never leaves
 // the service and is wiped before returning.
 func (s *Service) ReEncrypt(ctx context.Context, ciphertext []byte, srcCtx map[string]string, dstRef string, dstCtx map[string]string) (*ReEncryptResult, error) {
+	return s.ReEncryptFrom(ctx, ciphertext, srcCtx, "", dstRef, dstCtx)
+}
+
+// ReEncryptFrom is ReEncrypt that, when srcRef is not empty, refuses a
+// blob made by another key than srcRef names (IncorrectKeyException), as
+// Decrypt does with its key id (AWS ReEncrypt's SourceKeyId).
+func (s *Service) ReEncryptFrom(ctx context.Context, ciphertext []byte, srcCtx map[string]string, srcRef, dstRef string, dstCtx map[string]string) (*ReEncryptResult, error) {
 	if err := validateContext(srcCtx); err != nil {
 		return nil, err
 	}
 	if err := validateContext(dstCtx); err != nil {
 		return nil, err
 	}
-	b, src, err := s.openTarget(ctx, ActReEncryptFrom, ciphertext, "")
+	b, src, err := s.openTarget(ctx, ActReEncryptFrom, ciphertext, srcRef)
 	if err != nil {
 		return nil, err
 	}

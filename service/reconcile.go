@@ -159,8 +159,8 @@ func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, re
 	keys := map[string]*Key{}
 	versions := map[string]map[int]Version{}
 	for _, o := range inv {
-		if o.Ref.KeyID == AuditSealKeyID {
-			continue // the audit seal key has no row, by design; never touch it
+		if o.Ref.KeyID == AuditSealKeyID || o.Ref.KeyID == MACKeyID {
+			continue // the audit seal and MAC keys have no row, by design; never touch them
 		}
 		id := o.Ref.KeyID.String()
 		k, seen := keys[id]

@@ -121,7 +121,9 @@ type Service struct {
 	auditor *auditor
 	sealer  sealer
 	auth    *authCache
-	stats   counters // what Stats reports (stats.go)
+	// accessKeys is the state of AWS access keys (accesskeys.go).
+	accessKeys accessKeyState
+	stats      counters // what Stats reports (stats.go)
 	// invocations counts encryptions per version until they are flushed.
 	invocations invocations
 
