@@ -311,3 +311,44 @@ func TestGCMBuffersNeverTrustTheSizeQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A length the token writes back is a CK_ULONG: compared unsigned, one of
+// 2^63 or more never passes for a small buffer (a signed compare made it
+// negative, and it passed).
+func TestTokenLengthsCompareUnsigned(t *testing.T) {
+	for _, tc := range []struct {
+		n    uint64
+		size int
+		want bool
+	}{
+		{0, 0, true},
+		{16, 16, true},
+		{17, 16, false},
+		{1 << 63, 16, false},
+		{1<<63 + 16, 16, false},
+		{1<<64 - 1, 16, false},
+		{1<<64 - 1, 1<<63 - 1, false},
+		{0, -1, false},
+	} {
+		if got := fits(tc.n, tc.size); got != tc.want {
+			t.Errorf("fits(%d, %d) = %v, want %v", tc.n, tc.size, got, tc.want)
+		}
+	}
+}
+
+// An output of the wrong length is refused, and what it held (plaintext,
+// for a decryption) is wiped, not left to the garbage collector.
+func TestWrongLengthOutputIsWiped(t *testing.T) {
+	buf := []byte("plaintext the token returned")
+	out, err := exactly(buf, len(buf)-1, "AES-GCM decryption")
+	if err == nil || out != nil {
+		t.Fatalf("exactly of a wrong length = %q, %v; want nil and an error", out, err)
+	}
+	if !bytes.Equal(buf, make([]byte, len(buf))) {
+		t.Errorf("the refused output was not wiped: %q", buf)
+	}
+	ok := []byte("right")
+	if out, err := exactly(ok, len(ok), "AES-GCM decryption"); err != nil || !bytes.Equal(out, []byte("right")) {
+		t.Errorf("exactly of the right length = %q, %v", out, err)
+	}
+}
