@@ -4,7 +4,10 @@
 #   - the raw token ceiling and REST through kmsd on SQLite (the ratio);
 #   - the same kmsd against a second one with KMS_AUDIT=off (audit cost);
 #   - when PostgreSQL is available, one versus two kmsd replicas on one
-#     throwaway PostgreSQL cluster and the same token.
+#     throwaway PostgreSQL cluster and the same token;
+#   - with BENCH_BASE=<commit>, a kmsd built from that commit beside this
+#     one, measured interleaved in the same run (A/B).
+# kmsd's CPU per request comes from /proc/<pid>/stat (-kmsd-pid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-go.sh
@@ -15,8 +18,10 @@ pgdir=
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   [ -n "$pgdir" ] && scripts/pg-test.sh stop "$pgdir" 2>/dev/null
+  [ -n "$basetree" ] && git worktree remove --force "$basetree" 2>/dev/null
   rm -rf "$dir"
 }
+basetree=
 trap cleanup EXIT
 command -v curl >/dev/null 2>&1 || { echo "make bench needs curl (apt-get install curl)" >&2; exit 1; }
 # freeport: a random loopback port nothing answers on.
@@ -31,8 +36,8 @@ freeport() {
 # kmsd PORT DB [VAR=value...]: start one kmsd in the background.
 kmsd() {
   local port=$1 db=$2; shift 2
-  env KMS_LISTEN=127.0.0.1:$port KMS_DB="$db" KMS_BOOTSTRAP_TOKEN=$KMS_TOKEN KMS_LOG_LEVEL=error \
-    KMS_MAX_SESSIONS=32 "$@" "$dir/kmsd" & pids+=($!)
+  env KMS_LISTEN=127.0.0.1:$port KMS_DB="$db" KMS_BOOTSTRAP_TOKEN=$KMS_TOKEN \
+    KMS_MAX_SESSIONS=32 "$@" "${KMSD_BIN:-$dir/kmsd}" 2>>"$dir/kmsd-$port.log" & pids+=($!)
 }
 ready() {
   local p ok
@@ -50,15 +55,30 @@ export KMS_TOKEN=bench-admin-token-0123456789abcdef
 softhsm2-util --init-token --free --label "$KMS_TOKEN_LABEL" --pin "$KMS_PIN" --so-pin bench-so-pin >/dev/null
 go build -o "$dir/kmsd" ./cmd/kmsd
 go build -o "$dir/kmsbench" ./cmd/kmsbench
+if [ -n "${BENCH_BASE:-}" ]; then
+  basetree="$dir/base-src"
+  git worktree add --detach "$basetree" "$BENCH_BASE" >/dev/null
+  (cd "$basetree" && go build -o "$dir/kmsd-base" ./cmd/kmsd)
+fi
 
 port=$(freeport) port2=$(freeport)
 kmsd "$port" "sqlite:$dir/kms.db"
+mainpid=${pids[-1]}
 kmsd "$port2" "sqlite:$dir/kms-noaudit.db" KMS_AUDIT=off # exists for this measurement only
 ready "$port" "$port2"
-args=(-addr "http://127.0.0.1:$port" -audit-off-addr "http://127.0.0.1:$port2")
+args=(-addr "http://127.0.0.1:$port" -kmsd-pid "$mainpid" -audit-off-addr "http://127.0.0.1:$port2")
+if [ -n "$basetree" ]; then
+  bport=$(freeport)
+  KMSD_BIN="$dir/kmsd-base" kmsd "$bport" "sqlite:$dir/kms-base.db"
+  ready "$bport"
+  args+=(-base-addr "http://127.0.0.1:$bport" -base-pid "${pids[-1]}")
+fi
 
 pgdir=$(mktemp -d)
-if url=$(scripts/pg-test.sh start "$pgdir" 2>/dev/null); then
+if [ -n "${BENCH_NO_PG:-}" ]; then
+  echo "(BENCH_NO_PG: the replica comparison is skipped)" >&2
+  rmdir "$pgdir"; pgdir=
+elif url=$(scripts/pg-test.sh start "$pgdir" 2>/dev/null); then
   rp1=$(freeport) rp2=$(freeport)
   kmsd "$rp1" "$url"
   ready "$rp1" # the first one migrates and bootstraps; the second finds it done

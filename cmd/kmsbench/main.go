@@ -34,8 +34,11 @@ func main() {
 	levels := flag.String("concurrency", "1,32", "comma-separated concurrency levels")
 	auditOff := flag.String("audit-off-addr", "", "a second kmsd with KMS_AUDIT=off: REST encrypt is measured on both, for the cost of auditing")
 	replicas := flag.String("replica-addrs", "", "two kmsd on one PostgreSQL (a,b): REST encrypt at the highest concurrency on one versus both")
+	flag.IntVar(&kmsdPID, "kmsd-pid", 0, "process id of the kmsd at -addr: its CPU per request is reported (from /proc/<pid>/stat)")
+	flag.StringVar(&baseAddr, "base-addr", "", "a kmsd built from another commit: REST encrypt and decrypt at the highest concurrency on it and on -addr, interleaved, for an A/B ratio in one run")
+	flag.IntVar(&basePID, "base-pid", 0, "process id of the kmsd at -base-addr")
 	flag.Parse()
-	compareAddr = *auditOff
+	compareAddr, addrFlag = *auditOff, *addr
 	replicaAddrs = *replicas
 	if err := run(*addr, *dur, *size, *levels); err != nil {
 		fmt.Fprintln(os.Stderr, "kmsbench:", err)
@@ -51,12 +54,30 @@ type result struct {
 	elapsed     time.Duration
 	p50, p99    time.Duration
 	errors      int64
+	// CPU used during the measurement by kmsbench itself (the load
+	// generator; for raw token runs the token, in process) and by kmsd
+	// (-1: not measured).
+	selfCPU, serverCPU time.Duration
+}
+
+// perOp is d per operation, in microseconds ("" when not measured).
+func (r result) perOp(d time.Duration) string {
+	if d < 0 || r.ops == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0fµs", float64(d.Microseconds())/float64(r.ops))
 }
 
 func (r result) opsPerSec() float64 { return float64(r.ops) / r.elapsed.Seconds() }
 
 // measure runs op from n goroutines for d and records latencies.
 func measure(name string, n int, d time.Duration, op func(ctx context.Context) error) result {
+	return measurePID(name, 0, n, d, op)
+}
+
+// measurePID is measure that also records the CPU process pid used.
+func measurePID(name string, pid, n int, d time.Duration, op func(ctx context.Context) error) result {
+	cpu := startCPU(pid)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var ops, errs atomic.Int64
@@ -79,9 +100,11 @@ func measure(name string, n int, d time.Duration, op func(ctx context.Context) e
 		}(i)
 	}
 	wg.Wait()
+	self, server := cpu.stop()
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	r := result{name: name, concurrency: n, ops: ops.Load(), elapsed: time.Since(start), errors: errs.Load()}
+	r := result{name: name, concurrency: n, ops: ops.Load(), elapsed: time.Since(start), errors: errs.Load(),
+		selfCPU: self, serverCPU: server}
 	if len(all) > 0 {
 		r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
 	}
@@ -143,11 +166,11 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 			_, err := tok.Decrypt(ctx, ref, iv, ct, aad)
 			return err
 		})
-		restEnc := measure("REST encrypt", n, d, func(ctx context.Context) error {
+		restEnc := measurePID("REST encrypt", kmsdPID, n, d, func(ctx context.Context) error {
 			_, err := c.Encrypt(ctx, k.KeyID, plaintext, nil)
 			return err
 		})
-		restDec := measure("REST decrypt", n, d, func(ctx context.Context) error {
+		restDec := measurePID("REST decrypt", kmsdPID, n, d, func(ctx context.Context) error {
 			_, err := c.Decrypt(ctx, enc.CiphertextBlob, nil, "")
 			return err
 		})
@@ -177,15 +200,29 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 
 	fmt.Printf("Machine: %s/%s, %d CPUs (GOMAXPROCS %d), %s; plaintext %d bytes; %s per measurement.\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), size, d)
-	fmt.Println("| operation | concurrency | ops/s | p50 | p99 | errors | REST / token |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("CPU/op: CPU time per operation of kmsbench (for token rows: the token itself, in process) and of kmsd")
+	fmt.Println("(utime+stime from /proc/<pid>/stat); \"kmsd − token\" is kmsd's CPU per request less the token's per operation.")
+	fmt.Println()
+	fmt.Println("| operation | concurrency | ops/s | p50 | p99 | errors | REST / token | kmsbench CPU/op | kmsd CPU/op | kmsd − token |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for i, r := range rows {
-		ratio := ""
+		ratio, own := "", ""
 		if strings.HasPrefix(r.name, "REST") {
-			ratio = fmt.Sprintf("%.2f", r.opsPerSec()/rows[i-2].opsPerSec())
+			tok := rows[i-2]
+			ratio = fmt.Sprintf("%.2f", r.opsPerSec()/tok.opsPerSec())
+			if r.serverCPU >= 0 && r.ops > 0 && tok.ops > 0 {
+				own = fmt.Sprintf("%.0fµs", float64(r.serverCPU.Microseconds())/float64(r.ops)-
+					float64(tok.selfCPU.Microseconds())/float64(tok.ops))
+			}
 		}
-		fmt.Printf("| %s | %d | %.0f | %s | %s | %d | %s |\n", r.name, r.concurrency, r.opsPerSec(),
-			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, ratio)
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %d | %s | %s | %s | %s |\n", r.name, r.concurrency, r.opsPerSec(),
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, ratio,
+			r.perOp(r.selfCPU), r.perOp(r.serverCPU), own)
+	}
+	if baseAddr != "" {
+		if err := baseRun(ctx, hc, levels[len(levels)-1], d, plaintext); err != nil {
+			return err
+		}
 	}
 	if len(audit) > 0 {
 		fmt.Print("\nAuditing on versus off (REST encrypt, same run):\n\n")
@@ -202,6 +239,88 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 	}
 	return nil
 }
+
+// kmsdPID is the process of -addr; baseAddr and basePID the kmsd of
+// another commit for an A/B comparison.
+var (
+	kmsdPID, basePID int
+	baseAddr         string
+)
+
+// baseRun measures REST encrypt and decrypt at concurrency n on the base
+// kmsd and on this one, alternating in four rounds of d/4 each so that
+// both see the same machine (its load changes by the second), and prints
+// the sums and the ratio new / base.
+func baseRun(ctx context.Context, hc *http.Client, n int, d time.Duration, plaintext []byte) error {
+	type side struct {
+		name string
+		c    *client.Client
+		pid  int
+		blob []byte
+		key  string
+	}
+	sides := []*side{{name: "base", c: client.New(baseAddr, os.Getenv("KMS_TOKEN"), hc), pid: basePID},
+		{name: "this", c: client.New(addrFlag, os.Getenv("KMS_TOKEN"), hc), pid: kmsdPID}}
+	for _, s := range sides {
+		k, err := s.c.CreateKey(ctx, client.CreateKeyRequest{Description: "kmsbench A/B"})
+		if err != nil {
+			return fmt.Errorf("create key on %s: %w", s.name, err)
+		}
+		defer s.c.ScheduleKeyDeletion(ctx, k.KeyID, 7)
+		enc, err := s.c.Encrypt(ctx, k.KeyID, plaintext, nil)
+		if err != nil {
+			return err
+		}
+		s.key, s.blob = k.KeyID, enc.CiphertextBlob
+	}
+	sum := func(a, b result) result {
+		if a.name == "" {
+			return b
+		}
+		a.ops += b.ops
+		a.errors += b.errors
+		a.elapsed += b.elapsed
+		a.selfCPU += b.selfCPU
+		if a.serverCPU >= 0 && b.serverCPU >= 0 {
+			a.serverCPU += b.serverCPU
+		} else {
+			a.serverCPU = -1
+		}
+		a.p50, a.p99 = max(a.p50, b.p50), max(a.p99, b.p99) // the worse round
+		return a
+	}
+	var total [2][2]result // [op][side]
+	const rounds = 4
+	for range rounds {
+		for j, s := range sides {
+			total[0][j] = sum(total[0][j], measurePID("REST encrypt", s.pid, n, d/rounds, func(ctx context.Context) error {
+				_, err := s.c.Encrypt(ctx, s.key, plaintext, nil)
+				return err
+			}))
+			total[1][j] = sum(total[1][j], measurePID("REST decrypt", s.pid, n, d/rounds, func(ctx context.Context) error {
+				_, err := s.c.Decrypt(ctx, s.blob, nil, "")
+				return err
+			}))
+		}
+	}
+	fmt.Printf("\nA/B: base kmsd versus this one (concurrency %d, %d interleaved rounds; p50/p99 of the worse round):\n\n", n, rounds)
+	fmt.Println("| operation | kmsd | ops/s | p50 | p99 | errors | kmsd CPU/op | this / base |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, op := range total {
+		for j, r := range op {
+			ratio := ""
+			if j == 1 {
+				ratio = fmt.Sprintf("%.2f", r.opsPerSec()/op[0].opsPerSec())
+			}
+			fmt.Printf("| %s | %s | %.0f | %s | %s | %d | %s | %s |\n", r.name, sides[j].name, r.opsPerSec(),
+				r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, r.perOp(r.serverCPU), ratio)
+		}
+	}
+	return nil
+}
+
+// addrFlag is -addr.
+var addrFlag string
 
 // compareAddr is the audit-off kmsd of -audit-off-addr.
 var compareAddr string
