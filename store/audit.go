@@ -78,8 +78,9 @@ func (q queries) AppendAudit(ctx context.Context, events []*service.AuditEvent, 
 		}
 	}
 	if db, ok := q.w.(*sqlx.DB); ok {
+		q.stmts.prepareAudit(ctx, len(events)) // before the transaction takes the connection
 		return withTx(ctx, db, func(tx *sqlx.Tx) error {
-			return queries{r: tx, w: tx}.appendAudit(ctx, events, h)
+			return queries{r: tx, w: tx, stmts: q.stmts}.appendAudit(ctx, events, h)
 		})
 	}
 	return q.appendAudit(ctx, events, h)
@@ -103,21 +104,24 @@ func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, 
 	}
 	// A group commit inserts many records: one multi-row statement per
 	// chunk costs one parse instead of one per record.
+	// On SQLite the statement is prepared once per number of rows and
+	// reused (stmtCache).
+	args := make([]any, 0, min(len(events), auditInsertChunk)*13)
 	for start := 0; start < len(events); start += auditInsertChunk {
 		chunk := events[start:min(start+auditInsertChunk, len(events))]
-		var b strings.Builder
-		b.WriteString(sqlInsertAuditRows)
-		args := make([]any, 0, len(chunk)*13)
-		for i, e := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(auditRowPlaceholders)
+		args = args[:0]
+		for _, e := range chunk {
 			args = append(args, e.Seq, micros(e.At), e.RequestID, e.Principal,
 				e.Action, e.KeyID, e.KeyVersion, e.Outcome, e.ErrorCode, e.Source, e.Detail,
 				e.PrevHash, e.Hash)
 		}
-		if _, err := q.exec(ctx, b.String(), args...); err != nil {
+		var err error
+		if tx, ok := q.w.(*sqlx.Tx); ok && q.stmts.auditInsert(len(chunk)) != nil {
+			_, err = tx.StmtContext(ctx, q.stmts.auditInsert(len(chunk))).ExecContext(ctx, args...)
+		} else {
+			_, err = q.exec(ctx, auditInsertSQL(len(chunk)), args...)
+		}
+		if err != nil {
 			return internal("insert", fmt.Sprintf("audit records %d to %d", chunk[0].Seq, chunk[len(chunk)-1].Seq), err)
 		}
 	}

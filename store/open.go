@@ -121,7 +121,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err := r.PingContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: sqlite: %w", err), r.Close(), w.Close())
 	}
-	return &DB{queries: queries{r: r, w: w}, w: w, r: r, dialect: dialectSQLite}, nil
+	return &DB{queries: queries{r: r, w: w, stmts: newStmtCache(w)}, w: w, r: r, dialect: dialectSQLite}, nil
 }
 
 // openPostgres opens one pool through pgx's database/sql driver and migrates.
@@ -170,7 +170,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the pools. Call it after the last query has returned.
 func (db *DB) Close() error {
-	err := db.w.Close()
+	err := errors.Join(db.stmts.close(), db.w.Close())
 	if db.r != db.w {
 		err = errors.Join(err, db.r.Close())
 	}
@@ -188,7 +188,7 @@ func (db *DB) Close() error {
 // isolation level is the server's default (READ COMMITTED).
 func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error {
 	return conflictErr(withTx(ctx, db.w, func(tx *sqlx.Tx) error {
-		return fn(queries{r: tx, w: tx})
+		return fn(queries{r: tx, w: tx, stmts: db.stmts})
 	}))
 }
 

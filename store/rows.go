@@ -20,6 +20,8 @@ import (
 type queries struct {
 	r sqlx.ExtContext
 	w sqlx.ExtContext
+	// stmts holds prepared statements of the writer (SQLite); nil: none.
+	stmts *stmtCache
 }
 
 func (q queries) get(ctx context.Context, dest any, query string, args ...any) error {
