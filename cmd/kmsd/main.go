@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/internal/buildinfo"
+	"github.com/hsmkms/hsmkms/internal/logbuf"
 	"github.com/hsmkms/hsmkms/metrics"
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/hsmkms/hsmkms/store"
@@ -54,7 +56,12 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel)
+	// Request lines are batched into few writes; the deferred Close writes
+	// what is left on every way out of run (a signal, an error, a panic
+	// of this goroutine).
+	logs := logbuf.New(os.Stderr, 0, 0)
+	defer logs.Close()
+	log := newLogger(cfg.LogLevel, logs)
 	// TLS material is read before the token or the database is touched:
 	// a wrong path is a configuration error, reported alone.
 	tlsConfig, certs, err := serverTLSConfig(cfg, log)
@@ -191,8 +198,8 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, certs *certReloader,
 	}
 }
 
-func newLogger(level string) *slog.Logger {
+func newLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
