@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,7 +17,8 @@ var errPanic = errors.New("panic in handler")
 func urlUnescape(s string) (string, error) { return url.PathUnescape(s) }
 
 type handlers struct {
-	svc *service.Service
+	svc    *service.Service
+	logger *slog.Logger
 }
 
 func (h *handlers) healthz(c echo.Context) error {

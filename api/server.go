@@ -37,6 +37,9 @@ type Config struct {
 	// BodyLimit caps request bodies (default 64 KiB: a 4096-byte plaintext
 	// in base64 plus context fits with room to spare).
 	BodyLimit string
+	// BatchBodyLimit caps the bodies of the batch operations (default
+	// DefaultBatchBodyLimit).
+	BatchBodyLimit string
 	// RequestTimeout bounds each API call, token wait included (default 30s).
 	RequestTimeout time.Duration
 	// Extra registers further routes (e.g. /metrics) on the same server.
@@ -74,6 +77,9 @@ func New(cfg Config) *echo.Echo {
 	if cfg.BodyLimit == "" {
 		cfg.BodyLimit = "64K"
 	}
+	if cfg.BatchBodyLimit == "" {
+		cfg.BatchBodyLimit = DefaultBatchBodyLimit
+	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
@@ -91,7 +97,7 @@ func New(cfg Config) *echo.Echo {
 	e.Use(recoverPanics(cfg.Logger))
 	e.Use(auditUnrouted(audit(cfg.Service, cfg.Logger)(ActionUnknown), authenticate(cfg.Auth)))
 
-	h := &handlers{svc: cfg.Service}
+	h := &handlers{svc: cfg.Service, logger: cfg.Logger}
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
 	e.GET("/openapi.yaml", openAPI)
@@ -142,6 +148,10 @@ func New(cfg Config) *echo.Echo {
 	v1.add(http.MethodPost, "/generate-data-key-without-plaintext", service.ActGenerateDataKeyNoP, h.generateDataKeyWithoutPlaintext)
 	v1.add(http.MethodPost, "/re-encrypt", "kms:ReEncrypt", h.reEncrypt)
 	v1.add(http.MethodPost, "/generate-random", service.ActGenerateRandom, h.generateRandom)
+	batch := &routes{g: v1.g, audit: v1.audit, mw: []echo.MiddlewareFunc{
+		bodyLimit(cfg.BatchBodyLimit), timeout(cfg.RequestTimeout), authenticate(cfg.Auth), requireJSON}}
+	batch.add(http.MethodPost, "/batch/encrypt", ActBatchEncrypt, h.batchEncrypt)
+	batch.add(http.MethodPost, "/batch/decrypt", ActBatchDecrypt, h.batchDecrypt)
 
 	v1.add(http.MethodPost, "/principals", "kms:CreatePrincipal", h.createPrincipal)
 	v1.add(http.MethodGet, "/principals", "kms:ListPrincipals", h.listPrincipals)

@@ -173,6 +173,7 @@ var groupHelp = map[string]string{
 	"principals": "callers and their policies",
 	"tokens":     "bearer tokens of principals",
 	"policies":   "policy documents",
+	"batch":      "encrypt or decrypt up to 100 items in one request",
 	"audit":      "the audit trail",
 }
 
