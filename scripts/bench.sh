@@ -90,4 +90,26 @@ else
   rmdir "$pgdir" 2>/dev/null || true
   pgdir=
 fi
-"$dir/kmsbench" "${args[@]}" -duration "${BENCH_DURATION:-5s}" "$@"
+dur=${BENCH_DURATION:-5s}
+[ -n "${BENCH_SCALE_ONLY:-}" ] || "$dir/kmsbench" "${args[@]}" -duration "$dur" "$@"
+
+# Scale (BENCH_KEYS=N): N keys through REST against the token's own
+# generation rate, kmsd's start-up with them, then encrypt over many keys
+# against one key.
+if [ -n "${BENCH_KEYS:-}" ]; then
+  common=(-addr "http://127.0.0.1:$port" -concurrency 32 -duration "$dur")
+  echo
+  "$dir/kmsbench" "${common[@]}" -kmsd-pid "$mainpid" -create-keys "$BENCH_KEYS" -key-file "$dir/keys.txt"
+  kill "$mainpid"; wait "$mainpid" 2>/dev/null || true
+  t0=$(date +%s.%N)
+  kmsd "$port" "sqlite:$dir/kms.db"
+  mainpid=${pids[-1]}
+  until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+    kill -0 "$mainpid" 2>/dev/null || { echo "bench.sh: kmsd did not restart" >&2; exit 1; }
+    sleep 0.02
+  done
+  t1=$(date +%s.%N)
+  printf '\nkmsd start-up with %s keys (process start to /readyz 200, polled every 20 ms): %.2f s\n\n' \
+    "$BENCH_KEYS" "$(echo "$t1 - $t0" | bc -l)"
+  "$dir/kmsbench" "${common[@]}" -kmsd-pid "$mainpid" -key-file "$dir/keys.txt"
+fi

@@ -37,6 +37,9 @@ func main() {
 	flag.IntVar(&kmsdPID, "kmsd-pid", 0, "process id of the kmsd at -addr: its CPU per request is reported (from /proc/<pid>/stat)")
 	flag.StringVar(&baseAddr, "base-addr", "", "a kmsd built from another commit: REST encrypt and decrypt at the highest concurrency on it and on -addr, interleaved, for an A/B ratio in one run")
 	flag.IntVar(&basePID, "base-pid", 0, "process id of the kmsd at -base-addr")
+	flag.IntVar(&batchItems, "batch", 32, "items per batch request for the batch rows (0: none)")
+	flag.IntVar(&createKeys, "create-keys", 0, "scale: create this many keys through REST (8 parallel clients), compare with the token's own generation rate, write their ids to -key-file, and stop")
+	flag.StringVar(&keyFile, "key-file", "", "scale: the file of key ids of -create-keys; without -create-keys, measure encrypt cycling over those keys against one key, and stop")
 	flag.Parse()
 	compareAddr, addrFlag = *auditOff, *addr
 	replicaAddrs = *replicas
@@ -123,6 +126,9 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 	ctx := context.Background()
 	plaintext := make([]byte, size)
 	aad := make([]byte, 25)
+	if createKeys > 0 || keyFile != "" {
+		return scaleRun(ctx, addr, d, levels[len(levels)-1], plaintext)
+	}
 
 	// Raw token ceiling: the hsm package alone, on a key of its own.
 	module := env("KMS_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
@@ -175,6 +181,9 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 			return err
 		})
 		rows = append(rows, rawEnc, rawDec, restEnc, restDec)
+		if batchItems > 0 && n == levels[len(levels)-1] {
+			rows = append(rows, batchRows(ctx, c, k.KeyID, n, d, plaintext)...)
+		}
 	}
 	var audit [][2]result
 	if compareAddr != "" {
@@ -207,8 +216,7 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for i, r := range rows {
 		ratio, own := "", ""
-		if strings.HasPrefix(r.name, "REST") {
-			tok := rows[i-2]
+		if tok, ok := tokenRow(rows[:i], r); ok {
 			ratio = fmt.Sprintf("%.2f", r.opsPerSec()/tok.opsPerSec())
 			if r.serverCPU >= 0 && r.ops > 0 && tok.ops > 0 {
 				own = fmt.Sprintf("%.0fµs", float64(r.serverCPU.Microseconds())/float64(r.ops)-
@@ -273,22 +281,6 @@ func baseRun(ctx context.Context, hc *http.Client, n int, d time.Duration, plain
 		}
 		s.key, s.blob = k.KeyID, enc.CiphertextBlob
 	}
-	sum := func(a, b result) result {
-		if a.name == "" {
-			return b
-		}
-		a.ops += b.ops
-		a.errors += b.errors
-		a.elapsed += b.elapsed
-		a.selfCPU += b.selfCPU
-		if a.serverCPU >= 0 && b.serverCPU >= 0 {
-			a.serverCPU += b.serverCPU
-		} else {
-			a.serverCPU = -1
-		}
-		a.p50, a.p99 = max(a.p50, b.p50), max(a.p99, b.p99) // the worse round
-		return a
-	}
 	var total [2][2]result // [op][side]
 	const rounds = 4
 	for range rounds {
@@ -317,6 +309,69 @@ func baseRun(ctx context.Context, hc *http.Client, n int, d time.Duration, plain
 		}
 	}
 	return nil
+}
+
+// batchItems is -batch; createKeys and keyFile the scale run's flags.
+var (
+	batchItems, createKeys int
+	keyFile                string
+)
+
+// tokenRow is the raw token row of the same operation and concurrency as
+// the REST row r.
+func tokenRow(rows []result, r result) (result, bool) {
+	if !strings.HasPrefix(r.name, "REST") {
+		return result{}, false
+	}
+	op := "token encrypt"
+	if strings.Contains(r.name, "decrypt") {
+		op = "token decrypt"
+	}
+	for _, t := range slices.Backward(rows) {
+		if t.name == op && t.concurrency == r.concurrency {
+			return t, true
+		}
+	}
+	return result{}, false
+}
+
+// batchRows measures REST batch encrypt and decrypt of batchItems items per
+// request at concurrency n; ops are items, so that the ratio to the token
+// is in items/s.
+func batchRows(ctx context.Context, c *client.Client, keyID string, n int, d time.Duration, plaintext []byte) []result {
+	items := make([]client.BatchEncryptItem, batchItems)
+	for i := range items {
+		items[i] = client.BatchEncryptItem{KeyID: keyID, Plaintext: plaintext}
+	}
+	res, err := c.BatchEncrypt(ctx, items)
+	if err != nil || len(res) != len(items) || res[0].Error != nil {
+		fmt.Fprintln(os.Stderr, "kmsbench: batch encrypt:", err)
+		return nil
+	}
+	dec := make([]client.BatchDecryptItem, len(res))
+	for i, r := range res {
+		dec[i] = client.BatchDecryptItem{CiphertextBlob: r.CiphertextBlob}
+	}
+	perItem := func(r result) result {
+		r.ops *= int64(batchItems)
+		return r
+	}
+	name := fmt.Sprintf("REST batch %%s (%d items)", batchItems)
+	enc := measurePID(fmt.Sprintf(name, "encrypt"), kmsdPID, n, d, func(ctx context.Context) error {
+		r, err := c.BatchEncrypt(ctx, items)
+		if err == nil && r[len(r)-1].Error != nil {
+			err = r[len(r)-1].Error
+		}
+		return err
+	})
+	de := measurePID(fmt.Sprintf(name, "decrypt"), kmsdPID, n, d, func(ctx context.Context) error {
+		r, err := c.BatchDecrypt(ctx, dec)
+		if err == nil && r[len(r)-1].Error != nil {
+			err = r[len(r)-1].Error
+		}
+		return err
+	})
+	return []result{perItem(enc), perItem(de)}
 }
 
 // addrFlag is -addr.
