@@ -93,7 +93,13 @@ func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, 
 		query += " FOR UPDATE"
 	}
 	var head auditHead
-	if err := sqlx.GetContext(ctx, q.w, &head, q.w.Rebind(query)); err != nil {
+	tx, _ := q.w.(*sqlx.Tx)
+	headStmt, moveStmt := q.stmts.auditHead()
+	if tx != nil && headStmt != nil {
+		if err := tx.StmtContext(ctx, headStmt).QueryRowContext(ctx).Scan(&head.Seq, &head.Hash); err != nil {
+			return internal("lock", "audit head", err)
+		}
+	} else if err := sqlx.GetContext(ctx, q.w, &head, q.w.Rebind(query)); err != nil {
 		return internal("lock", "audit head", err)
 	}
 	for _, e := range events {
@@ -116,7 +122,7 @@ func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, 
 				e.PrevHash, e.Hash)
 		}
 		var err error
-		if tx, ok := q.w.(*sqlx.Tx); ok && q.stmts.auditInsert(len(chunk)) != nil {
+		if tx != nil && q.stmts.auditInsert(len(chunk)) != nil {
 			_, err = tx.StmtContext(ctx, q.stmts.auditInsert(len(chunk))).ExecContext(ctx, args...)
 		} else {
 			_, err = q.exec(ctx, auditInsertSQL(len(chunk)), args...)
@@ -125,7 +131,13 @@ func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, 
 			return internal("insert", fmt.Sprintf("audit records %d to %d", chunk[0].Seq, chunk[len(chunk)-1].Seq), err)
 		}
 	}
-	if _, err := q.exec(ctx, sqlMoveAuditHead, head.Seq, head.Hash); err != nil {
+	var err error
+	if tx != nil && moveStmt != nil {
+		_, err = tx.StmtContext(ctx, moveStmt).ExecContext(ctx, head.Seq, head.Hash)
+	} else {
+		_, err = q.exec(ctx, sqlMoveAuditHead, head.Seq, head.Hash)
+	}
+	if err != nil {
 		return internal("move", "audit head", err)
 	}
 	return nil

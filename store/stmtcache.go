@@ -21,6 +21,8 @@ type stmtCache struct {
 	db     *sqlx.DB
 	mu     sync.Mutex
 	stmts  map[int]*sql.Stmt // audit INSERT of n rows; at most auditInsertChunk
+	head   *sql.Stmt         // sqlAuditHead
+	move   *sql.Stmt         // sqlMoveAuditHead
 	closed bool
 }
 
@@ -49,6 +51,24 @@ func auditInsertSQL(n int) string {
 func (c *stmtCache) prepareAudit(ctx context.Context, n int) {
 	if c == nil {
 		return
+	}
+	c.mu.Lock()
+	needHead, closed := c.head == nil, c.closed
+	c.mu.Unlock()
+	if needHead && !closed {
+		head, err1 := c.db.PrepareContext(ctx, sqlAuditHead)
+		move, err2 := c.db.PrepareContext(ctx, sqlMoveAuditHead)
+		c.mu.Lock()
+		if err1 == nil && err2 == nil && c.head == nil && !c.closed {
+			c.head, c.move = head, move
+		} else {
+			for _, st := range []*sql.Stmt{head, move} {
+				if st != nil {
+					_ = st.Close()
+				}
+			}
+		}
+		c.mu.Unlock()
 	}
 	for _, rows := range auditChunkSizes(n) {
 		c.mu.Lock()
@@ -94,6 +114,16 @@ func (c *stmtCache) auditInsert(n int) *sql.Stmt {
 	return c.stmts[n]
 }
 
+// auditHead returns the prepared head SELECT and UPDATE, or nils.
+func (c *stmtCache) auditHead() (head, move *sql.Stmt) {
+	if c == nil {
+		return nil, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.head, c.move
+}
+
 // close closes the statements; later inserts run unprepared.
 func (c *stmtCache) close() error {
 	if c == nil {
@@ -103,6 +133,14 @@ func (c *stmtCache) close() error {
 	defer c.mu.Unlock()
 	c.closed = true
 	var err error
+	for _, st := range []*sql.Stmt{c.head, c.move} {
+		if st != nil {
+			if e := st.Close(); e != nil && err == nil {
+				err = e
+			}
+		}
+	}
+	c.head, c.move = nil, nil
 	for n, st := range c.stmts {
 		if e := st.Close(); e != nil && err == nil {
 			err = e

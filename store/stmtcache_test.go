@@ -37,6 +37,9 @@ func TestAppendAuditPrepared(t *testing.T) {
 					t.Errorf("no prepared INSERT of %d rows after batches of that size", n)
 				}
 			}
+			if head, move := s.stmts.auditHead(); head == nil || move == nil {
+				t.Error("the audit head's SELECT and UPDATE are not prepared")
+			}
 		}
 
 		// A batch whose first seq is taken (the head moved back by one)
@@ -54,7 +57,7 @@ func TestAppendAuditPrepared(t *testing.T) {
 		// Closed, the store refuses appends and its statements are gone.
 		if s.dialect == dialectSQLite {
 			noErr(t, s.stmts.close())
-			if s.stmts.auditInsert(1) != nil {
+			if head, _ := s.stmts.auditHead(); s.stmts.auditInsert(1) != nil || head != nil {
 				t.Error("a prepared statement survived close")
 			}
 			// Unprepared appends still work until the database closes.
