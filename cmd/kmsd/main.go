@@ -85,15 +85,6 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return fmt.Errorf("token: %w", err)
 	}
 	defer tok.Close()
-	// One scan of the token instead of one search per key on first use
-	// (a search costs in proportion to the objects in the token). A
-	// failure only leaves the searches to the request path.
-	warmStart := time.Now()
-	if n, err := tok.Warm(ctx); err != nil {
-		log.Warn("token: handle cache not warmed; keys are found on first use", "err", err)
-	} else {
-		log.Info("token: handle cache warmed", "handles", n, "ms", time.Since(warmStart).Milliseconds())
-	}
 	db, err := store.Open(ctx, cfg.DB)
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
@@ -152,6 +143,20 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 			errc <- srv.Serve(ln)
 		}
 	}()
+	// One scan of the token instead of one search per key on first use
+	// (a search costs in proportion to the objects in the token). It runs
+	// once kmsd serves, not before (seconds with 10,000 keys); a request
+	// meanwhile waits for it or searches as before, and a failure only
+	// leaves the searches to the request path.
+	go func(start time.Time) {
+		if n, err := tok.Warm(ctx); err != nil {
+			if ctx.Err() == nil {
+				log.Warn("token: handle cache not warmed; keys are found on first use", "err", err)
+			}
+		} else {
+			log.Info("token: handle cache warmed", "handles", n, "ms", time.Since(start).Milliseconds())
+		}
+	}(time.Now())
 	log.Info("kmsd serving", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "", "token", cfg.TokenLabel, "db", dbKind(cfg.DB))
 
 	select {
