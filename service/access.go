@@ -286,11 +286,9 @@ func (s *Service) createAdmin(ctx context.Context, tokenID, bearer string) (bool
 			Description: "administrator (bootstrap)", CreatedAt: now}); err != nil {
 			return err
 		}
-		if s.auditor != nil {
-			a := &Activity{Principal: "system", Action: "kms:Bootstrap", Detail: map[string]string{"principal": AdminPrincipal}}
-			if err := q.AppendAudit(ctx, []*AuditEvent{a.event(now, OutcomeAllowed, "")}, HashAuditEvent); err != nil {
-				return err
-			}
+		a := &Activity{Principal: "system", Action: "kms:Bootstrap", Detail: map[string]string{"principal": AdminPrincipal}}
+		if err := s.Audit.appendIn(ctx, q, a, now); err != nil {
+			return err
 		}
 		made = true
 		return nil

@@ -28,14 +28,11 @@ type Activity struct {
 	KeyVersion int
 	Detail     map[string]string
 
-	// audited is set once the record committed together with a change
-	// (management actions); the API then does not record it again.
-	audited bool
+	// recorded is set by the audit part once the record committed
+	// together with a change (management actions): Audit.Record then does
+	// not write it again.
+	recorded bool
 }
-
-// Audited reports whether the request's record was already written in the
-// transaction of its change.
-func (a *Activity) Audited() bool { return a != nil && a.audited }
 
 type callerKey struct{}
 type activityKey struct{}

@@ -348,7 +348,7 @@ func (s *Service) expireImports(ctx context.Context) error {
 						return err
 					}
 					a := systemActivity("kms:ExpireImportedKeyMaterial", id)
-					return s.auditSystem(ctx, q, a)
+					return s.Audit.system(ctx, q, a)
 				})
 			})
 		})

@@ -96,20 +96,24 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// base is what every part of the service shares: the clock, the log and
+// the translation of token and store errors into domain errors.
+type base struct {
+	clock Clock
+	log   *slog.Logger
+}
+
 // Service implements the KMS use cases.
 type Service struct {
+	base
+	*Audit
 	store Store
 	token hsm.Token
 	cfg   Config
-	clock Clock
-	log   *slog.Logger
 	cache *keyCache
 	hooks hooks
-	// auditor group-commits audit records; nil when auditing is off.
-	auditor *auditor
-	sealer  sealer
-	auth    *authCache
-	stats   counters // what Stats reports (stats.go)
+	auth  *authCache
+	stats counters // what Stats reports (stats.go)
 
 	instance string        // identifies this process in key leases
 	leases   atomic.Uint64 // makes every lease owner unique
@@ -142,30 +146,23 @@ func (s *Service) leaseOwner() string {
 // New returns a service on an opened store and token.
 func New(store Store, token hsm.Token, cfg Config) *Service {
 	cfg.setDefaults()
-	s := &Service{store: store, token: token, cfg: cfg, clock: cfg.Clock, log: cfg.Logger,
+	b := base{clock: cfg.Clock, log: cfg.Logger}
+	s := &Service{base: b, store: store, token: token, cfg: cfg,
 		hooks: hooks{cfg.StepHook}, instance: uuid.NewString()}
+	s.Audit = newAudit(b, store, token, !cfg.DisableAudit)
 	s.cache = newKeyCache(store, cfg.Clock, cfg.CacheTTL)
 	s.auth = newAuthCache(cfg.AuthCacheTTL)
-	if !cfg.DisableAudit {
-		s.auditor = newAuditor(store, s.log)
-	}
 	return s
 }
 
 // Close writes every queued audit record and stops taking new ones. The
 // token and the store belong to the caller, who closes them afterwards.
-func (s *Service) Close() {
-	if s.auditor != nil {
-		s.auditor.close()
-		if s.token != nil {
-			// Seal what the last requests appended.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := s.SealAudit(ctx); err != nil {
-				s.log.Warn("final audit seal", "err", err)
-			}
-		}
-	}
+func (s *Service) Close() { s.Audit.close() }
+
+// commit runs fn in a transaction that also appends the request's audit
+// record (commit in audit.go).
+func (s *Service) commit(ctx context.Context, fn func(q Queries) error) error {
+	return commit(ctx, s.Audit, s.store.InTx, fn)
 }
 
 // Ready reports whether both the token and the database answer.
@@ -181,13 +178,13 @@ func (s *Service) Ready(ctx context.Context) error {
 
 // now is the clock's time truncated to microseconds, the store's precision,
 // so that what is returned equals what is read back later.
-func (s *Service) now() time.Time {
+func (s base) now() time.Time {
 	return s.clock.Now().UTC().Truncate(time.Microsecond)
 }
 
 // tokenErr translates an hsm error into a domain error. Unknown errors are
 // returned as they are: the API logs them and answers 500 without details.
-func (s *Service) tokenErr(err error) error {
+func (s base) tokenErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -230,7 +227,7 @@ func tokenRetry(ctx context.Context, call func() error) error {
 
 // storeErr passes domain errors through and turns connection failures into
 // ErrUnavailable; anything else stays internal.
-func (s *Service) storeErr(err error) error {
+func (s base) storeErr(err error) error {
 	var netErr net.Error
 	var dErr *Error
 	switch {

@@ -26,6 +26,7 @@ type Store interface {
 // Queries are the reads and writes, usable inside and outside a transaction.
 type Queries interface {
 	AccessQueries
+	AuditQueries
 	ImportQueries
 	InsertKey(ctx context.Context, k *Key) error
 	GetKey(ctx context.Context, id string) (*Key, error)

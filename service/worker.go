@@ -60,7 +60,7 @@ func (s *Service) RunWorker(ctx context.Context, cfg WorkerConfig) {
 // runSealer seals the audit chain's head every interval (real time: seals
 // are about the wall clock, not the domain's clock).
 func (s *Service) runSealer(ctx context.Context, every time.Duration) {
-	if s.auditor == nil {
+	if !s.AuditEnabled() {
 		return
 	}
 	t := time.NewTicker(every)
@@ -146,7 +146,7 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 			if err := q.DeleteAliasesOfKey(ctx, id); err != nil {
 				return err
 			}
-			return s.auditSystem(ctx, q, systemActivity("kms:DeleteKey", id))
+			return s.Audit.system(ctx, q, systemActivity("kms:DeleteKey", id))
 		})
 		if err != nil {
 			return s.storeErr(err)
@@ -192,7 +192,7 @@ func (s *Service) destroyVersion(ctx context.Context, id string, version int) er
 			}
 			a := systemActivity("kms:DestroyKeyVersion", id)
 			a.KeyVersion = version
-			return s.auditSystem(ctx, q, a)
+			return s.Audit.system(ctx, q, a)
 		})
 		if err != nil {
 			return s.storeErr(err)
