@@ -5,12 +5,9 @@ package service
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -225,10 +222,11 @@ func tokenRetry(ctx context.Context, call func() error) error {
 	return err
 }
 
-// storeErr passes domain errors through and turns connection failures into
-// ErrUnavailable; anything else stays internal.
+// storeErr passes domain errors through and turns a database the store
+// found unavailable (it alone classifies database errors: it wraps
+// ErrUnavailable around them) into a client-safe ErrUnavailable; anything
+// else stays internal.
 func (s base) storeErr(err error) error {
-	var netErr net.Error
 	var dErr *Error
 	switch {
 	case err == nil:
@@ -237,8 +235,7 @@ func (s base) storeErr(err error) error {
 		return err
 	case errors.Is(err, context.Canceled):
 		return err
-	case errors.As(err, &netErr), errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
-		errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		s.log.Warn("database unavailable", "err", err)
 		return errorf(ErrUnavailable, "the metadata database is unavailable; retry later")
 	}

@@ -92,7 +92,7 @@ func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, 
 		query += " FOR UPDATE"
 	}
 	var head auditHead
-	if err := sqlx.GetContext(ctx, q.w, &head, q.w.Rebind(query)); err != nil {
+	if err := classify(sqlx.GetContext(ctx, q.w, &head, q.w.Rebind(query))); err != nil {
 		return internal("lock", "audit head", err)
 	}
 	for _, e := range events {

@@ -158,11 +158,11 @@ func prepare(ctx context.Context, db *sqlx.DB, d dialect) error {
 // waits while a transaction holds the writer.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.w.PingContext(ctx); err != nil {
-		return fmt.Errorf("store: ping: %w", err)
+		return fmt.Errorf("store: ping: %w", classify(err))
 	}
 	if db.r != db.w {
 		if err := db.r.PingContext(ctx); err != nil {
-			return fmt.Errorf("store: ping: %w", err)
+			return fmt.Errorf("store: ping: %w", classify(err))
 		}
 	}
 	return nil
@@ -196,7 +196,7 @@ func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error 
 func withTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
+		return fmt.Errorf("store: begin: %w", classify(err))
 	}
 	finished := false
 	defer func() {
@@ -223,7 +223,7 @@ func withTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error 
 		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return fmt.Errorf("store: commit: %w", err)
+		return fmt.Errorf("store: commit: %w", classify(err))
 	}
 	return nil
 }

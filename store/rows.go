@@ -23,15 +23,16 @@ type queries struct {
 }
 
 func (q queries) get(ctx context.Context, dest any, query string, args ...any) error {
-	return sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...)
+	return classify(sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...))
 }
 
 func (q queries) sel(ctx context.Context, dest any, query string, args ...any) error {
-	return sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...)
+	return classify(sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...))
 }
 
 func (q queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return q.w.ExecContext(ctx, q.w.Rebind(query), args...)
+	res, err := q.w.ExecContext(ctx, q.w.Rebind(query), args...)
+	return res, classify(err)
 }
 
 // limitArg turns a page size into a LIMIT argument: zero or less means no
