@@ -104,12 +104,12 @@ type base struct {
 type Service struct {
 	base
 	*Audit
+	*Access
 	store Store
 	token hsm.Token
 	cfg   Config
 	cache *keyCache
 	hooks hooks
-	auth  *authCache
 	stats counters // what Stats reports (stats.go)
 
 	instance string        // identifies this process in key leases
@@ -148,7 +148,7 @@ func New(store Store, token hsm.Token, cfg Config) *Service {
 		hooks: hooks{cfg.StepHook}, instance: uuid.NewString()}
 	s.Audit = newAudit(b, store, token, !cfg.DisableAudit)
 	s.cache = newKeyCache(store, cfg.Clock, cfg.CacheTTL)
-	s.auth = newAuthCache(cfg.AuthCacheTTL)
+	s.Access = newAccess(b, store, s.Audit, cfg.AuthCacheTTL)
 	return s
 }
 
