@@ -132,7 +132,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string
 	}
 
 	// The key's lease keeps the reconciler and other imports away.
-	release, err := s.holdLease(ctx, k.ID)
+	release, err := s.leases.hold(ctx, k.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, ref string) (*K
 	}
 	// Under the key's lease: an import running meanwhile would make a new
 	// version 1 object that the destroy below would take with the old one.
-	release, err := s.holdLease(ctx, v.key.ID)
+	release, err := s.leases.hold(ctx, v.key.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +341,7 @@ func (s *Service) expireImports(ctx context.Context) error {
 		return s.storeErr(err)
 	}
 	for _, id := range ids {
-		err := s.withLease(ctx, id, func(time.Time) error {
+		err := s.leases.with(ctx, id, func(time.Time) error {
 			return s.deleteMaterial(ctx, id, func(ctx context.Context, fn func(Queries) error) error {
 				return s.store.InTx(ctx, func(q Queries) error {
 					if err := fn(q); err != nil {

@@ -86,7 +86,7 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 	// Hold the new key's lease while the object is made, as a rotation
 	// does: the reconciler rolls back an abandoned creation only once the
 	// lease has expired, never one still in progress.
-	release, err := s.holdLease(ctx, k.ID)
+	release, err := s.leases.hold(ctx, k.ID)
 	if err != nil {
 		s.abandonCreate(k.ID, false)
 		return nil, err

@@ -75,7 +75,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 		if v.UpdatedAt.After(cutoff) {
 			continue // may still be in progress
 		}
-		err := s.withLease(ctx, v.KeyID, func(_ time.Time) error {
+		err := s.leases.with(ctx, v.KeyID, func(_ time.Time) error {
 			// Rows first, in one transaction that locks the key, as the
 			// promotion does: a creation or rotation that finishes after
 			// all (its lease expired, it was only slow) either commits
@@ -183,7 +183,7 @@ func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, re
 		// rotation, creation or import of it runs meanwhile) and on the
 		// rows read again under it; a key whose lease is held is left for
 		// the next pass.
-		err := s.withLease(ctx, id, func(time.Time) error {
+		err := s.leases.with(ctx, id, func(time.Time) error {
 			return s.repairObject(ctx, o, rep)
 		})
 		if err != nil {

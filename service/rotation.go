@@ -38,22 +38,20 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 		// The worker's rotations are audited as the system's.
 		ctx = WithActivity(ctx, systemActivity(ActRotateKey, keyID, "rotation_type", string(typ)))
 	}
-	owner := s.leaseOwner()
-	now := s.now()
-	ok, err := s.store.ClaimKey(ctx, keyID, owner, now, now.Add(s.cfg.LeaseDuration))
+	le, now, err := s.leases.claim(ctx, keyID)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, errorf(ErrNotFound, "key %s not found", keyID)
 		}
 		return nil, s.storeErr(err)
 	}
-	if !ok {
+	if le == nil {
 		if typ == RotationAutomatic {
 			return nil, nil // another worker has it
 		}
 		return nil, errorf(ErrLimitExceeded, "key %s is being rotated by another request; retry", keyID)
 	}
-	defer s.release(keyID, owner)
+	defer le.release()
 
 	k, err := s.loadKey(ctx, s.store, keyID)
 	if err != nil {
@@ -179,12 +177,4 @@ func (s *Service) promote(ctx context.Context, keyID string, n int, typ Rotation
 func (s *Service) due(k *Key, now time.Time) bool {
 	return k.RotationEnabled && k.State == KeyEnabled && k.Origin == OriginHSM &&
 		k.NextRotation != nil && !k.NextRotation.After(now)
-}
-
-func (s *Service) release(keyID, owner string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.store.ReleaseKey(ctx, keyID, owner); err != nil {
-		s.log.Warn("release key lease; it expires by itself", "key_id", keyID, "err", err)
-	}
 }

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -105,15 +103,13 @@ type Service struct {
 	base
 	*Audit
 	*Access
-	store Store
-	token hsm.Token
-	cfg   Config
-	cache *keyCache
-	hooks hooks
-	stats counters // what Stats reports (stats.go)
-
-	instance string        // identifies this process in key leases
-	leases   atomic.Uint64 // makes every lease owner unique
+	store  Store
+	token  hsm.Token
+	cfg    Config
+	cache  *keyCache
+	hooks  hooks
+	stats  counters // what Stats reports (stats.go)
+	leases *leases
 }
 
 // Rotation protocol steps, as StepHook names them.
@@ -134,18 +130,13 @@ func (h hooks) after(step string) {
 	}
 }
 
-// leaseOwner is a fresh owner id for one claim: two goroutines of one
-// process never share a lease.
-func (s *Service) leaseOwner() string {
-	return s.instance + "/" + strconv.FormatUint(s.leases.Add(1), 10)
-}
-
 // New returns a service on an opened store and token.
 func New(store Store, token hsm.Token, cfg Config) *Service {
 	cfg.setDefaults()
 	b := base{clock: cfg.Clock, log: cfg.Logger}
 	s := &Service{base: b, store: store, token: token, cfg: cfg,
-		hooks: hooks{cfg.StepHook}, instance: uuid.NewString()}
+		hooks: hooks{cfg.StepHook}}
+	s.leases = &leases{base: b, store: store, duration: cfg.LeaseDuration, instance: uuid.NewString()}
 	s.Audit = newAudit(b, store, token, !cfg.DisableAudit)
 	s.cache = newKeyCache(store, cfg.Clock, cfg.CacheTTL)
 	s.Access = newAccess(b, store, s.Audit, cfg.AuthCacheTTL)

@@ -28,6 +28,7 @@ type Queries interface {
 	AccessQueries
 	AuditQueries
 	ImportQueries
+	LeaseQueries
 	InsertKey(ctx context.Context, k *Key) error
 	GetKey(ctx context.Context, id string) (*Key, error)
 	// LockKey is GetKey that, inside a transaction, locks the key's row
@@ -83,13 +84,6 @@ type Queries interface {
 	DueDeletions(ctx context.Context, now time.Time, limit int) ([]string, error)
 	// DueDestructions lists versions in PendingDestruction with destroy_at <= now.
 	DueDestructions(ctx context.Context, now time.Time, limit int) ([]Version, error)
-	// ClaimKey takes a lease on a key for owner until `until`, atomically:
-	// it succeeds when the key has no lease, the lease expired (lease_until
-	// <= now) or owner already holds it. One due rotation is therefore done
-	// by exactly one worker even across replicas.
-	ClaimKey(ctx context.Context, keyID, owner string, now, until time.Time) (bool, error)
-	// ReleaseKey drops owner's lease on the key (no-op if owner does not hold it).
-	ReleaseKey(ctx context.Context, keyID, owner string) error
 	// CountKeysByState counts keys per state (metrics); absent states have none.
 	CountKeysByState(ctx context.Context) (map[KeyState]int, error)
 }

@@ -120,7 +120,7 @@ func (s *Service) RunDue(ctx context.Context) error {
 // aliases; then its token objects are destroyed. A crash in between leaves
 // objects of a Deleted key, which the reconciler destroys.
 func (s *Service) deleteKey(ctx context.Context, id string) error {
-	return s.withLease(ctx, id, func(now time.Time) error {
+	return s.leases.with(ctx, id, func(now time.Time) error {
 		var versions []Version
 		err := s.store.InTx(ctx, func(q Queries) error {
 			k, err := q.LockKey(ctx, id)
@@ -168,7 +168,7 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 // destroyVersion destroys one version whose destruction window passed:
 // the row becomes Destroyed first, then the token object goes.
 func (s *Service) destroyVersion(ctx context.Context, id string, version int) error {
-	return s.withLease(ctx, id, func(now time.Time) error {
+	return s.leases.with(ctx, id, func(now time.Time) error {
 		destroy := false
 		err := s.store.InTx(ctx, func(q Queries) error {
 			// The key's row lock orders this with a concurrent
@@ -237,31 +237,4 @@ func (s *Service) postponeRotation(ctx context.Context, id string, now time.Time
 	}
 	s.cache.invalidateKey(id)
 	s.log.Warn("automatic rotation postponed", "key_id", id, "retry_after", rotationRetryDelay.String())
-}
-
-// holdLease takes the key's lease for a request: held by someone else, it
-// is LimitExceeded (retry). Call release when done.
-func (s *Service) holdLease(ctx context.Context, id string) (release func(), err error) {
-	owner, now := s.leaseOwner(), s.now()
-	ok, err := s.store.ClaimKey(ctx, id, owner, now, now.Add(s.cfg.LeaseDuration))
-	if err == nil && !ok {
-		err = errorf(ErrLimitExceeded, "key %s is busy; retry", id)
-	}
-	if err != nil {
-		return nil, s.storeErr(err)
-	}
-	return func() { s.release(id, owner) }, nil
-}
-
-// withLease runs fn while holding the key's lease; if another worker holds
-// it, fn is skipped (the item stays due and is retried next pass).
-func (s *Service) withLease(ctx context.Context, id string, fn func(now time.Time) error) error {
-	owner := s.leaseOwner()
-	now := s.now()
-	ok, err := s.store.ClaimKey(ctx, id, owner, now, now.Add(s.cfg.LeaseDuration))
-	if err != nil || !ok {
-		return s.storeErr(err)
-	}
-	defer s.release(id, owner)
-	return fn(now)
 }
