@@ -90,6 +90,13 @@ func New(cfg Config) *echo.Echo {
 	e.Use(auditUnrouted(audit(cfg.Service, cfg.Logger)(ActionUnknown), authenticate(cfg.Auth)))
 
 	h := &handlers{svc: cfg.Service}
+	// The parts whose methods are routes' values; nil without a service
+	// (listing the routes needs none).
+	var keys *service.Keys
+	var imports *service.Import
+	if cfg.Service != nil {
+		keys, imports = cfg.Service.Keys, cfg.Service.Import
+	}
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
 	e.GET("/openapi.yaml", openAPI)
@@ -108,10 +115,10 @@ func New(cfg Config) *echo.Echo {
 	v1.add(http.MethodGet, "/keys", service.ActListKeys, h.listKeys)
 	keyRoute(v1, http.MethodGet, "", service.ActDescribeKey, h.describeKey)
 	keyRoute(v1, http.MethodPatch, "", service.ActUpdateKey, h.updateKey)
-	keyRoute(v1, http.MethodPost, "/enable", service.ActEnableKey, keyAction(cfg.Service.EnableKey))
-	keyRoute(v1, http.MethodPost, "/disable", service.ActDisableKey, keyAction(cfg.Service.DisableKey))
+	keyRoute(v1, http.MethodPost, "/enable", service.ActEnableKey, keyAction(keys.EnableKey))
+	keyRoute(v1, http.MethodPost, "/disable", service.ActDisableKey, keyAction(keys.DisableKey))
 	keyRoute(v1, http.MethodPost, "/schedule-deletion", service.ActScheduleDeletion, h.scheduleDeletion)
-	keyRoute(v1, http.MethodPost, "/cancel-deletion", service.ActCancelDeletion, keyAction(cfg.Service.CancelKeyDeletion))
+	keyRoute(v1, http.MethodPost, "/cancel-deletion", service.ActCancelDeletion, keyAction(keys.CancelKeyDeletion))
 	keyRoute(v1, http.MethodPut, "/rotation-policy", service.ActPutRotationPolicy, h.putRotationPolicy)
 	keyRoute(v1, http.MethodGet, "/rotation-status", service.ActGetRotationStatus, h.rotationStatus)
 	keyRoute(v1, http.MethodPost, "/rotate", service.ActRotateKey, h.rotate)
@@ -124,7 +131,7 @@ func New(cfg Config) *echo.Echo {
 
 	keyRoute(v1, http.MethodPost, "/import-parameters", service.ActGetParametersForImport, h.importParameters)
 	keyRoute(v1, http.MethodPost, "/import", service.ActImportKeyMaterial, h.importKeyMaterial)
-	keyRoute(v1, http.MethodDelete, "/key-material", service.ActDeleteImportedKeyMaterial, keyAction(cfg.Service.DeleteImportedKeyMaterial))
+	keyRoute(v1, http.MethodDelete, "/key-material", service.ActDeleteImportedKeyMaterial, keyAction(imports.DeleteImportedKeyMaterial))
 
 	v1.add(http.MethodPost, "/aliases", service.ActCreateAlias, h.createAlias)
 	v1.add(http.MethodGet, "/aliases", service.ActListAliases, h.listAliases)

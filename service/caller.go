@@ -170,7 +170,7 @@ func describe(r policy.Resource) string {
 // alias it has. It returns the key's view. A key that does not exist is
 // reported as not found only to callers who would have been allowed the
 // action on it: others learn nothing about which keys exist.
-func (s *Service) access(ctx context.Context, action, ref string) (*keyView, error) {
+func (s *Keys) access(ctx context.Context, action, ref string) (*keyView, error) {
 	id, err := s.resolveID(ctx, ref)
 	via := ""
 	if strings.HasPrefix(ref, AliasPrefix) {

@@ -33,7 +33,7 @@ type ReconcileReport struct {
 // The token inventory is read before the database: an object always gets its
 // row before it is generated, so an object seen in the inventory whose row is
 // missing afterwards really has none.
-func (s *Service) Reconcile(ctx context.Context) (*ReconcileReport, error) {
+func (s *Worker) Reconcile(ctx context.Context) (*ReconcileReport, error) {
 	rep := &ReconcileReport{}
 	inv, err := s.token.Inventory(ctx)
 	if err != nil {
@@ -65,7 +65,7 @@ func (s *Service) Reconcile(ctx context.Context) (*ReconcileReport, error) {
 }
 
 // reconcilePending rolls back abandoned creations and rotations.
-func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRef]hsm.ObjectInfo, rep *ReconcileReport) error {
+func (s *Worker) reconcilePending(ctx context.Context, present map[hsm.ObjectRef]hsm.ObjectInfo, rep *ReconcileReport) error {
 	pending, err := s.store.VersionsInState(ctx, VersionPending)
 	if err != nil {
 		return s.storeErr(err)
@@ -83,7 +83,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 			// fails. Never the other way round, which would leave a live
 			// version without its object.
 			creating, finished := false, false
-			err := s.store.InTx(ctx, func(q Queries) error {
+			err := s.tx(ctx, func(q KeysTx) error {
 				k, err := q.LockKey(ctx, v.KeyID)
 				if errors.Is(err, ErrNotFound) {
 					finished = true
@@ -109,7 +109,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 			if err != nil || finished {
 				return s.storeErr(err)
 			}
-			s.cache.invalidateKey(v.KeyID)
+			s.keys.cache.invalidateKey(v.KeyID)
 			if creating {
 				rep.CreatesRolledBack++
 			} else {
@@ -134,7 +134,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 }
 
 // reconcileObjects checks every object of the inventory against its row.
-func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep *ReconcileReport) error {
+func (s *Worker) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep *ReconcileReport) error {
 	keys := map[string]*Key{}
 	versions := map[string]map[int]VersionState{}
 	for _, o := range inv {
@@ -215,7 +215,7 @@ func objectRepair(k *Key, state VersionState, hasRow, canEncrypt bool) repair {
 
 // repairObject reads the object's key and version again and repairs what
 // they still call for. The caller holds the key's lease.
-func (s *Service) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *ReconcileReport) error {
+func (s *Worker) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *ReconcileReport) error {
 	id := o.Ref.KeyID.String()
 	k, err := s.store.GetKey(ctx, id)
 	if err != nil {

@@ -19,8 +19,8 @@ import (
 // A crash between any two steps leaves a state the reconciler finishes. A
 // lease on the key makes concurrent rotations of one key (several workers,
 // several replicas) produce exactly one version each.
-func (s *Service) RotateKey(ctx context.Context, ref string) (*Version, error) {
-	v, err := s.access(ctx, ActRotateKey, ref)
+func (s *Worker) RotateKey(ctx context.Context, ref string) (*Version, error) {
+	v, err := s.keys.access(ctx, ActRotateKey, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +33,7 @@ func (s *Service) RotateKey(ctx context.Context, ref string) (*Version, error) {
 // rotate runs the protocol under the key's lease. For AUTOMATIC rotations it
 // re-checks, under the lease, that the key is still due; if another worker
 // already rotated it, it returns (nil, nil).
-func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*Version, error) {
+func (s *Worker) rotate(ctx context.Context, keyID string, typ RotationType) (*Version, error) {
 	if typ == RotationAutomatic {
 		// The worker's rotations are audited as the system's.
 		ctx = WithActivity(ctx, systemActivity(ActRotateKey, keyID, "rotation_type", string(typ)))
@@ -53,7 +53,7 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 	}
 	defer le.release()
 
-	k, err := s.loadKey(ctx, s.store, keyID)
+	k, err := s.keys.loadKey(ctx, s.store, keyID)
 	if err != nil {
 		return nil, err
 	}
@@ -117,10 +117,10 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 
 // promote is step 3: one transaction makes version n primary and the old
 // primary decrypt-only, and records the rotation. It returns the old primary.
-func (s *Service) promote(ctx context.Context, keyID string, n int, typ RotationType, now time.Time) (int, error) {
+func (s *Worker) promote(ctx context.Context, keyID string, n int, typ RotationType, now time.Time) (int, error) {
 	old := 0
 	note(ctx, keyID, n)
-	err := s.commit(ctx, func(q Queries) error {
+	err := commit(ctx, s.audit, s.tx, func(q KeysTx) error {
 		k, err := q.LockKey(ctx, keyID)
 		if err != nil {
 			return err
@@ -166,7 +166,7 @@ func (s *Service) promote(ctx context.Context, keyID string, n int, typ Rotation
 		}
 		return q.UpdateKey(ctx, k)
 	})
-	s.cache.invalidateKey(keyID)
+	s.keys.cache.invalidateKey(keyID)
 	if err != nil {
 		return 0, s.storeErr(err)
 	}
@@ -174,7 +174,7 @@ func (s *Service) promote(ctx context.Context, keyID string, n int, typ Rotation
 }
 
 // due says whether an automatic rotation of k is due at now.
-func (s *Service) due(k *Key, now time.Time) bool {
+func (s *Worker) due(k *Key, now time.Time) bool {
 	return k.RotationEnabled && k.State == KeyEnabled && k.Origin == OriginHSM &&
 		k.NextRotation != nil && !k.NextRotation.After(now)
 }

@@ -103,13 +103,12 @@ type Service struct {
 	base
 	*Audit
 	*Access
-	store  Store
-	token  hsm.Token
-	cfg    Config
-	cache  *keyCache
-	hooks  hooks
-	stats  counters // what Stats reports (stats.go)
-	leases *leases
+	*Keys
+	*Crypto
+	*Import
+	*Worker
+	store Store
+	token hsm.Token
 }
 
 // Rotation protocol steps, as StepHook names them.
@@ -134,24 +133,26 @@ func (h hooks) after(step string) {
 func New(store Store, token hsm.Token, cfg Config) *Service {
 	cfg.setDefaults()
 	b := base{clock: cfg.Clock, log: cfg.Logger}
-	s := &Service{base: b, store: store, token: token, cfg: cfg,
-		hooks: hooks{cfg.StepHook}}
-	s.leases = &leases{base: b, store: store, duration: cfg.LeaseDuration, instance: uuid.NewString()}
-	s.Audit = newAudit(b, store, token, !cfg.DisableAudit)
-	s.cache = newKeyCache(store, cfg.Clock, cfg.CacheTTL)
-	s.Access = newAccess(b, store, s.Audit, cfg.AuthCacheTTL)
-	return s
+	ls := &leases{base: b, store: store, duration: cfg.LeaseDuration, instance: uuid.NewString()}
+	audit := newAudit(b, store, token, !cfg.DisableAudit)
+	keys := &Keys{base: b, store: store, tx: narrow(store, func(q Queries) KeysTx { return q }), token: token,
+		cfg: cfg, cache: newKeyCache(store, cfg.Clock, cfg.CacheTTL), audit: audit, leases: ls}
+	imports := &Import{base: b, store: store, tx: narrow(store, func(q Queries) ImportTx { return q }),
+		keys: keys, token: token, audit: audit, leases: ls}
+	return &Service{base: b, store: store, token: token,
+		Audit:  audit,
+		Access: newAccess(b, store, audit, cfg.AuthCacheTTL),
+		Keys:   keys,
+		Crypto: &Crypto{base: b, keys: keys, token: token},
+		Import: imports,
+		Worker: &Worker{base: b, store: store, tx: keys.tx, keys: keys, imports: imports, audit: audit,
+			token: token, cfg: cfg, hooks: hooks{cfg.StepHook}, leases: ls},
+	}
 }
 
 // Close writes every queued audit record and stops taking new ones. The
 // token and the store belong to the caller, who closes them afterwards.
 func (s *Service) Close() { s.Audit.close() }
-
-// commit runs fn in a transaction that also appends the request's audit
-// record (commit in audit.go).
-func (s *Service) commit(ctx context.Context, fn func(q Queries) error) error {
-	return commit(ctx, s.Audit, s.store.InTx, fn)
-}
 
 // Ready reports whether both the token and the database answer.
 func (s *Service) Ready(ctx context.Context) error {

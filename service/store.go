@@ -23,12 +23,22 @@ type Store interface {
 	Close() error
 }
 
-// Queries are the reads and writes, usable inside and outside a transaction.
+// Queries are the reads and writes, usable inside and outside a
+// transaction: every part's queries together.
 type Queries interface {
+	KeyQueries
+	ScheduleQueries
 	AccessQueries
 	AuditQueries
 	ImportQueries
 	LeaseQueries
+	// MaxVersion is the highest version number a key has ever had (0: none).
+	MaxVersion(ctx context.Context, keyID string) (int, error)
+}
+
+// KeyQueries are the reads and writes of the key ring: keys, versions,
+// aliases and rotations.
+type KeyQueries interface {
 	InsertKey(ctx context.Context, k *Key) error
 	GetKey(ctx context.Context, id string) (*Key, error)
 	// LockKey is GetKey that, inside a transaction, locks the key's row
@@ -51,11 +61,6 @@ type Queries interface {
 	ListVersions(ctx context.Context, keyID string) ([]Version, error)
 	// UpdateVersion writes state, destroy_at and updated_at.
 	UpdateVersion(ctx context.Context, v *Version) error
-	// VersionsInState lists versions of any key in one of the states
-	// (the reconciler's view), ordered by key id and version.
-	VersionsInState(ctx context.Context, states ...VersionState) ([]Version, error)
-	// MaxVersion is the highest version number a key has ever had (0: none).
-	MaxVersion(ctx context.Context, keyID string) (int, error)
 	// DeleteVersion removes a version row (only for rolling back a Pending row).
 	DeleteVersion(ctx context.Context, keyID string, version int) error
 
@@ -76,7 +81,14 @@ type Queries interface {
 	// ListRotations returns a key's rotations ordered by version, with
 	// version > afterVersion.
 	ListRotations(ctx context.Context, keyID string, afterVersion, limit int) ([]Rotation, error)
+}
 
+// ScheduleQueries find the work of the worker and the reconciler, and count
+// keys for metrics.
+type ScheduleQueries interface {
+	// VersionsInState lists versions of any key in one of the states
+	// (the reconciler's view), ordered by key id and version.
+	VersionsInState(ctx context.Context, states ...VersionState) ([]Version, error)
 	// DueRotations lists ids of Enabled, HSM-origin keys with automatic
 	// rotation on and next_rotation <= now.
 	DueRotations(ctx context.Context, now time.Time, limit int) ([]string, error)
