@@ -20,6 +20,7 @@ const (
 	CodeAlreadyExists     = "AlreadyExistsException"
 	CodeDisabled          = "DisabledException"
 	CodeInvalidState      = "KMSInvalidStateException"
+	CodeConflict          = "ConflictException"
 	CodeLimitExceeded     = "LimitExceededException"
 	CodeUnavailable       = "KeyUnavailableException"
 	CodeUnsupportedMedia  = "UnsupportedMediaTypeException"
@@ -52,6 +53,7 @@ var domainErrors = []struct {
 	{service.ErrAlreadyExists, http.StatusConflict, CodeAlreadyExists},
 	{service.ErrDisabled, http.StatusConflict, CodeDisabled},
 	{service.ErrInvalidState, http.StatusConflict, CodeInvalidState},
+	{service.ErrConflict, http.StatusConflict, CodeConflict},
 	{service.ErrLimitExceeded, http.StatusTooManyRequests, CodeLimitExceeded},
 	{service.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 }

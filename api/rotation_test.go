@@ -1,7 +1,11 @@
 package api_test
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -395,5 +399,55 @@ func TestVersionRetirement(t *testing.T) {
 	}
 	if n, err := c.RotateKey(ctx, k.KeyID); err != nil || n != 3 {
 		t.Fatalf("rotation after destruction made v%d (%v), want v3: versions are never renumbered", n, err)
+	}
+}
+
+// A rotation that meets another rotation of the same key is a conflict
+// (409 ConflictException, retry), not a quota; it changes nothing. The
+// quota on versions stays a 429 LimitExceededException.
+func TestConcurrentRotationIsAConflict(t *testing.T) {
+	inside, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s := kmstest.Start(t, kmstest.Options{Config: service.Config{MaxVersionsPerKey: 2, StepHook: func(step string) {
+		if step == service.StepPendingInserted {
+			once.Do(func() { close(inside); <-release })
+		}
+	}}})
+	ctx := kmstest.Ctx(t)
+	c := s.Client
+	k, err := c.CreateKey(ctx, client.CreateKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() {
+		v, err := c.RotateKey(ctx, k.KeyID)
+		if err == nil && v != 2 {
+			err = fmt.Errorf("the first rotation made version %d, want 2", v)
+		}
+		first <- err
+	}()
+	<-inside
+	_, err = c.RotateKey(ctx, k.KeyID)
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusConflict || ce.Code != "ConflictException" ||
+		!strings.Contains(ce.Message, "being rotated by another request") {
+		t.Errorf("a rotation during another: %v, want 409 ConflictException", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	vs, err := c.ListVersions(ctx, k.KeyID)
+	if err != nil || len(vs) != 2 {
+		t.Fatalf("versions after the conflict: %d (%v), want 2: the refused rotation made nothing", len(vs), err)
+	}
+
+	_, err = c.RotateKey(ctx, k.KeyID)
+	if !errors.As(err, &ce) || ce.Status != http.StatusTooManyRequests || ce.Code != "LimitExceededException" {
+		t.Errorf("a rotation past the most versions: %v, want 429 LimitExceededException", err)
+	}
+	if vs, err := c.ListVersions(ctx, k.KeyID); err != nil || len(vs) != 2 {
+		t.Errorf("versions after the refused rotation: %d (%v), want 2", len(vs), err)
 	}
 }

@@ -32,7 +32,10 @@ func New(baseURL, token string, hc *http.Client) *Client {
 	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: hc}
 }
 
-// Error is an error response of the API.
+// Error is an error response of the API (docs/API.md, "Errors"). Of its
+// codes, ConflictException (409: a concurrent request held the key) and
+// KeyUnavailableException (503) are safe to retry; LimitExceededException
+// (429) is a quota.
 type Error struct {
 	Status    int    // HTTP status
 	Code      string // e.g. "NotFoundException"

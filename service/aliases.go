@@ -99,7 +99,7 @@ func boundAlias(ctx context.Context, q KeyQueries, name, keyID string, alsoLock 
 		return nil, err
 	}
 	if a.KeyID != keyID {
-		return nil, errorf(ErrLimitExceeded, "alias %q changed while this request ran; retry", name)
+		return nil, errorf(ErrConflict, "alias %q changed while this request ran; retry", name)
 	}
 	return a, nil
 }

@@ -339,7 +339,7 @@ func TestConcurrentRotationsMakeExactlyOneVersion(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			v, err := w.svc.RotateKey(w.ctx, k.ID)
-			if errors.Is(err, service.ErrLimitExceeded) {
+			if errors.Is(err, service.ErrConflict) {
 				return // another rotation held the lease
 			}
 			if err != nil {

@@ -63,11 +63,11 @@ func (le *lease) release() {
 }
 
 // hold takes the key's lease for a request: held by someone else, it is
-// LimitExceeded (retry). Call release when done.
+// Conflict (retry). Call release when done.
 func (l *leases) hold(ctx context.Context, id string) (release func(), err error) {
 	le, _, err := l.claim(ctx, id)
 	if err == nil && le == nil {
-		err = errorf(ErrLimitExceeded, "key %s is busy; retry", id)
+		err = errorf(ErrConflict, "key %s is busy; retry", id)
 	}
 	if err != nil {
 		return nil, l.storeErr(err)

@@ -49,7 +49,7 @@ func (s *Worker) rotate(ctx context.Context, keyID string, typ RotationType) (*V
 		if typ == RotationAutomatic {
 			return nil, nil // another worker has it
 		}
-		return nil, errorf(ErrLimitExceeded, "key %s is being rotated by another request; retry", keyID)
+		return nil, errorf(ErrConflict, "key %s is being rotated by another request; retry", keyID)
 	}
 	defer le.release()
 
@@ -137,7 +137,7 @@ func (s *Worker) promote(ctx context.Context, keyID string, n int, typ RotationT
 			// Another rotation made and promoted a later version while this
 			// one was slow (its lease ran out): promoting n now would leave
 			// two primaries. The Pending row is rolled back by the reconciler.
-			return errorf(ErrLimitExceeded, "key %s was rotated to version %d by another request meanwhile; version %d is abandoned", keyID, old, n)
+			return errorf(ErrConflict, "key %s was rotated to version %d by another request meanwhile; version %d is abandoned", keyID, old, n)
 		}
 		if old > 0 && old < n {
 			prev, err := q.GetVersion(ctx, keyID, old)
