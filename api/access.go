@@ -10,7 +10,7 @@ import (
 )
 
 // Access control and audit endpoints: /v1/principals, /v1/policies,
-// /v1/audit (extensions of API.md, documented in openapi.yaml).
+// /v1/audit (extensions of docs/API.md, documented in openapi.yaml).
 
 type createPrincipalRequest struct {
 	Name        string   `json:"name"`

@@ -9,7 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// Error codes of the API (API.md, "Errors").
+// Error codes of the API (docs/API.md, "Errors").
 const (
 	CodeValidation        = "ValidationException"
 	CodeInvalidCiphertext = "InvalidCiphertextException"

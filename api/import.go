@@ -8,7 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// Bring your own key (API.md): import parameters, import, and deletion of
+// Bring your own key (docs/API.md): import parameters, import, and deletion of
 // imported key material.
 
 type importParamsRequest struct {

@@ -1,4 +1,4 @@
-// Package api is the REST layer of hsmkms (API.md): Echo routes, strict
+// Package api is the REST layer of hsmkms (docs/API.md): Echo routes, strict
 // request decoding, bearer authentication and the single error mapping.
 // Handlers are thin: decode, call the service, encode.
 package api
@@ -64,7 +64,7 @@ const (
 	ctxOperation = "operation"
 )
 
-// New builds the Echo server with every route of API.md that is implemented.
+// New builds the Echo server with every route of docs/API.md that is implemented.
 func New(cfg Config) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

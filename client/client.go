@@ -1,4 +1,4 @@
-// Package client is a typed Go client for the hsmkms REST API (API.md).
+// Package client is a typed Go client for the hsmkms REST API (docs/API.md).
 // Errors from the server are *Error values carrying the API error code.
 package client
 

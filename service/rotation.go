@@ -10,7 +10,7 @@ import (
 )
 
 // RotateKey makes a new primary version (RotateKeyOnDemand). It follows the
-// four-step protocol of DESIGN.md, "Rotation without losing anything":
+// four-step protocol (docs/architecture.md, "Rotation"):
 //  1. DB: insert version n+1 as Pending;
 //  2. token: generate its object (idempotent by CKA_ID);
 //  3. DB, one transaction: n+1 Primary, n DecryptOnly, rotation record, dates;

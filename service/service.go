@@ -1,6 +1,8 @@
-// Package service holds the use cases of hsmkms: keys, versions, aliases and
-// the cryptographic operations. It knows no HTTP and no SQL: it talks to the
-// token through hsm.Token and to the metadata through Store.
+// Package service holds the use cases of hsmkms in parts: Audit, Access,
+// and on the keys side Keys (the key ring), Crypto, Import and Worker
+// (docs/architecture.md maps them). It knows no HTTP and no SQL: it talks
+// to the token through hsm.Token and to the metadata through each part's
+// narrow store interface.
 package service
 
 import (

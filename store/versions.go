@@ -86,7 +86,7 @@ func (q queries) VersionsInState(ctx context.Context, states ...service.VersionS
 // MaxVersion is the highest version number the key has (0: none, or no such
 // key). Versions are never deleted except a Pending one being rolled back,
 // whose number may then be reused: its token object, if any, has the same
-// CKA_ID and is adopted by the retry (DESIGN.md, "Rotation").
+// CKA_ID and is adopted by the retry (docs/architecture.md, "Rotation").
 func (q queries) MaxVersion(ctx context.Context, keyID string) (int, error) {
 	var n int
 	if err := q.get(ctx, &n, sqlMaxVersion, keyID); err != nil {

@@ -18,7 +18,7 @@ import (
 )
 
 // Config is everything kmsd needs to start. Every field has a flag and an
-// environment variable of the same meaning (API.md, "Running the server"),
+// environment variable of the same meaning (docs/API.md, "Running the server"),
 // except secrets, which come only from the environment or a file.
 type Config struct {
 	Listen string

@@ -1,5 +1,5 @@
 // Command kmsd is the hsmkms server: it opens the token and the database,
-// serves the REST API (API.md) and runs the background workers.
+// serves the REST API (docs/API.md) and runs the background workers.
 package main
 
 import (
@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	e := api.New(api.Config{
 		Service: svc,
 		Logger:  log,
-		Extra:   mx.Register, // GET /metrics, no bearer token (API.md)
+		Extra:   mx.Register, // GET /metrics, no bearer token (docs/API.md)
 		Observe: mx.Observe,
 	})
 
