@@ -29,16 +29,25 @@ type Authenticator interface {
 	AuthenticateCertificate(ctx context.Context, subject string) (*service.Caller, error)
 }
 
+// Defaults of the REST layer, applied by New to zero fields of Config.
+const (
+	// DefaultBodyLimit caps request bodies: a 4096-byte plaintext in base64
+	// plus context fits with room to spare.
+	DefaultBodyLimit = "64K"
+	// DefaultRequestTimeout bounds each API call, token wait included.
+	DefaultRequestTimeout = 30 * time.Second
+)
+
 // Config configures the REST layer.
 type Config struct {
 	Service *service.Service
 	// Auth authenticates callers (default: the service itself).
 	Auth   Authenticator
 	Logger *slog.Logger
-	// BodyLimit caps request bodies (default 64 KiB: a 4096-byte plaintext
-	// in base64 plus context fits with room to spare).
+	// BodyLimit caps request bodies (default DefaultBodyLimit).
 	BodyLimit string
-	// RequestTimeout bounds each API call, token wait included (default 30s).
+	// RequestTimeout bounds each API call, token wait included (default
+	// DefaultRequestTimeout).
 	RequestTimeout time.Duration
 	// Extra registers further routes (e.g. /metrics) on the same server.
 	Extra func(e *echo.Echo)
@@ -70,10 +79,10 @@ func New(cfg Config) *echo.Echo {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.BodyLimit == "" {
-		cfg.BodyLimit = "64K"
+		cfg.BodyLimit = DefaultBodyLimit
 	}
 	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = 30 * time.Second
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if cfg.Auth == nil {
 		cfg.Auth = cfg.Service

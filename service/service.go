@@ -16,7 +16,7 @@ import (
 	"github.com/hsmkms/hsmkms/hsm"
 )
 
-// Config tunes the service. Zero values take the defaults.
+// Config tunes the service. Zero values take the defaults (defaults.go).
 type Config struct {
 	// Clock is the time source (default: the system clock in UTC).
 	Clock Clock
@@ -65,28 +65,28 @@ func (c *Config) setDefaults() {
 		c.Clock = SystemClock{}
 	}
 	if c.CacheTTL == 0 {
-		c.CacheTTL = 500 * time.Millisecond
+		c.CacheTTL = DefaultCacheTTL
 	}
 	if c.MaxVersionsPerKey == 0 {
-		c.MaxVersionsPerKey = 100
+		c.MaxVersionsPerKey = DefaultMaxVersionsPerKey
 	}
 	if c.MinRotationInterval == 0 {
-		c.MinRotationInterval = 7 * 24 * time.Hour
+		c.MinRotationInterval = DefaultMinRotationInterval
 	}
 	if c.MaxRotationInterval == 0 {
-		c.MaxRotationInterval = 2560 * 24 * time.Hour
+		c.MaxRotationInterval = DefaultMaxRotationInterval
 	}
 	if c.DefaultRotationInterval == 0 {
-		c.DefaultRotationInterval = 365 * 24 * time.Hour
+		c.DefaultRotationInterval = DefaultRotationInterval
 	}
 	if c.LeaseDuration == 0 {
-		c.LeaseDuration = time.Minute
+		c.LeaseDuration = DefaultLeaseDuration
 	}
 	if c.AuthCacheTTL == 0 {
-		c.AuthCacheTTL = 500 * time.Millisecond
+		c.AuthCacheTTL = DefaultAuthCacheTTL
 	}
 	if c.PendingGrace == 0 {
-		c.PendingGrace = 5 * time.Minute
+		c.PendingGrace = DefaultPendingGrace
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -34,7 +34,8 @@ type WorkerStore interface {
 // batch is how many due items one pass takes of each kind.
 const batch = 100
 
-// WorkerConfig sets the background worker's timers.
+// WorkerConfig sets the background worker's timers; zero fields take the
+// defaults (defaults.go).
 type WorkerConfig struct {
 	Tick           time.Duration // due rotations, deletions, destructions (default 10s)
 	ReconcileEvery time.Duration // reconciler (default 5m); it also runs at start
@@ -45,13 +46,13 @@ type WorkerConfig struct {
 // and then every ReconcileEvery, and a pass over due work every Tick.
 func (s *Worker) RunWorker(ctx context.Context, cfg WorkerConfig) {
 	if cfg.Tick == 0 {
-		cfg.Tick = 10 * time.Second
+		cfg.Tick = DefaultWorkerTick
 	}
 	if cfg.ReconcileEvery == 0 {
-		cfg.ReconcileEvery = 5 * time.Minute
+		cfg.ReconcileEvery = DefaultReconcileEvery
 	}
 	if cfg.SealEvery == 0 {
-		cfg.SealEvery = time.Second
+		cfg.SealEvery = DefaultSealEvery
 	}
 	sealDone := make(chan struct{})
 	go func() {
