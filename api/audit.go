@@ -34,10 +34,10 @@ func audit(svc *service.Service, log *slog.Logger) func(action string) echo.Midd
 				c.Set(ctxOperation, action)
 				// The activity also feeds the request log (key, version), so
 				// it exists with auditing off too.
-				act := &service.Activity{RequestID: requestID(c), Source: c.RealIP(), Action: action}
-				c.Set(ctxActivity, act)
 				req := c.Request()
-				c.SetRequest(req.WithContext(service.WithActivity(req.Context(), act)))
+				ctx, act := service.StartActivity(req.Context(), requestID(c), c.RealIP(), action)
+				c.Set(ctxActivity, act)
+				c.SetRequest(req.WithContext(ctx))
 				if svc == nil || !svc.AuditEnabled() {
 					return next(c)
 				}
@@ -65,7 +65,7 @@ func audit(svc *service.Service, log *slog.Logger) func(action string) echo.Midd
 				// or its body did not arrive in time); the record is written
 				// regardless.
 				if rerr := svc.Record(context.WithoutCancel(req.Context()), act, outcome, code); rerr != nil {
-					log.Error("audit record not written; answering 503", "request_id", act.RequestID, "err", rerr)
+					log.Error("audit record not written; answering 503", "request_id", requestID(c), "err", rerr)
 					_, code, msg, _ := classify(rerr)
 					c.Set(ctxErrorCode, code)
 					res.Status = http.StatusServiceUnavailable

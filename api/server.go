@@ -293,9 +293,6 @@ func authenticate(a Authenticator) echo.MiddlewareFunc {
 				return err
 			}
 			c.Set(ctxPrincipal, caller.Principal)
-			if act := activity(c); act != nil {
-				act.Principal = caller.Principal
-			}
 			c.SetRequest(c.Request().WithContext(service.WithCaller(ctx, caller)))
 			return next(c)
 		}
@@ -399,10 +396,7 @@ func requestLog(log *slog.Logger, observe func(RequestInfo)) echo.MiddlewareFunc
 			principal, _ := c.Get(ctxPrincipal).(string)
 			code, _ := c.Get(ctxErrorCode).(string)
 			op, _ := c.Get(ctxOperation).(string)
-			keyID, version := "", 0
-			if act := activity(c); act != nil {
-				keyID, version = act.KeyID, act.KeyVersion
-			}
+			keyID, version := activity(c).Noted()
 			d := time.Since(start)
 			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
 				"route", c.Path(), "operation", op, "key_id", keyID, "key_version", version,

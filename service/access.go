@@ -309,7 +309,7 @@ func (s *Access) createAdmin(ctx context.Context, tokenID, bearer string) (bool,
 			Description: "administrator (bootstrap)", CreatedAt: now}); err != nil {
 			return err
 		}
-		a := &Activity{Principal: "system", Action: "kms:Bootstrap", Detail: map[string]string{"principal": AdminPrincipal}}
+		a := &Activity{principal: "system", action: "kms:Bootstrap", detail: map[string]string{"principal": AdminPrincipal}}
 		if err := s.audit.appendIn(ctx, q, a, now); err != nil {
 			return err
 		}

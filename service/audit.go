@@ -54,13 +54,13 @@ func HashAuditEvent(e *AuditEvent) string {
 // event turns an activity into an audit record.
 func (a *Activity) event(at time.Time, outcome, code string) *AuditEvent {
 	detail := ""
-	if len(a.Detail) > 0 {
-		b, _ := json.Marshal(a.Detail) // map[string]string: sorted keys, cannot fail
+	if len(a.detail) > 0 {
+		b, _ := json.Marshal(a.detail) // map[string]string: sorted keys, cannot fail
 		detail = string(b)
 	}
-	return &AuditEvent{At: at, RequestID: a.RequestID, Principal: a.Principal, Action: a.Action,
-		KeyID: a.KeyID, KeyVersion: a.KeyVersion, Outcome: outcome, ErrorCode: code,
-		Source: a.Source, Detail: detail}
+	return &AuditEvent{At: at, RequestID: a.requestID, Principal: a.principal, Action: a.action,
+		KeyID: a.keyID, KeyVersion: a.keyVersion, Outcome: outcome, ErrorCode: code,
+		Source: a.source, Detail: detail}
 }
 
 // AuditStore is what the audit part reads and writes: the chain, and a

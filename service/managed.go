@@ -32,7 +32,7 @@ func (s *Keys) createManaged(ctx context.Context, alias string) (string, error) 
 	if name == "" || strings.Contains(name, "/") {
 		return "", Validationf("a managed alias is alias/managed/<service>, one name without /")
 	}
-	sys := WithActivity(AsSystem(ctx), systemActivity(ActCreateKey, "", "alias", alias, "key_manager", string(ManagerService)))
+	sys := withActivity(AsSystem(ctx), systemActivity(ActCreateKey, "", "alias", alias, "key_manager", string(ManagerService)))
 	k, err := s.CreateKey(sys, CreateKeyInput{Alias: alias, managed: true, AutomaticRotation: true,
 		RotationInterval: ManagedRotationInterval, Description: "default key of " + name + ", managed by hsmkms"})
 	if errors.Is(err, ErrAlreadyExists) {

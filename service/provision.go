@@ -101,7 +101,7 @@ func (s *Service) provisionOne(ctx context.Context, k ProvisionKey) (ProvisionRe
 	case err == nil:
 		r.KeyID = a.KeyID
 	case errors.Is(err, ErrNotFound):
-		created, err := s.CreateKey(WithActivity(ctx, systemActivity(ActCreateKey, "", "alias", k.Alias, "provisioned", "true")),
+		created, err := s.CreateKey(withActivity(ctx, systemActivity(ActCreateKey, "", "alias", k.Alias, "provisioned", "true")),
 			CreateKeyInput{Alias: k.Alias, Description: k.Description, AutomaticRotation: k.AutomaticRotation,
 				RotationInterval: k.RotationInterval, Tags: k.Tags})
 		if errors.Is(err, ErrAlreadyExists) {
@@ -131,7 +131,7 @@ func (s *Service) provisionOne(ctx context.Context, k ProvisionKey) (ProvisionRe
 		if !errors.Is(err, ErrNotFound) {
 			return r, s.storeErr(err)
 		}
-		_, err = s.CreateAlias(WithActivity(ctx, systemActivity(ActCreateAlias, r.KeyID, "alias", extra, "provisioned", "true")), extra, r.KeyID)
+		_, err = s.CreateAlias(withActivity(ctx, systemActivity(ActCreateAlias, r.KeyID, "alias", extra, "provisioned", "true")), extra, r.KeyID)
 		if err != nil && !errors.Is(err, ErrAlreadyExists) {
 			return r, err
 		}

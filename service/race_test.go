@@ -185,7 +185,7 @@ func TestConcurrentSealsKeepTheChainIntact(t *testing.T) {
 	w := newWorld(t)
 	record := func(n int) {
 		for i := 0; i < n; i++ {
-			a := &service.Activity{RequestID: uuid.NewString(), Principal: "test", Action: service.ActGenerateRandom}
+			_, a := service.StartActivity(w.ctx, uuid.NewString(), "", service.ActGenerateRandom)
 			if err := w.svc.Record(w.ctx, a, service.OutcomeAllowed, ""); err != nil {
 				t.Fatal(err)
 			}
@@ -327,7 +327,7 @@ func TestAdministratorsCannotLockEachOtherOut(t *testing.T) {
 	})
 	// An activity, so that the change appends its audit record in its
 	// transaction (where the hook is).
-	actx := service.WithActivity(w.ctx, &service.Activity{RequestID: uuid.NewString(), Principal: "admin", Action: "kms:RevokeToken"})
+	actx, _ := service.StartActivity(w.ctx, uuid.NewString(), "", "kms:RevokeToken")
 	aErr := a.RevokeToken(actx, "admin2", tok2.ID)
 	var bErr error
 	select {

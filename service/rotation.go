@@ -36,7 +36,7 @@ func (s *Worker) RotateKey(ctx context.Context, ref string) (*Version, error) {
 func (s *Worker) rotate(ctx context.Context, keyID string, typ RotationType) (*Version, error) {
 	if typ == RotationAutomatic {
 		// The worker's rotations are audited as the system's.
-		ctx = WithActivity(ctx, systemActivity(ActRotateKey, keyID, "rotation_type", string(typ)))
+		ctx = withActivity(ctx, systemActivity(ActRotateKey, keyID, "rotation_type", string(typ)))
 	}
 	le, now, err := s.leases.claim(ctx, keyID)
 	if err != nil {

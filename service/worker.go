@@ -217,7 +217,7 @@ func (s *Worker) destroyVersion(ctx context.Context, id string, version int) err
 				return err
 			}
 			a := systemActivity("kms:DestroyKeyVersion", id)
-			a.KeyVersion = version
+			a.keyVersion = version
 			return s.audit.system(ctx, q, a)
 		})
 		if err != nil {
