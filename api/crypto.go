@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
@@ -20,7 +21,7 @@ func (h *handlers) encrypt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, encryptResponse{CiphertextBlob: res.Ciphertext, KeyID: res.KeyID, KeyVersion: res.KeyVersion})
+	return c.JSON(http.StatusOK, wire.EncryptResult{CiphertextBlob: res.Ciphertext, KeyID: res.KeyID, KeyVersion: res.KeyVersion})
 }
 
 func (h *handlers) decrypt(c echo.Context) error {
@@ -36,7 +37,7 @@ func (h *handlers) decrypt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, decryptResponse{Plaintext: res.Plaintext, KeyID: res.KeyID, KeyVersion: res.KeyVersion})
+	return c.JSON(http.StatusOK, wire.DecryptResult{Plaintext: res.Plaintext, KeyID: res.KeyID, KeyVersion: res.KeyVersion})
 }
 
 func (h *handlers) generateDataKey(c echo.Context) error {
@@ -48,7 +49,7 @@ func (h *handlers) generateDataKeyWithoutPlaintext(c echo.Context) error {
 }
 
 func (h *handlers) dataKey(c echo.Context, withPlaintext bool) error {
-	var req dataKeyRequest
+	var req wire.DataKeyRequest
 	if err := bind(c, &req); err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func (h *handlers) dataKey(c echo.Context, withPlaintext bool) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, dataKeyResponse{Plaintext: res.Plaintext, CiphertextBlob: res.Ciphertext,
+	return c.JSON(http.StatusOK, wire.DataKey{Plaintext: res.Plaintext, CiphertextBlob: res.Ciphertext,
 		KeyID: res.KeyID, KeyVersion: res.KeyVersion})
 }
 
@@ -76,7 +77,7 @@ func (h *handlers) reEncrypt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, reEncryptResponse{
+	return c.JSON(http.StatusOK, wire.ReEncryptResult{
 		CiphertextBlob: res.Destination.Ciphertext, KeyID: res.Destination.KeyID, KeyVersion: res.Destination.KeyVersion,
 		SourceKeyID: res.Source.KeyID, SourceKeyVersion: res.Source.KeyVersion,
 	})

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
@@ -44,7 +45,7 @@ func queryInt(c echo.Context, name string) (int, error) {
 }
 
 func (h *handlers) createKey(c echo.Context) error {
-	var req createKeyRequest
+	var req wire.CreateKeyRequest
 	if err := bind(c, &req); err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ func (h *handlers) listKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := listKeysResponse{Keys: make([]KeyResponse, len(keys)), NextToken: next}
+	out := wire.KeyPage{Keys: make([]wire.Key, len(keys)), NextToken: next}
 	for i, k := range keys {
 		out.Keys[i] = keyResponse(k)
 	}
@@ -94,7 +95,7 @@ func (h *handlers) describeKey(c echo.Context) error {
 }
 
 func (h *handlers) updateKey(c echo.Context) error {
-	var req updateKeyRequest
+	var req wire.UpdateKeyRequest
 	if err := bind(c, &req); err != nil {
 		return err
 	}
@@ -164,7 +165,7 @@ func (h *handlers) listAliases(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := listAliasesResponse{Aliases: make([]AliasResponse, len(aliases)), NextToken: next}
+	out := wire.AliasPage{Aliases: make([]wire.Alias, len(aliases)), NextToken: next}
 	for i := range aliases {
 		out.Aliases[i] = aliasResponse(&aliases[i])
 	}

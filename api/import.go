@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
@@ -14,13 +15,6 @@ import (
 type importParamsRequest struct {
 	WrappingAlgorithm string `json:"wrapping_algorithm"`
 	WrappingKeySpec   string `json:"wrapping_key_spec"`
-}
-
-type importParamsResponse struct {
-	KeyID             string    `json:"key_id"`
-	PublicKey         Base64    `json:"public_key"`
-	ImportToken       string    `json:"import_token"`
-	ParametersValidTo time.Time `json:"parameters_valid_to"`
 }
 
 type importRequest struct {
@@ -41,7 +35,7 @@ func (h *handlers) importParameters(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, importParamsResponse{KeyID: p.KeyID, PublicKey: p.PublicKey,
+	return c.JSON(http.StatusOK, wire.ImportParameters{KeyID: p.KeyID, PublicKey: p.PublicKey,
 		ImportToken: p.ImportToken, ParametersValidTo: p.ValidTo.UTC()})
 }
 

@@ -3,10 +3,10 @@ package api
 import (
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/hsmkms/hsmkms/policy"
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
@@ -32,43 +32,14 @@ type rotationPolicyRequest struct {
 	RotationInterval  string `json:"rotation_interval"`
 }
 
-type rotationStatusResponse struct {
-	KeyID             string     `json:"key_id"`
-	AutomaticRotation string     `json:"automatic_rotation"`
-	RotationInterval  string     `json:"rotation_interval"`
-	LastRotationDate  *time.Time `json:"last_rotation_date,omitempty"`
-	NextRotationDate  *time.Time `json:"next_rotation_date,omitempty"`
-}
-
 type rotateResponse struct {
 	KeyID      string `json:"key_id"`
 	KeyVersion int    `json:"key_version"`
 }
 
-// VersionResponse is one key version as the API shows it.
-type VersionResponse struct {
-	Version          int        `json:"version"`
-	State            string     `json:"state"`
-	Origin           string     `json:"origin"`
-	CreationDate     time.Time  `json:"creation_date"`
-	DestructionDate  *time.Time `json:"destruction_date,omitempty"`
-	TokenObjectLabel string     `json:"token_object_label"`
-}
-
-func versionResponse(v *service.Version) VersionResponse {
-	return VersionResponse{Version: v.Version, State: string(v.State), Origin: string(v.Origin),
+func versionResponse(v *service.Version) wire.Version {
+	return wire.Version{Version: v.Version, State: string(v.State), Origin: string(v.Origin),
 		CreationDate: v.CreatedAt.UTC(), DestructionDate: utc(v.DestroyAt), TokenObjectLabel: v.TokenLabel}
-}
-
-type rotationsResponse struct {
-	Rotations []rotationItem `json:"rotations"`
-	NextToken string         `json:"next_token"`
-}
-
-type rotationItem struct {
-	KeyVersion   int       `json:"key_version"`
-	RotationDate time.Time `json:"rotation_date"`
-	RotationType string    `json:"rotation_type"`
 }
 
 func (h *handlers) scheduleDeletion(c echo.Context) error {
@@ -118,7 +89,7 @@ func (h *handlers) rotationStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := rotationStatusResponse{KeyID: st.KeyID, AutomaticRotation: st.Status,
+	out := wire.RotationStatus{KeyID: st.KeyID, AutomaticRotation: st.Status,
 		RotationInterval: service.FormatDuration(st.RotationInterval),
 		LastRotationDate: utc(st.LastRotation), NextRotationDate: utc(st.NextRotation)}
 	if st.Status != policy.RotationStatusEnabled {
@@ -147,9 +118,9 @@ func (h *handlers) listRotations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := rotationsResponse{Rotations: make([]rotationItem, len(rows)), NextToken: next}
+	out := wire.RotationPage{Rotations: make([]wire.Rotation, len(rows)), NextToken: next}
 	for i, r := range rows {
-		out.Rotations[i] = rotationItem{KeyVersion: r.Version, RotationDate: r.At.UTC(), RotationType: string(r.Type)}
+		out.Rotations[i] = wire.Rotation{KeyVersion: r.Version, RotationDate: r.At.UTC(), RotationType: string(r.Type)}
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -160,8 +131,8 @@ func (h *handlers) listVersions(c echo.Context) error {
 		return err
 	}
 	out := struct {
-		Versions []VersionResponse `json:"versions"`
-	}{Versions: make([]VersionResponse, len(vs))}
+		Versions []wire.Version `json:"versions"`
+	}{Versions: make([]wire.Version, len(vs))}
 	for i := range vs {
 		out.Versions[i] = versionResponse(&vs[i])
 	}
