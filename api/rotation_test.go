@@ -434,6 +434,9 @@ func TestConcurrentRotationIsAConflict(t *testing.T) {
 		!strings.Contains(ce.Message, "being rotated by another request") {
 		t.Errorf("a rotation during another: %v, want 409 ConflictException", err)
 	}
+	if !client.Temporary(err) {
+		t.Errorf("the client does not call a conflict temporary: %v", err)
+	}
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatal(err)

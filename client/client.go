@@ -32,10 +32,9 @@ func New(baseURL, token string, hc *http.Client) *Client {
 	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: hc}
 }
 
-// Error is an error response of the API (docs/API.md, "Errors"). Of its
-// codes, ConflictException (409: a concurrent request held the key) and
-// KeyUnavailableException (503) are safe to retry; LimitExceededException
-// (429) is a quota.
+// Error is an error response of the API (docs/API.md, "Errors"); Code is
+// one of wire's Code constants (Temporary says which are worth trying
+// again).
 type Error struct {
 	Status    int    // HTTP status
 	Code      string // e.g. "NotFoundException"
