@@ -65,7 +65,7 @@ func (h *handlers) createPrincipal(c echo.Context) error {
 	if err := requireField("name", req.Name != ""); err != nil {
 		return err
 	}
-	p, err := h.svc.CreatePrincipal(c.Request().Context(), service.CreatePrincipalInput{
+	p, err := h.svc.Access.CreatePrincipal(c.Request().Context(), service.CreatePrincipalInput{
 		Name: req.Name, Policies: req.Policies, CertSubject: req.CertSubject})
 	if err != nil {
 		return err
@@ -78,7 +78,7 @@ func (h *handlers) listPrincipals(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ps, next, err := h.svc.ListPrincipals(c.Request().Context(), limit, c.QueryParam("next_token"))
+	ps, next, err := h.svc.Access.ListPrincipals(c.Request().Context(), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func (h *handlers) listPrincipals(c echo.Context) error {
 }
 
 func (h *handlers) getPrincipal(c echo.Context) error {
-	p, err := h.svc.GetPrincipal(c.Request().Context(), pathParam(c.Param("name")))
+	p, err := h.svc.Access.GetPrincipal(c.Request().Context(), pathParam(c.Param("name")))
 	if err != nil {
 		return err
 	}
@@ -98,14 +98,14 @@ func (h *handlers) getPrincipal(c echo.Context) error {
 }
 
 func (h *handlers) deletePrincipal(c echo.Context) error {
-	if err := h.svc.DeletePrincipal(c.Request().Context(), pathParam(c.Param("name"))); err != nil {
+	if err := h.svc.Access.DeletePrincipal(c.Request().Context(), pathParam(c.Param("name"))); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
 
 func (h *handlers) attachPolicy(c echo.Context) error {
-	p, err := h.svc.AttachPolicy(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("policy")))
+	p, err := h.svc.Access.AttachPolicy(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("policy")))
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func (h *handlers) attachPolicy(c echo.Context) error {
 }
 
 func (h *handlers) detachPolicy(c echo.Context) error {
-	p, err := h.svc.DetachPolicy(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("policy")))
+	p, err := h.svc.Access.DetachPolicy(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("policy")))
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (h *handlers) createToken(c echo.Context) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	t, err := h.svc.CreateToken(c.Request().Context(), pathParam(c.Param("name")), req.Description)
+	t, err := h.svc.Access.CreateToken(c.Request().Context(), pathParam(c.Param("name")), req.Description)
 	if err != nil {
 		return err
 	}
@@ -133,14 +133,14 @@ func (h *handlers) createToken(c echo.Context) error {
 }
 
 func (h *handlers) revokeToken(c echo.Context) error {
-	if err := h.svc.RevokeToken(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("token"))); err != nil {
+	if err := h.svc.Access.RevokeToken(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("token"))); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
 
 func (h *handlers) rotateToken(c echo.Context) error {
-	t, err := h.svc.RotateToken(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("token")))
+	t, err := h.svc.Access.RotateToken(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("token")))
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func (h *handlers) putPolicy(c echo.Context) error {
 	if err := requireField("document", req.Document != nil); err != nil {
 		return err
 	}
-	p, err := h.svc.PutPolicy(c.Request().Context(), pathParam(c.Param("name")), *req.Document)
+	p, err := h.svc.Access.PutPolicy(c.Request().Context(), pathParam(c.Param("name")), *req.Document)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (h *handlers) listPolicies(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ps, next, err := h.svc.ListPolicies(c.Request().Context(), limit, c.QueryParam("next_token"))
+	ps, next, err := h.svc.Access.ListPolicies(c.Request().Context(), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func (h *handlers) listPolicies(c echo.Context) error {
 }
 
 func (h *handlers) getPolicy(c echo.Context) error {
-	p, err := h.svc.GetPolicy(c.Request().Context(), pathParam(c.Param("name")))
+	p, err := h.svc.Access.GetPolicy(c.Request().Context(), pathParam(c.Param("name")))
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (h *handlers) getPolicy(c echo.Context) error {
 }
 
 func (h *handlers) deletePolicy(c echo.Context) error {
-	if err := h.svc.DeletePolicy(c.Request().Context(), pathParam(c.Param("name"))); err != nil {
+	if err := h.svc.Access.DeletePolicy(c.Request().Context(), pathParam(c.Param("name"))); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -205,7 +205,7 @@ func (h *handlers) listAudit(c echo.Context) error {
 	if f.To, err = queryTime(c, "to"); err != nil {
 		return err
 	}
-	rows, next, err := h.svc.ListAudit(c.Request().Context(), f, c.QueryParam("next_token"))
+	rows, next, err := h.svc.Audit.ListAudit(c.Request().Context(), f, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func (h *handlers) listAudit(c echo.Context) error {
 }
 
 func (h *handlers) verifyAudit(c echo.Context) error {
-	v, err := h.svc.VerifyAudit(c.Request().Context())
+	v, err := h.svc.Audit.VerifyAudit(c.Request().Context())
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func audit(svc *service.Service, log *slog.Logger) func(action string) echo.Midd
 				ctx, act := service.StartActivity(req.Context(), requestID(c), c.RealIP(), action)
 				c.Set(ctxActivity, act)
 				c.SetRequest(req.WithContext(ctx))
-				if svc == nil || !svc.AuditEnabled() {
+				if svc == nil || !svc.Audit.AuditEnabled() {
 					return next(c)
 				}
 
@@ -64,7 +64,7 @@ func audit(svc *service.Service, log *slog.Logger) func(action string) echo.Midd
 				// The client's context may be cancelled by now (it went away,
 				// or its body did not arrive in time); the record is written
 				// regardless.
-				if rerr := svc.Record(context.WithoutCancel(req.Context()), act, outcome, code); rerr != nil {
+				if rerr := svc.Audit.Record(context.WithoutCancel(req.Context()), act, outcome, code); rerr != nil {
 					log.Error("audit record not written; answering 503", "request_id", requestID(c), "err", rerr)
 					_, code, msg, _ := classify(rerr)
 					c.Set(ctxErrorCode, code)

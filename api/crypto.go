@@ -17,7 +17,7 @@ func (h *handlers) encrypt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := h.svc.Encrypt(c.Request().Context(), req.KeyID, pt, req.EncryptionContext)
+	res, err := h.svc.Crypto.Encrypt(c.Request().Context(), req.KeyID, pt, req.EncryptionContext)
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (h *handlers) decrypt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := h.svc.Decrypt(c.Request().Context(), blob, req.EncryptionContext, req.KeyID)
+	res, err := h.svc.Crypto.Decrypt(c.Request().Context(), blob, req.EncryptionContext, req.KeyID)
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func (h *handlers) dataKey(c echo.Context, withPlaintext bool) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	res, err := h.svc.GenerateDataKey(c.Request().Context(), service.DataKeyInput{
+	res, err := h.svc.Crypto.GenerateDataKey(c.Request().Context(), service.DataKeyInput{
 		KeyRef: req.KeyID, KeySpec: req.KeySpec, NumberOfBytes: req.NumberOfBytes, Context: req.EncryptionContext,
 	}, withPlaintext)
 	if err != nil {
@@ -72,7 +72,7 @@ func (h *handlers) reEncrypt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := h.svc.ReEncrypt(c.Request().Context(), blob, req.SourceEncryptionContext,
+	res, err := h.svc.Crypto.ReEncrypt(c.Request().Context(), blob, req.SourceEncryptionContext,
 		req.DestinationKeyID, req.DestinationEncryptionContext)
 	if err != nil {
 		return err
@@ -88,7 +88,7 @@ func (h *handlers) generateRandom(c echo.Context) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	b, err := h.svc.GenerateRandom(c.Request().Context(), req.NumberOfBytes)
+	b, err := h.svc.Crypto.GenerateRandom(c.Request().Context(), req.NumberOfBytes)
 	if err != nil {
 		return err
 	}

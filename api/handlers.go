@@ -63,7 +63,7 @@ func (h *handlers) createKey(c echo.Context) error {
 		}
 		in.RotationInterval = d
 	}
-	k, err := h.svc.CreateKey(c.Request().Context(), in)
+	k, err := h.svc.Keys.CreateKey(c.Request().Context(), in)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func (h *handlers) listKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	keys, next, err := h.svc.ListKeys(c.Request().Context(), limit, c.QueryParam("next_token"))
+	keys, next, err := h.svc.Keys.ListKeys(c.Request().Context(), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func (h *handlers) listKeys(c echo.Context) error {
 }
 
 func (h *handlers) describeKey(c echo.Context) error {
-	k, err := h.svc.DescribeKey(c.Request().Context(), keyRef(c))
+	k, err := h.svc.Keys.DescribeKey(c.Request().Context(), keyRef(c))
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (h *handlers) updateKey(c echo.Context) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	k, err := h.svc.UpdateKey(c.Request().Context(), keyRef(c),
+	k, err := h.svc.Keys.UpdateKey(c.Request().Context(), keyRef(c),
 		service.UpdateKeyInput{Description: req.Description, Tags: req.Tags})
 	if err != nil {
 		return err
@@ -130,7 +130,7 @@ func (h *handlers) createAlias(c echo.Context) error {
 	if err := requireField("alias_name", req.AliasName != ""); err != nil {
 		return err
 	}
-	a, err := h.svc.CreateAlias(c.Request().Context(), req.AliasName, req.TargetKeyID)
+	a, err := h.svc.Keys.CreateAlias(c.Request().Context(), req.AliasName, req.TargetKeyID)
 	if err != nil {
 		return err
 	}
@@ -142,7 +142,7 @@ func (h *handlers) updateAlias(c echo.Context) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	a, err := h.svc.UpdateAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name")), req.TargetKeyID)
+	a, err := h.svc.Keys.UpdateAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name")), req.TargetKeyID)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func (h *handlers) updateAlias(c echo.Context) error {
 }
 
 func (h *handlers) deleteAlias(c echo.Context) error {
-	if err := h.svc.DeleteAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name"))); err != nil {
+	if err := h.svc.Keys.DeleteAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name"))); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -161,7 +161,7 @@ func (h *handlers) listAliases(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	aliases, next, err := h.svc.ListAliases(c.Request().Context(), c.QueryParam("key_id"), limit, c.QueryParam("next_token"))
+	aliases, next, err := h.svc.Keys.ListAliases(c.Request().Context(), c.QueryParam("key_id"), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func (h *handlers) importParameters(c echo.Context) error {
 	if err := requireField("wrapping_algorithm", req.WrappingAlgorithm != ""); err != nil {
 		return err
 	}
-	p, err := h.svc.GetParametersForImport(c.Request().Context(), keyRef(c), req.WrappingAlgorithm, req.WrappingKeySpec)
+	p, err := h.svc.Import.GetParametersForImport(c.Request().Context(), keyRef(c), req.WrappingAlgorithm, req.WrappingKeySpec)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func (h *handlers) importKeyMaterial(c echo.Context) error {
 		}
 		validTo = &t
 	}
-	k, err := h.svc.ImportKeyMaterial(c.Request().Context(), keyRef(c), req.ImportToken, wrapped, validTo)
+	k, err := h.svc.Import.ImportKeyMaterial(c.Request().Context(), keyRef(c), req.ImportToken, wrapped, validTo)
 	if err != nil {
 		return err
 	}

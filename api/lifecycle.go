@@ -51,7 +51,7 @@ func (h *handlers) scheduleDeletion(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := h.svc.ScheduleKeyDeletion(c.Request().Context(), keyRef(c), days)
+	k, err := h.svc.Keys.ScheduleKeyDeletion(c.Request().Context(), keyRef(c), days)
 	if err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func (h *handlers) putRotationPolicy(c echo.Context) error {
 		}
 		in.RotationInterval = d
 	}
-	k, err := h.svc.PutRotationPolicy(c.Request().Context(), keyRef(c), in)
+	k, err := h.svc.Keys.PutRotationPolicy(c.Request().Context(), keyRef(c), in)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (h *handlers) putRotationPolicy(c echo.Context) error {
 }
 
 func (h *handlers) rotationStatus(c echo.Context) error {
-	st, err := h.svc.GetRotationStatus(c.Request().Context(), keyRef(c))
+	st, err := h.svc.Keys.GetRotationStatus(c.Request().Context(), keyRef(c))
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (h *handlers) rotate(c echo.Context) error {
 	if err := bind(c, &struct{}{}); err != nil {
 		return err
 	}
-	v, err := h.svc.RotateKey(c.Request().Context(), keyRef(c))
+	v, err := h.svc.Worker.RotateKey(c.Request().Context(), keyRef(c))
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func (h *handlers) listRotations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rows, next, err := h.svc.ListKeyRotations(c.Request().Context(), keyRef(c), limit, c.QueryParam("next_token"))
+	rows, next, err := h.svc.Keys.ListKeyRotations(c.Request().Context(), keyRef(c), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func (h *handlers) listRotations(c echo.Context) error {
 }
 
 func (h *handlers) listVersions(c echo.Context) error {
-	vs, err := h.svc.ListVersions(c.Request().Context(), keyRef(c))
+	vs, err := h.svc.Keys.ListVersions(c.Request().Context(), keyRef(c))
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (h *handlers) changeVersion(action service.VersionAction) echo.HandlerFunc 
 		if err != nil {
 			return err
 		}
-		v, err := h.svc.ChangeVersion(c.Request().Context(), keyRef(c), version, action, days)
+		v, err := h.svc.Keys.ChangeVersion(c.Request().Context(), keyRef(c), version, action, days)
 		if err != nil {
 			return err
 		}

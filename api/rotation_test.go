@@ -137,14 +137,14 @@ func TestAutomaticRotationAndShortenedInterval(t *testing.T) {
 		t.Fatalf("new key rotation fields: %+v", k)
 	}
 	clock.Advance(89 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 1 {
 		t.Fatalf("rotated before it was due: v%d", d.PrimaryKeyVersion)
 	}
 	clock.Advance(day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	d, err := c.DescribeKey(ctx, k.KeyID)
@@ -155,7 +155,7 @@ func TestAutomaticRotationAndShortenedInterval(t *testing.T) {
 		t.Fatalf("next %v != last %v + 90d", d.NextRotationDate, d.LastRotationDate)
 	}
 	// A second pass at the same time does nothing more.
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 2 {
@@ -171,7 +171,7 @@ func TestAutomaticRotationAndShortenedInterval(t *testing.T) {
 	if !k2.NextRotationDate.Equal(d.LastRotationDate.Add(7 * day)) {
 		t.Fatalf("next after shortening: %v", k2.NextRotationDate)
 	}
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 3 {
@@ -190,7 +190,7 @@ func TestAutomaticRotationAndShortenedInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(30 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 3 || d.AutomaticRotation != "Disabled" {
@@ -216,7 +216,7 @@ func TestDisabledKeySuspendsAndResumesRotation(t *testing.T) {
 		t.Fatalf("on-demand rotation of a disabled key: %v", err)
 	}
 	clock.Advance(100 * day) // three intervals missed
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e, err := c.EnableKey(ctx, k.KeyID)
@@ -226,14 +226,14 @@ func TestDisabledKeySuspendsAndResumesRotation(t *testing.T) {
 	if e.AutomaticRotation != "Enabled" || e.PrimaryKeyVersion != 1 || !e.NextRotationDate.Equal(clock.Now().Add(30*day)) {
 		t.Fatalf("after enable: %+v (now %v)", e, clock.Now())
 	}
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 1 {
 		t.Fatalf("burst of missed rotations: v%d", d.PrimaryKeyVersion)
 	}
 	clock.Advance(30 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 2 {
@@ -285,7 +285,7 @@ func TestScheduledDeletion(t *testing.T) {
 		t.Fatalf("cancel twice: %v", err)
 	}
 	clock.Advance(8 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, err := c.DescribeKey(ctx, k.KeyID); err != nil || d.KeyState != "Disabled" {
@@ -296,14 +296,14 @@ func TestScheduledDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(7*day - time.Second)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.KeyState != "PendingDeletion" {
 		t.Fatalf("deleted before the window passed: %s", d.KeyState)
 	}
 	clock.Advance(time.Second)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	d, err := c.DescribeKey(ctx, k.KeyID)
@@ -387,7 +387,7 @@ func TestVersionRetirement(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(7 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Decrypt(ctx, old.CiphertextBlob, nil, "")

@@ -23,7 +23,7 @@ import (
 // Authenticator turns a bearer token, or a verified client certificate's
 // subject, into the caller. It must compare tokens in constant time and
 // return an error wrapping service.ErrUnauthenticated for a missing,
-// unknown or revoked token. *service.Service implements it.
+// unknown or revoked token. *service.Access implements it.
 type Authenticator interface {
 	Authenticate(ctx context.Context, bearer string) (*service.Caller, error)
 	AuthenticateCertificate(ctx context.Context, subject string) (*service.Caller, error)
@@ -41,7 +41,7 @@ const (
 // Config configures the REST layer.
 type Config struct {
 	Service *service.Service
-	// Auth authenticates callers (default: the service itself).
+	// Auth authenticates callers (default: the service's access part).
 	Auth   Authenticator
 	Logger *slog.Logger
 	// BodyLimit caps request bodies (default DefaultBodyLimit).
@@ -84,8 +84,8 @@ func New(cfg Config) *echo.Echo {
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	if cfg.Auth == nil {
-		cfg.Auth = cfg.Service
+	if cfg.Auth == nil && cfg.Service != nil {
+		cfg.Auth = cfg.Service.Access
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

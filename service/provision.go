@@ -52,7 +52,7 @@ func (s *Service) Provision(ctx context.Context, spec []ProvisionKey) ([]Provisi
 	for i, k := range spec {
 		in := CreateKeyInput{Alias: k.Alias, Description: k.Description, AutomaticRotation: k.AutomaticRotation,
 			RotationInterval: k.RotationInterval, Tags: k.Tags}
-		if err := s.validateCreate(&in); err != nil {
+		if err := s.Keys.validateCreate(&in); err != nil {
 			return nil, fmt.Errorf("key %d (%s): %w", i+1, k.Alias, err)
 		}
 		if err := s.checkProvisionAliases(ctx, k); err != nil {
@@ -101,7 +101,7 @@ func (s *Service) provisionOne(ctx context.Context, k ProvisionKey) (ProvisionRe
 	case err == nil:
 		r.KeyID = a.KeyID
 	case errors.Is(err, ErrNotFound):
-		created, err := s.CreateKey(withActivity(ctx, systemActivity(ActCreateKey, "", "alias", k.Alias, "provisioned", "true")),
+		created, err := s.Keys.CreateKey(withActivity(ctx, systemActivity(ActCreateKey, "", "alias", k.Alias, "provisioned", "true")),
 			CreateKeyInput{Alias: k.Alias, Description: k.Description, AutomaticRotation: k.AutomaticRotation,
 				RotationInterval: k.RotationInterval, Tags: k.Tags})
 		if errors.Is(err, ErrAlreadyExists) {
@@ -131,7 +131,7 @@ func (s *Service) provisionOne(ctx context.Context, k ProvisionKey) (ProvisionRe
 		if !errors.Is(err, ErrNotFound) {
 			return r, s.storeErr(err)
 		}
-		_, err = s.CreateAlias(withActivity(ctx, systemActivity(ActCreateAlias, r.KeyID, "alias", extra, "provisioned", "true")), extra, r.KeyID)
+		_, err = s.Keys.CreateAlias(withActivity(ctx, systemActivity(ActCreateAlias, r.KeyID, "alias", extra, "provisioned", "true")), extra, r.KeyID)
 		if err != nil && !errors.Is(err, ErrAlreadyExists) {
 			return r, err
 		}

@@ -103,14 +103,14 @@ type base struct {
 // Service implements the KMS use cases.
 type Service struct {
 	base
-	*Audit
-	*Access
-	*Keys
-	*Crypto
-	*Import
-	*Worker
-	store Store
-	token hsm.Token
+	Audit  *Audit
+	Access *Access
+	Keys   *Keys
+	Crypto *Crypto
+	Import *Import
+	Worker *Worker
+	store  Store
+	token  hsm.Token
 }
 
 // Rotation protocol steps, as StepHook names them.
@@ -155,6 +155,18 @@ func New(store Store, token hsm.Token, cfg Config) *Service {
 // Close writes every queued audit record and stops taking new ones. The
 // token and the store belong to the caller, who closes them afterwards.
 func (s *Service) Close() { s.Audit.close() }
+
+// Stats, KeysByState and AuditQueueDepth are what the metrics read of the
+// whole service (metrics.ServiceSource).
+func (s *Service) Stats() Stats { return s.Worker.Stats() }
+
+// KeysByState counts keys per state (Worker.KeysByState).
+func (s *Service) KeysByState(ctx context.Context) (map[KeyState]int, error) {
+	return s.Worker.KeysByState(ctx)
+}
+
+// AuditQueueDepth is Audit.AuditQueueDepth.
+func (s *Service) AuditQueueDepth() int { return s.Audit.AuditQueueDepth() }
 
 // Ready reports whether both the token and the database answer.
 func (s *Service) Ready(ctx context.Context) error {

@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
-		svc.RunWorker(workerCtx, service.WorkerConfig{Tick: cfg.WorkerTick, ReconcileEvery: cfg.ReconcileEvery})
+		svc.Worker.RunWorker(workerCtx, service.WorkerConfig{Tick: cfg.WorkerTick, ReconcileEvery: cfg.ReconcileEvery})
 	}()
 	defer func() { stopWorker(); <-workerDone }()
 	mx.WatchService(svc)
