@@ -121,7 +121,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err := r.PingContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: sqlite: %w", err), r.Close(), w.Close())
 	}
-	return &DB{queries: queries{r: r, w: w}, w: w, r: r, dialect: dialectSQLite}, nil
+	return &DB{queries: newQueries(r, w), w: w, r: r, dialect: dialectSQLite}, nil
 }
 
 // openPostgres opens one pool through pgx's database/sql driver and migrates.
@@ -143,7 +143,7 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	if err := prepare(ctx, db, dialectPostgres); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	return &DB{queries: queries{r: db, w: db}, w: db, r: db, dialect: dialectPostgres}, nil
+	return &DB{queries: newQueries(db, db), w: db, r: db, dialect: dialectPostgres}, nil
 }
 
 // prepare proves the connection and applies the migrations.
@@ -188,7 +188,7 @@ func (db *DB) Close() error {
 // isolation level is the server's default (READ COMMITTED).
 func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error {
 	return conflictErr(withTx(ctx, db.w, func(tx *sqlx.Tx) error {
-		return fn(queries{r: tx, w: tx})
+		return fn(newQueries(tx, tx))
 	}))
 }
 

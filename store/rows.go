@@ -13,24 +13,47 @@ import (
 	"github.com/hsmkms/hsmkms/service"
 )
 
-// queries implements service.Queries once, for a DB and for a transaction.
-// A DB reads through its reader pool and writes through its writer; in a
-// transaction both are the *sqlx.Tx. Every query is written with "?" and
-// rebound for the dialect here, at the call.
-type queries struct {
+// conn is where queries read and write: a DB reads through its reader pool
+// and writes through its writer; in a transaction both are the *sqlx.Tx.
+// Every query is written with "?" and rebound for the dialect here, at the
+// call.
+type conn struct {
 	r sqlx.ExtContext
 	w sqlx.ExtContext
 }
 
-func (q queries) get(ctx context.Context, dest any, query string, args ...any) error {
+// queries implements service.Queries once, for a DB and for a transaction,
+// as one set of rows per part of the service, all on one conn.
+type queries struct {
+	keyRows      // keys, versions, aliases, rotations (service.KeyQueries)
+	scheduleRows // due work, leases, counts (service.ScheduleQueries, LeaseQueries)
+	accessRows   // principals, policies, tokens (service.AccessQueries)
+	auditRows    // the audit chain (service.AuditQueries)
+	importRows   // bring your own key (service.ImportQueries)
+}
+
+type (
+	keyRows      struct{ conn }
+	scheduleRows struct{ conn }
+	accessRows   struct{ conn }
+	auditRows    struct{ conn }
+	importRows   struct{ conn }
+)
+
+func newQueries(r, w sqlx.ExtContext) queries {
+	c := conn{r: r, w: w}
+	return queries{keyRows{c}, scheduleRows{c}, accessRows{c}, auditRows{c}, importRows{c}}
+}
+
+func (q conn) get(ctx context.Context, dest any, query string, args ...any) error {
 	return classify(sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...))
 }
 
-func (q queries) sel(ctx context.Context, dest any, query string, args ...any) error {
+func (q conn) sel(ctx context.Context, dest any, query string, args ...any) error {
 	return classify(sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...))
 }
 
-func (q queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (q conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	res, err := q.w.ExecContext(ctx, q.w.Rebind(query), args...)
 	return res, classify(err)
 }

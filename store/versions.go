@@ -27,7 +27,7 @@ const (
 
 // InsertVersion adds v; ErrAlreadyExists if the key already has that
 // version number, ErrNotFound if the key does not exist.
-func (q queries) InsertVersion(ctx context.Context, v *service.Version) error {
+func (q keyRows) InsertVersion(ctx context.Context, v *service.Version) error {
 	_, err := q.exec(ctx, sqlInsertVersion,
 		v.KeyID, v.Version, string(v.State), string(v.Origin),
 		micros(v.CreatedAt), micros(v.UpdatedAt), nullMicros(v.DestroyAt), v.TokenLabel)
@@ -35,7 +35,7 @@ func (q queries) InsertVersion(ctx context.Context, v *service.Version) error {
 }
 
 // GetVersion reads one version; ErrNotFound if the key has no such version.
-func (q queries) GetVersion(ctx context.Context, keyID string, version int) (*service.Version, error) {
+func (q keyRows) GetVersion(ctx context.Context, keyID string, version int) (*service.Version, error) {
 	var row versionRow
 	if err := q.get(ctx, &row, sqlGetVersion, keyID, version); err != nil {
 		return nil, dbErr(err, "get", versionEntity(keyID, version), keyID)
@@ -46,7 +46,7 @@ func (q queries) GetVersion(ctx context.Context, keyID string, version int) (*se
 
 // ListVersions returns a key's versions in ascending order; an unknown key
 // has none (not an error: GetKey tells whether a key exists).
-func (q queries) ListVersions(ctx context.Context, keyID string) ([]service.Version, error) {
+func (q keyRows) ListVersions(ctx context.Context, keyID string) ([]service.Version, error) {
 	var rows []versionRow
 	if err := q.sel(ctx, &rows, sqlListVersions, keyID); err != nil {
 		return nil, internal("list versions of", keyEntity(keyID), err)
@@ -56,7 +56,7 @@ func (q queries) ListVersions(ctx context.Context, keyID string) ([]service.Vers
 
 // UpdateVersion writes v's state, destroy_at and updated_at; ErrNotFound if
 // the key has no such version.
-func (q queries) UpdateVersion(ctx context.Context, v *service.Version) error {
+func (q keyRows) UpdateVersion(ctx context.Context, v *service.Version) error {
 	res, err := q.exec(ctx, sqlUpdateVersion,
 		string(v.State), nullMicros(v.DestroyAt), micros(v.UpdatedAt), v.KeyID, v.Version)
 	return affectedOne(res, err, "update", versionEntity(v.KeyID, v.Version), v.KeyID)
@@ -64,7 +64,7 @@ func (q queries) UpdateVersion(ctx context.Context, v *service.Version) error {
 
 // VersionsInState lists the versions of every key that are in one of states,
 // ordered by key id and version. No states: no versions.
-func (q queries) VersionsInState(ctx context.Context, states ...service.VersionState) ([]service.Version, error) {
+func (q keyRows) VersionsInState(ctx context.Context, states ...service.VersionState) ([]service.Version, error) {
 	if len(states) == 0 {
 		return []service.Version{}, nil
 	}
@@ -87,7 +87,7 @@ func (q queries) VersionsInState(ctx context.Context, states ...service.VersionS
 // key). Versions are never deleted except a Pending one being rolled back,
 // whose number may then be reused: its token object, if any, has the same
 // CKA_ID and is adopted by the retry (docs/architecture.md, "Rotation").
-func (q queries) MaxVersion(ctx context.Context, keyID string) (int, error) {
+func (q keyRows) MaxVersion(ctx context.Context, keyID string) (int, error) {
 	var n int
 	if err := q.get(ctx, &n, sqlMaxVersion, keyID); err != nil {
 		return 0, internal("max version of", keyEntity(keyID), err)
@@ -96,7 +96,7 @@ func (q queries) MaxVersion(ctx context.Context, keyID string) (int, error) {
 }
 
 // DeleteVersion removes one version row; ErrNotFound if there is none.
-func (q queries) DeleteVersion(ctx context.Context, keyID string, version int) error {
+func (q keyRows) DeleteVersion(ctx context.Context, keyID string, version int) error {
 	res, err := q.exec(ctx, sqlDeleteVersion, keyID, version)
 	return affectedOne(res, err, "delete", versionEntity(keyID, version), keyID)
 }
