@@ -127,7 +127,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	// Read, write and idle timeouts, a header cap and a connection cap:
-	// slow or idle clients cannot hold the server (API.md, "Limits").
+	// slow or idle clients cannot hold the server (docs/API.md, "Limits").
 	limits := api.Limits{MaxConnections: cfg.MaxConnections}
 	srv := api.NewHTTPServer(e, limits)
 	srv.TLSConfig = tlsConfig
