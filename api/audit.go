@@ -29,50 +29,62 @@ func activity(c echo.Context) *service.Activity {
 // written the answer is KeyUnavailableException instead.
 func audit(svc *service.Service, log *slog.Logger) func(action string) echo.MiddlewareFunc {
 	return func(action string) echo.MiddlewareFunc {
-		return func(next echo.HandlerFunc) echo.HandlerFunc {
-			return func(c echo.Context) error {
-				c.Set(ctxOperation, action)
-				// The activity also feeds the request log (key, version), so
-				// it exists with auditing off too.
-				req := c.Request()
-				ctx, act := service.StartActivity(req.Context(), requestID(c), c.RealIP(), action)
-				c.Set(ctxActivity, act)
-				c.SetRequest(req.WithContext(ctx))
-				if svc == nil || !svc.Audit.AuditEnabled() {
-					return next(c)
-				}
+		return auditAs(svc, log, func(echo.Context) string { return action })
+	}
+}
 
-				res := c.Response()
-				orig := res.Writer
-				buf := &bufferedWriter{header: orig.Header(), under: orig}
-				res.Writer = buf
-				err := callRecovering(log, next, c)
-				if err != nil {
-					c.Error(err) // writes the error response into the buffer
-				}
-				res.Writer = orig
-
-				outcome, code := service.OutcomeAllowed, ""
-				if err != nil {
-					code, _ = c.Get(ctxErrorCode).(string)
-					outcome = service.OutcomeFailed
-					if errors.Is(err, service.ErrUnauthenticated) || errors.Is(err, service.ErrAccessDenied) ||
-						code == CodeUnauthenticated || code == CodeAccessDenied {
-						outcome = service.OutcomeDenied
-					}
-				}
-				// The client's context may be cancelled by now (it went away,
-				// or its body did not arrive in time); the record is written
-				// regardless.
-				if rerr := svc.Audit.Record(context.WithoutCancel(req.Context()), act, outcome, code); rerr != nil {
-					log.Error("audit record not written; answering 503", "request_id", requestID(c), "err", rerr)
-					_, code, msg, _ := classify(rerr)
-					c.Set(ctxErrorCode, code)
-					res.Status = http.StatusServiceUnavailable
-					return writeDirect(orig, http.StatusServiceUnavailable, code, msg)
-				}
-				return buf.flushTo(orig)
+// auditAs is audit for a route whose action depends on the request.
+func auditAs(svc *service.Service, log *slog.Logger, actionOf func(echo.Context) string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			action := actionOf(c)
+			c.Set(ctxOperation, action)
+			// The activity also feeds the request log (key, version), so
+			// it exists with auditing off too.
+			req := c.Request()
+			ctx, act := service.StartActivity(req.Context(), requestID(c), c.RealIP(), action)
+			c.Set(ctxActivity, act)
+			c.SetRequest(req.WithContext(ctx))
+			if svc == nil || !svc.Audit.AuditEnabled() {
+				return next(c)
 			}
+
+			res := c.Response()
+			orig := res.Writer
+			buf := &bufferedWriter{header: orig.Header(), under: orig}
+			res.Writer = buf
+			err := callRecovering(log, next, c)
+			if err != nil {
+				c.Error(err) // writes the error response into the buffer
+			}
+			res.Writer = orig
+
+			outcome, code := service.OutcomeAllowed, ""
+			if err != nil {
+				code, _ = c.Get(ctxErrorCode).(string)
+				outcome = service.OutcomeFailed
+				if errors.Is(err, service.ErrUnauthenticated) || errors.Is(err, service.ErrAccessDenied) ||
+					code == CodeUnauthenticated || code == CodeAccessDenied {
+					outcome = service.OutcomeDenied
+				}
+			}
+			// The client's context may be cancelled by now (it went away,
+			// or its body did not arrive in time); the record is written
+			// regardless.
+			if rerr := svc.Audit.Record(context.WithoutCancel(req.Context()), act, outcome, code); rerr != nil {
+				log.Error("audit record not written; answering 503", "request_id", requestID(c), "err", rerr)
+				if pe := protocolError(c); pe != nil {
+					r := pe(rerr)
+					c.Set(ctxErrorCode, r.Code)
+					res.Status = r.Status
+					return writeProtocolError(orig, r)
+				}
+				_, code, msg, _ := classify(rerr)
+				c.Set(ctxErrorCode, code)
+				res.Status = http.StatusServiceUnavailable
+				return writeDirect(orig, http.StatusServiceUnavailable, code, msg)
+			}
+			return buf.flushTo(orig)
 		}
 	}
 }

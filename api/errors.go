@@ -96,6 +96,18 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
+		if pe := protocolError(c); pe != nil {
+			r := pe(err)
+			if r.Status >= 500 {
+				log.Error("request failed", "request_id", requestID(c), "path", c.Path(), "code", r.Code, "err", err)
+			}
+			c.Set(ctxErrorCode, r.Code)
+			for k, v := range r.Header {
+				c.Response().Header().Set(k, v)
+			}
+			_ = c.Blob(r.Status, r.ContentType, r.Body)
+			return
+		}
 		status, code, msg, internal := classify(err)
 		if internal {
 			log.Error("internal error", "request_id", requestID(c), "path", c.Path(), "err", err)

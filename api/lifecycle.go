@@ -39,7 +39,8 @@ type rotateResponse struct {
 
 func versionResponse(v *service.Version) wire.Version {
 	return wire.Version{Version: v.Version, State: string(v.State), Origin: string(v.Origin),
-		CreationDate: v.CreatedAt.UTC(), DestructionDate: utc(v.DestroyAt), TokenObjectLabel: v.TokenLabel}
+		CreationDate: v.CreatedAt.UTC(), DestructionDate: utc(v.DestroyAt), TokenObjectLabel: v.TokenLabel,
+		Encryptions: v.Encryptions}
 }
 
 func (h *handlers) scheduleDeletion(c echo.Context) error {

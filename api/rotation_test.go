@@ -73,8 +73,10 @@ func TestRotateThreeTimesLosesNothing(t *testing.T) {
 		t.Fatalf("%d versions, want 4", len(vs))
 	}
 	for i, v := range vs {
-		if v.Version != i+1 || v.State != wantStates[i] || v.TokenObjectLabel != fmt.Sprintf("hsmkms/%s/v%d", k.KeyID, i+1) {
-			t.Errorf("version %d: %+v", i+1, v)
+		ref, err := hsm.ParseLabel(v.TokenObjectLabel)
+		if v.Version != i+1 || v.State != wantStates[i] || err != nil || ref.KeyID.String() != k.KeyID || ref.Version != i+1 || ref.Legacy() ||
+			!strings.HasPrefix(v.TokenObjectLabel, fmt.Sprintf("hsmkms/%s/v%d/", k.KeyID, i+1)) {
+			t.Errorf("version %d: %+v (%v)", i+1, v, err)
 		}
 	}
 	// The token enforces decrypt-only too.
@@ -377,6 +379,10 @@ func TestVersionRetirement(t *testing.T) {
 		t.Fatalf("window 3 days: %v", err)
 	}
 	v, err := c.ChangeVersion(ctx, k.KeyID, 1, "schedule-destruction", 7)
+	v1Ref, lerr := hsm.ParseLabel(v.TokenObjectLabel)
+	if lerr != nil {
+		t.Fatalf("token object label %q: %v", v.TokenObjectLabel, lerr)
+	}
 	if err != nil || v.State != "PendingDestruction" || v.DestructionDate == nil {
 		t.Fatalf("schedule destruction: %v %+v", err, v)
 	}
@@ -394,7 +400,7 @@ func TestVersionRetirement(t *testing.T) {
 	if e, ok := err.(*client.Error); !ok || e.Code != "KMSInvalidStateException" || !contains(e.Message, "version 1") {
 		t.Fatalf("decrypt with destroyed version: %v", err)
 	}
-	if _, _, err := s.Token.Encrypt(ctx, hsm.ObjectRef{KeyID: uuid.MustParse(k.KeyID), Version: 1}, []byte("x"), nil); err == nil {
+	if _, _, err := s.Token.Encrypt(ctx, v1Ref, []byte("x"), nil); err == nil {
 		t.Fatal("destroyed version's token object still works")
 	}
 	if n, err := c.RotateKey(ctx, k.KeyID); err != nil || n != 3 {

@@ -54,6 +54,9 @@ type Config struct {
 	// Observe, when set, is called once per request after it is answered
 	// (metrics). It must not block.
 	Observe func(RequestInfo)
+	// Protocols are further wire protocols served on the same listener
+	// (the AWS KMS protocol).
+	Protocols []Protocol
 }
 
 // RequestInfo describes one answered request, for metrics.
@@ -112,6 +115,9 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Extra != nil {
 		cfg.Extra(e)
 	}
+	for _, p := range cfg.Protocols {
+		addProtocol(e, cfg, p)
+	}
 
 	// Middleware goes on each route, not on the group: a group's middleware
 	// turns every unknown method of a known path into a 404, not a 405.
@@ -163,6 +169,9 @@ func New(cfg Config) *echo.Echo {
 	v1.add(http.MethodPost, "/principals/:name/tokens", "kms:CreateToken", h.createToken)
 	v1.add(http.MethodDelete, "/principals/:name/tokens/:token", "kms:RevokeToken", h.revokeToken)
 	v1.add(http.MethodPost, "/principals/:name/tokens/:token/rotate", "kms:RotateToken", h.rotateToken)
+	v1.add(http.MethodPost, "/principals/:name/access-keys", "kms:CreateAccessKey", h.createAccessKey)
+	v1.add(http.MethodGet, "/principals/:name/access-keys", "kms:ListAccessKeys", h.listAccessKeys)
+	v1.add(http.MethodDelete, "/principals/:name/access-keys/:access_key_id", "kms:DeleteAccessKey", h.deleteAccessKey)
 	v1.add(http.MethodPut, "/policies/:name", "kms:PutPolicy", h.putPolicy)
 	v1.add(http.MethodGet, "/policies", "kms:ListPolicies", h.listPolicies)
 	v1.add(http.MethodGet, "/policies/:name", "kms:GetPolicy", h.getPolicy)
@@ -292,8 +301,7 @@ func authenticate(a Authenticator) echo.MiddlewareFunc {
 				closeUnread(c)
 				return err
 			}
-			c.Set(ctxPrincipal, caller.Principal)
-			c.SetRequest(c.Request().WithContext(service.WithCaller(ctx, caller)))
+			SetCaller(c, caller)
 			return next(c)
 		}
 	}

@@ -134,6 +134,22 @@ type Profile struct {
 	// mechanism parameters; an IV that comes back unchanged is refused.
 	// Open checks the mode against the token with a session key.
 	TokenGeneratesIV bool
+	// LacksAllowedMechanisms says the token does not know
+	// CKA_ALLOWED_MECHANISMS (PKCS#11 2.40; NSS softoken fails the
+	// generation with CKR_GENERAL_ERROR). Objects are then made without
+	// it, and a PIN holder may use a version with any AES mechanism the
+	// token offers (AES-ECB gives GCM's hash key). SoftHSM 2.6 enforces it.
+	LacksAllowedMechanisms bool
+	// LacksCopyable says the token does not know CKA_COPYABLE (NSS
+	// softoken, as above). Objects are then made without it, and a PIN
+	// holder can copy them (a copy outlives the version's destruction).
+	LacksCopyable bool
+	// IgnoresUnwrapTemplate says the token accepts CKA_UNWRAP_TEMPLATE but
+	// does not enforce it (NSS softoken unwraps into a readable key
+	// whatever the template); GenerateWrappingKey then does not prove it.
+	// The wrapping keys are session objects, which other processes cannot
+	// see, so BYOK material stays out of their reach all the same.
+	IgnoresUnwrapTemplate bool
 }
 
 // SoftHSMProfile is SoftHSM 2.6.x, the development and CI token.
@@ -176,6 +192,9 @@ var NSSProfile = Profile{
 	KWPMechanism:           ckmAESKeyWrapKWP,
 	OAEPSHA256:             true,
 	ReportsUnwrappedLength: true,
+	LacksAllowedMechanisms: true,
+	LacksCopyable:          true,
+	IgnoresUnwrapTemplate:  true,
 }
 
 // DefaultProfile is a standards-following HSM with caller-chosen 12-byte

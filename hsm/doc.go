@@ -7,17 +7,25 @@
 //
 // Each key version is one AES-256 secret key object generated in the token
 // with a complete, explicit template: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE
-// true; CKA_EXTRACTABLE false; CKA_ENCRYPT and CKA_DECRYPT true; CKA_WRAP,
-// CKA_UNWRAP, CKA_DERIVE, CKA_SIGN, CKA_VERIFY false. The attributes, key
-// type and length are read back after generation; an object that does not
-// match is destroyed and refused (ErrAttributeMismatch). The token, not this
-// code, guarantees that the key value cannot be read (CKA_VALUE answers
-// CKR_ATTRIBUTE_SENSITIVE) and that CKA_SENSITIVE and CKA_EXTRACTABLE cannot
-// be weakened (CKR_ATTRIBUTE_READ_ONLY). CKA_ID (key id ‖ version) and
-// CKA_LABEL ("hsmkms/<key-id>/v<n>") come from ObjectRef, so a crashed
-// rotation finds its object again (GenerateKey reuses it) and an auditor can
-// match Inventory with the metadata. Lookups fail closed: two objects with
-// one CKA_ID is ErrAmbiguousObject.
+// true; CKA_EXTRACTABLE and CKA_COPYABLE false; CKA_ENCRYPT and CKA_DECRYPT
+// true; CKA_WRAP, CKA_UNWRAP, CKA_DERIVE, CKA_SIGN, CKA_VERIFY false;
+// CKA_ALLOWED_MECHANISMS AES-GCM (where the token knows the last two:
+// Profile.LacksCopyable, LacksAllowedMechanisms). The attributes, key
+// type and length are read back after generation, CKA_ALWAYS_SENSITIVE,
+// CKA_NEVER_EXTRACTABLE and (Profile.ReportsLocal) CKA_LOCAL included; an
+// object that does not match is destroyed and refused (ErrAttributeMismatch).
+// The token, not this code, guarantees that the key value cannot be read
+// (CKA_VALUE answers CKR_ATTRIBUTE_SENSITIVE) and that CKA_SENSITIVE and
+// CKA_EXTRACTABLE cannot be weakened (CKR_ATTRIBUTE_READ_ONLY). CKA_ID (key
+// id ‖ version ‖ nonce) and CKA_LABEL ("hsmkms/<key-id>/v<n>/<nonce>") come
+// from ObjectRef; the nonce, drawn per version, makes the name
+// unpredictable, and GenerateKey never adopts an object found under a name
+// with a nonce (issue 16: someone else with the PIN could have planted it).
+// An auditor matches Inventory with the metadata; Inventory reports what
+// differs from the template (Drift) and Repair sets back what may be set.
+// Lookups fail closed: two objects with one CKA_ID is ErrAmbiguousObject.
+// Wrapping keys for BYOK are session objects of a session of their own
+// (keeper.go), invisible to other processes.
 //
 // # Decrypt-only
 //

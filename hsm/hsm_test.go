@@ -15,6 +15,9 @@ import (
 // TestMain gives the test binary its throwaway SoftHSM token and closes
 // the shared PKCS11 at the end.
 func TestMain(m *testing.M) {
+	if os.Getenv(pinHolderEnv) != "" {
+		os.Exit(pinHolderMain()) // another process with the PIN: pinholder_process_test.go
+	}
 	os.Exit(softhsmtest.Run(closing{m}))
 }
 

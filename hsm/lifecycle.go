@@ -3,6 +3,7 @@ package hsm
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/miekg/pkcs11"
 )
@@ -107,7 +108,7 @@ func (p *PKCS11) Inventory(ctx context.Context) ([]ObjectInfo, error) {
 			return err
 		}
 		for _, h := range handles {
-			info, ok, err := describe(c, sh, h)
+			info, ok, err := p.describe(c, sh, h)
 			if hasCode(err, staleHandleCodes) {
 				continue // destroyed meanwhile
 			}
@@ -126,9 +127,24 @@ func (p *PKCS11) Inventory(ctx context.Context) ([]ObjectInfo, error) {
 	return out, nil
 }
 
-// describe reads an object's label and security attributes; ok is false
-// for objects that are not this service's.
-func describe(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) (ObjectInfo, bool, error) {
+// describe reads an object's label, security attributes and drift; ok is
+// false for objects that are not this service's.
+func (p *PKCS11) describe(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) (ObjectInfo, bool, error) {
+	info, ok, err := describeBools(c, sh, h)
+	if err != nil || !ok {
+		return info, ok, err
+	}
+	info.Generated = p.generated(info)
+	diffs, _, err := p.drift(c, sh, h)
+	if err != nil {
+		return ObjectInfo{}, false, err
+	}
+	info.Drift = strings.Join(diffs, ", ")
+	return info, true, nil
+}
+
+// describeBools reads an object's label and the booleans of ObjectInfo.
+func describeBools(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) (ObjectInfo, bool, error) {
 	attrs, err := c.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil)})
 	if err != nil {
 		return ObjectInfo{}, false, err

@@ -40,6 +40,9 @@ type PKCS11 struct {
 	initArgs *initArgs
 	// wrap is what the token offers for BYOK (probeWrapping, at Open).
 	wrap wrapSupport
+	// keeper holds the wrapping keys, session objects (keeper.go); mgmt
+	// guards it.
+	keeper *session
 
 	// mgmt serialises key-management writes and token searches: SoftHSM
 	// 2.6.1 races C_FindObjects against object creation (pitfalls item 30).
@@ -245,6 +248,9 @@ func (p *PKCS11) Close() error {
 		p.closed = true
 		p.mu.Unlock()
 		drained := p.pool.drain(p.cfg.PoolWaitTimeout)
+		p.mgmt.Lock() // before mu, as every holder of mgmt takes them
+		defer p.mgmt.Unlock()
+		p.dropKeeper(p.ctx)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.pool.closeIdle(p.ctx)

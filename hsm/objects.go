@@ -9,8 +9,10 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
-// keyTemplate is the complete template of a key version: every security
-// attribute set explicitly (pitfalls item 9), only encrypt and decrypt.
+// keyTemplate is the template of a key version: every security attribute
+// set explicitly (pitfalls item 9), only encrypt and decrypt. Made with
+// notCopyable (CKA_COPYABLE defaults to true, and a copy made by someone
+// with the PIN would outlive the version's destruction) and allowedAttr.
 func keyTemplate(ref ObjectRef) []*pkcs11.Attribute {
 	return []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
@@ -33,15 +35,17 @@ func keyTemplate(ref ObjectRef) []*pkcs11.Attribute {
 }
 
 // required are the boolean attributes every key version must have, read
-// back after generation and before reuse. optional ones may be absent
+// back after generation (CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE
+// attest generation inside the token, as CKA_LOCAL does where
+// Profile.ReportsLocal). optional ones may be absent
 // (CKR_ATTRIBUTE_TYPE_INVALID): a usage a token does not know is not granted.
 var required = []boolRule{
 	{pkcs11.CKA_TOKEN, "CKA_TOKEN", true, false},
 	{pkcs11.CKA_PRIVATE, "CKA_PRIVATE", true, false},
 	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true, false},
 	{pkcs11.CKA_EXTRACTABLE, "CKA_EXTRACTABLE", false, false},
-	{pkcs11.CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", true, true},
-	{pkcs11.CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", true, true},
+	{pkcs11.CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", true, false},
+	{pkcs11.CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", true, false},
 	{pkcs11.CKA_ENCRYPT, "CKA_ENCRYPT", true, false},
 	{pkcs11.CKA_DECRYPT, "CKA_DECRYPT", true, false},
 	{pkcs11.CKA_WRAP, "CKA_WRAP", false, true},
@@ -49,42 +53,67 @@ var required = []boolRule{
 	{pkcs11.CKA_DERIVE, "CKA_DERIVE", false, true},
 	{pkcs11.CKA_SIGN, "CKA_SIGN", false, true},
 	{pkcs11.CKA_VERIFY, "CKA_VERIFY", false, true},
+	{pkcs11.CKA_COPYABLE, "CKA_COPYABLE", false, false},
 }
 
 // GenerateKey implements Token. The search, the generation and the
-// read-back run as one unit on one session, under the management lock: if
-// the unit is retried after a token reset, it searches again first, so a
-// generation that reached the token before the failure is reused, never
-// duplicated; and the handle it checks (or destroys, when the check fails)
-// is never one of another generation, where its number may name another
-// object.
+// read-back run as one unit on one session, under the management lock; the
+// handle it checks (or destroys, when the check fails) is never one of
+// another generation, where its number may name another object.
+//
+// An object of a version is never adopted: one that exists already under
+// ref's name (with a nonce, which this service drew for this generation
+// only) was not made by this call, and is refused with ErrAmbiguousObject.
+// Only when this call's own earlier attempt may have made it (the unit is
+// retried after its session died) is it destroyed and made again. A name
+// without a nonce (made before nonces: the audit seal key of an existing
+// installation) is still taken if the token attests that it generated the
+// object (CKA_LOCAL where truthful, CKA_ALWAYS_SENSITIVE,
+// CKA_NEVER_EXTRACTABLE), so that a key someone derived or imported under
+// it is refused.
 func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
+	tmpl := append(append(keyTemplate(ref), p.notCopyable()...), p.allowedAttr(p.versionMechanisms(false)...)...)
+	return p.generate(ctx, ref, mech, tmpl, p.verify)
+}
+
+// generate is GenerateKey for any secret key: tmpl made with mech, checked
+// by check after generation (and, for a name without a nonce, before it is
+// taken).
+func (p *PKCS11) generate(ctx context.Context, ref ObjectRef, mech []*pkcs11.Mechanism, tmpl []*pkcs11.Attribute,
+	check func(*pkcs11.Ctx, pkcs11.SessionHandle, pkcs11.ObjectHandle, ObjectRef) error) error {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	var h pkcs11.ObjectHandle
 	_, _, gen := p.current()
-	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
+	attempted := false
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		hs, err := p.findIn(c, sh, ref)
 		if err != nil {
 			return err
 		}
-		created := false
-		if len(hs) > 0 {
-			// An earlier attempt made it (crash recovery): reuse it if it
-			// is what we would have made.
+		switch {
+		case len(hs) > 0 && !ref.Legacy() && !attempted:
+			return fmt.Errorf("%w: %s exists already (not made by this service for this version: never adopted)", ErrAmbiguousObject, ref)
+		case len(hs) > 0 && !ref.Legacy():
+			for _, old := range hs {
+				if err := c.DestroyObject(sh, old); err != nil && !hasCode(err, staleHandleCodes) {
+					return err
+				}
+			}
+		case len(hs) > 0:
 			if err := exactlyOne(ref, hs); err != nil {
 				return err
 			}
 			h = hs[0]
-		} else {
-			if h, err = c.GenerateKey(sh, mech, keyTemplate(ref)); err != nil {
-				return err
-			}
-			created = true
+			return check(c, sh, h, ref) // left for the operator when it fails
 		}
-		if err := verify(c, sh, h, ref); err != nil {
-			if created && errors.Is(err, ErrAttributeMismatch) {
+		attempted = true
+		if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
+			return err
+		}
+		if err := check(c, sh, h, ref); err != nil {
+			if errors.Is(err, ErrAttributeMismatch) {
 				_ = c.DestroyObject(sh, h)
 			}
 			return err
@@ -128,8 +157,16 @@ func checkBools(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, r
 // one attribute per call (a token answers a whole template with an error
 // if one attribute is unreadable: pitfalls item 14), and refuses an object
 // that does not match. CKA_VALUE is never asked for.
-func verify(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef) error {
+func (p *PKCS11) verify(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef) error {
 	if err := checkBools(c, sh, h, required, ref.String()); err != nil {
+		return err
+	}
+	if p.cfg.Profile.ReportsLocal {
+		if err := checkBools(c, sh, h, []boolRule{{pkcs11.CKA_LOCAL, "CKA_LOCAL", true, false}}, ref.String()); err != nil {
+			return err
+		}
+	}
+	if err := p.checkAllowed(c, sh, h, p.versionMechanisms(false), ref.String()); err != nil {
 		return err
 	}
 	for _, r := range []struct {
@@ -249,18 +286,40 @@ func exactlyOne(ref ObjectRef, hs []pkcs11.ObjectHandle) error {
 }
 
 // search finds the one object with ref's CKA_ID. The caller holds mgmt.
+// The object of a generated version with a nonce must be attested as
+// generated by the token (attestRules): someone with the PIN who destroyed
+// it and put another under its name gets a refusal, not their key used.
 func (p *PKCS11) search(ctx context.Context, ref ObjectRef) (pkcs11.ObjectHandle, error) {
 	var hs []pkcs11.ObjectHandle
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		var err error
-		hs, err = p.findIn(c, sh, ref)
-		return err
+		if hs, err = p.findIn(c, sh, ref); err != nil || len(hs) != 1 || ref.Legacy() || ref.Imported() {
+			return err
+		}
+		return checkBools(c, sh, hs[0], p.attestRules(), ref.String())
 	})
 	if err != nil {
+		if errors.Is(err, ErrAttributeMismatch) {
+			return 0, err
+		}
 		return 0, translate("find "+ref.String(), err)
 	}
 	if err := exactlyOne(ref, hs); err != nil {
 		return 0, err
 	}
 	return hs[0], nil
+}
+
+// attestRules are what the token says of a key it generated and never let
+// out: CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, and CKA_LOCAL where the
+// profile trusts it (a derived key has the first two).
+func (p *PKCS11) attestRules() []boolRule {
+	rs := []boolRule{
+		{pkcs11.CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", true, false},
+		{pkcs11.CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", true, false},
+	}
+	if p.cfg.Profile.ReportsLocal {
+		rs = append(rs, boolRule{pkcs11.CKA_LOCAL, "CKA_LOCAL", true, false})
+	}
+	return rs
 }

@@ -44,7 +44,7 @@ func TestKeyMaterialStaysInside(t *testing.T) {
 	// CKA_LOCAL as the token reports it: NSS softoken says false for the
 	// keys it generated (pitfalls item 52), so nothing relies on it.
 	want := ObjectInfo{Ref: ref, Label: ref.Label(), Encrypt: true, Decrypt: true, Sensitive: true,
-		NeverExtractable: true, AlwaysSensitive: true, Local: p.cfg.Profile.ReportsLocal}
+		NeverExtractable: true, AlwaysSensitive: true, Local: p.cfg.Profile.ReportsLocal, Generated: true}
 	if len(inv) != 1 || inv[0] != want {
 		t.Errorf("inventory = %+v, want [%+v]", inv, want)
 	}

@@ -11,10 +11,11 @@ import (
 // ciphertext, plaintext of their own data, or metadata back.
 type Token interface {
 	// GenerateKey creates the AES-256 object for ref inside the token:
-	// sensitive, non-extractable, usable only for encrypt and decrypt. It is
-	// idempotent: if exactly one object with ref's CKA_ID already exists (an
-	// earlier attempt that crashed before the store recorded it), it is
-	// checked and reused.
+	// sensitive, non-extractable, not copyable, usable only for AES-GCM
+	// encrypt and decrypt. An object that exists already under a name with
+	// a nonce is never adopted (ErrAmbiguousObject); one under a name
+	// without (made before nonces) is taken only if the token attests it
+	// generated it.
 	GenerateKey(ctx context.Context, ref ObjectRef) error
 	// Encrypt seals plaintext with AES-256-GCM under ref, binding aad. It
 	// returns the IV that was used (chosen by the service or by the token,
@@ -24,6 +25,10 @@ type Token interface {
 	Decrypt(ctx context.Context, ref ObjectRef, iv, ciphertext, aad []byte) ([]byte, error)
 	// SetDecryptOnly sets CKA_ENCRYPT=false on ref's object and reads it back.
 	SetDecryptOnly(ctx context.Context, ref ObjectRef) error
+	// Repair sets back the attributes of ref's object that differ from a
+	// key version's template and may be set (CKA_ENCRYPT aside), and
+	// returns what it changed; what cannot be set back is ErrAttributeMismatch.
+	Repair(ctx context.Context, ref ObjectRef) ([]string, error)
 	// Destroy removes ref's object. Destroying a missing object is not an error.
 	Destroy(ctx context.Context, ref ObjectRef) error
 	// Random returns n bytes from the token's RNG.

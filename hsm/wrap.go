@@ -110,14 +110,16 @@ func wrapRef(id string) (label string, ckaID []byte) {
 }
 
 // GenerateWrappingKey makes an RSA-3072 key pair in the token for one
-// import: the private key is sensitive, non-extractable and can only
-// unwrap; the public key is returned to be given to the customer.
+// import, as session objects of the keeper session (keeper.go): the
+// private key is sensitive, non-extractable, not modifiable, can only
+// unwrap, and only into keys its CKA_UNWRAP_TEMPLATE allows; the public key
+// is returned to be given to the customer.
 func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.PublicKey, error) {
 	label, ckaID := wrapRef(id)
 	pub := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), // a session object: keeper.go
 		pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, WrappingBits),
 		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
@@ -126,10 +128,12 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 	}
+	ut, release := attrTemplate(p.unwrapTemplate())
+	defer release()
 	priv := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), // a session object: keeper.go
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
@@ -141,15 +145,18 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		// wrapped blob and read the customer's material.
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN_RECOVER, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP_TEMPLATE, ut),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 	}
+	pub = append(pub, p.notCopyable()...)
+	priv = append(append(priv, p.notCopyable()...), p.allowedAttr(pkcs11.CKM_RSA_PKCS_OAEP)...)
 	var key *rsa.PublicKey
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
-	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
-		// A retried unit (the session died after the pair was made) starts
-		// over: two pairs with one CKA_ID would make every import fail.
+	err := p.onKeeper(true, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		// Two pairs with one CKA_ID would make every import fail.
 		if err := destroyByID(c, sh, ckaID); err != nil {
 			return err
 		}
@@ -157,7 +164,11 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 		if err != nil {
 			return err
 		}
-		if err := verifyUnwrapOnly(c, sh, vh, label); err != nil {
+		err = p.verifyUnwrapOnly(c, sh, vh, label)
+		if err == nil {
+			err = p.checkUnwrapTemplate(c, sh, ph, vh, label)
+		}
+		if err != nil {
 			_ = c.DestroyObject(sh, vh)
 			_ = c.DestroyObject(sh, ph)
 			return err
@@ -176,12 +187,18 @@ func (p *PKCS11) GenerateWrappingKey(ctx context.Context, id string) (*rsa.Publi
 	return key, nil
 }
 
-// DestroyWrappingKey removes a wrapping key pair (missing is not an error).
+// DestroyWrappingKey removes a wrapping key pair (missing is not an error):
+// the keeper's, and a token object pair made before wrapping keys were
+// session objects.
 func (p *PKCS11) DestroyWrappingKey(ctx context.Context, id string) error {
 	_, ckaID := wrapRef(id)
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
-	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error { return destroyByID(c, sh, ckaID) })
+	err := p.onKeeper(false, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error { return destroyByID(c, sh, ckaID) })
+	if err != nil && !errors.Is(err, ErrObjectNotFound) {
+		return translate("destroy wrapping key "+id, err)
+	}
+	err = p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error { return destroyByID(c, sh, ckaID) })
 	return translate("destroy wrapping key "+id, err)
 }
 
@@ -202,21 +219,26 @@ func destroyByID(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte) error {
 // wrappingRequired are the attributes of a wrapping private key, read back
 // after generation: a token that ignores a template attribute is caught.
 var wrappingRequired = []boolRule{
-	{pkcs11.CKA_TOKEN, "CKA_TOKEN", true, false},
+	{pkcs11.CKA_TOKEN, "CKA_TOKEN", false, false},
 	{pkcs11.CKA_PRIVATE, "CKA_PRIVATE", true, false},
 	{pkcs11.CKA_SENSITIVE, "CKA_SENSITIVE", true, false},
 	{pkcs11.CKA_EXTRACTABLE, "CKA_EXTRACTABLE", false, false},
+	{pkcs11.CKA_MODIFIABLE, "CKA_MODIFIABLE", false, false},
 	{pkcs11.CKA_UNWRAP, "CKA_UNWRAP", true, false},
 	{pkcs11.CKA_DECRYPT, "CKA_DECRYPT", false, false},
 	{pkcs11.CKA_SIGN, "CKA_SIGN", false, false},
 	{pkcs11.CKA_SIGN_RECOVER, "CKA_SIGN_RECOVER", false, true},
 	{pkcs11.CKA_DERIVE, "CKA_DERIVE", false, true},
+	{pkcs11.CKA_COPYABLE, "CKA_COPYABLE", false, false},
 }
 
 // verifyUnwrapOnly checks that the private key h can unwrap and do nothing
 // else, and cannot leave the token.
-func verifyUnwrapOnly(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, label string) error {
-	return checkBools(c, sh, h, wrappingRequired, "wrapping key "+label)
+func (p *PKCS11) verifyUnwrapOnly(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, label string) error {
+	if err := checkBools(c, sh, h, wrappingRequired, "wrapping key "+label); err != nil {
+		return err
+	}
+	return p.checkAllowed(c, sh, h, []uint{pkcs11.CKM_RSA_PKCS_OAEP}, "wrapping key "+label)
 }
 
 // importRequired is required without CKA_ALWAYS_SENSITIVE and
@@ -241,15 +263,16 @@ func oaep(sha256 bool) *pkcs11.Mechanism {
 }
 
 // importTemplate is keyTemplate without CKA_VALUE_LEN, which a token sets
-// itself on unwrap (and refuses in the template: pitfalls item 21).
-func importTemplate(ref ObjectRef) []*pkcs11.Attribute {
+// itself on unwrap (and refuses in the template: pitfalls item 21), with
+// the mechanisms of an imported version.
+func (p *PKCS11) importTemplate(ref ObjectRef) []*pkcs11.Attribute {
 	var out []*pkcs11.Attribute
 	for _, a := range keyTemplate(ref) {
 		if a.Type != pkcs11.CKA_VALUE_LEN {
 			out = append(out, a)
 		}
 	}
-	return out
+	return append(append(out, p.notCopyable()...), p.allowedAttr(p.versionMechanisms(true)...)...)
 }
 
 // Import unwraps material wrapped with algorithm alg under wrapping key id
@@ -273,7 +296,7 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	var h pkcs11.ObjectHandle
-	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+	err := p.onKeeper(false, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		privs, err := findPrivate(c, sh, ckaID)
 		if err != nil {
 			return err
@@ -284,28 +307,19 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 			return fmt.Errorf("%w: %s exists already", ErrAmbiguousObject, ref)
 		}
 		if !kwp {
-			h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped, importTemplate(ref))
+			h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped, p.importTemplate(ref))
 			if err != nil {
 				return p.unwrapErr(err)
 			}
 			return p.keepImported(c, sh, h, ref, true)
 		}
 		// The ephemeral AES key: a session object, only for unwrapping.
-		eph, err := c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped[:rsaLen], []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		})
+		eph, err := c.UnwrapKey(sh, []*pkcs11.Mechanism{oaep(sha256)}, privs, wrapped[:rsaLen], p.ephemeralTemplate())
 		if err != nil {
 			return p.unwrapErr(err)
 		}
 		defer c.DestroyObject(sh, eph)
-		h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.cfg.Profile.KWPMechanism, nil)}, eph, wrapped[rsaLen:], importTemplate(ref))
+		h, err = c.UnwrapKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.cfg.Profile.KWPMechanism, nil)}, eph, wrapped[rsaLen:], p.importTemplate(ref))
 		if err != nil {
 			return p.unwrapErr(err)
 		}
@@ -321,6 +335,26 @@ func (p *PKCS11) Import(ctx context.Context, id string, alg string, wrapped []by
 	return nil
 }
 
+// ephemeralTemplate is the template of RSA-AES key wrap's ephemeral AES
+// key: a session object that can only unwrap, with AES key wrap with
+// padding.
+func (p *PKCS11) ephemeralTemplate() []*pkcs11.Attribute {
+	return append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+	}, append(p.notCopyable(), p.allowedAttr(p.cfg.Profile.KWPMechanism)...)...)
+}
+
 // keepImported checks an unwrapped object on the session that made it and
 // destroys it there when it does not pass: the handle is never used on
 // another session, or in another generation of the module.
@@ -332,10 +366,23 @@ func (p *PKCS11) keepImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.O
 	return err
 }
 
+// findPrivate finds the wrapping private key with the CKA_ID: a session
+// object, never a token object (one made before, or planted by someone
+// else with the PIN).
 func findPrivate(c *pkcs11.Ctx, sh pkcs11.SessionHandle, ckaID []byte) (pkcs11.ObjectHandle, error) {
-	hs, err := findByID(c, sh, ckaID, pkcs11.CKO_PRIVATE_KEY, 2)
+	all, err := findByID(c, sh, ckaID, pkcs11.CKO_PRIVATE_KEY, 4)
 	if err != nil {
 		return 0, err
+	}
+	var hs []pkcs11.ObjectHandle
+	for _, h := range all {
+		onToken, _, err := boolAttr(c, sh, h, pkcs11.CKA_TOKEN)
+		if err != nil {
+			return 0, err
+		}
+		if !onToken {
+			hs = append(hs, h)
+		}
 	}
 	if len(hs) != 1 {
 		return 0, fmt.Errorf("%w: wrapping key %s (%d found)", ErrObjectNotFound, ckaID, len(hs))
@@ -365,6 +412,9 @@ func (p *PKCS11) unwrapErr(err error) error {
 // of material to the same length, and only 32 make an AES-256 key.
 func (p *PKCS11) verifyImported(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, ref ObjectRef, lengthFromToken bool) error {
 	if err := checkBools(c, sh, h, importRequired, "imported "+ref.String()); err != nil {
+		return err
+	}
+	if err := p.checkAllowed(c, sh, h, p.versionMechanisms(true), "imported "+ref.String()); err != nil {
 		return err
 	}
 	v, err := attr(c, sh, h, pkcs11.CKA_VALUE_LEN)

@@ -508,3 +508,29 @@ func TestTokenObjects(t *testing.T) {
 	fams, _ := s.scrape(t)
 	check(t, fams, "hsmkms_token_objects", nil, float64(len(objs)))
 }
+
+// TestGCMEncryptions: the count of AES-GCM encryptions (issue 16, item 5)
+// reaches the metrics and the versions listing once flushed.
+func TestGCMEncryptions(t *testing.T) {
+	s := start(t, stackOptions{})
+	ctx := kmstest.Ctx(t)
+	k, err := s.client.CreateKey(ctx, client.CreateKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := s.client.Encrypt(ctx, k.KeyID, []byte("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.svc.Worker.FlushEncryptions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fams, _ := s.scrape(t)
+	check(t, fams, "hsmkms_gcm_encryptions_total", nil, 3)
+	check(t, fams, "hsmkms_gcm_version_encryptions_max", nil, 3)
+	vs, err := s.client.ListVersions(ctx, k.KeyID)
+	if err != nil || len(vs) != 1 || vs[0].Encryptions != 3 {
+		t.Fatalf("versions %+v, %v; want 3 encryptions", vs, err)
+	}
+}

@@ -41,6 +41,8 @@ type serviceCollector struct {
 	src                         ServiceSource
 	cfg                         Config
 	rotations, keys, auditQueue *prometheus.Desc
+	repairs, offTemplate        *prometheus.Desc
+	gcm, gcmMax                 *prometheus.Desc
 
 	mu     sync.Mutex // serialises the query and guards the cache
 	at     time.Time  // when counts/err were read; zero: never
@@ -58,6 +60,14 @@ func newServiceCollector(src ServiceSource, cfg Config) *serviceCollector {
 			[]string{"state"}, nil),
 		auditQueue: prometheus.NewDesc(prometheus.BuildFQName(namespace, "audit", "queue_depth"),
 			"Audit records of this process waiting for their group commit.", nil, nil),
+		repairs: prometheus.NewDesc(prometheus.BuildFQName(namespace, "token", "attribute_repairs_total"),
+			"Token object attributes (CKA_DERIVE, CKA_DECRYPT, ...) the reconciler of this process set back to a version's template.", nil, nil),
+		offTemplate: prometheus.NewDesc(prometheus.BuildFQName(namespace, "token", "objects_off_template"),
+			"Objects of live versions that the last reconciler pass found off the template in what it cannot repair, or not attested as generated.", nil, nil),
+		gcm: prometheus.NewDesc(prometheus.BuildFQName(namespace, "gcm", "encryptions_total"),
+			"AES-GCM encryptions this process counted and added to the versions' counts in the database.", nil, nil),
+		gcmMax: prometheus.NewDesc(prometheus.BuildFQName(namespace, "gcm", "version_encryptions_max"),
+			"The highest count of encryptions of a version this process's additions returned (rotation at 2^30, refusal at 2^31 by default; NIST SP 800-38D allows 2^32).", nil, nil),
 	}
 }
 
@@ -66,6 +76,10 @@ func (c *serviceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.rotations
 	ch <- c.keys
 	ch <- c.auditQueue
+	ch <- c.repairs
+	ch <- c.offTemplate
+	ch <- c.gcm
+	ch <- c.gcmMax
 }
 
 // Collect implements prometheus.Collector.
@@ -75,6 +89,10 @@ func (c *serviceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.rotations, prometheus.CounterValue, float64(st.Rotations[typ]), string(typ))
 	}
 	ch <- prometheus.MustNewConstMetric(c.auditQueue, prometheus.GaugeValue, float64(c.src.AuditQueueDepth()))
+	ch <- prometheus.MustNewConstMetric(c.repairs, prometheus.CounterValue, float64(st.AttributeRepairs))
+	ch <- prometheus.MustNewConstMetric(c.offTemplate, prometheus.GaugeValue, float64(st.ObjectsOffTemplate))
+	ch <- prometheus.MustNewConstMetric(c.gcm, prometheus.CounterValue, float64(st.Encryptions))
+	ch <- prometheus.MustNewConstMetric(c.gcmMax, prometheus.GaugeValue, float64(st.MaxVersionEncryptions))
 
 	counts, err := c.keysByState()
 	if err != nil {

@@ -23,8 +23,10 @@ lock=var/kmsd.lock
 
 # The Makefile runs kmsd under `flock var/kmsd.lock`: a held lock means a
 # kmsd of another `make run` is using the token, and copying its files now
-# could snapshot a half-written token.
-if ! flock -n "$lock" true; then
+# could snapshot a half-written token. This script holds the lock itself
+# until it exits, so no kmsd can start while it checks or copies.
+exec 9>"$lock"
+if ! flock -n 9; then
   echo "another 'make run' is using var/ (its kmsd holds $lock); stop it first" >&2
   exit 1
 fi

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/policy"
 	"golang.org/x/sync/singleflight"
 )
@@ -90,21 +91,36 @@ func newToken() (id, bearer string, err error) {
 // changes through the audit part it is given.
 type Access struct {
 	base
-	store AccessQueries
+	store AccessStore
 	tx    Tx[AccessTx]
 	audit *Audit
 	auth  *authCache
+	// token derives access keys' secrets (its MAC capability); nil where
+	// access keys are not used (kmsd's access commands).
+	token hsm.Token
+	// accessKeys is the state of AWS access keys (accesskeys.go).
+	accessKeys accessKeyState
+}
+
+// AccessStore is what the access part reads outside transactions: its
+// queries, access keys', and the lock every replica respects while the
+// MAC key is made.
+type AccessStore interface {
+	AccessQueries
+	AccessKeyQueries
+	WithLock(ctx context.Context, name string, fn func() error) error
 }
 
 // AccessTx is what the access part's transactions read and write: its
 // queries and the audit record that commits with each change.
 type AccessTx interface {
 	AccessQueries
+	AccessKeyQueries
 	AuditAppender
 }
 
-func newAccess(b base, store Store, audit *Audit, ttl time.Duration) *Access {
-	return &Access{base: b, store: store, audit: audit, auth: newAuthCache(ttl),
+func newAccess(b base, store Store, token hsm.Token, audit *Audit, ttl time.Duration) *Access {
+	return &Access{base: b, store: store, token: token, audit: audit, auth: newAuthCache(ttl),
 		tx: narrow(store, func(q Queries) AccessTx { return q })}
 }
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hsmkms/hsmkms/hsm"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -13,8 +14,12 @@ import (
 type keyView struct {
 	key      Key
 	versions map[int]VersionState
-	aliases  []string // the key's aliases, for policies on alias/<pattern>
-	loadedAt time.Time
+	refs     map[int]hsm.ObjectRef // each version's token name (refOf)
+	// encryptions is each version's count of encryptions in the store
+	// when the view was loaded (invocations.go).
+	encryptions map[int]int64
+	aliases     []string // the key's aliases, for policies on alias/<pattern>
+	loadedAt    time.Time
 }
 
 // keyCache keeps keyViews and alias bindings in memory so that a warm
@@ -94,10 +99,12 @@ func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), aliases: names[id],
-		loadedAt: loadedAt}
-	for _, ver := range vs {
+	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), refs: make(map[int]hsm.ObjectRef, len(vs)),
+		encryptions: make(map[int]int64, len(vs)), aliases: names[id], loadedAt: loadedAt}
+	for i, ver := range vs {
 		v.versions[ver.Version] = ver.State
+		v.refs[ver.Version] = refOf(&vs[i])
+		v.encryptions[ver.Version] = ver.Encryptions
 	}
 	c.mu.Lock()
 	if c.gen == gen {

@@ -43,6 +43,20 @@ func (w *world) restart(hook func(string)) {
 		StepHook: hook, MinRotationInterval: time.Hour})
 }
 
+// ref is the token name the store records for version n of key id.
+func (w *world) ref(id string, n int) hsm.ObjectRef {
+	w.t.Helper()
+	v, err := w.store.GetVersion(w.ctx, id, n)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ref, err := hsm.ParseLabel(v.TokenLabel)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return ref
+}
+
 func (w *world) newKey() string {
 	k, err := w.svc.Keys.CreateKey(w.ctx, service.CreateKeyInput{})
 	if err != nil {
@@ -270,7 +284,7 @@ func TestReconcilerRepairsTheToken(t *testing.T) {
 	}
 	kid := uuid.MustParse(id)
 	// Decrypt-only version made able to encrypt again.
-	if err := out.SetEncrypt(hsm.ObjectRef{KeyID: kid, Version: 1}, true); err != nil {
+	if err := out.SetEncrypt(w.ref(id, 1), true); err != nil {
 		t.Fatal(err)
 	}
 	// A stray object of a known key without a row (an earlier crash).

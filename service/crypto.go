@@ -15,6 +15,10 @@ type Crypto struct {
 	base
 	keys  *Keys
 	token hsm.Token
+	// invocations counts encryptions per version until the worker flushes
+	// them; no version makes more than maxEncryptions (invocations.go).
+	invocations    *invocations
+	maxEncryptions int64
 }
 
 // CryptoResult names the key and version that made or opened a blob.
@@ -55,10 +59,15 @@ func (s *Crypto) sealOnce(ctx context.Context, v *keyView, plaintext []byte, enc
 	if version == 0 || v.versions[version] != VersionPrimary {
 		return nil, errorf(ErrInvalidState, "key %s has no usable primary version", v.key.ID)
 	}
+	if err := s.checkInvocations(v, version); err != nil {
+		return nil, err
+	}
 	header := blobHeader(uuid.MustParse(v.key.ID), version)
 	var iv, ct []byte
+	count := s.invocations.counter(v.key.ID, version)
 	err := tokenRetry(ctx, func() (err error) {
-		iv, ct, err = s.token.Encrypt(ctx, versionRef(v.key.ID, version), plaintext, additionalData(header, encCtx))
+		count.Add(1) // every IV the token may have used, a failed call's too
+		iv, ct, err = s.token.Encrypt(ctx, v.refs[version], plaintext, additionalData(header, encCtx))
 		return err
 	})
 	if errors.Is(err, hsm.ErrNotPermitted) && !stale {
@@ -158,7 +167,7 @@ func (s *Crypto) open(ctx context.Context, b *blob, v *keyView, encCtx map[strin
 	note(ctx, v.key.ID, b.version)
 	var pt []byte
 	err := tokenRetry(ctx, func() (err error) {
-		pt, err = s.token.Decrypt(ctx, versionRef(v.key.ID, b.version), b.iv, b.ciphertext, additionalData(b.header, encCtx))
+		pt, err = s.token.Decrypt(ctx, v.refs[b.version], b.iv, b.ciphertext, additionalData(b.header, encCtx))
 		return err
 	})
 	if err != nil {
@@ -240,13 +249,20 @@ type ReEncryptResult struct {
 // the same key's new primary, or another context); the plaintext never leaves
 // the service and is wiped before returning.
 func (s *Crypto) ReEncrypt(ctx context.Context, ciphertext []byte, srcCtx map[string]string, dstRef string, dstCtx map[string]string) (*ReEncryptResult, error) {
+	return s.ReEncryptFrom(ctx, ciphertext, srcCtx, "", dstRef, dstCtx)
+}
+
+// ReEncryptFrom is ReEncrypt that, when srcRef is not empty, refuses a
+// blob made by another key than srcRef names (IncorrectKeyException), as
+// Decrypt does with its key id (AWS ReEncrypt's SourceKeyId).
+func (s *Crypto) ReEncryptFrom(ctx context.Context, ciphertext []byte, srcCtx map[string]string, srcRef, dstRef string, dstCtx map[string]string) (*ReEncryptResult, error) {
 	if err := validateContext(srcCtx); err != nil {
 		return nil, err
 	}
 	if err := validateContext(dstCtx); err != nil {
 		return nil, err
 	}
-	b, src, err := s.openTarget(ctx, ActReEncryptFrom, ciphertext, "")
+	b, src, err := s.openTarget(ctx, ActReEncryptFrom, ciphertext, srcRef)
 	if err != nil {
 		return nil, err
 	}

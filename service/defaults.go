@@ -16,4 +16,8 @@ const (
 	DefaultWorkerTick          = 10 * time.Second
 	DefaultReconcileEvery      = 5 * time.Minute
 	DefaultSealEvery           = time.Second
+	// DefaultRotateAfterEncryptions and DefaultMaxEncryptions bound the
+	// AES-GCM encryptions under one version (invocations.go).
+	DefaultRotateAfterEncryptions = 1 << 30 // a quarter of 2^32
+	DefaultMaxEncryptions         = 1 << 31 // half of 2^32
 )

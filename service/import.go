@@ -168,7 +168,13 @@ func (s *Import) ImportKeyMaterial(ctx context.Context, ref, importToken string,
 
 	// Step 1: version 1 Pending (new, or back from Destroyed after its
 	// material was deleted), so that a crash leaves a row to reconcile.
-	objRef := versionRef(k.ID, 1)
+	// A first import names version 1 with a fresh nonce; an import of
+	// the same material again keeps the name its row records (the object
+	// was destroyed with the material, and Import never adopts one).
+	objRef, err := hsm.NewImportRef(uuid.MustParse(k.ID), 1)
+	if err != nil {
+		return nil, err
+	}
 	var prior *Version
 	err = s.tx(ctx, func(q ImportTx) error {
 		cur, err := q.LockKey(ctx, k.ID)
@@ -186,7 +192,7 @@ func (s *Import) ImportKeyMaterial(ctx context.Context, ref, importToken string,
 		if err != nil {
 			return err
 		}
-		prior = old
+		prior, objRef = old, refOf(old)
 		pending := *old
 		pending.State, pending.UpdatedAt, pending.DestroyAt = VersionPending, now, nil
 		return q.UpdateVersion(ctx, &pending)
@@ -343,7 +349,7 @@ func (s *Import) deleteMaterial(ctx context.Context, keyID string, tx Tx[ImportT
 	}
 	s.keys.cache.invalidateKey(keyID)
 	for _, v := range versions {
-		if err := s.token.Destroy(ctx, versionRef(keyID, v.Version)); err != nil {
+		if err := s.token.Destroy(ctx, refOf(&v)); err != nil {
 			return s.tokenErr(err)
 		}
 	}

@@ -93,9 +93,13 @@ func (s *Keys) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error) {
 	}
 
 	k.State = KeyCreating
+	ref, err := newVersionRef(k.ID, 1)
+	if err != nil {
+		return nil, err
+	}
 	v := &Version{KeyID: k.ID, Version: 1, State: VersionPending, Origin: OriginHSM,
-		CreatedAt: now, UpdatedAt: now, TokenLabel: versionRef(k.ID, 1).Label()}
-	err := s.tx(ctx, func(q KeysTx) error {
+		CreatedAt: now, UpdatedAt: now, TokenLabel: ref.Label()}
+	err = s.tx(ctx, func(q KeysTx) error {
 		if err := q.InsertKey(ctx, k); err != nil {
 			return err
 		}
@@ -109,14 +113,14 @@ func (s *Keys) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error) {
 	// lease has expired, never one still in progress.
 	release, err := s.leases.hold(ctx, k.ID)
 	if err != nil {
-		s.abandonCreate(k.ID, false)
+		s.abandonCreate(k.ID, nil)
 		return nil, err
 	}
 	defer release()
-	if err := s.token.GenerateKey(ctx, versionRef(k.ID, 1)); err != nil {
+	if err := s.token.GenerateKey(ctx, ref); err != nil {
 		// A failed call may still have made the object (an error after
 		// C_GenerateKey): destroy it too, or it outlives its rows.
-		s.abandonCreate(k.ID, true)
+		s.abandonCreate(k.ID, &ref)
 		return nil, s.tokenErr(err)
 	}
 	note(ctx, k.ID, 1)
@@ -136,20 +140,21 @@ func (s *Keys) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error) {
 		return s.bindNewAlias(ctx, q, in.Alias, k.ID, now)
 	})
 	if err != nil {
-		s.abandonCreate(k.ID, true)
+		s.abandonCreate(k.ID, &ref)
 		return nil, s.storeErr(err)
 	}
 	return s.describe(ctx, k.ID)
 }
 
 // abandonCreate rolls back a key whose creation failed: destroys the token
-// object (if made) and deletes the rows. If this fails too, the reconciler
-// finds the Creating key after the grace period and finishes the job.
-func (s *Keys) abandonCreate(keyID string, objectMade bool) {
+// object made (if made) and deletes the rows. If this fails too, the
+// reconciler finds the Creating key after the grace period and finishes
+// the job.
+func (s *Keys) abandonCreate(keyID string, made *hsm.ObjectRef) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if objectMade {
-		if err := s.token.Destroy(ctx, versionRef(keyID, 1)); err != nil {
+	if made != nil {
+		if err := s.token.Destroy(ctx, *made); err != nil {
 			s.log.Error("roll back key creation: destroy token object", "key_id", keyID, "err", err)
 			return
 		}
@@ -382,7 +387,25 @@ func (s *Keys) tryChangeKey(ctx context.Context, action, ref string, op policy.O
 	return out, s.attachAliases(ctx, out)
 }
 
-// versionRef names version n of key id in the token.
+// versionRef names version n of key id in the token as versions were
+// named before their names had a nonce.
 func versionRef(keyID string, n int) hsm.ObjectRef {
 	return hsm.ObjectRef{KeyID: uuid.MustParse(keyID), Version: n}
+}
+
+// newVersionRef draws the token name of a new version of key id: with a
+// random nonce, recorded in the version's row (its label) before the
+// object is made, so that only the object this service makes for it can
+// ever be its object (issue 16: a PIN holder cannot prepare one).
+func newVersionRef(keyID string, n int) (hsm.ObjectRef, error) {
+	return hsm.NewRef(uuid.MustParse(keyID), n)
+}
+
+// refOf is the token name a version row records in its label (a row made
+// before nonces has a label without one and keeps its name).
+func refOf(v *Version) hsm.ObjectRef {
+	if r, err := hsm.ParseLabel(v.TokenLabel); err == nil && r.KeyID.String() == v.KeyID && r.Version == v.Version {
+		return r
+	}
+	return versionRef(v.KeyID, v.Version)
 }

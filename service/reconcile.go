@@ -15,6 +15,14 @@ type ReconcileReport struct {
 	EncryptRevoked      int      // non-primary objects that could still encrypt
 	ObjectsDestroyed    int      // objects of destroyed versions, deleted keys, or without a row
 	UnknownObjects      []string // labels of objects of keys this database does not know
+	AttributesRepaired  int      // attributes of live versions' objects set back to the template
+	// OffTemplate names the objects of live versions that differ from a
+	// version's template in what cannot be set back (made before this
+	// service set CKA_COPYABLE and CKA_ALLOWED_MECHANISMS, or changed by
+	// someone with the PIN), or that the token does not attest it
+	// generated although the version was generated (a replaced object),
+	// each with what differs.
+	OffTemplate []string
 }
 
 // Reconcile repairs what a crash (or a person with the PIN) left between the
@@ -28,7 +36,15 @@ type ReconcileReport struct {
 //   - an object of a Destroyed version or of a Deleted key, or of a known key
 //     but without a version row: destroyed;
 //   - an object of an unknown key: reported, destroyed only when
-//     Config.DestroyUnknownObjects is set.
+//     Config.DestroyUnknownObjects is set;
+//   - an object of a live version whose attributes differ from a
+//     version's template (CKA_DERIVE switched on, say): set back where the
+//     token allows it, reported (log and metric) where not, and so is an
+//     object of a generated version that the token does not attest it
+//     generated.
+//
+// CKA_ENCRYPT is the one attribute that depends on the version's state;
+// the others are the same for every version (hsm.ObjectInfo.Drift).
 //
 // The token inventory is read before the database: an object always gets its
 // row before it is generated, so an object seen in the inventory whose row is
@@ -55,11 +71,16 @@ func (s *Worker) Reconcile(ctx context.Context) (*ReconcileReport, error) {
 	if err := s.reconcileObjects(ctx, remaining, rep); err != nil {
 		return rep, err
 	}
-	if rep.CreatesRolledBack+rep.RotationsRolledBack+rep.EncryptRevoked+rep.ObjectsDestroyed+len(rep.UnknownObjects) > 0 {
+	s.stats.offTemplate.Store(int64(len(rep.OffTemplate)))
+	if rep.CreatesRolledBack+rep.RotationsRolledBack+rep.EncryptRevoked+rep.ObjectsDestroyed+len(rep.UnknownObjects)+rep.AttributesRepaired > 0 {
 		s.log.Warn("reconciler repaired token/database differences",
 			"creates_rolled_back", rep.CreatesRolledBack, "rotations_rolled_back", rep.RotationsRolledBack,
 			"encrypt_revoked", rep.EncryptRevoked, "objects_destroyed", rep.ObjectsDestroyed,
-			"unknown_objects", len(rep.UnknownObjects))
+			"unknown_objects", len(rep.UnknownObjects), "attributes_repaired", rep.AttributesRepaired)
+	}
+	if len(rep.OffTemplate) > 0 {
+		s.log.Warn("token objects of live versions differ from the template in what cannot be repaired",
+			"objects", len(rep.OffTemplate), "first", rep.OffTemplate[0])
 	}
 	return rep, nil
 }
@@ -120,7 +141,7 @@ func (s *Worker) reconcilePending(ctx context.Context, present map[hsm.ObjectRef
 			// pass destroys; a creation's is reported as unknown.
 			// A shutdown does not cut this short: a creation's object
 			// left without its rows would only be reported, never destroyed.
-			ref := versionRef(v.KeyID, v.Version)
+			ref := refOf(&v)
 			delete(present, ref)
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
@@ -136,10 +157,10 @@ func (s *Worker) reconcilePending(ctx context.Context, present map[hsm.ObjectRef
 // reconcileObjects checks every object of the inventory against its row.
 func (s *Worker) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep *ReconcileReport) error {
 	keys := map[string]*Key{}
-	versions := map[string]map[int]VersionState{}
+	versions := map[string]map[int]Version{}
 	for _, o := range inv {
-		if o.Ref.KeyID == AuditSealKeyID {
-			continue // the audit seal key has no row, by design; never touch it
+		if o.Ref.KeyID == AuditSealKeyID || o.Ref.KeyID == MACKeyID {
+			continue // the audit seal and MAC keys have no row, by design; never touch them
 		}
 		id := o.Ref.KeyID.String()
 		k, seen := keys[id]
@@ -157,9 +178,9 @@ func (s *Worker) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep
 				if err != nil {
 					return s.storeErr(err)
 				}
-				versions[id] = make(map[int]VersionState, len(vs))
+				versions[id] = make(map[int]Version, len(vs))
 				for _, v := range vs {
-					versions[id][v.Version] = v.State
+					versions[id][v.Version] = v
 				}
 			}
 		}
@@ -173,8 +194,17 @@ func (s *Worker) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep
 			}
 			continue
 		}
-		state, hasRow := versions[id][o.Ref.Version]
-		if objectRepair(k, state, hasRow, o.Encrypt) == repairNone {
+		row, hasRow := versions[id][o.Ref.Version]
+		// A row names its object with the nonce drawn for it: an object
+		// under the version's number with another nonce (or none) is not
+		// that version's (a failed attempt's, or planted) and has no row.
+		hasRow = hasRow && refOf(&row) == o.Ref
+		if hasRow && row.State != VersionDestroyed && k.State != KeyDeleted {
+			if err := s.checkAttributes(ctx, o, &row, rep); err != nil {
+				return err
+			}
+		}
+		if objectRepair(k, row.State, hasRow, o.Encrypt) == repairNone {
 			continue
 		}
 		// What was read above may be stale by now: a version number freed
@@ -222,7 +252,7 @@ func (s *Worker) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *Reconc
 		return s.storeErr(err)
 	}
 	v, err := s.store.GetVersion(ctx, id, o.Ref.Version)
-	hasRow := err == nil
+	hasRow := err == nil && refOf(v) == o.Ref
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return s.storeErr(err)
 	}
@@ -241,6 +271,33 @@ func (s *Worker) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *Reconc
 			return s.tokenErr(err)
 		}
 		rep.EncryptRevoked++
+	}
+	return nil
+}
+
+// checkAttributes repairs and reports how the object o of the live version
+// v differs from a version's template. Repair touches no CKA_ENCRYPT and
+// no object of another version, so it needs no lease.
+func (s *Worker) checkAttributes(ctx context.Context, o hsm.ObjectInfo, v *Version, rep *ReconcileReport) error {
+	if v.Origin == OriginHSM && !o.Generated {
+		rep.OffTemplate = append(rep.OffTemplate, o.Label+": the token does not attest that it generated this object "+
+			"(CKA_LOCAL, CKA_ALWAYS_SENSITIVE or CKA_NEVER_EXTRACTABLE false): it may have been replaced")
+	}
+	if o.Drift == "" {
+		return nil
+	}
+	fixed, err := s.token.Repair(ctx, o.Ref)
+	rep.AttributesRepaired += len(fixed)
+	s.stats.attributeRepairs.Add(uint64(len(fixed)))
+	for _, f := range fixed {
+		s.log.Warn("token object attribute set back to the template", "label", o.Label, "attribute", f)
+	}
+	switch {
+	case errors.Is(err, hsm.ErrAttributeMismatch):
+		rep.OffTemplate = append(rep.OffTemplate, o.Label+": "+o.Drift)
+	case errors.Is(err, hsm.ErrObjectNotFound):
+	case err != nil:
+		return s.tokenErr(err)
 	}
 	return nil
 }

@@ -58,7 +58,12 @@ func (s *Worker) rotate(ctx context.Context, keyID string, typ RotationType) (*V
 		return nil, err
 	}
 	if typ == RotationAutomatic && !s.due(k, now) {
-		return nil, nil
+		// Not due by the schedule; due all the same at the GCM invocation
+		// limit (invocations.go), re-checked here under the lease.
+		over, err := s.overInvocations(ctx, k)
+		if err != nil || !over {
+			return nil, err
+		}
 	}
 	if err := checkKey(k, policy.OpRotate); err != nil {
 		return nil, err
@@ -81,15 +86,19 @@ func (s *Worker) rotate(ctx context.Context, keyID string, typ RotationType) (*V
 		n = versions[len(versions)-1].Version + 1
 	}
 
-	// Step 1.
+	// Step 1: the row, with the new version's nonce in its label.
+	ref, err := newVersionRef(keyID, n)
+	if err != nil {
+		return nil, err
+	}
 	v := &Version{KeyID: keyID, Version: n, State: VersionPending, Origin: k.Origin,
-		CreatedAt: now, UpdatedAt: now, TokenLabel: versionRef(keyID, n).Label()}
+		CreatedAt: now, UpdatedAt: now, TokenLabel: ref.Label()}
 	if err := s.store.InsertVersion(ctx, v); err != nil {
 		return nil, s.storeErr(err)
 	}
 	s.hooks.after(StepPendingInserted)
 	// Step 2.
-	if err := s.token.GenerateKey(ctx, versionRef(keyID, n)); err != nil {
+	if err := s.token.GenerateKey(ctx, ref); err != nil {
 		if derr := s.store.DeleteVersion(context.WithoutCancel(ctx), keyID, n); derr != nil {
 			s.log.Error("roll back pending version", "key_id", keyID, "version", n, "err", derr)
 		}
@@ -105,7 +114,7 @@ func (s *Worker) rotate(ctx context.Context, keyID string, typ RotationType) (*V
 	s.hooks.after(StepPromoted)
 	// Step 4.
 	if old > 0 {
-		if err := s.token.SetDecryptOnly(ctx, versionRef(keyID, old)); err != nil {
+		if err := s.decryptOnly(ctx, keyID, old); err != nil {
 			s.log.Warn("set previous version decrypt-only in the token; the reconciler retries",
 				"key_id", keyID, "version", old, "err", err)
 		}
@@ -177,4 +186,13 @@ func (s *Worker) promote(ctx context.Context, keyID string, n int, typ RotationT
 func (s *Worker) due(k *Key, now time.Time) bool {
 	return k.RotationEnabled && k.State == KeyEnabled && k.Origin == OriginHSM &&
 		k.NextRotation != nil && !k.NextRotation.After(now)
+}
+
+// decryptOnly is step 4: CKA_ENCRYPT=false on the object of version n.
+func (s *Worker) decryptOnly(ctx context.Context, keyID string, n int) error {
+	v, err := s.store.GetVersion(ctx, keyID, n)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	return s.token.SetDecryptOnly(ctx, refOf(v))
 }

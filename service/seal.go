@@ -30,7 +30,9 @@ import (
 // key of the API: the store has no row for it, and the reconciler leaves it.
 var AuditSealKeyID = uuid.MustParse("5ea1a0d1-0000-4000-8000-000000000001")
 
-var sealRef = hsm.ObjectRef{KeyID: AuditSealKeyID, Version: 1}
+// legacySealRef is the seal key's name before names had a nonce: seals
+// that name no key were made under it.
+var legacySealRef = hsm.ObjectRef{KeyID: AuditSealKeyID, Version: 1}
 
 // ActAuditSeal is the action of seal records.
 const ActAuditSeal = "kms:AuditSeal"
@@ -41,6 +43,21 @@ type sealDetail struct {
 	PrevSealSeq int64  `json:"prev_seal_seq"` // 0 for the first seal
 	IV          string `json:"iv"`
 	Seal        string `json:"seal"` // AES-GCM of the sealed hash, base64
+	// Key is the token label of the seal key, with its nonce; absent in
+	// seals made under legacySealRef.
+	Key string `json:"key,omitempty"`
+}
+
+// sealKeyOf is the seal key a seal record names.
+func sealKeyOf(d sealDetail) (hsm.ObjectRef, bool) {
+	if d.Key == "" {
+		return legacySealRef, true
+	}
+	ref, err := hsm.ParseLabel(d.Key)
+	if err != nil || ref.KeyID != AuditSealKeyID || ref.Version != 1 || ref.Legacy() {
+		return hsm.ObjectRef{}, false
+	}
+	return ref, true
 }
 
 func sealAAD(sealedSeq, prevSealSeq int64) []byte {
@@ -53,7 +70,7 @@ func sealAAD(sealedSeq, prevSealSeq int64) []byte {
 // the rewrite.
 type sealer struct {
 	mu       sync.Mutex
-	keyReady bool
+	key      *hsm.ObjectRef // the seal key this process seals with, once known
 	lastSeq  int64
 	lastHash string
 }
@@ -76,20 +93,46 @@ func (a *Audit) checkRemembered(ctx context.Context) error {
 	return nil
 }
 
-// ensureSealKey creates the seal key in the token once, under a lock every
-// replica respects (two replicas creating it at once would make two
-// objects with one CKA_ID).
+// ensureSealKey finds the seal key this process seals with, under a lock
+// every replica respects: the key the newest seal names, or, before the
+// first seal, a new one under a name with a fresh nonce, which the first
+// seal then records. A key someone with the PIN prepared under the seal
+// key's name is never taken (issue 16). An installation whose seals were
+// made before nonces keeps its key, taken only if the token attests that
+// it generated it.
 func (a *Audit) ensureSealKey(ctx context.Context) error {
-	if a.sealer.keyReady {
+	if a.sealer.key != nil {
 		return nil
 	}
+	var key hsm.ObjectRef
 	err := a.store.WithLock(ctx, "audit-seal-key", func() error {
-		return a.token.GenerateKey(ctx, sealRef)
+		prev, err := a.lastSeal(ctx)
+		if err != nil {
+			return err
+		}
+		if prev == nil {
+			if key, err = hsm.NewRef(AuditSealKeyID, 1); err != nil {
+				return err
+			}
+			return a.token.GenerateKey(ctx, key)
+		}
+		var d sealDetail
+		if err := json.Unmarshal([]byte(prev.Detail), &d); err != nil {
+			return fmt.Errorf("seal record %d is malformed: %w", prev.Seq, err)
+		}
+		var ok bool
+		if key, ok = sealKeyOf(d); !ok {
+			return fmt.Errorf("seal record %d names no valid seal key", prev.Seq)
+		}
+		if !key.Legacy() {
+			return nil // made by this service for the seals that name it
+		}
+		return a.token.GenerateKey(ctx, key)
 	})
 	if err != nil {
 		return err
 	}
-	a.sealer.keyReady = true
+	a.sealer.key = &key
 	return nil
 }
 
@@ -133,12 +176,17 @@ func (a *Audit) SealAudit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("audit head hash is malformed: %w", err)
 	}
-	iv, sealed, err := a.token.Encrypt(ctx, sealRef, raw, sealAAD(headSeq, prevSeq))
+	key := *a.sealer.key
+	iv, sealed, err := a.token.Encrypt(ctx, key, raw, sealAAD(headSeq, prevSeq))
 	if err != nil {
 		return fmt.Errorf("audit seal: %w", a.tokenErr(err))
 	}
-	detail, _ := json.Marshal(sealDetail{SealedSeq: headSeq, PrevSealSeq: prevSeq,
-		IV: base64.StdEncoding.EncodeToString(iv), Seal: base64.StdEncoding.EncodeToString(sealed)})
+	d := sealDetail{SealedSeq: headSeq, PrevSealSeq: prevSeq,
+		IV: base64.StdEncoding.EncodeToString(iv), Seal: base64.StdEncoding.EncodeToString(sealed)}
+	if !key.Legacy() {
+		d.Key = key.Label()
+	}
+	detail, _ := json.Marshal(d)
 	ev := &AuditEvent{At: a.clock.Now(), Principal: "system", Action: ActAuditSeal,
 		Outcome: OutcomeAllowed, Detail: string(detail)}
 	err = a.tx(ctx, func(q AuditQueries) error {
@@ -201,10 +249,11 @@ func (a *Audit) sealCheck(ctx context.Context, e *AuditEvent, hashAt func(int64)
 	}
 	iv, err1 := base64.StdEncoding.DecodeString(d.IV)
 	sealed, err2 := base64.StdEncoding.DecodeString(d.Seal)
-	if err1 != nil || err2 != nil {
+	key, ok := sealKeyOf(d)
+	if err1 != nil || err2 != nil || !ok {
 		return e.Seq, fmt.Sprintf("seal record %d is malformed", e.Seq), nil
 	}
-	got, err := a.token.Decrypt(ctx, sealRef, iv, sealed, sealAAD(d.SealedSeq, d.PrevSealSeq))
+	got, err := a.token.Decrypt(ctx, key, iv, sealed, sealAAD(d.SealedSeq, d.PrevSealSeq))
 	switch {
 	case errors.Is(err, hsm.ErrDecryptFailed):
 		return e.Seq, fmt.Sprintf("seal record %d was not made by this service's audit seal key", e.Seq), nil

@@ -37,6 +37,12 @@ type Config struct {
 	// PendingGrace is how old a Creating key or Pending version must be
 	// before the reconciler treats it as abandoned (default 5 minutes).
 	PendingGrace time.Duration
+	// RotateAfterEncryptions: a key whose primary version has made this
+	// many AES-GCM encryptions is rotated automatically (default 2^30);
+	// MaxEncryptions: no version encrypts more (default 2^31). NIST SP
+	// 800-38D allows 2^32 with random IVs (invocations.go).
+	RotateAfterEncryptions int64
+	MaxEncryptions         int64
 	// Logger receives operational events; never plaintext or key material.
 	Logger *slog.Logger
 	// StepHook, when set, is called after each step of the rotation
@@ -87,6 +93,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.PendingGrace == 0 {
 		c.PendingGrace = DefaultPendingGrace
+	}
+	if c.RotateAfterEncryptions == 0 {
+		c.RotateAfterEncryptions = DefaultRotateAfterEncryptions
+	}
+	if c.MaxEncryptions == 0 {
+		c.MaxEncryptions = DefaultMaxEncryptions
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -141,20 +153,31 @@ func New(store Store, token hsm.Token, cfg Config) *Service {
 		cfg: cfg, cache: newKeyCache(store, cfg.Clock, cfg.CacheTTL), audit: audit, leases: ls}
 	imports := &Import{base: b, store: store, tx: narrow(store, func(q Queries) ImportTx { return q }),
 		keys: keys, token: token, audit: audit, leases: ls}
+	counts := &invocations{}
 	return &Service{base: b, store: store, token: token,
 		Audit:  audit,
-		Access: newAccess(b, store, audit, cfg.AuthCacheTTL),
+		Access: newAccess(b, store, token, audit, cfg.AuthCacheTTL),
 		Keys:   keys,
-		Crypto: &Crypto{base: b, keys: keys, token: token},
+		Crypto: &Crypto{base: b, keys: keys, token: token, invocations: counts, maxEncryptions: cfg.MaxEncryptions},
 		Import: imports,
 		Worker: &Worker{base: b, store: store, tx: keys.tx, keys: keys, imports: imports, audit: audit,
-			token: token, cfg: cfg, hooks: hooks{cfg.StepHook}, leases: ls},
+			token: token, cfg: cfg, hooks: hooks{cfg.StepHook}, leases: ls, invocations: counts,
+			countTx: narrow(store, func(q Queries) EncryptionQueries { return q })},
 	}
 }
 
 // Close writes every queued audit record and stops taking new ones. The
 // token and the store belong to the caller, who closes them afterwards.
-func (s *Service) Close() { s.Audit.close() }
+func (s *Service) Close() {
+	if s.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Worker.FlushEncryptions(ctx); err != nil {
+			s.log.Warn("final count of encryptions", "err", err)
+		}
+	}
+	s.Audit.close()
+}
 
 // Stats, KeysByState and AuditQueueDepth are what the metrics read of the
 // whole service (metrics.ServiceSource).

@@ -9,6 +9,10 @@ import (
 // state shared by replicas (keys by state) is read from the store instead.
 type counters struct {
 	rotationsAutomatic, rotationsOnDemand atomic.Uint64
+	attributeRepairs                      atomic.Uint64 // reconciler: attributes set back
+	offTemplate                           atomic.Int64  // reconciler, last pass: len(OffTemplate)
+	encryptions                           atomic.Uint64 // GCM encryptions flushed to the store
+	maxEncryptions                        atomic.Int64  // the highest version count a flush returned
 }
 
 // rotated counts one rotation that reached the promoted step (the new
@@ -27,6 +31,18 @@ type Stats struct {
 	// Rotations counts rotations promoted by this process, by type
 	// (AUTOMATIC, ON_DEMAND); both keys are always present.
 	Rotations map[RotationType]uint64
+	// AttributeRepairs counts token object attributes the reconciler of
+	// this process set back to a version's template.
+	AttributeRepairs uint64
+	// ObjectsOffTemplate is how many objects of live versions the last
+	// reconciler pass found off the template in what it cannot repair
+	// (ReconcileReport.OffTemplate).
+	ObjectsOffTemplate int64
+	// Encryptions counts the AES-GCM encryptions this process counted and
+	// added to the store; MaxVersionEncryptions is the highest count of a
+	// version those additions returned (to alert well before the limit).
+	Encryptions           uint64
+	MaxVersionEncryptions int64
 }
 
 // Stats returns the current counters. It is cheap and touches neither the
@@ -35,7 +51,8 @@ func (s *Worker) Stats() Stats {
 	return Stats{Rotations: map[RotationType]uint64{
 		RotationAutomatic: s.stats.rotationsAutomatic.Load(),
 		RotationOnDemand:  s.stats.rotationsOnDemand.Load(),
-	}}
+	}, AttributeRepairs: s.stats.attributeRepairs.Load(), ObjectsOffTemplate: s.stats.offTemplate.Load(),
+		Encryptions: s.stats.encryptions.Load(), MaxVersionEncryptions: s.stats.maxEncryptions.Load()}
 }
 
 // KeysByState counts keys per state, tombstones (Deleted) included, with

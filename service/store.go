@@ -30,8 +30,10 @@ type Queries interface {
 	ScheduleQueries
 	AccessQueries
 	AuditQueries
+	AccessKeyQueries
 	ImportQueries
 	LeaseQueries
+	EncryptionQueries
 	// MaxVersion is the highest version number a key has ever had (0: none).
 	MaxVersion(ctx context.Context, keyID string) (int, error)
 }
@@ -98,6 +100,14 @@ type ScheduleQueries interface {
 	DueDestructions(ctx context.Context, now time.Time, limit int) ([]Version, error)
 	// CountKeysByState counts keys per state (metrics); absent states have none.
 	CountKeysByState(ctx context.Context) (map[KeyState]int, error)
+}
+
+// EncryptionQueries add up the versions' counts of AES-GCM encryptions
+// (the worker's flush, invocations.go).
+type EncryptionQueries interface {
+	// AddEncryptions adds each count to its version's count of AES-GCM
+	// encryptions and sets Total to the new count (0: no such version).
+	AddEncryptions(ctx context.Context, n []EncryptionCount) error
 }
 
 // Clock is the time source; tests inject a fake one to move time instead of

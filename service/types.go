@@ -89,6 +89,18 @@ type Version struct {
 	UpdatedAt  time.Time    `db:"updated_at"`
 	DestroyAt  *time.Time   `db:"destroy_at"`
 	TokenLabel string       `db:"token_label"`
+	// Encryptions is how many AES-GCM encryptions the version has made, as
+	// far as every replica has reported (batched: invocations.go).
+	Encryptions int64 `db:"encryptions"`
+}
+
+// EncryptionCount is a batch of one version's encryptions for
+// Store.AddEncryptions; Total is the version's count after the addition.
+type EncryptionCount struct {
+	KeyID   string
+	Version int
+	Count   int64
+	Total   int64
 }
 
 // Alias binds alias/NAME to one key.

@@ -23,12 +23,17 @@ type Worker struct {
 	hooks   hooks
 	leases  *leases
 	stats   counters // what Stats reports (stats.go)
+	// invocations are Crypto's counts of encryptions, which the worker
+	// adds to the store (FlushEncryptions).
+	invocations *invocations
+	countTx     Tx[EncryptionQueries]
 }
 
 // WorkerStore is what the worker reads outside transactions.
 type WorkerStore interface {
 	KeyQueries
 	ScheduleQueries
+	EncryptionQueries
 }
 
 // batch is how many due items one pass takes of each kind.
@@ -72,6 +77,9 @@ func (s *Worker) RunWorker(ctx context.Context, cfg WorkerConfig) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			if err := s.FlushEncryptions(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("count of encryptions", "err", err)
+			}
 			if err := s.RunDue(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("worker pass", "err", err)
 			}
@@ -180,7 +188,7 @@ func (s *Worker) deleteKey(ctx context.Context, id string) error {
 		s.keys.cache.invalidateKey(id)
 		s.keys.cache.invalidateAllAliases()
 		for _, v := range versions {
-			if err := s.token.Destroy(ctx, versionRef(id, v.Version)); err != nil {
+			if err := s.token.Destroy(ctx, refOf(&v)); err != nil {
 				return s.tokenErr(err)
 			}
 		}
@@ -196,6 +204,7 @@ func (s *Worker) deleteKey(ctx context.Context, id string) error {
 func (s *Worker) destroyVersion(ctx context.Context, id string, version int) error {
 	return s.leases.with(ctx, id, func(now time.Time) error {
 		destroy := false
+		var ref hsm.ObjectRef
 		err := s.tx(ctx, func(q KeysTx) error {
 			// The key's row lock orders this with a concurrent
 			// CancelVersionDestruction, which takes it too: without it, on
@@ -212,7 +221,7 @@ func (s *Worker) destroyVersion(ctx context.Context, id string, version int) err
 				return nil
 			}
 			s.hooks.after(StepDestructionChecked)
-			v.State, v.UpdatedAt, destroy = VersionDestroyed, now, true
+			v.State, v.UpdatedAt, destroy, ref = VersionDestroyed, now, true, refOf(v)
 			if err := q.UpdateVersion(ctx, v); err != nil {
 				return err
 			}
@@ -228,7 +237,7 @@ func (s *Worker) destroyVersion(ctx context.Context, id string, version int) err
 			return nil
 		}
 		s.log.Info("key version destroyed", "key_id", id, "version", version)
-		return s.tokenErr(s.token.Destroy(ctx, versionRef(id, version)))
+		return s.tokenErr(s.token.Destroy(ctx, ref))
 	})
 }
 

@@ -245,7 +245,7 @@ func TestSchema(t *testing.T) {
 			"rotation_interval_seconds", "last_rotation", "next_rotation", "deletion_date",
 			"tags", "lease_owner", "lease_until"},
 		"key_versions": {"key_id", "version", "state", "origin", "created_at", "updated_at",
-			"destroy_at", "token_label"},
+			"destroy_at", "token_label", "encryptions"},
 		"aliases":   {"name", "key_id", "created_at", "updated_at"},
 		"rotations": {"key_id", "version", "rotated_at", "rotation_type"},
 		"audit_events": {"seq", "at", "request_id", "principal", "action", "key_id",
@@ -258,6 +258,7 @@ func TestSchema(t *testing.T) {
 		"audit_head":         {"id", "seq", "hash"},
 		"import_params":      {"token_hash", "key_id", "wrapping_id", "algorithm", "created_at", "expires_at", "used_at"},
 		"key_material":       {"key_id", "kcv", "imported_at", "valid_to"},
+		"access_keys":        {"id", "principal", "nonce", "created_at", "last_used_at"},
 	}
 	const (
 		sqliteColumns   = `SELECT name FROM pragma_table_info(?) ORDER BY cid`

@@ -25,9 +25,9 @@ type conn struct {
 // queries implements service.Queries once, for a DB and for a transaction,
 // as one set of rows per part of the service, all on one conn.
 type queries struct {
-	keyRows      // keys, versions, aliases, rotations (service.KeyQueries)
+	keyRows      // keys, versions, aliases, rotations, encryption counts (service.KeyQueries, EncryptionQueries)
 	scheduleRows // due work, leases, counts (service.ScheduleQueries, LeaseQueries)
-	accessRows   // principals, policies, tokens (service.AccessQueries)
+	accessRows   // principals, policies, tokens, access keys (service.AccessQueries, AccessKeyQueries)
 	auditRows    // the audit chain (service.AuditQueries)
 	importRows   // bring your own key (service.ImportQueries)
 }
@@ -166,30 +166,32 @@ func (r *keyRow) key() (*service.Key, error) {
 }
 
 // versionColumns lists the columns of versionRow.
-const versionColumns = `key_id, version, state, origin, created_at, updated_at, destroy_at, token_label`
+const versionColumns = `key_id, version, state, origin, created_at, updated_at, destroy_at, token_label, encryptions`
 
 // versionRow is a key_versions row as stored.
 type versionRow struct {
-	KeyID      string        `db:"key_id"`
-	Version    int           `db:"version"`
-	State      string        `db:"state"`
-	Origin     string        `db:"origin"`
-	CreatedAt  int64         `db:"created_at"`
-	UpdatedAt  int64         `db:"updated_at"`
-	DestroyAt  sql.NullInt64 `db:"destroy_at"`
-	TokenLabel string        `db:"token_label"`
+	KeyID       string        `db:"key_id"`
+	Version     int           `db:"version"`
+	State       string        `db:"state"`
+	Origin      string        `db:"origin"`
+	CreatedAt   int64         `db:"created_at"`
+	UpdatedAt   int64         `db:"updated_at"`
+	DestroyAt   sql.NullInt64 `db:"destroy_at"`
+	TokenLabel  string        `db:"token_label"`
+	Encryptions int64         `db:"encryptions"`
 }
 
 func (r *versionRow) version() service.Version {
 	return service.Version{
-		KeyID:      r.KeyID,
-		Version:    r.Version,
-		State:      service.VersionState(r.State),
-		Origin:     service.Origin(r.Origin),
-		CreatedAt:  fromMicros(r.CreatedAt),
-		UpdatedAt:  fromMicros(r.UpdatedAt),
-		DestroyAt:  fromNullMicros(r.DestroyAt),
-		TokenLabel: r.TokenLabel,
+		KeyID:       r.KeyID,
+		Version:     r.Version,
+		State:       service.VersionState(r.State),
+		Origin:      service.Origin(r.Origin),
+		CreatedAt:   fromMicros(r.CreatedAt),
+		UpdatedAt:   fromMicros(r.UpdatedAt),
+		DestroyAt:   fromNullMicros(r.DestroyAt),
+		TokenLabel:  r.TokenLabel,
+		Encryptions: r.Encryptions,
 	}
 }
 

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
@@ -11,7 +13,7 @@ import (
 
 const (
 	sqlInsertVersion = `INSERT INTO key_versions (` + versionColumns + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlGetVersion = `SELECT ` + versionColumns + ` FROM key_versions
 		WHERE key_id = ? AND version = ?`
 	sqlListVersions = `SELECT ` + versionColumns + ` FROM key_versions
@@ -30,8 +32,29 @@ const (
 func (q keyRows) InsertVersion(ctx context.Context, v *service.Version) error {
 	_, err := q.exec(ctx, sqlInsertVersion,
 		v.KeyID, v.Version, string(v.State), string(v.Origin),
-		micros(v.CreatedAt), micros(v.UpdatedAt), nullMicros(v.DestroyAt), v.TokenLabel)
+		micros(v.CreatedAt), micros(v.UpdatedAt), nullMicros(v.DestroyAt), v.TokenLabel, v.Encryptions)
 	return dbErr(err, "insert", versionEntity(v.KeyID, v.Version), v.KeyID)
+}
+
+// sqlAddEncryptions adds to a version's count of GCM encryptions and
+// returns the new count (RETURNING: SQLite 3.35+, PostgreSQL).
+const sqlAddEncryptions = `UPDATE key_versions SET encryptions = encryptions + ?
+	WHERE key_id = ? AND version = ? RETURNING encryptions`
+
+// AddEncryptions adds n[i].Count to each version's count of encryptions
+// and sets each n[i].Total to the new count. A version that no longer
+// exists is skipped (Total stays 0). Call it in a transaction, for one
+// round of statements that commits at once.
+func (q keyRows) AddEncryptions(ctx context.Context, n []service.EncryptionCount) error {
+	for i := range n {
+		var total int64
+		err := sqlx.GetContext(ctx, q.w, &total, q.w.Rebind(sqlAddEncryptions), n[i].Count, n[i].KeyID, n[i].Version)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return internal("count encryptions of", versionEntity(n[i].KeyID, n[i].Version), err)
+		}
+		n[i].Total = total
+	}
+	return nil
 }
 
 // GetVersion reads one version; ErrNotFound if the key has no such version.

@@ -122,6 +122,9 @@ type Version struct {
 	CreationDate     time.Time  `json:"creation_date"`
 	DestructionDate  *time.Time `json:"destruction_date,omitempty"`
 	TokenObjectLabel string     `json:"token_object_label"`
+	// Encryptions is how many AES-GCM encryptions the version has made,
+	// as the replicas have reported them (batched: a few seconds behind).
+	Encryptions int64 `json:"encryptions"`
 }
 
 // EncryptResult is the answer of Encrypt.

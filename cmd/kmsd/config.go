@@ -60,6 +60,10 @@ type Config struct {
 	// DestroyUnknownObjects lets the reconciler destroy token objects of
 	// keys this database does not know (off: they are only reported).
 	DestroyUnknownObjects bool
+	// AWSRegion and AWSAccount name this endpoint in the AWS KMS protocol
+	// (ARNs, the credential scope of signatures): aws.go.
+	AWSRegion  string
+	AWSAccount string
 
 	// Secrets: never flags, never logged.
 	PIN            string
@@ -102,6 +106,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default "+service.ShortDuration(service.DefaultMinRotationInterval)+")")
 	maxRot := fs.String("max-rotation-interval", env("KMS_MAX_ROTATION_INTERVAL", ""), "largest rotation interval (KMS_MAX_ROTATION_INTERVAL; default "+service.ShortDuration(service.DefaultMaxRotationInterval)+")")
 	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default "+strconv.Itoa(service.DefaultMaxVersionsPerKey)+")")
+	awsFlags(fs, env, c)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -257,7 +262,7 @@ func (c *Config) Validate() error {
 	if c.MaxSessions < 0 {
 		return errors.New("max-sessions must be positive")
 	}
-	return nil
+	return c.validateAWS()
 }
 
 // Character variety a bootstrap token needs: it becomes the

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/client"
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
@@ -201,7 +200,7 @@ func checkTokenMatchesStore(t *testing.T, dsn string, env *softhsmtest.Env) {
 				t.Errorf("key %s version %d still Pending", k.ID, v.Version)
 			}
 			if v.State != service.VersionDestroyed {
-				want[hsm.ObjectRef{KeyID: uuid.MustParse(k.ID), Version: v.Version}.Label()] = true
+				want[v.TokenLabel] = true
 			}
 		}
 		if k.State != service.KeyDeleted && primaries != 1 {

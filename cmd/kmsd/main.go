@@ -120,6 +120,8 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		Logger:  log,
 		Extra:   mx.Register, // GET /metrics, no bearer token (docs/API.md)
 		Observe: mx.Observe,
+		// POST /: the AWS KMS protocol (docs/aws-compat.md).
+		Protocols: []api.Protocol{awsProtocol(cfg, svc)},
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)

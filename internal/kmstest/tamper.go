@@ -1,8 +1,12 @@
 package kmstest
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
+	"runtime"
 	"testing"
+	"unsafe"
 
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
@@ -151,4 +155,92 @@ func (o *Outsider) CreateStray(ref hsm.ObjectRef) error {
 			pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label()),
 		})
 	return err
+}
+
+// PlantKnownKey is the attack of issue 16, item 1: it makes an AES key
+// whose value it knows, derived (CKM_AES_ECB_ENCRYPT_DATA) from a fresh
+// session key of its own, with ref's CKA_ID and label and the attributes
+// of a version (its whole template; sensitive and never extractable, as a
+// derived key of a sensitive key is), and returns the value: a version that took this
+// object would encrypt under a key the attacker holds.
+func (o *Outsider) PlantKnownKey(ref hsm.ObjectRef) ([]byte, error) {
+	base, err := o.ctx.GenerateKey(o.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true), pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true), pkcs11.NewAttribute(pkcs11.CKA_DERIVE, true)})
+	if err != nil {
+		return nil, err
+	}
+	defer o.ctx.DestroyObject(o.sh, base)
+	data := make([]byte, 32)
+	if _, err := rand.Read(data); err != nil {
+		return nil, err
+	}
+	if err := o.ctx.EncryptInit(o.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}, base); err != nil {
+		return nil, err
+	}
+	value, err := o.ctx.Encrypt(o.sh, data)
+	if err != nil {
+		return nil, err
+	}
+	// CK_KEY_DERIVATION_STRING_DATA {pData, ulLen}, pData pinned for the call.
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	pin.Pin(&data[0])
+	word := int(unsafe.Sizeof(uintptr(0)))
+	gcmOnly := binary.NativeEndian.AppendUint64(nil, pkcs11.CKM_AES_GCM) // CKA_ALLOWED_MECHANISMS
+	param := make([]byte, 2*word)
+	binary.NativeEndian.PutUint64(param, uint64(uintptr(unsafe.Pointer(&data[0]))))
+	binary.NativeEndian.PutUint64(param[word:], uint64(len(data)))
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ID()),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, ref.Label()),
+	}
+	derive := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB_ENCRYPT_DATA, param)}
+	full := append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false), pkcs11.NewAttribute(pkcs11.CKA_ALLOWED_MECHANISMS, gcmOnly))
+	if _, err = o.ctx.DeriveKey(o.sh, derive, base, full); err != nil {
+		// A token without the two (NSS softoken) refuses them.
+		_, err = o.ctx.DeriveKey(o.sh, derive, base, tmpl)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return value, nil
+}
+
+// SetBool sets a boolean attribute (CKA_DERIVE, CKA_DECRYPT, ...) of ref's
+// object.
+func (o *Outsider) SetBool(ref hsm.ObjectRef, attr uint, v bool) error {
+	h, err := o.Find(ref)
+	if err != nil {
+		return err
+	}
+	return o.ctx.SetAttributeValue(o.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(attr, v)})
+}
+
+// Bool reads a boolean attribute of ref's object.
+func (o *Outsider) Bool(ref hsm.ObjectRef, attr uint) (bool, error) {
+	h, err := o.Find(ref)
+	if err != nil {
+		return false, err
+	}
+	a, err := o.ctx.GetAttributeValue(o.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(attr, nil)})
+	if err != nil {
+		return false, err
+	}
+	return len(a[0].Value) == 1 && a[0].Value[0] != 0, nil
 }

@@ -1,0 +1,65 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// AWS access keys of a principal, for the AWS KMS protocol (awsapi):
+// /v1/principals/{name}/access-keys (extensions of API.md).
+
+// NewAccessKeyResponse carries the secret: the only time it is shown.
+type NewAccessKeyResponse struct {
+	AccessKeyID     string    `json:"access_key_id"`
+	SecretAccessKey string    `json:"secret_access_key"`
+	Principal       string    `json:"principal"`
+	CreationDate    time.Time `json:"creation_date"`
+}
+
+// AccessKeyInfo describes an access key without its secret.
+type AccessKeyInfo struct {
+	AccessKeyID  string     `json:"access_key_id"`
+	CreationDate time.Time  `json:"creation_date"`
+	LastUsedDate *time.Time `json:"last_used_date,omitempty"`
+}
+
+func (h *handlers) createAccessKey(c echo.Context) error {
+	if err := bindOptional(c); err != nil {
+		return err
+	}
+	k, err := h.svc.Access.CreateAccessKey(c.Request().Context(), pathParam(c.Param("name")))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, NewAccessKeyResponse{AccessKeyID: k.ID, SecretAccessKey: k.Secret,
+		Principal: k.Principal, CreationDate: k.CreatedAt.UTC()})
+}
+
+func (h *handlers) listAccessKeys(c echo.Context) error {
+	keys, err := h.svc.Access.ListAccessKeys(c.Request().Context(), pathParam(c.Param("name")))
+	if err != nil {
+		return err
+	}
+	out := make([]AccessKeyInfo, len(keys))
+	for i, k := range keys {
+		out[i] = AccessKeyInfo{AccessKeyID: k.ID, CreationDate: k.CreatedAt.UTC(), LastUsedDate: utc(k.LastUsedAt)}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"access_keys": out})
+}
+
+func (h *handlers) deleteAccessKey(c echo.Context) error {
+	err := h.svc.Access.DeleteAccessKey(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("access_key_id")))
+	if err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// bindOptional accepts an empty body or an empty JSON object: the create
+// call takes no fields, but clients that always send {} must not fail.
+func bindOptional(c echo.Context) error {
+	var req struct{}
+	return bind(c, &req)
+}
