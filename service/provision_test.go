@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -59,20 +60,50 @@ func TestProvisionConcurrently(t *testing.T) {
 	a := kmstest.Start(t, kmstest.Options{Store: st})
 	b := kmstest.Start(t, kmstest.Options{Store: st})
 	ctx := kmstest.Ctx(t)
-	var wg sync.WaitGroup
-	for _, s := range []*kmstest.Stack{a, b, a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.Service.Provision(ctx, provisionSpec); err != nil {
-				t.Error(err)
+	// Rounds of fresh aliases: a provisioner checking a key's aliases
+	// while another binds the key's alias and then its extra alias must
+	// not take the extra alias for another key's (it did about 1 run in
+	// 40 with one round).
+	const rounds = 8
+	for round := range rounds {
+		spec := make([]service.ProvisionKey, len(provisionSpec))
+		for i, k := range provisionSpec {
+			k.Alias = fmt.Sprintf("%s-%d", k.Alias, round)
+			k.ExtraAliases = nil
+			for _, e := range provisionSpec[i].ExtraAliases {
+				k.ExtraAliases = append(k.ExtraAliases, fmt.Sprintf("%s-%d", e, round))
 			}
-		}()
+			spec[i] = k
+		}
+		var wg sync.WaitGroup
+		for _, s := range []*kmstest.Stack{a, b, a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Service.Provision(ctx, spec); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	keys, _, err := a.Service.Keys.ListKeys(ctx, 100, "")
-	if err != nil || len(keys) != 2 {
-		t.Fatalf("%d keys after concurrent provisioning (%v), want 2", len(keys), err)
+	if err != nil || len(keys) != rounds*len(provisionSpec) {
+		t.Fatalf("%d keys after concurrent provisioning (%v), want %d", len(keys), err, rounds*len(provisionSpec))
+	}
+	for round := range rounds {
+		for _, k := range provisionSpec {
+			main, err := a.Service.Keys.DescribeKey(ctx, fmt.Sprintf("%s-%d", k.Alias, round))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range k.ExtraAliases {
+				extra, err := a.Service.Keys.DescribeKey(ctx, fmt.Sprintf("%s-%d", e, round))
+				if err != nil || extra.ID != main.ID {
+					t.Errorf("round %d: %s names %v (%v), want %s's key %s", round, e, extra, err, k.Alias, main.ID)
+				}
+			}
+		}
 	}
 }
 
