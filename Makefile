@@ -53,6 +53,7 @@ test:
 	@scripts/ensure-awscli.sh
 	@softhsm2-util --version | sed 's/^/softhsm2 /'
 	@scripts/ensure-nss.sh >/dev/null
+	@scripts/ensure-acl.sh
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 	@dir=$$(mktemp -d) && trap 'scripts/pg-test.sh stop "'"$$dir"'"' EXIT && \

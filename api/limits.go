@@ -1,10 +1,13 @@
 package api
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/net/netutil"
 )
 
@@ -71,4 +74,22 @@ func NewHTTPServer(h http.Handler, l Limits) *http.Server {
 // LimitListener accepts at most l.MaxConnections connections at once.
 func LimitListener(ln net.Listener, l Limits) net.Listener {
 	return netutil.LimitListener(ln, l.withDefaults().MaxConnections)
+}
+
+// bodyLimit is Echo's BodyLimit whose 413 stops reading the body, like the
+// refusals of authenticate and requireJSON (closeUnread): Echo answers a
+// declared length over the limit without reading the body, and net/http,
+// below 256 KiB of it, would read the rest before sending the answer.
+func bodyLimit(limit string) echo.MiddlewareFunc {
+	bl := middleware.BodyLimit(limit)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		h := bl(next)
+		return func(c echo.Context) error {
+			err := h(c)
+			if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) {
+				closeUnread(c)
+			}
+			return err
+		}
+	}
 }

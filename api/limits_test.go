@@ -32,7 +32,8 @@ func serveLimited(t *testing.T, s *kmstest.Stack, l api.Limits) string {
 }
 
 // slowRequest sends the request line and headers of a POST whose declared
-// body is 200 bytes, then feeds the body one byte per second. It returns
+// body is 200 bytes (or the Content-Length among headers), then feeds the
+// body one byte per second. It returns
 // the status line the server answers with ("" when it closes without one),
 // its request id, and how long after the dial that came. It gives up after
 // limit.
@@ -44,7 +45,10 @@ func slowRequest(t *testing.T, addr, path string, headers []string, limit time.D
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	head := "POST " + path + " HTTP/1.1\r\nHost: kms\r\nContent-Length: 200\r\n" + strings.Join(headers, "") + "\r\n"
+	head := "POST " + path + " HTTP/1.1\r\nHost: kms\r\n" + strings.Join(headers, "") + "\r\n"
+	if !strings.Contains(head, "\r\nContent-Length: ") {
+		head = strings.Replace(head, "\r\n", "\r\nContent-Length: 200\r\n", 1)
+	}
 	if _, err := io.WriteString(conn, head); err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +118,10 @@ func TestSlowBodyIsCutAtTheReadTimeout(t *testing.T) {
 }
 
 // A request that cannot be served is refused without reading its body: a
-// missing or wrong token is 401, a body of another media type 415, at once
-// and not when the body (200 s at this pace) or the read timeout (60 s)
-// ends.
+// missing or wrong token is 401, a body of another media type 415, a
+// declared body over the 64 KiB limit 413, at once and not when the body
+// (200 s at this pace) or the read timeout (60 s) ends. (Up to 256 KiB
+// net/http would otherwise read the rest of the body before answering.)
 func TestRefusalDoesNotWaitForTheBody(t *testing.T) {
 	s := kmstest.Start(t, kmstest.Options{})
 	addr := serveLimited(t, s, api.Limits{ReadTimeout: 60 * time.Second})
@@ -129,6 +134,9 @@ func TestRefusalDoesNotWaitForTheBody(t *testing.T) {
 		{"wrong token", []string{"Authorization: Bearer not-a-token-of-anyone\r\n", "Content-Type: application/json\r\n"}, " 401 "},
 		{"unknown route, wrong token", []string{"Authorization: Bearer not-a-token-of-anyone\r\n"}, " 401 "},
 		{"text/plain", []string{"Authorization: Bearer " + kmstest.AdminToken + "\r\n", "Content-Type: text/plain\r\n"}, " 415 "},
+		{"65 KiB body", []string{"Authorization: Bearer " + kmstest.AdminToken + "\r\n", "Content-Type: application/json\r\n", "Content-Length: 66560\r\n"}, " 413 "},
+		{"200 KiB body", []string{"Authorization: Bearer " + kmstest.AdminToken + "\r\n", "Content-Type: application/json\r\n", "Content-Length: 204800\r\n"}, " 413 "},
+		{"1 MiB body", []string{"Authorization: Bearer " + kmstest.AdminToken + "\r\n", "Content-Type: application/json\r\n", "Content-Length: 1048576\r\n"}, " 413 "},
 	} {
 		path := "/v1/encrypt"
 		if strings.HasPrefix(tc.name, "unknown route") {

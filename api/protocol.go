@@ -5,7 +5,6 @@ import (
 
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 )
 
 // Protocol is a further wire protocol served on the REST listener, such as
@@ -59,7 +58,7 @@ func addProtocol(e *echo.Echo, cfg Config, p Protocol) {
 		}
 	}
 	auditing := auditAs(cfg.Service, cfg.Logger, func(c echo.Context) string { return p.Action(c.Request()) })
-	e.Add(p.Method, p.Path, p.Handler, mark, auditing, middleware.BodyLimit(cfg.BodyLimit), timeout(cfg.RequestTimeout))
+	e.Add(p.Method, p.Path, p.Handler, mark, auditing, bodyLimit(cfg.BodyLimit), timeout(cfg.RequestTimeout))
 }
 
 // protocolError is the Error of the protocol serving c, or nil for REST.

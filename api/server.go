@@ -17,7 +17,6 @@ import (
 
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 )
 
 // Authenticator turns a bearer token, or a verified client certificate's
@@ -125,7 +124,7 @@ func New(cfg Config) *echo.Echo {
 	// record; authenticate and the media type check come last, just before
 	// the handler: neither reads the body.
 	v1 := &routes{g: e.Group("/v1"), audit: audit(cfg.Service, cfg.Logger), mw: []echo.MiddlewareFunc{
-		middleware.BodyLimit(cfg.BodyLimit), timeout(cfg.RequestTimeout), authenticate(cfg.Auth), requireJSON}}
+		bodyLimit(cfg.BodyLimit), timeout(cfg.RequestTimeout), authenticate(cfg.Auth), requireJSON}}
 	v1.add(http.MethodPost, "/keys", service.ActCreateKey, h.createKey)
 	v1.add(http.MethodGet, "/keys", service.ActListKeys, h.listKeys)
 	keyRoute(v1, http.MethodGet, "", service.ActDescribeKey, h.describeKey)

@@ -86,6 +86,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	}
 	for n := 1; ; n++ {
 		err := c.do(ctx, method, path, raw, out)
+		if n > 1 && goneAlready(method, out, err) {
+			return nil
+		}
 		if err == nil || n >= tries || !Temporary(err) {
 			return err
 		}

@@ -112,15 +112,31 @@ func (w *EnvelopeWriter) Write(p []byte) (int, error) {
 // close the underlying writer.
 func (w *EnvelopeWriter) Close() error {
 	if w.err != nil {
+		w.wipe()
 		return w.err
 	}
 	err := w.seal(true)
-	clear(w.buf[:cap(w.buf)])
-	w.aead = nil
+	w.wipe()
 	if err == nil {
 		w.err = errors.New("envelope writer closed")
 	}
 	return err
+}
+
+// Abort ends the writer on an error path: it wipes the buffered plaintext
+// (up to a chunk) and writes no last chunk, so what was written does not
+// decrypt. Later calls fail.
+func (w *EnvelopeWriter) Abort() {
+	w.wipe()
+	if w.err == nil {
+		w.err = errors.New("envelope writer aborted")
+	}
+}
+
+func (w *EnvelopeWriter) wipe() {
+	clear(w.buf[:cap(w.buf)])
+	w.buf = w.buf[:0]
+	w.aead = nil
 }
 
 func (w *EnvelopeWriter) seal(last bool) error {
@@ -201,7 +217,13 @@ type EnvelopeReader struct {
 // NewEnvelopeReader reads the header from src and has the server decrypt the
 // data key. A non-nil encCtx must equal the file's context; with nil the
 // file's own is used (and the server checks it against the data key).
-func (c *Client) NewEnvelopeReader(ctx context.Context, src io.Reader, encCtx map[string]string) (*EnvelopeReader, error) {
+//
+// keyID (a key id or alias/NAME), when not empty, is the key the file's
+// data key must be encrypted under: the server refuses any other
+// (IncorrectKeyException). Give it: without it the reader accepts a file
+// whose data key is under any key the caller may decrypt with, so anyone
+// allowed to encrypt under one of those keys can forge a file.
+func (c *Client) NewEnvelopeReader(ctx context.Context, src io.Reader, encCtx map[string]string, keyID string) (*EnvelopeReader, error) {
 	r := &EnvelopeReader{src: src}
 	blob, err := r.readHeader()
 	if err != nil {
@@ -210,7 +232,7 @@ func (c *Client) NewEnvelopeReader(ctx context.Context, src io.Reader, encCtx ma
 	if encCtx != nil && !maps.Equal(encCtx, r.Context) {
 		return nil, badEnvelope("the encryption context given differs from the file's (%d pairs in the file)", len(r.Context))
 	}
-	dk, err := c.Decrypt(ctx, blob, r.Context, "")
+	dk, err := c.Decrypt(ctx, blob, r.Context, keyID)
 	if err != nil {
 		return nil, fmt.Errorf("the data key: %w", err)
 	}

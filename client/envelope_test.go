@@ -42,7 +42,7 @@ func seal(t *testing.T, c *client.Client, key string, plain []byte, encCtx map[s
 
 // open decrypts an envelope wholly: the plaintext, or the first error.
 func open(c *client.Client, env []byte, encCtx map[string]string) ([]byte, error) {
-	r, err := c.NewEnvelopeReader(context.Background(), bytes.NewReader(env), encCtx)
+	r, err := c.NewEnvelopeReader(context.Background(), bytes.NewReader(env), encCtx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func TestEnvelopeTampering(t *testing.T) {
 		{"a byte appended", append(bytes.Clone(env), 0), encCtx, "chunk 3 fails authentication", 3 * chunk},
 		{"last chunk repeated", append(bytes.Clone(env[:chunkAt(3)]), env[chunkAt(2):chunkAt(3)]...), encCtx, "chunk 3 fails authentication", 3 * chunk},
 	} {
-		r, err := s.Client.NewEnvelopeReader(context.Background(), bytes.NewReader(tc.env), tc.encCtx)
+		r, err := s.Client.NewEnvelopeReader(context.Background(), bytes.NewReader(tc.env), tc.encCtx, "")
 		n := 0
 		if err == nil {
 			var got []byte
@@ -150,6 +150,50 @@ func TestEnvelopeTampering(t *testing.T) {
 	// The original still opens: the checks above changed nothing.
 	if got, err := open(s.Client, env, encCtx); err != nil || !bytes.Equal(got, plain) {
 		t.Fatalf("the untouched envelope: %v", err)
+	}
+}
+
+// A reader given the key the file must be under refuses a forged file: a
+// header built around a data key encrypted under another key, which the
+// same caller may decrypt with (so without the key the forgery opens).
+func TestEnvelopeExpectedKey(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	key, other := newKey(t, s), newKey(t, s)
+	if _, err := s.Client.CreateAlias(context.Background(), "alias/envelope", key); err != nil {
+		t.Fatal(err)
+	}
+	encCtx := map[string]string{"app": "backup"}
+	plain := []byte("the real backup")
+	env := seal(t, s.Client, key, plain, encCtx, 1<<20)
+	forged := seal(t, s.Client, other, []byte("the forger's data"), encCtx, 1<<20)
+	for _, tc := range []struct {
+		name, keyID string
+		env         []byte
+		want        string // error code, or "" for success
+	}{
+		{"genuine, by id", key, env, ""},
+		{"genuine, by alias", "alias/envelope", env, ""},
+		{"forged, by id", key, forged, "IncorrectKeyException"},
+		{"forged, by alias", "alias/envelope", forged, "IncorrectKeyException"},
+		{"unknown key", "alias/none", env, "IncorrectKeyException"},
+	} {
+		r, err := s.Client.NewEnvelopeReader(context.Background(), bytes.NewReader(tc.env), encCtx, tc.keyID)
+		if tc.want != "" {
+			if client.Code(err) != tc.want || r != nil {
+				t.Errorf("%s: %v, want %s and no reader", tc.name, err, tc.want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, plain) || r.KeyID != key {
+			t.Errorf("%s: %q, %v, key %s", tc.name, got, err, r.KeyID)
+		}
+	}
+	// Without the key the reader cannot tell: the forgery opens.
+	if got, err := open(s.Client, forged, encCtx); err != nil || string(got) != "the forger's data" {
+		t.Fatalf("forged file without --key: %q, %v", got, err)
 	}
 }
 

@@ -14,10 +14,12 @@ import (
 )
 
 // Retry says how a client retries the calls the server turned away for now
-// (503 ServiceUnavailable, 429 LimitExceeded, 409 ConflictException) and
-// connection failures. Only calls that are safe to repeat are retried: reads
-// (GET, HEAD), replacements (PUT, DELETE) and the cryptographic operations,
-// which change nothing. A zero Retry retries nothing.
+// (503 KeyUnavailableException, 429 LimitExceeded, 409 ConflictException)
+// and connection failures. Only calls that are safe to repeat are retried:
+// reads (GET, HEAD), replacements (PUT, DELETE) and the cryptographic
+// operations, which change nothing. A retried DELETE that finds nothing
+// (404) succeeded: an earlier try did it (see goneAlready). A zero Retry
+// retries nothing.
 type Retry struct {
 	Attempts int           // tries in all, including the first; < 2 is no retry
 	Base     time.Duration // the first wait; each next one doubles, up to Max
@@ -49,6 +51,19 @@ func repeatable(method, path string) bool {
 		return cryptoPaths[path]
 	}
 	return false
+}
+
+// goneAlready reports whether err, the answer to a retried DELETE, means
+// the earlier try did the deletion: an attempt cut off (a connection reset,
+// a proxy's 503) may have been carried out, and the retry then finds
+// nothing (404 NotFoundException). Such a DELETE succeeded. Only for a
+// DELETE that answers nothing (out nil): one that answers a resource, like
+// DeleteImportedKeyMaterial, has no answer to give, and its 404 stays an
+// error.
+func goneAlready(method string, out any, err error) bool {
+	var e *Error
+	return method == http.MethodDelete && out == nil && errors.As(err, &e) &&
+		e.Status == http.StatusNotFound && e.Code == "NotFoundException"
 }
 
 // Temporary reports whether err is the server turning a call away for now

@@ -103,9 +103,11 @@ func (p *PKCS11) Decrypt(ctx context.Context, ref ObjectRef, iv, ciphertext, aad
 		return err
 	})
 	if code, ok := ckrCode(err); ok && failedIn == "C_Decrypt" && slices.Contains(p.cfg.Profile.DecryptFailureCodes, code) {
+		clear(out)
 		return nil, &tokenError{op: "decrypt " + ref.String(), code: code, kind: ErrDecryptFailed}
 	}
 	if err != nil {
+		clear(out) // plaintext of an attempt that failed after C_Decrypt
 		return nil, p.translate("decrypt "+ref.String(), err)
 	}
 	return out, nil

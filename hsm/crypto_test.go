@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -281,7 +282,10 @@ func TestGCMBuffersNeverTrustTheSizeQuery(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pt := []byte("sized by the caller")
 			var ct []byte
+			var used pkcs11.SessionHandle
+			closed := p.stats.sessionsClosed.Load()
 			err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+				used = sh
 				params, mech := p.gcm(make([]byte, 12), nil)
 				defer params.Free()
 				if err := c.EncryptInit(sh, mech, h); err != nil {
@@ -295,7 +299,17 @@ func TestGCMBuffersNeverTrustTheSizeQuery(t *testing.T) {
 				if !hasCode(err, []uint{pkcs11.CKR_BUFFER_TOO_SMALL}) {
 					t.Fatalf("crypt beyond the bound = %v, want CKR_BUFFER_TOO_SMALL", err)
 				}
+				// Its operation is still active: the session was closed,
+				// not pooled (a later call would meet CKR_OPERATION_ACTIVE
+				// and pay a reset, which hides the difference).
+				if got := p.stats.sessionsClosed.Load(); got <= closed || idleHas(p, used) {
+					t.Fatalf("after the failed call: %d sessions closed (was %d), session pooled: %v; want it closed",
+						got, closed, idleHas(p, used))
+				}
 				return
+			}
+			if !idleHas(p, used) {
+				t.Errorf("the session of a call that succeeded was not pooled")
 			}
 			if err != nil || len(ct) != len(pt)+16 {
 				t.Fatalf("crypt = %d bytes, %v; want %d", len(ct), err, len(pt)+16)
@@ -305,9 +319,56 @@ func TestGCMBuffersNeverTrustTheSizeQuery(t *testing.T) {
 			}
 		})
 	}
-	// The session the failed call left with an active operation was closed,
-	// not pooled: the next calls work.
+	// The next calls work.
 	if _, _, err := p.Encrypt(ctx, ref, []byte("after"), nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// idleHas reports whether the session h is in p's idle pool.
+func idleHas(p *PKCS11, h pkcs11.SessionHandle) bool {
+	p.pool.mu.Lock()
+	defer p.pool.mu.Unlock()
+	return slices.ContainsFunc(p.pool.idle, func(s session) bool { return s.h == h })
+}
+
+// A length the token writes back is a CK_ULONG: compared unsigned, one of
+// 2^63 or more never passes for a small buffer (a signed compare made it
+// negative, and it passed).
+func TestTokenLengthsCompareUnsigned(t *testing.T) {
+	for _, tc := range []struct {
+		n    uint64
+		size int
+		want bool
+	}{
+		{0, 0, true},
+		{16, 16, true},
+		{17, 16, false},
+		{1 << 63, 16, false},
+		{1<<63 + 16, 16, false},
+		{1<<64 - 1, 16, false},
+		{1<<64 - 1, 1<<63 - 1, false},
+		{0, -1, false},
+	} {
+		if got := fits(tc.n, tc.size); got != tc.want {
+			t.Errorf("fits(%d, %d) = %v, want %v", tc.n, tc.size, got, tc.want)
+		}
+	}
+}
+
+// An output of the wrong length is refused, and what it held (plaintext,
+// for a decryption) is wiped, not left to the garbage collector.
+func TestWrongLengthOutputIsWiped(t *testing.T) {
+	buf := []byte("plaintext the token returned")
+	out, err := exactly(buf, len(buf)-1, "AES-GCM decryption")
+	if err == nil || out != nil {
+		t.Fatalf("exactly of a wrong length = %q, %v; want nil and an error", out, err)
+	}
+	if !bytes.Equal(buf, make([]byte, len(buf))) {
+		t.Errorf("the refused output was not wiped: %q", buf)
+	}
+	ok := []byte("right")
+	if out, err := exactly(ok, len(ok), "AES-GCM decryption"); err != nil || !bytes.Equal(out, []byte("right")) {
+		t.Errorf("exactly of the right length = %q, %v", out, err)
 	}
 }

@@ -108,16 +108,34 @@ func (d *direct) crypt(idx int, sh pkcs11.SessionHandle, in []byte, size, slack 
 		runtime.KeepAlive(src)
 		runtime.KeepAlive(out)
 		switch {
-		case rv == pkcs11.CKR_BUFFER_TOO_SMALL && attempt == 0 && int(n) > size && int(n) <= size+slack:
+		case rv == pkcs11.CKR_BUFFER_TOO_SMALL && attempt == 0 && !fits(uint64(n), size) && fits(uint64(n), size+slack):
+			clear(out)
 			size = int(n)
 			continue
 		case rv != pkcs11.CKR_OK:
+			clear(out)
 			return nil, pkcs11.Error(rv)
-		case int(n) > size:
-			return nil, fmt.Errorf("hsm: the token wrote %d bytes into a buffer of %d", n, size)
+		case !fits(uint64(n), size):
+			clear(out)
+			return nil, fmt.Errorf("hsm: the token wrote %d bytes into a buffer of %d", uint64(n), size)
 		}
 		return out[:n], nil
 	}
+}
+
+// fits reports whether n, a length the token wrote back (a CK_ULONG), is
+// at most size. The compare is unsigned: int(n) of an n >= 2^63 is
+// negative and would pass a signed one.
+func fits(n uint64, size int) bool { return size >= 0 && n <= uint64(size) }
+
+// exactly returns out if it holds want bytes. Otherwise it wipes out,
+// which may hold plaintext, and returns nil with the error.
+func exactly(out []byte, want int, what string) ([]byte, error) {
+	if len(out) == want {
+		return out, nil
+	}
+	clear(out)
+	return nil, fmt.Errorf("hsm: %s returned %d bytes, want %d", what, len(out), want)
 }
 
 // gcmSeal is C_Encrypt of an initialised AES-GCM encryption: plaintext and
@@ -125,10 +143,10 @@ func (d *direct) crypt(idx int, sh pkcs11.SessionHandle, in []byte, size, slack 
 func (p *PKCS11) gcmSeal(sh pkcs11.SessionHandle, plaintext []byte) ([]byte, error) {
 	tag := p.cfg.Profile.GCMTagBits / 8
 	out, err := p.direct.crypt(fnEncrypt, sh, plaintext, len(plaintext)+tag, 64)
-	if err == nil && len(out) != len(plaintext)+tag {
-		err = fmt.Errorf("hsm: AES-GCM of %d bytes returned %d bytes, want %d", len(plaintext), len(out), len(plaintext)+tag)
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	return exactly(out, len(plaintext)+tag, fmt.Sprintf("AES-GCM of %d bytes", len(plaintext)))
 }
 
 // gcmOpen is C_Decrypt of an initialised AES-GCM decryption. The buffer is
@@ -137,10 +155,10 @@ func (p *PKCS11) gcmSeal(sh pkcs11.SessionHandle, plaintext []byte) ([]byte, err
 func (p *PKCS11) gcmOpen(sh pkcs11.SessionHandle, ciphertext []byte) ([]byte, error) {
 	tag := p.cfg.Profile.GCMTagBits / 8
 	out, err := p.direct.crypt(fnDecrypt, sh, ciphertext, len(ciphertext), 64)
-	if err == nil && len(out) != len(ciphertext)-tag {
-		err = fmt.Errorf("hsm: AES-GCM decryption of %d bytes returned %d bytes, want %d", len(ciphertext), len(out), len(ciphertext)-tag)
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	return exactly(out, len(ciphertext)-tag, fmt.Sprintf("AES-GCM decryption of %d bytes", len(ciphertext)))
 }
 
 // initArgs is Config.InitArgs as a C string, the pReserved of

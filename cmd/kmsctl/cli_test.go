@@ -164,13 +164,13 @@ func TestRetriesAndExitCodes(t *testing.T) {
 		wantExit int
 		wantSeen int64
 	}{
-		{503, "ServiceUnavailableException", 2, []string{"encrypt", "--key", "alias/r"}, 0, 3},
+		{503, "KeyUnavailableException", 2, []string{"encrypt", "--key", "alias/r"}, 0, 3},
 		{429, "LimitExceededException", 3, []string{"keys", "describe", "alias/r"}, 0, 4},
 		{409, "ConflictException", 1, []string{"decrypt-probe"}, 0, 2},
-		{503, "ServiceUnavailableException", -1, []string{"keys", "list"}, 3, 4},
-		{503, "ServiceUnavailableException", -1, []string{"--retries", "2", "keys", "list"}, 3, 2},
+		{503, "KeyUnavailableException", -1, []string{"keys", "list"}, 3, 4},
+		{503, "KeyUnavailableException", -1, []string{"--retries", "2", "keys", "list"}, 3, 2},
 		{409, "KMSInvalidStateException", -1, []string{"encrypt", "--key", "alias/r"}, 1, 1},
-		{503, "ServiceUnavailableException", 1, []string{"keys", "create"}, 3, 1},
+		{503, "KeyUnavailableException", 1, []string{"keys", "create"}, 3, 1},
 	} {
 		f := &faultProxy{status: tc.status, code: tc.code}
 		f.n.Store(tc.fail)

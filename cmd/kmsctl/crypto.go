@@ -30,7 +30,7 @@ func init() {
 				if *key == "" {
 					return usagef("--key is required")
 				}
-				in, err := d.read(e)
+				in, err := d.read(e, false)
 				if err != nil {
 					return err
 				}
@@ -51,7 +51,7 @@ func init() {
 				if err := want(args, 0, "no arguments"); err != nil {
 					return err
 				}
-				in, err := d.read(e)
+				in, err := d.read(e, true)
 				if err != nil {
 					return err
 				}
@@ -75,7 +75,7 @@ func init() {
 				if *key == "" {
 					return usagef("--key is required")
 				}
-				in, err := d.read(e)
+				in, err := d.read(e, true)
 				if err != nil {
 					return err
 				}
@@ -163,14 +163,16 @@ func dataFlags(fs *flag.FlagSet) *data {
 	return d
 }
 
-// read reads --in: raw bytes, base64 text with --base64, or the JSON object
-// of a command run with --output json (a blob never starts with "{").
-func (d *data) read(e *env) ([]byte, error) {
+// read reads --in: raw bytes, base64 text with --base64, or, where the
+// input is a ciphertext blob (blob true), the JSON object of a command run
+// with --output json (a blob never starts with "{"). A plaintext is taken
+// as it is: a file of JSON is data to encrypt, not an answer to unwrap.
+func (d *data) read(e *env, blob bool) ([]byte, error) {
 	raw, err := readInput(e, "--in", *d.in)
 	if err != nil {
 		return nil, err
 	}
-	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '{' {
+	if t := bytes.TrimSpace(raw); blob && len(t) > 0 && t[0] == '{' {
 		var v struct {
 			CiphertextBlob []byte `json:"ciphertext_blob"`
 		}

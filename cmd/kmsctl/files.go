@@ -7,6 +7,8 @@ import (
 	"os"
 
 	flag "github.com/spf13/pflag"
+
+	"github.com/hsmkms/hsmkms/client"
 )
 
 // Files of any size: envelope encryption done here, under a data key from
@@ -32,22 +34,20 @@ func init() {
 					if err != nil {
 						return nil, err
 					}
-					n, err := io.Copy(w, in)
-					if err == nil {
-						err = w.Close()
-					}
+					n, err := sealAll(w, in)
 					return &fileResult{In: *f.in, Out: *f.out, KeyID: w.KeyID, KeyVersion: w.KeyVersion, Bytes: n}, err
 				})
 			}
 		}},
 		command{"decrypt-file", "", "decrypt an envelope of encrypt-file (--in) to --out", func(fs *flag.FlagSet) func(*env, []string) error {
+			key := fs.String("key", "", "the key id or alias/NAME the file must be encrypted under (recommended: without it a file under any key you may decrypt with is accepted)")
 			f := fileFlags(fs)
 			return func(e *env, args []string) error {
 				if err := f.check(args); err != nil {
 					return err
 				}
 				return f.run(e, func(in io.Reader, out io.Writer) (any, error) {
-					r, err := e.c.NewEnvelopeReader(e.ctx, bufio.NewReaderSize(in, 1<<20), f.context.orNil())
+					r, err := e.c.NewEnvelopeReader(e.ctx, bufio.NewReaderSize(in, 1<<20), f.context.orNil(), *key)
 					if err != nil {
 						return nil, err
 					}
@@ -57,6 +57,17 @@ func init() {
 			}
 		}},
 	)
+}
+
+// sealAll copies in into w and closes it. On an error it aborts w, which
+// wipes the plaintext buffered in it (up to a chunk).
+func sealAll(w *client.EnvelopeWriter, in io.Reader) (int64, error) {
+	n, err := io.Copy(w, in)
+	if err != nil {
+		w.Abort()
+		return n, err
+	}
+	return n, w.Close()
 }
 
 // fileResult is what encrypt-file and decrypt-file print (with --out a file).

@@ -2,12 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
+
+	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/internal/kmstest"
 )
 
 // encrypt-file and decrypt-file: a file larger than the service's limit goes
@@ -81,5 +88,60 @@ func TestEncryptDecryptFileCommands(t *testing.T) {
 		if code, _, _ := c.run("", args...); code != 2 {
 			t.Errorf("kmsctl %v: exit %d, want 2", args, code)
 		}
+	}
+}
+
+// decrypt-file --key refuses a forged file: one whose data key is under
+// another key that the same caller may decrypt with (without --key such a
+// file opens).
+func TestDecryptFileKey(t *testing.T) {
+	c := newCtl(t)
+	c.ok("", "keys", "create", "--alias", "alias/mine")
+	c.ok("", "keys", "create", "--alias", "alias/forger")
+	dir := t.TempDir()
+	in, genuine, forged, back := filepath.Join(dir, "in"), filepath.Join(dir, "genuine.kms"), filepath.Join(dir, "forged.kms"), filepath.Join(dir, "back")
+	os.WriteFile(in, []byte("the real file"), 0o600)
+	c.ok("", "encrypt-file", "--key", "alias/mine", "--in", in, "--out", genuine)
+	os.WriteFile(in, []byte("the forger's file"), 0o600)
+	c.ok("", "encrypt-file", "--key", "alias/forger", "--in", in, "--out", forged)
+
+	c.ok("", "decrypt-file", "--key", "alias/mine", "--in", genuine, "--out", back)
+	if got, _ := os.ReadFile(back); string(got) != "the real file" {
+		t.Fatalf("decrypt-file --key of the genuine file: %q", got)
+	}
+	code, _, errOut := c.run("", "decrypt-file", "--key", "alias/mine", "--in", forged, "--out", back)
+	if code != 1 || !strings.Contains(errOut, "IncorrectKeyException") {
+		t.Errorf("forged file with --key: exit %d %q, want exit 1 IncorrectKeyException", code, errOut)
+	}
+	if got, _ := os.ReadFile(back); string(got) != "the real file" {
+		t.Errorf("the refused forgery changed the output file: %q", got)
+	}
+	if got := c.ok("", "decrypt-file", "--in", forged, "--out", "-"); got != "the forger's file" {
+		t.Errorf("without --key: %q", got)
+	}
+}
+
+// A read error in the middle of encrypt-file aborts the writer (which wipes
+// the plaintext it buffered) instead of leaving it, unclosed, to the
+// garbage collector: it takes no more data and writes no last chunk.
+func TestSealAllAbortsOnError(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	k, err := s.Client.CreateKey(context.Background(), client.CreateKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	w, err := s.Client.NewEnvelopeWriter(context.Background(), &out, k.KeyID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := out.Len()
+	readErr := errors.New("disk gone")
+	in := io.MultiReader(strings.NewReader("plaintext before the error"), iotest.ErrReader(readErr))
+	if _, err := sealAll(w, in); !errors.Is(err, readErr) {
+		t.Fatalf("sealAll = %v, want the read error", err)
+	}
+	if err := w.Close(); err == nil || out.Len() != header {
+		t.Errorf("after the error Close = %v and %d bytes after the header; want an aborted writer, nothing written", err, out.Len()-header)
 	}
 }

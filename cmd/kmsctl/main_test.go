@@ -140,6 +140,38 @@ func TestEncryptDecryptFiles(t *testing.T) {
 	}
 }
 
+// A plaintext that looks like JSON, even like encrypt's --output json
+// answer, is data: encrypt takes the file's bytes as they are, and decrypt
+// gives them back byte for byte.
+func TestEncryptJSONLookingPlaintext(t *testing.T) {
+	c := newCtl(t)
+	c.ok("", "keys", "create", "--alias", "alias/json")
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, plain string }{
+		{"config", `{"name":"app","port":8080}`},
+		{"answer-shaped", `{"ciphertext_blob":"aGVsbG8="}`},
+		{"spaces first", " \n\t{\"ciphertext_blob\":\"aGVsbG8=\"}\n"},
+		{"broken json", "{not json"},
+	} {
+		in, blob, back := filepath.Join(dir, "in"), filepath.Join(dir, "blob"), filepath.Join(dir, "back")
+		if err := os.WriteFile(in, []byte(tc.plain), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errOut := c.run("", "encrypt", "--key", "alias/json", "--in", in, "--out", blob); code != 0 {
+			t.Errorf("%s: encrypt --in of %q: exit %d %s", tc.name, tc.plain, code, errOut)
+			continue
+		}
+		c.ok("", "decrypt", "--in", blob, "--out", back)
+		if got, _ := os.ReadFile(back); string(got) != tc.plain {
+			t.Errorf("%s: decrypted %q, want the file's %q", tc.name, got, tc.plain)
+		}
+		// From stdin, to stdout: the same.
+		if out := c.ok(c.ok(tc.plain, "encrypt", "--key", "alias/json"), "decrypt"); out != tc.plain {
+			t.Errorf("%s: stdin round trip gave %q, want %q", tc.name, out, tc.plain)
+		}
+	}
+}
+
 // Tables and JSON, lists, key lifecycle, versions, aliases, access and audit.
 func TestManagementCommands(t *testing.T) {
 	c := newCtl(t)

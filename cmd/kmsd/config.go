@@ -206,12 +206,8 @@ func secret(getenv func(string) string, name, fileVar string) (string, error) {
 		return v, nil
 	case file != "":
 		// A secret others can read is not a secret: refuse it before use.
-		st, err := os.Stat(file)
-		if err != nil {
-			return "", fmt.Errorf("%s: cannot read the file: %v", fileVar, errors.Unwrap(err))
-		}
-		if mode := st.Mode().Perm(); mode&0o044 != 0 {
-			return "", fmt.Errorf("%s: %s is readable by group or others (mode %04o); chmod 600 it", fileVar, file, mode)
+		if err := checkSecretFile(fileVar, file); err != nil {
+			return "", err
 		}
 		b, err := os.ReadFile(file)
 		if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,7 +53,7 @@ func runFails(t *testing.T, env []string, args ...string) string {
 }
 
 // A PIN file that group or others can read is refused with one line; the
-// same PIN in a 0600 file starts kmsd.
+// same PIN in a 0600 file, or in a systemd credential, starts kmsd.
 func TestPINFileMustBePrivate(t *testing.T) {
 	db := "sqlite:" + filepath.Join(t.TempDir(), "kms.db")
 	pin := softhsmPIN(t)
@@ -67,6 +68,12 @@ func TestPINFileMustBePrivate(t *testing.T) {
 		}
 	}
 	p := startKmsd(t, append(withoutVar(kmsdEnv(t, db), "KMS_PIN"), "KMS_PIN_FILE="+pinFile(t, 0o600)))
+	p.stop(t)
+	// A systemd credential: 0400 with read for the service user through an
+	// ACL, which stat shows as 0440 (TestSecretFileACL has the other shapes).
+	cred := pinFile(t, 0o400)
+	setfacl(t, cred, "-m", fmt.Sprintf("u:%d:r", os.Getuid()))
+	p = startKmsd(t, append(withoutVar(kmsdEnv(t, db), "KMS_PIN"), "KMS_PIN_FILE="+cred))
 	p.stop(t)
 }
 

@@ -66,15 +66,9 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			if certs == nil {
-				log.Info("SIGHUP: no TLS certificate to reload")
-				continue
-			}
-			_ = certs.Reload()
-		}
-	}()
+	hupCtx, endHUP := context.WithCancel(ctx)
+	defer endHUP()
+	go reloadOnHUP(hupCtx, hup, certs, log)
 
 	tok, err := hsm.Open(ctx, hsm.Config{
 		Module: cfg.Module, InitArgs: cfg.InitArgs, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
@@ -177,6 +171,24 @@ func dbKind(dsn string) string {
 		return dsn
 	}
 	return "postgres"
+}
+
+// reloadOnHUP reloads certs at each signal on hup until ctx ends (run
+// returns): signal.Stop does not close the channel, so ranging over it
+// would never end.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, certs *certReloader, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if certs == nil {
+				log.Info("SIGHUP: no TLS certificate to reload")
+				continue
+			}
+			_ = certs.Reload()
+		}
+	}
 }
 
 func newLogger(level string) *slog.Logger {

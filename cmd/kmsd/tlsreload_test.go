@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,14 +25,49 @@ import (
 // renamed, as a certificate manager does); it returns its serial number.
 func serverPair(t *testing.T, caCert *x509.Certificate, caKey *ecdsa.PrivateKey, certFile, keyFile string) *big.Int {
 	t.Helper()
+	certPEM, keyPEM, serial := issuePair(t, caCert, caKey)
+	replace(t, keyFile, keyPEM)
+	replace(t, certFile, certPEM)
+	return serial
+}
+
+// issuePair is a new server certificate for 127.0.0.1, and its key, as PEM.
+func issuePair(t *testing.T, caCert *x509.Certificate, caKey *ecdsa.PrivateKey) (certPEM, keyPEM []byte, serial *big.Int) {
+	t.Helper()
 	leaf, _, pair := kmstest.IssueCert(t, "kmsd", caCert, caKey, false)
 	keyDER, err := x509.MarshalPKCS8PrivateKey(pair.PrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	replace(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	replace(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))
-	return leaf.SerialNumber
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), leaf.SerialNumber
+}
+
+// unseenPair puts a new pair in place that the reloader's change check
+// cannot see: files of the same sizes, with the old modification times put
+// back. Only an explicit reload (SIGHUP) can then explain the new one.
+func unseenPair(t *testing.T, caCert *x509.Certificate, caKey *ecdsa.PrivateKey, certFile, keyFile string) *big.Int {
+	t.Helper()
+	before := [2]fileStamp{stampOf(certFile), stampOf(keyFile)}
+	for range 1000 {
+		certPEM, keyPEM, serial := issuePair(t, caCert, caKey)
+		if int64(len(certPEM)) != before[0].size || int64(len(keyPEM)) != before[1].size {
+			continue // ECDSA signatures and serials vary in length
+		}
+		replace(t, keyFile, keyPEM)
+		replace(t, certFile, certPEM)
+		for i, f := range []string{certFile, keyFile} {
+			if err := os.Chtimes(f, before[i].modTime, before[i].modTime); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if now := [2]fileStamp{stampOf(certFile), stampOf(keyFile)}; now != before {
+			t.Fatalf("the files' sizes and times changed: %v, were %v", now, before)
+		}
+		return serial
+	}
+	t.Fatal("no certificate of the same size in 1000 tries")
+	return nil
 }
 
 func replace(t *testing.T, path string, b []byte) {
@@ -108,8 +144,11 @@ func TestTLSCertificateReload(t *testing.T) {
 		t.Fatalf("served serial %v, want the first certificate's %v", got, first)
 	}
 
-	// SIGHUP.
-	second := serverPair(t, caCert, caKey, certFile, keyFile)
+	// SIGHUP, and only SIGHUP: the change check cannot see the new pair.
+	second := unseenPair(t, caCert, caKey, certFile, keyFile)
+	if got := served(t, p.url, roots); got.Cmp(first) != 0 {
+		t.Fatalf("before SIGHUP, serial %v, want the first's %v: something besides SIGHUP reloaded", got, first)
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -150,4 +189,32 @@ func TestTLSCertificateReload(t *testing.T) {
 	}
 	kept.CloseIdleConnections()
 	p.stop(t)
+}
+
+// run leaves no SIGHUP goroutine behind when it returns (here: the token
+// label names no token, after the signal handler was set up).
+func TestRunLeavesNoSIGHUPGoroutine(t *testing.T) {
+	vars := map[string]string{}
+	for _, kv := range kmsdEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "kms.db"), "KMS_TOKEN_LABEL=no such token", "KMS_LISTEN="+freeAddr(t)) {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	for i := 0; i < 3; i++ {
+		if err := run(t.Context(), nil, func(k string) string { return vars[k] }); err == nil || !strings.HasPrefix(err.Error(), "token: ") {
+			t.Fatalf("run with no such token = %v, want a token error", err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		n := strings.Count(stacks, "kmsd.reloadOnHUP(")
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d SIGHUP goroutines left after run returned", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
