@@ -4,10 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
@@ -60,11 +60,11 @@ func (h *handlers) batchEncrypt(c echo.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		res, err := h.svc.Encrypt(ctx, it.KeyID, pt, it.EncryptionContext)
+		res, err := h.svc.Crypto.Encrypt(ctx, it.KeyID, pt, it.EncryptionContext)
 		if err != nil {
 			return nil, err
 		}
-		return encryptResponse{CiphertextBlob: res.Ciphertext, KeyID: res.KeyID, KeyVersion: res.KeyVersion}, nil
+		return wire.EncryptResult{CiphertextBlob: res.Ciphertext, KeyID: res.KeyID, KeyVersion: res.KeyVersion}, nil
 	})
 }
 
@@ -82,11 +82,11 @@ func (h *handlers) batchDecrypt(c echo.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		res, err := h.svc.Decrypt(ctx, blob, it.EncryptionContext, it.KeyID)
+		res, err := h.svc.Crypto.Decrypt(ctx, blob, it.EncryptionContext, it.KeyID)
 		if err != nil {
 			return nil, err
 		}
-		return decryptResponse{Plaintext: res.Plaintext, KeyID: res.KeyID, KeyVersion: res.KeyVersion}, nil
+		return wire.DecryptResult{Plaintext: res.Plaintext, KeyID: res.KeyID, KeyVersion: res.KeyVersion}, nil
 	})
 }
 
@@ -107,19 +107,16 @@ func (h *handlers) batch(c echo.Context, action string, n int, one func(ctx cont
 	acts := make([]*service.Activity, n)
 	outcomes := make([][2]string, n) // outcome, code
 	for i := range n {
-		act := &service.Activity{Action: action, Detail: map[string]string{"batch_item": strconv.Itoa(i)}}
-		if parent != nil {
-			act.RequestID, act.Principal, act.Source = parent.RequestID, parent.Principal, parent.Source
-		}
+		ctx, act := service.StartBatchItem(req.Context(), parent, action, i)
 		acts[i] = act
-		res, err := one(service.WithActivity(req.Context(), act), i)
+		res, err := one(ctx, i)
 		if err == nil {
 			results[i], outcomes[i] = res, [2]string{service.OutcomeAllowed, ""}
 			continue
 		}
 		_, code, msg, internal := classify(err)
 		if internal {
-			h.log().Error("internal error", "request_id", act.RequestID, "path", c.Path(), "batch_item", i, "err", err)
+			h.log().Error("internal error", "request_id", requestID(c), "path", c.Path(), "batch_item", i, "err", err)
 		}
 		results[i] = errorBody{Error: errorDetail{Code: code, Message: msg}}
 		outcome := service.OutcomeFailed
@@ -133,7 +130,7 @@ func (h *handlers) batch(c echo.Context, action string, n int, one func(ctx cont
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { errs[i] = h.svc.Record(ctx, acts[i], outcomes[i][0], outcomes[i][1]) })
+		wg.Go(func() { errs[i] = h.svc.Audit.Record(ctx, acts[i], outcomes[i][0], outcomes[i][1]) })
 	}
 	wg.Wait()
 	for _, err := range errs {

@@ -180,20 +180,6 @@ func jsonType(kind string) string {
 	return kind
 }
 
-// Base64 is a []byte written as standard, padded base64 in JSON responses.
-type Base64 []byte
-
-// MarshalJSON writes standard base64.
-// Base64 never needs JSON escaping: the quotes go straight around it, with
-// one allocation.
-func (b Base64) MarshalJSON() ([]byte, error) {
-	n := base64.StdEncoding.EncodedLen(len(b))
-	out := make([]byte, n+2)
-	out[0], out[n+1] = '"', '"'
-	base64.StdEncoding.Encode(out[1:], b)
-	return out, nil
-}
-
 // decodeBase64 reads a required base64 field strictly (padding required).
 func decodeBase64(field string, s *string) ([]byte, error) {
 	if s == nil {

@@ -22,27 +22,6 @@ type BatchDecryptItem struct {
 	KeyID             string            `json:"key_id,omitempty"`
 }
 
-// ItemError is the error of one item of a batch (the other items are
-// answered regardless).
-type ItemError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (e *ItemError) Error() string { return e.Code + ": " + e.Message }
-
-// BatchEncryptResult is one item's answer: Error nil and the result, or Error.
-type BatchEncryptResult struct {
-	EncryptResult
-	Error *ItemError `json:"error,omitempty"`
-}
-
-// BatchDecryptResult is one item's answer: Error nil and the result, or Error.
-type BatchDecryptResult struct {
-	DecryptResult
-	Error *ItemError `json:"error,omitempty"`
-}
-
 // BatchEncrypt makes 1 to MaxBatchItems encrypt calls in one request. The
 // results are in the items' order; an item's failure is its Error, and the
 // error returned is the batch's own (refused whole, or unavailable).

@@ -27,7 +27,7 @@ type keyView struct {
 // another replica's change is seen within ttl) and are dropped at once when
 // this process changes them. N concurrent misses on one key cause one load.
 type keyCache struct {
-	store Store
+	store KeyQueries
 	clock Clock
 	ttl   time.Duration
 
@@ -45,7 +45,7 @@ type aliasEntry struct {
 	loadedAt time.Time
 }
 
-func newKeyCache(store Store, clock Clock, ttl time.Duration) *keyCache {
+func newKeyCache(store KeyQueries, clock Clock, ttl time.Duration) *keyCache {
 	return &keyCache{store: store, clock: clock, ttl: ttl,
 		keys: map[string]*keyView{}, aliases: map[string]aliasEntry{}}
 }

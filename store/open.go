@@ -121,7 +121,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err := r.PingContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: sqlite: %w", err), r.Close(), w.Close())
 	}
-	return &DB{queries: queries{r: r, w: w, stmts: newStmtCache(w)}, w: w, r: r, dialect: dialectSQLite}, nil
+	return &DB{queries: newQueries(r, w, newStmtCache(w)), w: w, r: r, dialect: dialectSQLite}, nil
 }
 
 // openPostgres opens one pool through pgx's database/sql driver and migrates.
@@ -143,7 +143,7 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	if err := prepare(ctx, db, dialectPostgres); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	return &DB{queries: queries{r: db, w: db}, w: db, r: db, dialect: dialectPostgres}, nil
+	return &DB{queries: newQueries(db, db, nil), w: db, r: db, dialect: dialectPostgres}, nil
 }
 
 // prepare proves the connection and applies the migrations.
@@ -158,11 +158,11 @@ func prepare(ctx context.Context, db *sqlx.DB, d dialect) error {
 // waits while a transaction holds the writer.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.w.PingContext(ctx); err != nil {
-		return fmt.Errorf("store: ping: %w", err)
+		return fmt.Errorf("store: ping: %w", classify(err))
 	}
 	if db.r != db.w {
 		if err := db.r.PingContext(ctx); err != nil {
-			return fmt.Errorf("store: ping: %w", err)
+			return fmt.Errorf("store: ping: %w", classify(err))
 		}
 	}
 	return nil
@@ -188,7 +188,7 @@ func (db *DB) Close() error {
 // isolation level is the server's default (READ COMMITTED).
 func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error {
 	return conflictErr(withTx(ctx, db.w, func(tx *sqlx.Tx) error {
-		return fn(queries{r: tx, w: tx, stmts: db.stmts})
+		return fn(newQueries(tx, tx, db.stmts))
 	}))
 }
 
@@ -196,7 +196,7 @@ func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error 
 func withTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
+		return fmt.Errorf("store: begin: %w", classify(err))
 	}
 	finished := false
 	defer func() {
@@ -223,7 +223,7 @@ func withTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error 
 		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return fmt.Errorf("store: commit: %w", err)
+		return fmt.Errorf("store: commit: %w", classify(err))
 	}
 	return nil
 }

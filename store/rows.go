@@ -13,27 +13,56 @@ import (
 	"github.com/hsmkms/hsmkms/service"
 )
 
-// queries implements service.Queries once, for a DB and for a transaction.
-// A DB reads through its reader pool and writes through its writer; in a
-// transaction both are the *sqlx.Tx. Every query is written with "?" and
-// rebound for the dialect here, at the call.
-type queries struct {
+// conn is where queries read and write: a DB reads through its reader pool
+// and writes through its writer; in a transaction both are the *sqlx.Tx.
+// Every query is written with "?" and rebound for the dialect here, at the
+// call.
+type conn struct {
 	r sqlx.ExtContext
 	w sqlx.ExtContext
-	// stmts holds prepared statements of the writer (SQLite); nil: none.
-	stmts *stmtCache
 }
 
-func (q queries) get(ctx context.Context, dest any, query string, args ...any) error {
-	return sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...)
+// queries implements service.Queries once, for a DB and for a transaction,
+// as one set of rows per part of the service, all on one conn.
+type queries struct {
+	keyRows      // keys, versions, aliases, rotations, encryption counts (service.KeyQueries, EncryptionQueries)
+	scheduleRows // due work, leases, counts (service.ScheduleQueries, LeaseQueries)
+	accessRows   // principals, policies, tokens, access keys (service.AccessQueries, AccessKeyQueries)
+	auditRows    // the audit chain (service.AuditQueries)
+	importRows   // bring your own key (service.ImportQueries)
 }
 
-func (q queries) sel(ctx context.Context, dest any, query string, args ...any) error {
-	return sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...)
+type (
+	keyRows      struct{ conn }
+	scheduleRows struct{ conn }
+	accessRows   struct{ conn }
+	auditRows    struct {
+		conn
+		// stmts holds the audit chain's prepared statements of the
+		// writer (SQLite); nil: none.
+		stmts *stmtCache
+	}
+	importRows struct{ conn }
+)
+
+// newQueries puts every part's rows on one conn; stmts is the writer's
+// prepared audit statements (nil: none).
+func newQueries(r, w sqlx.ExtContext, stmts *stmtCache) queries {
+	c := conn{r: r, w: w}
+	return queries{keyRows{c}, scheduleRows{c}, accessRows{c}, auditRows{c, stmts}, importRows{c}}
 }
 
-func (q queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return q.w.ExecContext(ctx, q.w.Rebind(query), args...)
+func (q conn) get(ctx context.Context, dest any, query string, args ...any) error {
+	return classify(sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...))
+}
+
+func (q conn) sel(ctx context.Context, dest any, query string, args ...any) error {
+	return classify(sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...))
+}
+
+func (q conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := q.w.ExecContext(ctx, q.w.Rebind(query), args...)
+	return res, classify(err)
 }
 
 // limitArg turns a page size into a LIMIT argument: zero or less means no

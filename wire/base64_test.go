@@ -1,4 +1,4 @@
-package api
+package wire
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ func TestBase64JSON(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("len %d: %s, %v; want %s", len(b), got, err, want)
 		}
-		got, _ = json.Marshal(decryptResponse{Plaintext: b, KeyID: "k"})
+		got, _ = json.Marshal(DecryptResult{Plaintext: b, KeyID: "k"})
 		wantStruct := `{"plaintext":` + string(want) + `,"key_id":"k","key_version":0}`
 		if string(got) != wantStruct {
 			t.Errorf("len %d in a struct: %s, want %s", len(b), got, wantStruct)
