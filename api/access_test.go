@@ -598,10 +598,13 @@ func TestAccessBadInputs(t *testing.T) {
 func TestTheLastAdministratorCannotBeLockedOut(t *testing.T) {
 	s := kmstest.Start(t, kmstest.Options{})
 	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	admin.must(200, "PUT", "/v1/policies/no-access", map[string]any{"document": map[string]any{"statements": []map[string]any{
+		{"effect": "deny", "resources": []string{"*"}, "actions": []string{"kms:ManageAccess"}}}}})
 	for _, tc := range []struct {
 		method, path string
 		body         any
 	}{
+		{"PUT", "/v1/principals/admin/policies/no-access", nil}, // an attached deny (issue 16, item 10)
 		{"DELETE", "/v1/principals/admin/tokens/bootstrap", nil},
 		{"POST", "/v1/principals/admin/tokens/bootstrap/rotate", nil}, // allowed: a new token replaces it
 		{"DELETE", "/v1/principals/admin/policies/admin", nil},
@@ -623,12 +626,17 @@ func TestTheLastAdministratorCannotBeLockedOut(t *testing.T) {
 			t.Fatalf("%s %s on the last administrator: %d %s, want 409", tc.method, tc.path, r.status, r.body)
 		}
 		admin.must(200, "GET", "/v1/keys", nil) // still in charge
+		admin.must(200, "GET", "/v1/principals", nil)
+		if p := admin.must(200, "GET", "/v1/principals/admin", nil); len(p["policies"].([]any)) != 1 {
+			t.Fatalf("%s %s: the refused change left policies %v", tc.method, tc.path, p["policies"])
+		}
 	}
 
 	// A second administrator: now the first can give up its rights.
 	admin.must(201, "POST", "/v1/principals", map[string]any{"name": "admin2", "policies": []string{"admin"}})
 	tok := admin.must(201, "POST", "/v1/principals/admin2/tokens", map[string]any{"description": "second"})
 	kmstest.Secret(tok["token"].(string))
-	admin.must(200, "DELETE", "/v1/principals/admin/policies/admin", nil)
+	admin.must(200, "PUT", "/v1/principals/admin/policies/no-access", nil)
+	admin.must(403, "GET", "/v1/principals", nil)
 	newCaller(t, s.URL, tok["token"].(string)).must(200, "GET", "/v1/principals", nil)
 }

@@ -516,10 +516,11 @@ func (s *Access) attachment(ctx context.Context, principal, policyName string, a
 		} else if err != nil {
 			return err
 		}
-		if attach {
-			return q.AttachPolicy(ctx, principal, policyName)
-		}
 		return keepingAdministrator(ctx, q, func() error {
+			if attach {
+				// An attached deny takes rights away too.
+				return q.AttachPolicy(ctx, principal, policyName)
+			}
 			err := q.DetachPolicy(ctx, principal, policyName)
 			if errors.Is(err, ErrNotFound) {
 				return errorf(ErrNotFound, "policy %q is not attached to principal %q", policyName, principal)
