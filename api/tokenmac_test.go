@@ -136,3 +136,36 @@ func waitStatus(t *testing.T, c caller, method, path string, status int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Issue 16, item 13, over HTTP: a token created with expires_in works
+// until then and is a 401 after; the principal shows its expiry and last
+// use, which its requests move at most once a minute.
+func TestExpiringTokensOverHTTP(t *testing.T) {
+	clock := kmstest.NewClock()
+	s := kmstest.Start(t, kmstest.Options{Config: service.Config{Clock: clock}})
+	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	tok := admin.must(201, "POST", "/v1/principals/admin/tokens", map[string]any{"description": "a day", "expires_in": "1d"})
+	kmstest.Secret(tok["token"].(string))
+	if want := clock.Now().Add(24 * time.Hour).Format(time.RFC3339Nano); tok["expiration_date"] != want {
+		t.Errorf("expiration_date %v, want %s", tok["expiration_date"], want)
+	}
+	day := newCaller(t, s.URL, tok["token"].(string))
+	day.must(200, "GET", "/v1/keys", nil)
+	used := clock.Now()
+	clock.Advance(30 * time.Second)
+	day.must(200, "GET", "/v1/keys", nil)
+	var info map[string]any
+	for _, tk := range admin.must(200, "GET", "/v1/principals/admin", nil)["tokens"].([]any) {
+		if tk.(map[string]any)["token_id"] == tok["token_id"] {
+			info = tk.(map[string]any)
+		}
+	}
+	if info["expiration_date"] != tok["expiration_date"] || info["last_used_date"] != used.Format(time.RFC3339Nano) {
+		t.Errorf("token as listed: %v, want its expiry and last use %s", info, used.Format(time.RFC3339Nano))
+	}
+	clock.Advance(24 * time.Hour)
+	r := day.do("GET", "/v1/keys", nil)
+	if r.status != 401 || r.code() != "UnauthenticatedException" || !strings.Contains(string(r.body), "expired") {
+		t.Errorf("after expiry: %d %s, want 401 saying the token expired", r.status, r.body)
+	}
+}
