@@ -95,6 +95,15 @@ func storedMAC(hash string) (mac []byte, ok bool) {
 	return mac, err == nil && len(mac) == sha256.Size
 }
 
+// PrepareBearerTokens makes sure the bearer-token MAC key exists, making
+// it and converting an older release's rows if not (kmsd calls it at start,
+// so that this happens, or fails, before it serves; Authenticate would do
+// it on the first request otherwise).
+func (s *Access) PrepareBearerTokens(ctx context.Context) error {
+	_, err := s.ensureTokenMAC(ctx)
+	return err
+}
+
 // ensureTokenMAC returns the token's MAC capability once the bearer-token
 // key exists. The first call on a token that lacks it makes it, under a
 // lock every replica respects, and converts the SHA-256 rows of an older

@@ -18,6 +18,9 @@ import (
 // database, KMS_BOOTSTRAP_TOKEN becomes the administrator's token; without
 // it kmsd refuses to start rather than serve an API nobody can use.
 func bootstrap(ctx context.Context, svc *service.Service, token string, log *slog.Logger) error {
+	if err := svc.Access.PrepareBearerTokens(ctx); err != nil {
+		return fmt.Errorf("bearer tokens: %w", err)
+	}
 	if token == "" {
 		need, err := svc.Access.NeedsBootstrap(ctx)
 		if err != nil {
