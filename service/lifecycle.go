@@ -33,9 +33,11 @@ func (s *Keys) ScheduleKeyDeletion(ctx context.Context, ref string, days int) (*
 	if err != nil {
 		return nil, err
 	}
+	ctx = s.withRecord(ctx, ActScheduleDeletion)
 	return s.changeKey(ctx, ActScheduleDeletion, ref, policy.OpScheduleDeletion, func(k *Key, now time.Time) {
 		at := now.Add(window)
 		k.State, k.DeletionDate = KeyPendingDeletion, &at
+		noteSchedule(ctx, window, at) // the evidence the worker needs (evidence.go)
 	})
 }
 
@@ -43,6 +45,7 @@ func (s *Keys) ScheduleKeyDeletion(ctx context.Context, ref string, days int) (*
 // EXTERNAL key without live key material, to PendingImport: enabling a key
 // with nothing to encrypt with would only move the failure to encrypt.
 func (s *Keys) CancelKeyDeletion(ctx context.Context, ref string) (*Key, error) {
+	ctx = s.withRecord(ctx, ActCancelDeletion)
 	return s.tryChangeKey(ctx, ActCancelDeletion, ref, policy.OpCancelDeletion, func(q KeysTx, k *Key, _ time.Time) error {
 		k.State, k.DeletionDate = KeyDisabled, nil
 		if k.Origin != OriginExternal {
@@ -189,6 +192,9 @@ func (s *Keys) ChangeVersion(ctx context.Context, ref string, version int, actio
 	if err != nil && action == ScheduleVersionDestruction {
 		return nil, err
 	}
+	if action == ScheduleVersionDestruction || action == CancelVersionDestruction {
+		ctx = s.withRecord(ctx, ActUpdateKeyVersion)
+	}
 	kv, err := s.access(ctx, ActUpdateKeyVersion, ref)
 	if err != nil {
 		return nil, err
@@ -222,6 +228,13 @@ func (s *Keys) ChangeVersion(ctx context.Context, ref string, version int, actio
 		*v = *next
 		v.UpdatedAt = now
 		out = v
+		switch action {
+		case ScheduleVersionDestruction:
+			noteDetail(ctx, detailVersionAction, versionScheduleDest)
+			noteSchedule(ctx, window, *v.DestroyAt)
+		case CancelVersionDestruction:
+			noteDetail(ctx, detailVersionAction, versionCancelDest)
+		}
 		return q.UpdateVersion(ctx, v)
 	})
 	if err != nil {

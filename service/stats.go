@@ -13,6 +13,7 @@ type counters struct {
 	offTemplate                           atomic.Int64  // reconciler, last pass: len(OffTemplate)
 	encryptions                           atomic.Uint64 // GCM encryptions flushed to the store
 	maxEncryptions                        atomic.Int64  // the highest version count a flush returned
+	destructionsRefused                   atomic.Int64  // destructions and orphans kept (evidence.go)
 }
 
 // rotated counts one rotation that reached the promoted step (the new
@@ -43,6 +44,11 @@ type Stats struct {
 	// version those additions returned (to alert well before the limit).
 	Encryptions           uint64
 	MaxVersionEncryptions int64
+	// DestructionsRefused counts the token objects this process kept
+	// although the database asked for their destruction without sealed
+	// evidence of a request whose window passed, or has no row for them
+	// (evidence.go). Anything above zero is an alarm.
+	DestructionsRefused int64
 }
 
 // Stats returns the current counters. It is cheap and touches neither the
@@ -52,7 +58,8 @@ func (s *Worker) Stats() Stats {
 		RotationAutomatic: s.stats.rotationsAutomatic.Load(),
 		RotationOnDemand:  s.stats.rotationsOnDemand.Load(),
 	}, AttributeRepairs: s.stats.attributeRepairs.Load(), ObjectsOffTemplate: s.stats.offTemplate.Load(),
-		Encryptions: s.stats.encryptions.Load(), MaxVersionEncryptions: s.stats.maxEncryptions.Load()}
+		Encryptions: s.stats.encryptions.Load(), MaxVersionEncryptions: s.stats.maxEncryptions.Load(),
+		DestructionsRefused: s.stats.destructionsRefused.Load()}
 }
 
 // KeysByState counts keys per state, tombstones (Deleted) included, with
