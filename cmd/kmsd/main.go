@@ -115,7 +115,8 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		Extra:   mx.Register, // GET /metrics, no bearer token (docs/API.md)
 		Observe: mx.Observe,
 		// POST /: the AWS KMS protocol (docs/aws-compat.md).
-		Protocols: []api.Protocol{awsProtocol(cfg, svc)},
+		Protocols:  []api.Protocol{awsProtocol(cfg, svc)},
+		AuthLimits: cfg.AuthLimits,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
