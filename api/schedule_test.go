@@ -247,3 +247,53 @@ func TestFailedAutomaticRotationIsVisible(t *testing.T) {
 		t.Fatalf("replica's rotation-status after success: %v %+v", err, st)
 	}
 }
+
+// The development window (Config.DevPendingWindow, KMS_DEV_PENDING_WINDOW)
+// replaces the days of deletions and destructions; the days are still
+// checked. The worker then destroys the token objects minutes later.
+func TestDevPendingWindow(t *testing.T) {
+	clock := kmstest.NewClock()
+	s := kmstest.Start(t, kmstest.Options{Config: service.Config{Clock: clock, DevPendingWindow: 2 * time.Minute}})
+	ctx := kmstest.Ctx(t)
+	c := s.Client
+	k, err := c.CreateKey(ctx, client.CreateKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RotateKey(ctx, k.KeyID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ScheduleKeyDeletion(ctx, k.KeyID, 6); client.Code(err) != "ValidationException" {
+		t.Fatalf("6 days with the development window: %v, want ValidationException", err)
+	}
+	if d, _ := c.DescribeKey(ctx, k.KeyID); d.KeyState != "Enabled" {
+		t.Fatalf("a refused deletion changed the key: %s", d.KeyState)
+	}
+	v, err := c.ChangeVersion(ctx, k.KeyID, 1, "schedule-destruction", 0)
+	if err != nil || v.DestructionDate == nil || !v.DestructionDate.Equal(clock.Now().Add(2*time.Minute)) {
+		t.Fatalf("schedule destruction: %v %+v, want in 2 minutes", err, v)
+	}
+	d, err := c.ScheduleKeyDeletion(ctx, k.KeyID, 30)
+	if err != nil || d.DeletionDate == nil || !d.DeletionDate.Equal(clock.Now().Add(2*time.Minute)) {
+		t.Fatalf("schedule deletion: %v %+v, want in 2 minutes", err, d)
+	}
+	clock.Advance(2*time.Minute - time.Second)
+	runDue(t, s)
+	if d, _ := c.DescribeKey(ctx, k.KeyID); d.KeyState != "PendingDeletion" {
+		t.Fatalf("deleted before the window passed: %s", d.KeyState)
+	}
+	clock.Advance(time.Second)
+	runDue(t, s)
+	if d, _ := c.DescribeKey(ctx, k.KeyID); d.KeyState != "Deleted" {
+		t.Fatalf("after the window: %s", d.KeyState)
+	}
+	inv, err := s.Token.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range inv {
+		if o.Ref.KeyID.String() == k.KeyID {
+			t.Fatalf("token object %s survived the deletion", o.Label)
+		}
+	}
+}

@@ -85,10 +85,12 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	mx := metrics.New(metrics.Config{Logger: log})
 	svc := service.New(db, mx.Token(tok), service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
 		MaxRotationInterval: cfg.MaxRotationInterval, MaxVersionsPerKey: cfg.MaxVersionsPerKey,
+		MaxOnDemandRotations: cfg.MaxOnDemandRotations, DevPendingWindow: cfg.DevPendingWindow,
 		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit, PendingGrace: cfg.PendingGrace, LeaseDuration: cfg.LeaseDuration})
 	// Runs after the HTTP server drained and before the database closes:
 	// every queued audit record is written.
 	defer svc.Close()
+	warnDev(cfg, log)
 	if !cfg.Audit {
 		log.Warn("auditing is OFF (KMS_AUDIT=off): for measuring its cost only, never in a deployment")
 	}
