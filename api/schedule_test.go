@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"errors"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/service"
 )
@@ -295,5 +297,42 @@ func TestDevPendingWindow(t *testing.T) {
 		if o.Ref.KeyID.String() == k.KeyID {
 			t.Fatalf("token object %s survived the deletion", o.Label)
 		}
+	}
+}
+
+// A failure the service cannot name (a token error it does not know) is
+// recorded with a message that tells the client nothing of the internals,
+// and counted as internal; unavailability is counted but not recorded
+// (the worker retries at its next pass).
+func TestInternalRotationFailureSaysNothingInternal(t *testing.T) {
+	clock := kmstest.NewClock()
+	tok := kmstest.NewFaultToken(kmstest.Token(t))
+	s := kmstest.Start(t, kmstest.Options{Token: tok, Config: service.Config{Clock: clock, MinRotationInterval: day}})
+	ctx := kmstest.Ctx(t)
+	k, err := s.Client.CreateKey(ctx, client.CreateKeyRequest{AutomaticRotation: true, RotationInterval: "1d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(day)
+	tok.FailNext("GenerateKey", hsm.ErrUnavailable)
+	runDue(t, s)
+	st, err := s.Client.GetRotationStatus(ctx, k.KeyID)
+	if err != nil || st.LastRotationFailure != nil {
+		t.Fatalf("after an unavailable token: %v %+v, want no recorded failure", err, st)
+	}
+	const secret = "CKR_GENERAL_ERROR in slot 7 at /opt/hsm/lib.so"
+	tok.FailNext("GenerateKey", errors.New(secret))
+	runDue(t, s)
+	st, err = s.Client.GetRotationStatus(ctx, k.KeyID)
+	if err != nil || st.LastRotationFailure == nil || !st.LastRotationFailure.Date.Equal(clock.Now()) ||
+		strings.Contains(st.LastRotationFailure.Message, "CKR_") || strings.Contains(st.LastRotationFailure.Message, "/opt") {
+		t.Fatalf("after a token error: %v %+v", err, st.LastRotationFailure)
+	}
+	f := s.Service.Stats().RotationFailures
+	if f[service.FailureUnavailable] != 1 || f[service.FailureInternal] != 1 || f[service.FailureLimitExceeded] != 0 {
+		t.Fatalf("rotation failures by reason: %v", f)
+	}
+	if d, _ := s.Client.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 1 {
+		t.Fatalf("a failed rotation made a version: v%d", d.PrimaryKeyVersion)
 	}
 }
