@@ -132,10 +132,10 @@ func New(cfg Config) *echo.Echo {
 	v1.add(http.MethodGet, "/keys", service.ActListKeys, h.listKeys)
 	keyRoute(v1, http.MethodGet, "", service.ActDescribeKey, h.describeKey)
 	keyRoute(v1, http.MethodPatch, "", service.ActUpdateKey, h.updateKey)
-	keyRoute(v1, http.MethodPost, "/enable", service.ActEnableKey, keyAction(keys.EnableKey))
-	keyRoute(v1, http.MethodPost, "/disable", service.ActDisableKey, keyAction(keys.DisableKey))
+	keyRoute(v1, http.MethodPost, "/enable", service.ActEnableKey, h.keyAction(keys.EnableKey))
+	keyRoute(v1, http.MethodPost, "/disable", service.ActDisableKey, h.keyAction(keys.DisableKey))
 	keyRoute(v1, http.MethodPost, "/schedule-deletion", service.ActScheduleDeletion, h.scheduleDeletion)
-	keyRoute(v1, http.MethodPost, "/cancel-deletion", service.ActCancelDeletion, keyAction(keys.CancelKeyDeletion))
+	keyRoute(v1, http.MethodPost, "/cancel-deletion", service.ActCancelDeletion, h.keyAction(keys.CancelKeyDeletion))
 	keyRoute(v1, http.MethodPut, "/rotation-policy", service.ActPutRotationPolicy, h.putRotationPolicy)
 	keyRoute(v1, http.MethodGet, "/rotation-status", service.ActGetRotationStatus, h.rotationStatus)
 	keyRoute(v1, http.MethodPost, "/rotate", service.ActRotateKey, h.rotate)
@@ -148,7 +148,7 @@ func New(cfg Config) *echo.Echo {
 
 	keyRoute(v1, http.MethodPost, "/import-parameters", service.ActGetParametersForImport, h.importParameters)
 	keyRoute(v1, http.MethodPost, "/import", service.ActImportKeyMaterial, h.importKeyMaterial)
-	keyRoute(v1, http.MethodDelete, "/key-material", service.ActDeleteImportedKeyMaterial, keyAction(imports.DeleteImportedKeyMaterial))
+	keyRoute(v1, http.MethodDelete, "/key-material", service.ActDeleteImportedKeyMaterial, h.keyAction(imports.DeleteImportedKeyMaterial))
 
 	v1.add(http.MethodPost, "/aliases", service.ActCreateAlias, h.createAlias)
 	v1.add(http.MethodGet, "/aliases", service.ActListAliases, h.listAliases)

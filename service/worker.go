@@ -126,6 +126,7 @@ func (s *Worker) RunDue(ctx context.Context) error {
 	for _, id := range ids {
 		if _, err := s.rotate(ctx, id, RotationAutomatic); err != nil {
 			s.log.Error("automatic rotation", "key_id", id, "err", err)
+			s.stats.rotationFailed(err)
 			s.postponeRotation(ctx, id, now, err)
 		}
 	}
@@ -286,6 +287,7 @@ func (s *Worker) postponeRotation(ctx context.Context, id string, now time.Time,
 		}
 		next := now.Add(rotationRetryDelay)
 		k.NextRotation = &next
+		k.RotationFailure = &RotationFailure{At: now, Message: failureMessage(cause)}
 		return q.UpdateKey(ctx, k)
 	})
 	if err != nil {

@@ -40,6 +40,16 @@ type Key struct {
 	NextRotationDate  *time.Time        `json:"next_rotation_date,omitempty"`
 	DeletionDate      *time.Time        `json:"deletion_date,omitempty"`
 	Tags              map[string]string `json:"tags"`
+	// OnDemandRotationsRemaining is absent when the server sets no quota.
+	OnDemandRotationsRemaining *int             `json:"on_demand_rotations_remaining,omitempty"`
+	LastRotationFailure        *RotationFailure `json:"last_rotation_failure,omitempty"`
+}
+
+// RotationFailure is a key's last failed automatic rotation, shown until a
+// rotation succeeds: when, and what went wrong (no internals).
+type RotationFailure struct {
+	Date    time.Time `json:"date"`
+	Message string    `json:"message"`
 }
 
 // CreateKeyRequest is the body of CreateKey; every field is optional.
@@ -99,6 +109,9 @@ type RotationStatus struct {
 	RotationInterval  string     `json:"rotation_interval"`
 	LastRotationDate  *time.Time `json:"last_rotation_date,omitempty"`
 	NextRotationDate  *time.Time `json:"next_rotation_date,omitempty"`
+	// OnDemandRotationsRemaining is absent when the server sets no quota.
+	OnDemandRotationsRemaining *int             `json:"on_demand_rotations_remaining,omitempty"`
+	LastRotationFailure        *RotationFailure `json:"last_rotation_failure,omitempty"`
 }
 
 // Rotation is one entry of ListKeyRotations.
@@ -186,19 +199,22 @@ type Principal struct {
 
 // TokenInfo describes a bearer token without its secret.
 type TokenInfo struct {
-	TokenID      string     `json:"token_id"`
-	Description  string     `json:"description"`
-	CreationDate time.Time  `json:"creation_date"`
-	RevokedDate  *time.Time `json:"revoked_date,omitempty"`
+	TokenID        string     `json:"token_id"`
+	Description    string     `json:"description"`
+	CreationDate   time.Time  `json:"creation_date"`
+	RevokedDate    *time.Time `json:"revoked_date,omitempty"`
+	ExpirationDate *time.Time `json:"expiration_date,omitempty"` // absent: never
+	LastUsedDate   *time.Time `json:"last_used_date,omitempty"`  // to about a minute
 }
 
 // NewToken is a token just made; Token is its secret, shown only once.
 type NewToken struct {
-	TokenID      string    `json:"token_id"`
-	Token        string    `json:"token"`
-	Principal    string    `json:"principal"`
-	Description  string    `json:"description"`
-	CreationDate time.Time `json:"creation_date"`
+	TokenID        string     `json:"token_id"`
+	Token          string     `json:"token"`
+	Principal      string     `json:"principal"`
+	Description    string     `json:"description"`
+	CreationDate   time.Time  `json:"creation_date"`
+	ExpirationDate *time.Time `json:"expiration_date,omitempty"`
 }
 
 // CreatePrincipalRequest is the body of CreatePrincipal.

@@ -51,6 +51,14 @@ type Config struct {
 	MaxRotationInterval time.Duration
 	// MaxVersionsPerKey caps token objects per key (default 100).
 	MaxVersionsPerKey int
+	// MaxOnDemandRotations is each key's lifetime quota of on-demand
+	// rotations, as service.Config takes it (0: the default; negative:
+	// unlimited, KMS_MAX_ON_DEMAND_ROTATIONS=0).
+	MaxOnDemandRotations int
+	// DevMode allows development settings; DevPendingWindow, one of them,
+	// replaces the 7 to 30 days of deletions and destructions (lifecycle.go).
+	DevMode          bool
+	DevPendingWindow time.Duration
 	// Background worker timers.
 	WorkerTick     time.Duration
 	ReconcileEvery time.Duration
@@ -112,6 +120,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	maxRot := fs.String("max-rotation-interval", env("KMS_MAX_ROTATION_INTERVAL", ""), "largest rotation interval (KMS_MAX_ROTATION_INTERVAL; default "+service.ShortDuration(service.DefaultMaxRotationInterval)+")")
 	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default "+strconv.Itoa(service.DefaultMaxVersionsPerKey)+")")
 	awsFlags(fs, env, c)
+	parseLifecycle := lifecycleFlags(fs, env, c)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -191,6 +200,9 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		if c.MaxVersionsPerKey, err = parseCount("max-versions-per-key", *maxVersions, 2); err != nil {
 			return nil, err
 		}
+	}
+	if err := parseLifecycle(); err != nil {
+		return nil, err
 	}
 	pin, err := secret(getenv, "KMS_PIN", "KMS_PIN_FILE")
 	if err != nil {

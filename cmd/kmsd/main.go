@@ -70,12 +70,9 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	defer endHUP()
 	go reloadOnHUP(hupCtx, hup, certs, log)
 
-	tok, err := hsm.Open(ctx, hsm.Config{
-		Module: cfg.Module, InitArgs: cfg.InitArgs, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
-		MaxSessions: cfg.MaxSessions, Profile: profile(cfg),
-	})
+	tok, err := openToken(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("token: %w", err)
+		return err
 	}
 	defer tok.Close()
 	db, err := store.Open(ctx, cfg.DB)
@@ -88,10 +85,12 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	mx := metrics.New(metrics.Config{Logger: log})
 	svc := service.New(db, mx.Token(tok), service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
 		MaxRotationInterval: cfg.MaxRotationInterval, MaxVersionsPerKey: cfg.MaxVersionsPerKey,
+		MaxOnDemandRotations: cfg.MaxOnDemandRotations, DevPendingWindow: cfg.DevPendingWindow,
 		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit, PendingGrace: cfg.PendingGrace, LeaseDuration: cfg.LeaseDuration})
 	// Runs after the HTTP server drained and before the database closes:
 	// every queued audit record is written.
 	defer svc.Close()
+	warnDev(cfg, log)
 	if !cfg.Audit {
 		log.Warn("auditing is OFF (KMS_AUDIT=off): for measuring its cost only, never in a deployment")
 	}
@@ -196,4 +195,16 @@ func newLogger(level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// openToken opens and logs in to the token cfg names.
+func openToken(ctx context.Context, cfg *Config) (*hsm.PKCS11, error) {
+	tok, err := hsm.Open(ctx, hsm.Config{
+		Module: cfg.Module, InitArgs: cfg.InitArgs, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
+		MaxSessions: cfg.MaxSessions, Profile: profile(cfg),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	return tok, nil
 }
