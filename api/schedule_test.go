@@ -237,6 +237,9 @@ func TestFailedAutomaticRotationIsVisible(t *testing.T) {
 	if _, err := c.ChangeVersion(ctx, k.KeyID, 1, "schedule-destruction", 7); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Service.Audit.SealAudit(ctx); err != nil { // the evidence the worker needs to destroy v1
+		t.Fatal(err)
+	}
 	clock.Advance(7 * day)
 	runDue(t, s)             // rotation fails again (v1 is destroyed later in this pass), then v1 goes
 	clock.Advance(time.Hour) // the failed rotation's retry
