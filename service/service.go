@@ -123,7 +123,8 @@ type Service struct {
 	auth    *authCache
 	// accessKeys is the state of AWS access keys (accesskeys.go).
 	accessKeys accessKeyState
-	stats      counters // what Stats reports (stats.go)
+	ready      readiness // Ready's cache (ready.go)
+	stats      counters  // what Stats reports (stats.go)
 	// invocations counts encryptions per version until they are flushed.
 	invocations invocations
 
@@ -189,17 +190,6 @@ func (s *Service) Close() {
 			}
 		}
 	}
-}
-
-// Ready reports whether both the token and the database answer.
-func (s *Service) Ready(ctx context.Context) error {
-	if err := s.token.Ping(ctx); err != nil {
-		return s.tokenErr(err)
-	}
-	if err := s.store.Ping(ctx); err != nil {
-		return s.storeErr(err)
-	}
-	return nil
 }
 
 // now is the clock's time truncated to microseconds, the store's precision,
