@@ -63,6 +63,10 @@ type Config struct {
 	// DisableAudit turns the audit log off. Only for measuring what
 	// auditing costs (make bench): a deployment must keep it on.
 	DisableAudit bool
+	// DBTimeout bounds one database step of a request: a cache load, a
+	// management transaction, an audit group commit (default
+	// DefaultDBTimeout).
+	DBTimeout time.Duration
 	// AuthCacheTTL bounds how long a revoked token or a changed policy may
 	// still be honoured by another replica (default 500ms). Changes made by
 	// this process apply at once.
@@ -90,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LeaseDuration == 0 {
 		c.LeaseDuration = time.Minute
+	}
+	if c.DBTimeout == 0 {
+		c.DBTimeout = DefaultDBTimeout
 	}
 	if c.AuthCacheTTL == 0 {
 		c.AuthCacheTTL = 500 * time.Millisecond
@@ -161,10 +168,10 @@ func New(store Store, token hsm.Token, cfg Config) *Service {
 	cfg.setDefaults()
 	s := &Service{store: store, token: token, cfg: cfg, clock: cfg.Clock, log: cfg.Logger,
 		hooks: hooks{cfg.StepHook}, instance: uuid.NewString()}
-	s.cache = newKeyCache(store, cfg.Clock, cfg.CacheTTL)
+	s.cache = newKeyCache(store, cfg.Clock, cfg.CacheTTL, cfg.DBTimeout)
 	s.auth = newAuthCache(cfg.AuthCacheTTL)
 	if !cfg.DisableAudit {
-		s.auditor = newAuditor(store, s.log)
+		s.auditor = newAuditor(store, s.log, cfg.DBTimeout)
 	}
 	return s
 }

@@ -78,8 +78,10 @@ func (q queries) AppendAudit(ctx context.Context, events []*service.AuditEvent, 
 		}
 	}
 	if db, ok := q.w.(*sqlx.DB); ok {
+		ctx, cancel := bound(ctx, q.timeout)
+		defer cancel()
 		return withTx(ctx, db, func(tx *sqlx.Tx) error {
-			return queries{r: tx, w: tx}.appendAudit(ctx, events, h)
+			return queries{r: tx, w: tx, timeout: q.timeout}.appendAudit(ctx, events, h)
 		})
 	}
 	return q.appendAudit(ctx, events, h)
@@ -92,7 +94,7 @@ func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, 
 		query += " FOR UPDATE"
 	}
 	var head auditHead
-	if err := sqlx.GetContext(ctx, q.w, &head, q.w.Rebind(query)); err != nil {
+	if err := q.getW(ctx, &head, query); err != nil {
 		return internal("lock", "audit head", err)
 	}
 	for _, e := range events {

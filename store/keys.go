@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/service"
-	"github.com/jmoiron/sqlx"
 )
 
 const (
@@ -99,7 +98,7 @@ func (q queries) LockKey(ctx context.Context, id string) (*service.Key, error) {
 		query += " FOR UPDATE"
 	}
 	var row keyRow
-	if err := sqlx.GetContext(ctx, q.w, &row, q.w.Rebind(query), id); err != nil {
+	if err := q.getW(ctx, &row, query, id); err != nil {
 		return nil, dbErr(err, "get", keyEntity(id), id)
 	}
 	return row.key()

@@ -26,6 +26,7 @@ type DB struct {
 	w       *sqlx.DB // writes and transactions
 	r       *sqlx.DB // reads; the same pool as w on PostgreSQL
 	dialect dialect
+	timeout time.Duration // SetTimeout
 }
 
 var _ service.Store = (*DB)(nil)
@@ -154,9 +155,20 @@ func prepare(ctx context.Context, db *sqlx.DB, d dialect) error {
 	return migrate(ctx, db, d)
 }
 
+// SetTimeout bounds every statement, every transaction as a whole, Ping
+// and the taking of a WithLock lock by d (0, the default: only the
+// caller's context does). kmsd sets it to KMS_DB_TIMEOUT, so that a hung
+// database fails requests within a known time. Call it before use.
+func (db *DB) SetTimeout(d time.Duration) {
+	db.timeout = d
+	db.queries.timeout = d
+}
+
 // Ping proves the database answers. On SQLite it checks both pools, so it
 // waits while a transaction holds the writer.
 func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := bound(ctx, db.timeout)
+	defer cancel()
 	if err := db.w.PingContext(ctx); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
@@ -187,8 +199,10 @@ func (db *DB) Close() error {
 // block, but see the last committed state, not fn's. On PostgreSQL the
 // isolation level is the server's default (READ COMMITTED).
 func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error {
+	ctx, cancel := bound(ctx, db.timeout)
+	defer cancel()
 	return conflictErr(withTx(ctx, db.w, func(tx *sqlx.Tx) error {
-		return fn(queries{r: tx, w: tx})
+		return fn(queries{r: tx, w: tx, timeout: db.timeout})
 	}))
 }
 

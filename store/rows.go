@@ -20,17 +20,42 @@ import (
 type queries struct {
 	r sqlx.ExtContext
 	w sqlx.ExtContext
+	// timeout bounds each statement (DB.SetTimeout); 0: only ctx does.
+	timeout time.Duration
+}
+
+// bound is ctx with the statement timeout: a database that hangs (a
+// stopped PostgreSQL answers neither with rows nor with an error) fails
+// the statement with context.DeadlineExceeded instead of holding it.
+func bound(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, timeout)
 }
 
 func (q queries) get(ctx context.Context, dest any, query string, args ...any) error {
+	ctx, cancel := bound(ctx, q.timeout)
+	defer cancel()
 	return sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...)
 }
 
 func (q queries) sel(ctx context.Context, dest any, query string, args ...any) error {
+	ctx, cancel := bound(ctx, q.timeout)
+	defer cancel()
 	return sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...)
 }
 
+// getW is get on the writer (a locking read).
+func (q queries) getW(ctx context.Context, dest any, query string, args ...any) error {
+	ctx, cancel := bound(ctx, q.timeout)
+	defer cancel()
+	return sqlx.GetContext(ctx, q.w, dest, q.w.Rebind(query), args...)
+}
+
 func (q queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx, cancel := bound(ctx, q.timeout)
+	defer cancel()
 	return q.w.ExecContext(ctx, q.w.Rebind(query), args...)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hsmkms/hsmkms/client"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
+	"github.com/hsmkms/hsmkms/service"
 )
 
 // faultUser is the user kmsd runs as in the fault tests, because
@@ -186,4 +187,187 @@ func TestTokenStorageFault(t *testing.T) {
 			p.stop(t)
 		})
 	}
+}
+
+// pgCluster is a throwaway PostgreSQL cluster of this test alone
+// (scripts/pg-test.sh), since stopping the shared one would stop every
+// other test of the run.
+type pgCluster struct {
+	dir, url string
+}
+
+// startPostgres starts a cluster, stopped when the test ends. Without
+// PostgreSQL the test is skipped, except under CI.
+func startPostgres(t *testing.T) *pgCluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "kmsd-hung-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, _ := filepath.Abs("../../scripts/pg-test.sh")
+	out, err := exec.Command(script, "start", dir).Output()
+	if err != nil {
+		os.RemoveAll(dir)
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		if os.Getenv("CI") != "" {
+			t.Fatalf("pg-test.sh start: %v\n%s", err, stderr)
+		}
+		t.Skipf("PostgreSQL unavailable (%v: %s); make test installs it", err, strings.TrimSpace(string(stderr)))
+	}
+	pg := &pgCluster{dir: dir, url: strings.TrimSpace(string(out))}
+	t.Cleanup(func() {
+		pg.signal(t, syscall.SIGCONT) // always: a stopped cluster cannot stop
+		if b, err := exec.Command(script, "stop", dir).CombinedOutput(); err != nil {
+			t.Errorf("pg-test.sh stop: %v\n%s", err, b)
+		}
+	})
+	return pg
+}
+
+// pids are the cluster's postmaster (from postmaster.pid in its data
+// directory) and its children, found by their parent in /proc.
+func (pg *pgCluster) pids(t *testing.T) []int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(pg.dir, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("postmaster.pid: %v", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pm, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		t.Fatalf("postmaster.pid: %q", first)
+	}
+	pids := []int{pm}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		stat, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		i := strings.LastIndexByte(string(stat), ')')
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pm) {
+			pid, _ := strconv.Atoi(strings.Fields(string(stat))[0])
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// signal sends sig to every process of the cluster; the postmaster
+// first, so that it forks no new backend meanwhile.
+func (pg *pgCluster) signal(t *testing.T, sig syscall.Signal) int {
+	t.Helper()
+	pids := pg.pids(t)
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
+			t.Errorf("kill -%d %d: %v", sig, pid, err)
+		}
+	}
+	return len(pids)
+}
+
+// TestHungDatabase: with every PostgreSQL process stopped (SIGSTOP: the
+// database answers neither with data nor with an error), every request,
+// its audit write included, answers KeyUnavailableException within a
+// bound (2 × KMS_DB_TIMEOUT for the data path, its own KMS_DB_TIMEOUT for
+// a management change, whatever the 30 s request timeout), /readyz says
+// not ready within 2 s, and once the database resumes everything works
+// again by itself, the audit trail intact.
+func TestHungDatabase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	pg := startPostgres(t)
+	const dbTimeout = 2 * time.Second
+	p := startKmsd(t, append(kmsdEnv(t, pg.url), "KMS_DB_TIMEOUT="+dbTimeout.String()))
+	c := client.New(p.url, adminToken, &http.Client{Timeout: 2 * time.Minute})
+	k, err := c.CreateKey(ctx, client.CreateKeyRequest{Alias: "alias/hung"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := c.Encrypt(ctx, "alias/hung", []byte("before the hang"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	n := pg.signal(t, syscall.SIGSTOP)
+	t.Logf("stopped %d PostgreSQL processes", n)
+	ops := map[string]func() error{
+		"encrypt (warm caches)": func() error { _, err := c.Encrypt(ctx, "alias/hung", []byte("x"), nil); return err },
+		"decrypt":               func() error { _, err := c.Decrypt(ctx, enc.CiphertextBlob, nil, ""); return err },
+		"describe":              func() error { _, err := c.DescribeKey(ctx, k.KeyID); return err },
+		"generate data key": func() error {
+			_, err := c.GenerateDataKey(ctx, client.DataKeyRequest{KeyID: k.KeyID, KeySpec: "AES_256"})
+			return err
+		},
+		"create-key": func() error { _, err := c.CreateKey(ctx, client.CreateKeyRequest{}); return err },
+		"list keys":  func() error { _, err := c.ListKeys(ctx, 10, ""); return err },
+		"an unknown bearer token": func() error {
+			_, err := client.New(p.url, "not-a-token-of-this-kmsd-0123456789", nil).Encrypt(ctx, k.KeyID, []byte("x"), nil)
+			return err
+		},
+	}
+	// Bounds with room for a loaded 2-core machine: the data path waits
+	// for at most two database steps (a cache load, the audit group
+	// commit ahead of its own and its own), a change for one transaction
+	// and its audit record.
+	bound := 4*dbTimeout + 10*time.Second
+	type result struct {
+		name string
+		err  error
+		took time.Duration
+	}
+	results := make(chan result, len(ops))
+	for name, op := range ops {
+		go func() {
+			start := time.Now()
+			err := op()
+			results <- result{name, err, time.Since(start)}
+		}()
+	}
+	// /readyz answers within 2 s, and says not ready once its cached
+	// answer from before the stop (ReadyCacheTTL) has expired.
+	stopped := time.Now()
+	for time.Since(stopped) < 4*time.Second {
+		asked := time.Now()
+		status, took := readyz(t, p.url)
+		if took > 2*time.Second {
+			t.Errorf("/readyz with the database hung took %s, want at most 2 s", took)
+		}
+		if asked.Sub(stopped) > service.ReadyCacheTTL && status != http.StatusServiceUnavailable {
+			t.Errorf("/readyz %s after the database hung: %d, want 503", asked.Sub(stopped).Round(time.Millisecond), status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for range ops {
+		r := <-results
+		t.Logf("%s: %s, %v", r.name, r.took.Round(time.Millisecond), client.Code(r.err))
+		if client.Code(r.err) != "KeyUnavailableException" || r.took > bound {
+			t.Errorf("%s with the database hung: %v after %s, want KeyUnavailableException within %s", r.name, r.err, r.took, bound)
+		}
+	}
+
+	pg.signal(t, syscall.SIGCONT)
+	took := waitFor(t, 60*time.Second, "recovery once the database resumes", func() bool {
+		status, _ := readyz(t, p.url)
+		if status != http.StatusOK {
+			return false
+		}
+		for _, op := range ops {
+			if err := op(); err != nil && client.Code(err) != "UnauthenticatedException" {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("recovered %s after SIGCONT, without a restart", took.Round(time.Millisecond))
+	v, err := c.VerifyAudit(ctx)
+	if err != nil || !v.Intact {
+		t.Fatalf("audit trail after the hang: %+v, %v", v, err)
+	}
+	p.stop(t)
 }
