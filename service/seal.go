@@ -93,10 +93,18 @@ func (s *Service) checkRemembered(ctx context.Context) error {
 	return nil
 }
 
+// ActAuditSealKey is the action of the record that claims a new seal key:
+// it names the key, so that no replica makes another one.
+const ActAuditSealKey = "kms:CreateAuditSealKey"
+
 // ensureSealKey finds the seal key this process seals with, under a lock
-// every replica respects: the key the newest seal names, or, before the
-// first seal, a new one under a name with a fresh nonce, which the first
-// seal then records. A key someone with the PIN prepared under the seal
+// every replica respects: the key the newest seal names; before the first
+// seal, the key the claim record names; and when neither is there, a new
+// one under a name with a fresh nonce, whose claim is appended before the
+// lock is released. So replicas started together seal with one key: the
+// second to take the lock finds the first one's claim (before the claim,
+// each made a key of its own, and one replica's view of the token could
+// lack the other's). A key someone with the PIN prepared under the seal
 // key's name is never taken (issue 16). An installation whose seals were
 // made before nonces keeps its key, taken only if the token attests that
 // it generated it.
@@ -111,29 +119,49 @@ func (s *Service) ensureSealKey(ctx context.Context) error {
 			return err
 		}
 		if prev == nil {
+			if prev, err = s.lastAudit(ctx, ActAuditSealKey); err != nil {
+				return err
+			}
+		}
+		if prev == nil {
 			if key, err = hsm.NewRef(AuditSealKeyID, 1); err != nil {
 				return err
 			}
-			return s.token.GenerateKey(ctx, key)
+			if err := s.token.GenerateKey(ctx, key); err != nil {
+				return s.tokenErr(err)
+			}
+			detail, _ := json.Marshal(map[string]string{"key": key.Label()})
+			claim := &AuditEvent{At: s.clock.Now(), Principal: "system", Action: ActAuditSealKey,
+				Outcome: OutcomeAllowed, Detail: string(detail)}
+			return s.storeErr(s.store.AppendAudit(ctx, []*AuditEvent{claim}, HashAuditEvent))
 		}
 		var d sealDetail
 		if err := json.Unmarshal([]byte(prev.Detail), &d); err != nil {
-			return fmt.Errorf("seal record %d is malformed: %w", prev.Seq, err)
+			return fmt.Errorf("record %d naming the seal key is malformed: %w", prev.Seq, err)
 		}
 		var ok bool
-		if key, ok = sealKeyOf(d); !ok {
-			return fmt.Errorf("seal record %d names no valid seal key", prev.Seq)
+		if key, ok = sealKeyOf(d); !ok || (prev.Action == ActAuditSealKey && key.Legacy()) {
+			return fmt.Errorf("record %d names no valid seal key", prev.Seq)
 		}
 		if !key.Legacy() {
 			return nil // made by this service for the seals that name it
 		}
-		return s.token.GenerateKey(ctx, key)
+		return s.tokenErr(s.token.GenerateKey(ctx, key))
 	})
 	if err != nil {
 		return err
 	}
 	s.sealer.key = &key
 	return nil
+}
+
+// lastAudit is the newest record of action, or nil.
+func (s *Service) lastAudit(ctx context.Context, action string) (*AuditEvent, error) {
+	e, err := s.store.LastAudit(ctx, action)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return e, s.storeErr(err)
 }
 
 // SealAudit seals the chain's current head, if it moved since the last
@@ -146,7 +174,7 @@ func (s *Service) SealAudit(ctx context.Context) error {
 	s.sealer.mu.Lock()
 	defer s.sealer.mu.Unlock()
 	if err := s.ensureSealKey(ctx); err != nil {
-		return fmt.Errorf("audit seal key: %w", s.tokenErr(err))
+		return fmt.Errorf("audit seal key: %w", s.storeErr(err))
 	}
 	headSeq, headHash, err := s.store.AuditHead(ctx)
 	if err != nil || headSeq == 0 {
@@ -225,11 +253,7 @@ var errSealRace = errors.New("another replica sealed the audit chain first")
 
 // lastSeal is the newest seal record, or nil.
 func (s *Service) lastSeal(ctx context.Context) (*AuditEvent, error) {
-	e, err := s.store.LastAudit(ctx, ActAuditSeal)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	return e, s.storeErr(err)
+	return s.lastAudit(ctx, ActAuditSeal)
 }
 
 // sealCheck verifies one seal record against the chain's hash at the seq it

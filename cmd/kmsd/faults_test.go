@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/internal/kmstest"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"github.com/hsmkms/hsmkms/service"
 )
@@ -370,4 +373,89 @@ func TestHungDatabase(t *testing.T) {
 		t.Fatalf("audit trail after the hang: %+v, %v", v, err)
 	}
 	p.stop(t)
+}
+
+// TestReplicasStartTogetherMakeOneSealKey: two replicas started at the
+// same instant on one PostgreSQL database and one token, many times, make
+// exactly one audit seal key between them (the claim in the database,
+// taken under a lock every replica respects), and the trail verifies on
+// both.
+func TestReplicasStartTogetherMakeOneSealKey(t *testing.T) {
+	const rounds = 4
+	for round := 1; round <= rounds; round++ {
+		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			dsn := kmstest.PostgresDSN(t)
+			tok := softhsmtest.ExtraToken(t, "seal-race")
+			env := append(kmsdEnv(t, dsn), tok.Environ()...)
+			// Both start before either is ready: the two seal workers
+			// look for the key at the same moment.
+			ps := []*proc{{done: make(chan error, 1)}, {done: make(chan error, 1)}}
+			for _, p := range ps {
+				addr := freeAddr(t)
+				p.url = "http://" + addr
+				startProc(t, p, append(env, "KMS_LISTEN="+addr))
+			}
+			for _, p := range ps {
+				if ready, err := p.waitReady(60 * time.Second); !ready {
+					t.Fatalf("kmsd not ready: %v\n%s", err, p.log())
+				}
+			}
+			for i, p := range ps {
+				c := client.New(p.url, adminToken, nil)
+				if _, err := c.CreateKey(ctx, client.CreateKeyRequest{Description: fmt.Sprintf("made on replica %d", i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Each replica verifies the trail, seals included, once its
+			// view of the token shows the seal key (SoftHSM: up to a
+			// while after the other replica made it).
+			for i, p := range ps {
+				c := client.New(p.url, adminToken, nil)
+				var v *client.AuditVerification
+				waitFor(t, 60*time.Second, fmt.Sprintf("a sealed, intact trail on replica %d", i), func() bool {
+					var err error
+					v, err = c.VerifyAudit(ctx)
+					if err != nil && client.Code(err) != "KeyUnavailableException" {
+						t.Fatalf("verify on replica %d: %v", i, err)
+					}
+					return err == nil && v.Intact && v.Seals > 0
+				})
+			}
+			for _, p := range ps {
+				p.stop(t)
+			}
+			if n := sealKeys(t, tok); n != 1 {
+				t.Fatalf("%d audit seal keys in the token, want 1\n%s\n%s", n, ps[0].log(), ps[1].log())
+			}
+		})
+	}
+}
+
+// sealKeys counts the audit seal key objects in tok's token.
+func sealKeys(t *testing.T, tok *softhsmtest.Env) int {
+	t.Helper()
+	prof, err := hsm.SelectProfile(tok.Profile, tok.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := hsm.Open(ctx, hsm.Config{Module: tok.Module, InitArgs: tok.InitArgs, TokenLabel: tok.Label, PIN: tok.PIN, Profile: prof})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	inv, err := p.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, o := range inv {
+		if o.Ref.KeyID == service.AuditSealKeyID {
+			n++
+		}
+	}
+	return n
 }
