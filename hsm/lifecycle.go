@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -110,8 +109,10 @@ func (p *PKCS11) inventory(ctx context.Context) ([]ObjectInfo, error) {
 			return err
 		}
 		p.stats.searches.Add(2)
-		if hs, err := findByID(c, sh, probeID, pkcs11.CKO_SECRET_KEY, 1); err != nil || len(hs) == 0 {
-			return errors.Join(err, errProbeMissing)
+		if hs, err := findByID(c, sh, probeID, pkcs11.CKO_SECRET_KEY, 1); err != nil {
+			return err
+		} else if len(hs) == 0 {
+			return errProbeMissing
 		}
 		if err := c.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY)}); err != nil {
 			return err

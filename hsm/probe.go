@@ -34,8 +34,9 @@ var (
 // every session and a re-read of the token.
 const minReinitInterval = time.Second
 
-// errProbeMissing: the token shows no probe key.
-var errProbeMissing = errors.New("hsm: the probe key is not in the token")
+// errProbeMissing: the token shows no probe key. It is a "not found", so
+// that withStorageCheck looks at the storage.
+var errProbeMissing = fmt.Errorf("%w: the probe key", ErrObjectNotFound)
 
 func probeTemplate() []*pkcs11.Attribute {
 	return []*pkcs11.Attribute{
@@ -261,7 +262,9 @@ func (p *PKCS11) storageChecked(ctx context.Context, retry bool, call func() err
 	reinit, cerr := p.checkStorageReinit(ctx)
 	switch {
 	case cerr != nil:
-		return fmt.Errorf("%w (%w)", p.translate("storage check", cerr), err)
+		// Only the check's error is wrapped: the call's "not found" is no
+		// answer from a token that shows none of its objects.
+		return fmt.Errorf("%w (the call: %v)", p.translate("storage check", cerr), err)
 	case reinit && retry:
 		return call()
 	}

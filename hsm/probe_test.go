@@ -90,6 +90,17 @@ func TestProbeKeyLost(t *testing.T) {
 	if got := p.Stats().Reinits; got != 0 {
 		t.Fatalf("a shared module was initialised again (%d times)", got)
 	}
+	// A key missing from a token that shows none of its objects is no
+	// answer: unavailable, never "not found".
+	p.rmu.Lock()
+	p.lastReinit = p.lastReinit.Add(-minReinitInterval)
+	p.rmu.Unlock()
+	if _, _, err := p.Encrypt(ctx, newRef(), []byte("x"), nil); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrObjectNotFound) {
+		t.Fatalf("Encrypt under a missing key while the probe key is missing = %v, want ErrUnavailable only", err)
+	}
+	if _, err := p.Inventory(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Inventory while the probe key is missing = %v, want ErrUnavailable", err)
+	}
 	other.Close()
 
 	// Only user: initialised again, the key made again, everything works.
