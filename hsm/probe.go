@@ -185,10 +185,11 @@ func (p *PKCS11) ensureProbe(ctx context.Context) error {
 // reinit finalizes the module and initialises it again, so that a token
 // whose storage failed reads it again (SoftHSM keeps an in-memory view of
 // the token that does not recover by itself). It waits for the calls in
-// flight (every session slot), because C_Finalize under a running call is
-// undefined; it does nothing, and says so, when the last one was less than
-// minReinitInterval ago, or when another PKCS11 of this process uses the
-// module (finalizing would pull it from under that one's calls).
+// flight (the management lock, then every session slot), because
+// C_Finalize under a running call is undefined. It does nothing, and says
+// so, when the last one was less than minReinitInterval ago, or when
+// another PKCS11 of this process uses the module (finalizing would pull it
+// from under that one's calls).
 func (p *PKCS11) reinit(ctx context.Context) error {
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
@@ -199,6 +200,11 @@ func (p *PKCS11) reinit(ctx context.Context) error {
 	if !soleUser(p.cfg.Module) {
 		return fmt.Errorf("%w: the module is shared by several users in this process and is not initialised again", ErrUnavailable)
 	}
+	// Every caller of the module waits: management calls and the keeper
+	// session (keeper.go) under mgmt, which comes first as in every
+	// management call, then the pooled calls by their session slots.
+	p.mgmt.Lock()
+	defer p.mgmt.Unlock()
 	timer := time.NewTimer(p.cfg.PoolWaitTimeout)
 	defer timer.Stop()
 	for taken := 0; taken < cap(p.pool.slots); taken++ {
