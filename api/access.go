@@ -6,42 +6,21 @@ import (
 
 	"github.com/hsmkms/hsmkms/policy"
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
 // Access control and audit endpoints: /v1/principals, /v1/policies,
-// /v1/audit (extensions of API.md, documented in openapi.yaml).
+// /v1/audit (extensions of docs/API.md, documented in openapi.yaml).
 
-type createPrincipalRequest struct {
-	Name        string   `json:"name"`
-	Policies    []string `json:"policies"`
-	CertSubject string   `json:"cert_subject"`
-}
-
-type tokenInfo struct {
-	TokenID      string     `json:"token_id"`
-	Description  string     `json:"description"`
-	CreationDate time.Time  `json:"creation_date"`
-	RevokedDate  *time.Time `json:"revoked_date,omitempty"`
-}
-
-// PrincipalResponse is a principal; its tokens' secrets are never shown.
-type PrincipalResponse struct {
-	Name         string      `json:"name"`
-	Policies     []string    `json:"policies"`
-	CertSubject  string      `json:"cert_subject"`
-	CreationDate time.Time   `json:"creation_date"`
-	Tokens       []tokenInfo `json:"tokens"`
-}
-
-func principalResponse(p *service.PrincipalView) PrincipalResponse {
-	out := PrincipalResponse{Name: p.Name, Policies: p.Policies, CertSubject: p.CertSubject,
-		CreationDate: p.CreatedAt.UTC(), Tokens: make([]tokenInfo, 0, len(p.Tokens))}
+func principalResponse(p *service.PrincipalView) wire.Principal {
+	out := wire.Principal{Name: p.Name, Policies: p.Policies, CertSubject: p.CertSubject,
+		CreationDate: p.CreatedAt.UTC(), Tokens: make([]wire.TokenInfo, 0, len(p.Tokens))}
 	if out.Policies == nil {
 		out.Policies = []string{}
 	}
 	for _, t := range p.Tokens {
-		out.Tokens = append(out.Tokens, tokenInfo{TokenID: t.ID, Description: t.Description,
+		out.Tokens = append(out.Tokens, wire.TokenInfo{TokenID: t.ID, Description: t.Description,
 			CreationDate: t.CreatedAt.UTC(), RevokedDate: utc(t.RevokedAt)})
 	}
 	return out
@@ -51,17 +30,8 @@ type createTokenRequest struct {
 	Description string `json:"description"`
 }
 
-// NewTokenResponse carries a token's secret: the only time it is shown.
-type NewTokenResponse struct {
-	TokenID      string    `json:"token_id"`
-	Token        string    `json:"token"`
-	Principal    string    `json:"principal"`
-	Description  string    `json:"description"`
-	CreationDate time.Time `json:"creation_date"`
-}
-
-func newTokenResponse(t *service.NewToken) NewTokenResponse {
-	return NewTokenResponse{TokenID: t.ID, Token: t.Token, Principal: t.Principal,
+func newTokenResponse(t *service.NewToken) wire.NewToken {
+	return wire.NewToken{TokenID: t.ID, Token: t.Token, Principal: t.Principal,
 		Description: t.Description, CreationDate: t.CreatedAt.UTC()}
 }
 
@@ -69,56 +39,33 @@ type putPolicyRequest struct {
 	Document *policy.Document `json:"document"`
 }
 
-// PolicyResponse is a stored policy document.
-type PolicyResponse struct {
-	Name            string          `json:"name"`
-	Document        policy.Document `json:"document"`
-	CreationDate    time.Time       `json:"creation_date"`
-	LastUpdatedDate time.Time       `json:"last_updated_date"`
-}
-
-func policyResponse(p *service.PolicyView) PolicyResponse {
-	return PolicyResponse{Name: p.Name, Document: p.Doc, CreationDate: p.CreatedAt.UTC(),
+func policyResponse(p *service.PolicyView) wire.Policy {
+	return wire.Policy{Name: p.Name, Document: policyDocument(p.Doc), CreationDate: p.CreatedAt.UTC(),
 		LastUpdatedDate: p.UpdatedAt.UTC()}
 }
 
-// AuditRecord is one record of the hash-chained audit log.
-type AuditRecord struct {
-	Seq        int64     `json:"seq"`
-	Time       time.Time `json:"time"`
-	RequestID  string    `json:"request_id"`
-	Principal  string    `json:"principal"`
-	Action     string    `json:"action"`
-	KeyID      string    `json:"key_id"`
-	KeyVersion int       `json:"key_version"`
-	Outcome    string    `json:"outcome"`
-	ErrorCode  string    `json:"error_code"`
-	Source     string    `json:"source"`
-	Detail     string    `json:"detail"`
-	PrevHash   string    `json:"prev_hash"`
-	Hash       string    `json:"hash"`
-}
-
-// AuditVerifyResponse is the result of GET /v1/audit/verify.
-type AuditVerifyResponse struct {
-	Intact         bool   `json:"intact"`
-	RecordsChecked int64  `json:"records_checked"`
-	HeadSeq        int64  `json:"head_seq"`
-	FirstBrokenSeq int64  `json:"first_broken_seq"`
-	Reason         string `json:"reason"`
-	SealedSeq      int64  `json:"sealed_seq"`
-	Seals          int64  `json:"seals"`
+// policyDocument is a policy document as the wire shows it (policy.Document
+// and wire.PolicyDocument have one JSON form).
+func policyDocument(d policy.Document) wire.PolicyDocument {
+	var out wire.PolicyDocument
+	if d.Statements != nil {
+		out.Statements = make([]wire.Statement, len(d.Statements))
+	}
+	for i, st := range d.Statements {
+		out.Statements[i] = wire.Statement{Effect: st.Effect, Actions: st.Actions, Resources: st.Resources}
+	}
+	return out
 }
 
 func (h *handlers) createPrincipal(c echo.Context) error {
-	var req createPrincipalRequest
+	var req wire.CreatePrincipalRequest
 	if err := bind(c, &req); err != nil {
 		return err
 	}
 	if err := requireField("name", req.Name != ""); err != nil {
 		return err
 	}
-	p, err := h.svc.CreatePrincipal(c.Request().Context(), service.CreatePrincipalInput{
+	p, err := h.svc.Access.CreatePrincipal(c.Request().Context(), service.CreatePrincipalInput{
 		Name: req.Name, Policies: req.Policies, CertSubject: req.CertSubject})
 	if err != nil {
 		return err
@@ -131,11 +78,11 @@ func (h *handlers) listPrincipals(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ps, next, err := h.svc.ListPrincipals(c.Request().Context(), limit, c.QueryParam("next_token"))
+	ps, next, err := h.svc.Access.ListPrincipals(c.Request().Context(), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
-	out := make([]PrincipalResponse, len(ps))
+	out := make([]wire.Principal, len(ps))
 	for i, p := range ps {
 		out[i] = principalResponse(p)
 	}
@@ -143,7 +90,7 @@ func (h *handlers) listPrincipals(c echo.Context) error {
 }
 
 func (h *handlers) getPrincipal(c echo.Context) error {
-	p, err := h.svc.GetPrincipal(c.Request().Context(), pathParam(c.Param("name")))
+	p, err := h.svc.Access.GetPrincipal(c.Request().Context(), pathParam(c.Param("name")))
 	if err != nil {
 		return err
 	}
@@ -151,14 +98,14 @@ func (h *handlers) getPrincipal(c echo.Context) error {
 }
 
 func (h *handlers) deletePrincipal(c echo.Context) error {
-	if err := h.svc.DeletePrincipal(c.Request().Context(), pathParam(c.Param("name"))); err != nil {
+	if err := h.svc.Access.DeletePrincipal(c.Request().Context(), pathParam(c.Param("name"))); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
 
 func (h *handlers) attachPolicy(c echo.Context) error {
-	p, err := h.svc.AttachPolicy(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("policy")))
+	p, err := h.svc.Access.AttachPolicy(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("policy")))
 	if err != nil {
 		return err
 	}
@@ -166,7 +113,7 @@ func (h *handlers) attachPolicy(c echo.Context) error {
 }
 
 func (h *handlers) detachPolicy(c echo.Context) error {
-	p, err := h.svc.DetachPolicy(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("policy")))
+	p, err := h.svc.Access.DetachPolicy(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("policy")))
 	if err != nil {
 		return err
 	}
@@ -178,7 +125,7 @@ func (h *handlers) createToken(c echo.Context) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	t, err := h.svc.CreateToken(c.Request().Context(), pathParam(c.Param("name")), req.Description)
+	t, err := h.svc.Access.CreateToken(c.Request().Context(), pathParam(c.Param("name")), req.Description)
 	if err != nil {
 		return err
 	}
@@ -186,14 +133,14 @@ func (h *handlers) createToken(c echo.Context) error {
 }
 
 func (h *handlers) revokeToken(c echo.Context) error {
-	if err := h.svc.RevokeToken(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("token"))); err != nil {
+	if err := h.svc.Access.RevokeToken(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("token"))); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
 
 func (h *handlers) rotateToken(c echo.Context) error {
-	t, err := h.svc.RotateToken(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("token")))
+	t, err := h.svc.Access.RotateToken(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("token")))
 	if err != nil {
 		return err
 	}
@@ -208,7 +155,7 @@ func (h *handlers) putPolicy(c echo.Context) error {
 	if err := requireField("document", req.Document != nil); err != nil {
 		return err
 	}
-	p, err := h.svc.PutPolicy(c.Request().Context(), pathParam(c.Param("name")), *req.Document)
+	p, err := h.svc.Access.PutPolicy(c.Request().Context(), pathParam(c.Param("name")), *req.Document)
 	if err != nil {
 		return err
 	}
@@ -220,11 +167,11 @@ func (h *handlers) listPolicies(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ps, next, err := h.svc.ListPolicies(c.Request().Context(), limit, c.QueryParam("next_token"))
+	ps, next, err := h.svc.Access.ListPolicies(c.Request().Context(), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
-	out := make([]PolicyResponse, len(ps))
+	out := make([]wire.Policy, len(ps))
 	for i, p := range ps {
 		out[i] = policyResponse(p)
 	}
@@ -232,7 +179,7 @@ func (h *handlers) listPolicies(c echo.Context) error {
 }
 
 func (h *handlers) getPolicy(c echo.Context) error {
-	p, err := h.svc.GetPolicy(c.Request().Context(), pathParam(c.Param("name")))
+	p, err := h.svc.Access.GetPolicy(c.Request().Context(), pathParam(c.Param("name")))
 	if err != nil {
 		return err
 	}
@@ -240,7 +187,7 @@ func (h *handlers) getPolicy(c echo.Context) error {
 }
 
 func (h *handlers) deletePolicy(c echo.Context) error {
-	if err := h.svc.DeletePolicy(c.Request().Context(), pathParam(c.Param("name"))); err != nil {
+	if err := h.svc.Access.DeletePolicy(c.Request().Context(), pathParam(c.Param("name"))); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -258,13 +205,13 @@ func (h *handlers) listAudit(c echo.Context) error {
 	if f.To, err = queryTime(c, "to"); err != nil {
 		return err
 	}
-	rows, next, err := h.svc.ListAudit(c.Request().Context(), f, c.QueryParam("next_token"))
+	rows, next, err := h.svc.Audit.ListAudit(c.Request().Context(), f, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
-	out := make([]AuditRecord, len(rows))
+	out := make([]wire.AuditRecord, len(rows))
 	for i, r := range rows {
-		out[i] = AuditRecord{Seq: r.Seq, Time: r.At.UTC(), RequestID: r.RequestID, Principal: r.Principal,
+		out[i] = wire.AuditRecord{Seq: r.Seq, Time: r.At.UTC(), RequestID: r.RequestID, Principal: r.Principal,
 			Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Outcome: r.Outcome,
 			ErrorCode: r.ErrorCode, Source: r.Source, Detail: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash}
 	}
@@ -272,11 +219,11 @@ func (h *handlers) listAudit(c echo.Context) error {
 }
 
 func (h *handlers) verifyAudit(c echo.Context) error {
-	v, err := h.svc.VerifyAudit(c.Request().Context())
+	v, err := h.svc.Audit.VerifyAudit(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, AuditVerifyResponse{Intact: v.Intact, RecordsChecked: v.RecordsChecked,
+	return c.JSON(http.StatusOK, wire.AuditVerification{Intact: v.Intact, RecordsChecked: v.RecordsChecked,
 		HeadSeq: v.HeadSeq, FirstBrokenSeq: v.FirstBrokenSeq, Reason: v.Reason,
 		SealedSeq: v.SealedSeq, Seals: v.Seals})
 }

@@ -29,7 +29,7 @@ func (h *handlers) createAccessKey(c echo.Context) error {
 	if err := bindOptional(c); err != nil {
 		return err
 	}
-	k, err := h.svc.CreateAccessKey(c.Request().Context(), pathParam(c.Param("name")))
+	k, err := h.svc.Access.CreateAccessKey(c.Request().Context(), pathParam(c.Param("name")))
 	if err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func (h *handlers) createAccessKey(c echo.Context) error {
 }
 
 func (h *handlers) listAccessKeys(c echo.Context) error {
-	keys, err := h.svc.ListAccessKeys(c.Request().Context(), pathParam(c.Param("name")))
+	keys, err := h.svc.Access.ListAccessKeys(c.Request().Context(), pathParam(c.Param("name")))
 	if err != nil {
 		return err
 	}
@@ -50,7 +50,7 @@ func (h *handlers) listAccessKeys(c echo.Context) error {
 }
 
 func (h *handlers) deleteAccessKey(c echo.Context) error {
-	err := h.svc.DeleteAccessKey(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("access_key_id")))
+	err := h.svc.Access.DeleteAccessKey(c.Request().Context(), pathParam(c.Param("name")), pathParam(c.Param("access_key_id")))
 	if err != nil {
 		return err
 	}

@@ -46,11 +46,11 @@ func TestAccessKeys(t *testing.T) {
 			return nil
 		}
 	}
-	caller, err := s.Service.AuthenticateAccessKey(ctx, k.AccessKeyID, check(k.SecretAccessKey))
+	caller, err := s.Service.Access.AuthenticateAccessKey(ctx, k.AccessKeyID, check(k.SecretAccessKey))
 	if err != nil || caller.Principal != "app" {
 		t.Fatalf("AuthenticateAccessKey = %v, %v; want principal app", caller, err)
 	}
-	if _, err := s.Service.AuthenticateAccessKey(ctx, k.AccessKeyID, check("another secret")); !errors.Is(err, service.ErrUnauthenticated) {
+	if _, err := s.Service.Access.AuthenticateAccessKey(ctx, k.AccessKeyID, check("another secret")); !errors.Is(err, service.ErrUnauthenticated) {
 		t.Fatalf("a wrong secret authenticated: %v", err)
 	}
 
@@ -115,13 +115,13 @@ func TestDeletedAccessKeyStopsAtOnce(t *testing.T) {
 		}
 		return nil
 	}
-	if _, err := s.Service.AuthenticateAccessKey(ctx, k.AccessKeyID, ok); err != nil {
+	if _, err := s.Service.Access.AuthenticateAccessKey(ctx, k.AccessKeyID, ok); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Client.DeleteAccessKey(ctx, "admin", k.AccessKeyID); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Service.AuthenticateAccessKey(context.Background(), k.AccessKeyID, ok)
+	_, err = s.Service.Access.AuthenticateAccessKey(context.Background(), k.AccessKeyID, ok)
 	if !errors.Is(err, service.ErrUnknownAccessKey) {
 		t.Fatalf("deleted key: %v, want ErrUnknownAccessKey", err)
 	}

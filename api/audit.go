@@ -41,11 +41,11 @@ func auditAs(svc *service.Service, log *slog.Logger, actionOf func(echo.Context)
 			c.Set(ctxOperation, action)
 			// The activity also feeds the request log (key, version), so
 			// it exists with auditing off too.
-			act := &service.Activity{RequestID: requestID(c), Source: c.RealIP(), Action: action}
-			c.Set(ctxActivity, act)
 			req := c.Request()
-			c.SetRequest(req.WithContext(service.WithActivity(req.Context(), act)))
-			if svc == nil || !svc.AuditEnabled() {
+			ctx, act := service.StartActivity(req.Context(), requestID(c), c.RealIP(), action)
+			c.Set(ctxActivity, act)
+			c.SetRequest(req.WithContext(ctx))
+			if svc == nil || !svc.Audit.AuditEnabled() {
 				return next(c)
 			}
 
@@ -71,8 +71,8 @@ func auditAs(svc *service.Service, log *slog.Logger, actionOf func(echo.Context)
 			// The client's context may be cancelled by now (it went away,
 			// or its body did not arrive in time); the record is written
 			// regardless.
-			if rerr := svc.Record(context.WithoutCancel(req.Context()), act, outcome, code); rerr != nil {
-				log.Error("audit record not written; answering 503", "request_id", act.RequestID, "err", rerr)
+			if rerr := svc.Audit.Record(context.WithoutCancel(req.Context()), act, outcome, code); rerr != nil {
+				log.Error("audit record not written; answering 503", "request_id", requestID(c), "err", rerr)
 				if pe := protocolError(c); pe != nil {
 					r := pe(rerr)
 					c.Set(ctxErrorCode, r.Code)

@@ -229,9 +229,9 @@ func TestAuditGroupCommitSurvivesOneRefusedRecord(t *testing.T) {
 		go func() { _, err := c.GenerateRandom(ctx, 8); errs <- err }()
 	}
 	go func() { _, err := c.DescribeKey(ctx, poisoned); errs <- err }()
-	for s.Service.AuditQueueDepth() < good+2 {
+	for s.Service.Audit.AuditQueueDepth() < good+2 {
 		if ctx.Err() != nil {
-			t.Fatalf("only %d records queued", s.Service.AuditQueueDepth())
+			t.Fatalf("only %d records queued", s.Service.Audit.AuditQueueDepth())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -320,11 +320,11 @@ func TestAuditSealsCatchARecomputedChain(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, admin, db := auditStack(t)
 			ctx := kmstest.Ctx(t)
-			if err := s.Service.SealAudit(ctx); err != nil {
+			if err := s.Service.Audit.SealAudit(ctx); err != nil {
 				t.Fatal(err)
 			}
 			admin.must(200, "GET", "/v1/keys", nil)
-			if err := s.Service.SealAudit(ctx); err != nil {
+			if err := s.Service.Audit.SealAudit(ctx); err != nil {
 				t.Fatal(err)
 			}
 			admin.must(200, "GET", "/v1/keys", nil)
@@ -337,7 +337,7 @@ func TestAuditSealsCatchARecomputedChain(t *testing.T) {
 			if v["intact"] != false || v["reason"] == "" {
 				t.Fatalf("tampered chain with recomputed hashes verified: %v", v)
 			}
-			if err := s.Service.SealAudit(ctx); err == nil && tc.name != "forge a seal" {
+			if err := s.Service.Audit.SealAudit(ctx); err == nil && tc.name != "forge a seal" {
 				t.Error("the service sealed over a rewritten chain")
 			}
 			t.Logf("verify: %v", v["reason"])
@@ -351,17 +351,17 @@ func TestReconcilerKeepsTheSealKey(t *testing.T) {
 	s := kmstest.Start(t, kmstest.Options{Config: service.Config{DestroyUnknownObjects: true}})
 	ctx := kmstest.Ctx(t)
 	newCaller(t, s.URL, kmstest.AdminToken).must(200, "GET", "/v1/keys", nil)
-	if err := s.Service.SealAudit(ctx); err != nil {
+	if err := s.Service.Audit.SealAudit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Service.Reconcile(ctx); err != nil {
+	if _, err := s.Service.Worker.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	newCaller(t, s.URL, kmstest.AdminToken).must(200, "GET", "/v1/keys", nil)
-	if err := s.Service.SealAudit(ctx); err != nil {
+	if err := s.Service.Audit.SealAudit(ctx); err != nil {
 		t.Fatalf("seal after the reconciler ran: %v", err)
 	}
-	if v, err := s.Service.VerifyAudit(ctx); err != nil || !v.Intact || v.Seals != 2 {
+	if v, err := s.Service.Audit.VerifyAudit(ctx); err != nil || !v.Intact || v.Seals != 2 {
 		t.Fatalf("verify: %v %+v", err, v)
 	}
 }
@@ -398,7 +398,7 @@ func TestAuditVerifyWithTheTokenDownIsUnavailable(t *testing.T) {
 	s := kmstest.Start(t, kmstest.Options{Token: ft})
 	admin := newCaller(t, s.URL, kmstest.AdminToken)
 	admin.must(201, "POST", "/v1/keys", nil)
-	if err := s.Service.SealAudit(kmstest.Ctx(t)); err != nil {
+	if err := s.Service.Audit.SealAudit(kmstest.Ctx(t)); err != nil {
 		t.Fatal(err)
 	}
 	ft.FailNext("Decrypt", hsm.ErrUnavailable)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
@@ -16,11 +17,11 @@ func (h *handlers) encrypt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := h.svc.Encrypt(c.Request().Context(), req.KeyID, pt, req.EncryptionContext)
+	res, err := h.svc.Crypto.Encrypt(c.Request().Context(), req.KeyID, pt, req.EncryptionContext)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, encryptResponse{CiphertextBlob: res.Ciphertext, KeyID: res.KeyID, KeyVersion: res.KeyVersion})
+	return c.JSON(http.StatusOK, wire.EncryptResult{CiphertextBlob: res.Ciphertext, KeyID: res.KeyID, KeyVersion: res.KeyVersion})
 }
 
 func (h *handlers) decrypt(c echo.Context) error {
@@ -32,11 +33,11 @@ func (h *handlers) decrypt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := h.svc.Decrypt(c.Request().Context(), blob, req.EncryptionContext, req.KeyID)
+	res, err := h.svc.Crypto.Decrypt(c.Request().Context(), blob, req.EncryptionContext, req.KeyID)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, decryptResponse{Plaintext: res.Plaintext, KeyID: res.KeyID, KeyVersion: res.KeyVersion})
+	return c.JSON(http.StatusOK, wire.DecryptResult{Plaintext: res.Plaintext, KeyID: res.KeyID, KeyVersion: res.KeyVersion})
 }
 
 func (h *handlers) generateDataKey(c echo.Context) error {
@@ -48,17 +49,17 @@ func (h *handlers) generateDataKeyWithoutPlaintext(c echo.Context) error {
 }
 
 func (h *handlers) dataKey(c echo.Context, withPlaintext bool) error {
-	var req dataKeyRequest
+	var req wire.DataKeyRequest
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	res, err := h.svc.GenerateDataKey(c.Request().Context(), service.DataKeyInput{
+	res, err := h.svc.Crypto.GenerateDataKey(c.Request().Context(), service.DataKeyInput{
 		KeyRef: req.KeyID, KeySpec: req.KeySpec, NumberOfBytes: req.NumberOfBytes, Context: req.EncryptionContext,
 	}, withPlaintext)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, dataKeyResponse{Plaintext: res.Plaintext, CiphertextBlob: res.Ciphertext,
+	return c.JSON(http.StatusOK, wire.DataKey{Plaintext: res.Plaintext, CiphertextBlob: res.Ciphertext,
 		KeyID: res.KeyID, KeyVersion: res.KeyVersion})
 }
 
@@ -71,12 +72,12 @@ func (h *handlers) reEncrypt(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := h.svc.ReEncrypt(c.Request().Context(), blob, req.SourceEncryptionContext,
+	res, err := h.svc.Crypto.ReEncrypt(c.Request().Context(), blob, req.SourceEncryptionContext,
 		req.DestinationKeyID, req.DestinationEncryptionContext)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, reEncryptResponse{
+	return c.JSON(http.StatusOK, wire.ReEncryptResult{
 		CiphertextBlob: res.Destination.Ciphertext, KeyID: res.Destination.KeyID, KeyVersion: res.Destination.KeyVersion,
 		SourceKeyID: res.Source.KeyID, SourceKeyVersion: res.Source.KeyVersion,
 	})
@@ -87,7 +88,7 @@ func (h *handlers) generateRandom(c echo.Context) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	b, err := h.svc.GenerateRandom(c.Request().Context(), req.NumberOfBytes)
+	b, err := h.svc.Crypto.GenerateRandom(c.Request().Context(), req.NumberOfBytes)
 	if err != nil {
 		return err
 	}

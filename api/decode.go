@@ -180,14 +180,6 @@ func jsonType(kind string) string {
 	return kind
 }
 
-// Base64 is a []byte written as standard, padded base64 in JSON responses.
-type Base64 []byte
-
-// MarshalJSON writes standard base64.
-func (b Base64) MarshalJSON() ([]byte, error) {
-	return json.Marshal(base64.StdEncoding.EncodeToString(b))
-}
-
 // decodeBase64 reads a required base64 field strictly (padding required).
 func decodeBase64(field string, s *string) ([]byte, error) {
 	if s == nil {

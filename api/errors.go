@@ -6,24 +6,26 @@ import (
 	"net/http"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
-// Error codes of the API (API.md, "Errors").
+// Error codes of the API (docs/API.md, "Errors"), defined once in wire.
 const (
-	CodeValidation        = "ValidationException"
-	CodeInvalidCiphertext = "InvalidCiphertextException"
-	CodeIncorrectKey      = "IncorrectKeyException"
-	CodeUnauthenticated   = "UnauthenticatedException"
-	CodeAccessDenied      = "AccessDeniedException"
-	CodeNotFound          = "NotFoundException"
-	CodeAlreadyExists     = "AlreadyExistsException"
-	CodeDisabled          = "DisabledException"
-	CodeInvalidState      = "KMSInvalidStateException"
-	CodeLimitExceeded     = "LimitExceededException"
-	CodeUnavailable       = "KeyUnavailableException"
-	CodeUnsupportedMedia  = "UnsupportedMediaTypeException"
-	CodeInternal          = "KMSInternalException"
+	CodeValidation        = wire.CodeValidation
+	CodeInvalidCiphertext = wire.CodeInvalidCiphertext
+	CodeIncorrectKey      = wire.CodeIncorrectKey
+	CodeUnauthenticated   = wire.CodeUnauthenticated
+	CodeAccessDenied      = wire.CodeAccessDenied
+	CodeNotFound          = wire.CodeNotFound
+	CodeAlreadyExists     = wire.CodeAlreadyExists
+	CodeDisabled          = wire.CodeDisabled
+	CodeInvalidState      = wire.CodeInvalidState
+	CodeConflict          = wire.CodeConflict
+	CodeLimitExceeded     = wire.CodeLimitExceeded
+	CodeUnavailable       = wire.CodeUnavailable
+	CodeUnsupportedMedia  = wire.CodeUnsupportedMedia
+	CodeInternal          = wire.CodeInternal
 )
 
 // errorBody is the JSON of every error response.
@@ -52,6 +54,7 @@ var domainErrors = []struct {
 	{service.ErrAlreadyExists, http.StatusConflict, CodeAlreadyExists},
 	{service.ErrDisabled, http.StatusConflict, CodeDisabled},
 	{service.ErrInvalidState, http.StatusConflict, CodeInvalidState},
+	{service.ErrConflict, http.StatusConflict, CodeConflict},
 	{service.ErrLimitExceeded, http.StatusTooManyRequests, CodeLimitExceeded},
 	{service.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 }

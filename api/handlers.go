@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
@@ -44,7 +45,7 @@ func queryInt(c echo.Context, name string) (int, error) {
 }
 
 func (h *handlers) createKey(c echo.Context) error {
-	var req createKeyRequest
+	var req wire.CreateKeyRequest
 	if err := bind(c, &req); err != nil {
 		return err
 	}
@@ -62,7 +63,7 @@ func (h *handlers) createKey(c echo.Context) error {
 		}
 		in.RotationInterval = d
 	}
-	k, err := h.svc.CreateKey(c.Request().Context(), in)
+	k, err := h.svc.Keys.CreateKey(c.Request().Context(), in)
 	if err != nil {
 		return err
 	}
@@ -74,11 +75,11 @@ func (h *handlers) listKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	keys, next, err := h.svc.ListKeys(c.Request().Context(), limit, c.QueryParam("next_token"))
+	keys, next, err := h.svc.Keys.ListKeys(c.Request().Context(), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
-	out := listKeysResponse{Keys: make([]KeyResponse, len(keys)), NextToken: next}
+	out := wire.KeyPage{Keys: make([]wire.Key, len(keys)), NextToken: next}
 	for i, k := range keys {
 		out.Keys[i] = keyResponse(k)
 	}
@@ -86,7 +87,7 @@ func (h *handlers) listKeys(c echo.Context) error {
 }
 
 func (h *handlers) describeKey(c echo.Context) error {
-	k, err := h.svc.DescribeKey(c.Request().Context(), keyRef(c))
+	k, err := h.svc.Keys.DescribeKey(c.Request().Context(), keyRef(c))
 	if err != nil {
 		return err
 	}
@@ -94,11 +95,11 @@ func (h *handlers) describeKey(c echo.Context) error {
 }
 
 func (h *handlers) updateKey(c echo.Context) error {
-	var req updateKeyRequest
+	var req wire.UpdateKeyRequest
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	k, err := h.svc.UpdateKey(c.Request().Context(), keyRef(c),
+	k, err := h.svc.Keys.UpdateKey(c.Request().Context(), keyRef(c),
 		service.UpdateKeyInput{Description: req.Description, Tags: req.Tags})
 	if err != nil {
 		return err
@@ -129,7 +130,7 @@ func (h *handlers) createAlias(c echo.Context) error {
 	if err := requireField("alias_name", req.AliasName != ""); err != nil {
 		return err
 	}
-	a, err := h.svc.CreateAlias(c.Request().Context(), req.AliasName, req.TargetKeyID)
+	a, err := h.svc.Keys.CreateAlias(c.Request().Context(), req.AliasName, req.TargetKeyID)
 	if err != nil {
 		return err
 	}
@@ -141,7 +142,7 @@ func (h *handlers) updateAlias(c echo.Context) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	a, err := h.svc.UpdateAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name")), req.TargetKeyID)
+	a, err := h.svc.Keys.UpdateAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name")), req.TargetKeyID)
 	if err != nil {
 		return err
 	}
@@ -149,7 +150,7 @@ func (h *handlers) updateAlias(c echo.Context) error {
 }
 
 func (h *handlers) deleteAlias(c echo.Context) error {
-	if err := h.svc.DeleteAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name"))); err != nil {
+	if err := h.svc.Keys.DeleteAlias(c.Request().Context(), service.AliasPrefix+pathParam(c.Param("name"))); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -160,11 +161,11 @@ func (h *handlers) listAliases(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	aliases, next, err := h.svc.ListAliases(c.Request().Context(), c.QueryParam("key_id"), limit, c.QueryParam("next_token"))
+	aliases, next, err := h.svc.Keys.ListAliases(c.Request().Context(), c.QueryParam("key_id"), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
-	out := listAliasesResponse{Aliases: make([]AliasResponse, len(aliases)), NextToken: next}
+	out := wire.AliasPage{Aliases: make([]wire.Alias, len(aliases)), NextToken: next}
 	for i := range aliases {
 		out.Aliases[i] = aliasResponse(&aliases[i])
 	}

@@ -5,22 +5,16 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
-// Bring your own key (API.md): import parameters, import, and deletion of
+// Bring your own key (docs/API.md): import parameters, import, and deletion of
 // imported key material.
 
 type importParamsRequest struct {
 	WrappingAlgorithm string `json:"wrapping_algorithm"`
 	WrappingKeySpec   string `json:"wrapping_key_spec"`
-}
-
-type importParamsResponse struct {
-	KeyID             string    `json:"key_id"`
-	PublicKey         Base64    `json:"public_key"`
-	ImportToken       string    `json:"import_token"`
-	ParametersValidTo time.Time `json:"parameters_valid_to"`
 }
 
 type importRequest struct {
@@ -37,11 +31,11 @@ func (h *handlers) importParameters(c echo.Context) error {
 	if err := requireField("wrapping_algorithm", req.WrappingAlgorithm != ""); err != nil {
 		return err
 	}
-	p, err := h.svc.GetParametersForImport(c.Request().Context(), keyRef(c), req.WrappingAlgorithm, req.WrappingKeySpec)
+	p, err := h.svc.Import.GetParametersForImport(c.Request().Context(), keyRef(c), req.WrappingAlgorithm, req.WrappingKeySpec)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, importParamsResponse{KeyID: p.KeyID, PublicKey: p.PublicKey,
+	return c.JSON(http.StatusOK, wire.ImportParameters{KeyID: p.KeyID, PublicKey: p.PublicKey,
 		ImportToken: p.ImportToken, ParametersValidTo: p.ValidTo.UTC()})
 }
 
@@ -65,7 +59,7 @@ func (h *handlers) importKeyMaterial(c echo.Context) error {
 		}
 		validTo = &t
 	}
-	k, err := h.svc.ImportKeyMaterial(c.Request().Context(), keyRef(c), req.ImportToken, wrapped, validTo)
+	k, err := h.svc.Import.ImportKeyMaterial(c.Request().Context(), keyRef(c), req.ImportToken, wrapped, validTo)
 	if err != nil {
 		return err
 	}

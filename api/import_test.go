@@ -153,7 +153,7 @@ func TestBringYourOwnKey(t *testing.T) {
 
 	// valid_to passes: the worker deletes the material.
 	clock.Advance(2 * time.Hour)
-	if err := f.s.Service.RunDue(kmstest.Ctx(t)); err != nil {
+	if err := f.s.Service.Worker.RunDue(kmstest.Ctx(t)); err != nil {
 		t.Fatal(err)
 	}
 	if d := admin.must(200, "GET", "/v1/keys/"+id, nil); d["key_state"] != "PendingImport" {
@@ -169,7 +169,7 @@ func TestBringYourOwnKey(t *testing.T) {
 	}
 	// The worker removes expired parameters (and their wrapping keys): the
 	// token is then unknown, and the error says what to do.
-	if err := f.s.Service.RunDue(kmstest.Ctx(t)); err != nil {
+	if err := f.s.Service.Worker.RunDue(kmstest.Ctx(t)); err != nil {
 		t.Fatal(err)
 	}
 	if r := admin.do("POST", "/v1/keys/"+id+"/import", map[string]any{"import_token": token, "encrypted_key_material": wrap(t, pub, material)}); r.status != 400 || !strings.Contains(string(r.body), "were removed") {

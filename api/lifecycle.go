@@ -3,10 +3,10 @@ package api
 import (
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/hsmkms/hsmkms/policy"
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
@@ -32,47 +32,15 @@ type rotationPolicyRequest struct {
 	RotationInterval  string `json:"rotation_interval"`
 }
 
-type rotationStatusResponse struct {
-	KeyID             string     `json:"key_id"`
-	AutomaticRotation string     `json:"automatic_rotation"`
-	RotationInterval  string     `json:"rotation_interval"`
-	LastRotationDate  *time.Time `json:"last_rotation_date,omitempty"`
-	NextRotationDate  *time.Time `json:"next_rotation_date,omitempty"`
-}
-
 type rotateResponse struct {
 	KeyID      string `json:"key_id"`
 	KeyVersion int    `json:"key_version"`
 }
 
-// VersionResponse is one key version as the API shows it.
-type VersionResponse struct {
-	Version          int        `json:"version"`
-	State            string     `json:"state"`
-	Origin           string     `json:"origin"`
-	CreationDate     time.Time  `json:"creation_date"`
-	DestructionDate  *time.Time `json:"destruction_date,omitempty"`
-	TokenObjectLabel string     `json:"token_object_label"`
-	// Encryptions is how many AES-GCM encryptions the version has made,
-	// as the replicas have reported them (batched: a few seconds behind).
-	Encryptions int64 `json:"encryptions"`
-}
-
-func versionResponse(v *service.Version) VersionResponse {
-	return VersionResponse{Version: v.Version, State: string(v.State), Origin: string(v.Origin),
+func versionResponse(v *service.Version) wire.Version {
+	return wire.Version{Version: v.Version, State: string(v.State), Origin: string(v.Origin),
 		CreationDate: v.CreatedAt.UTC(), DestructionDate: utc(v.DestroyAt), TokenObjectLabel: v.TokenLabel,
 		Encryptions: v.Encryptions}
-}
-
-type rotationsResponse struct {
-	Rotations []rotationItem `json:"rotations"`
-	NextToken string         `json:"next_token"`
-}
-
-type rotationItem struct {
-	KeyVersion   int       `json:"key_version"`
-	RotationDate time.Time `json:"rotation_date"`
-	RotationType string    `json:"rotation_type"`
 }
 
 func (h *handlers) scheduleDeletion(c echo.Context) error {
@@ -84,7 +52,7 @@ func (h *handlers) scheduleDeletion(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := h.svc.ScheduleKeyDeletion(c.Request().Context(), keyRef(c), days)
+	k, err := h.svc.Keys.ScheduleKeyDeletion(c.Request().Context(), keyRef(c), days)
 	if err != nil {
 		return err
 	}
@@ -110,7 +78,7 @@ func (h *handlers) putRotationPolicy(c echo.Context) error {
 		}
 		in.RotationInterval = d
 	}
-	k, err := h.svc.PutRotationPolicy(c.Request().Context(), keyRef(c), in)
+	k, err := h.svc.Keys.PutRotationPolicy(c.Request().Context(), keyRef(c), in)
 	if err != nil {
 		return err
 	}
@@ -118,11 +86,11 @@ func (h *handlers) putRotationPolicy(c echo.Context) error {
 }
 
 func (h *handlers) rotationStatus(c echo.Context) error {
-	st, err := h.svc.GetRotationStatus(c.Request().Context(), keyRef(c))
+	st, err := h.svc.Keys.GetRotationStatus(c.Request().Context(), keyRef(c))
 	if err != nil {
 		return err
 	}
-	out := rotationStatusResponse{KeyID: st.KeyID, AutomaticRotation: st.Status,
+	out := wire.RotationStatus{KeyID: st.KeyID, AutomaticRotation: st.Status,
 		RotationInterval: service.FormatDuration(st.RotationInterval),
 		LastRotationDate: utc(st.LastRotation), NextRotationDate: utc(st.NextRotation)}
 	if st.Status != policy.RotationStatusEnabled {
@@ -135,7 +103,7 @@ func (h *handlers) rotate(c echo.Context) error {
 	if err := bind(c, &struct{}{}); err != nil {
 		return err
 	}
-	v, err := h.svc.RotateKey(c.Request().Context(), keyRef(c))
+	v, err := h.svc.Worker.RotateKey(c.Request().Context(), keyRef(c))
 	if err != nil {
 		return err
 	}
@@ -147,25 +115,25 @@ func (h *handlers) listRotations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rows, next, err := h.svc.ListKeyRotations(c.Request().Context(), keyRef(c), limit, c.QueryParam("next_token"))
+	rows, next, err := h.svc.Keys.ListKeyRotations(c.Request().Context(), keyRef(c), limit, c.QueryParam("next_token"))
 	if err != nil {
 		return err
 	}
-	out := rotationsResponse{Rotations: make([]rotationItem, len(rows)), NextToken: next}
+	out := wire.RotationPage{Rotations: make([]wire.Rotation, len(rows)), NextToken: next}
 	for i, r := range rows {
-		out.Rotations[i] = rotationItem{KeyVersion: r.Version, RotationDate: r.At.UTC(), RotationType: string(r.Type)}
+		out.Rotations[i] = wire.Rotation{KeyVersion: r.Version, RotationDate: r.At.UTC(), RotationType: string(r.Type)}
 	}
 	return c.JSON(http.StatusOK, out)
 }
 
 func (h *handlers) listVersions(c echo.Context) error {
-	vs, err := h.svc.ListVersions(c.Request().Context(), keyRef(c))
+	vs, err := h.svc.Keys.ListVersions(c.Request().Context(), keyRef(c))
 	if err != nil {
 		return err
 	}
 	out := struct {
-		Versions []VersionResponse `json:"versions"`
-	}{Versions: make([]VersionResponse, len(vs))}
+		Versions []wire.Version `json:"versions"`
+	}{Versions: make([]wire.Version, len(vs))}
 	for i := range vs {
 		out.Versions[i] = versionResponse(&vs[i])
 	}
@@ -193,7 +161,7 @@ func (h *handlers) changeVersion(action service.VersionAction) echo.HandlerFunc 
 		if err != nil {
 			return err
 		}
-		v, err := h.svc.ChangeVersion(c.Request().Context(), keyRef(c), version, action, days)
+		v, err := h.svc.Keys.ChangeVersion(c.Request().Context(), keyRef(c), version, action, days)
 		if err != nil {
 			return err
 		}

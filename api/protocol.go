@@ -42,9 +42,6 @@ const ctxProtocolError = "protocol_error"
 // record, the request log and the service's authorisation.
 func SetCaller(c echo.Context, caller *service.Caller) {
 	c.Set(ctxPrincipal, caller.Principal)
-	if act := activity(c); act != nil {
-		act.Principal = caller.Principal
-	}
 	c.SetRequest(c.Request().WithContext(service.WithCaller(c.Request().Context(), caller)))
 }
 

@@ -1,8 +1,11 @@
 package api_test
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,14 +139,14 @@ func TestAutomaticRotationAndShortenedInterval(t *testing.T) {
 		t.Fatalf("new key rotation fields: %+v", k)
 	}
 	clock.Advance(89 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 1 {
 		t.Fatalf("rotated before it was due: v%d", d.PrimaryKeyVersion)
 	}
 	clock.Advance(day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	d, err := c.DescribeKey(ctx, k.KeyID)
@@ -154,7 +157,7 @@ func TestAutomaticRotationAndShortenedInterval(t *testing.T) {
 		t.Fatalf("next %v != last %v + 90d", d.NextRotationDate, d.LastRotationDate)
 	}
 	// A second pass at the same time does nothing more.
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 2 {
@@ -170,7 +173,7 @@ func TestAutomaticRotationAndShortenedInterval(t *testing.T) {
 	if !k2.NextRotationDate.Equal(d.LastRotationDate.Add(7 * day)) {
 		t.Fatalf("next after shortening: %v", k2.NextRotationDate)
 	}
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 3 {
@@ -189,7 +192,7 @@ func TestAutomaticRotationAndShortenedInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(30 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 3 || d.AutomaticRotation != "Disabled" {
@@ -215,7 +218,7 @@ func TestDisabledKeySuspendsAndResumesRotation(t *testing.T) {
 		t.Fatalf("on-demand rotation of a disabled key: %v", err)
 	}
 	clock.Advance(100 * day) // three intervals missed
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e, err := c.EnableKey(ctx, k.KeyID)
@@ -225,14 +228,14 @@ func TestDisabledKeySuspendsAndResumesRotation(t *testing.T) {
 	if e.AutomaticRotation != "Enabled" || e.PrimaryKeyVersion != 1 || !e.NextRotationDate.Equal(clock.Now().Add(30*day)) {
 		t.Fatalf("after enable: %+v (now %v)", e, clock.Now())
 	}
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 1 {
 		t.Fatalf("burst of missed rotations: v%d", d.PrimaryKeyVersion)
 	}
 	clock.Advance(30 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.PrimaryKeyVersion != 2 {
@@ -284,7 +287,7 @@ func TestScheduledDeletion(t *testing.T) {
 		t.Fatalf("cancel twice: %v", err)
 	}
 	clock.Advance(8 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, err := c.DescribeKey(ctx, k.KeyID); err != nil || d.KeyState != "Disabled" {
@@ -295,14 +298,14 @@ func TestScheduledDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(7*day - time.Second)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := c.DescribeKey(ctx, k.KeyID); d.KeyState != "PendingDeletion" {
 		t.Fatalf("deleted before the window passed: %s", d.KeyState)
 	}
 	clock.Advance(time.Second)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	d, err := c.DescribeKey(ctx, k.KeyID)
@@ -390,7 +393,7 @@ func TestVersionRetirement(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(7 * day)
-	if err := s.Service.RunDue(ctx); err != nil {
+	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Decrypt(ctx, old.CiphertextBlob, nil, "")
@@ -402,5 +405,58 @@ func TestVersionRetirement(t *testing.T) {
 	}
 	if n, err := c.RotateKey(ctx, k.KeyID); err != nil || n != 3 {
 		t.Fatalf("rotation after destruction made v%d (%v), want v3: versions are never renumbered", n, err)
+	}
+}
+
+// A rotation that meets another rotation of the same key is a conflict
+// (409 ConflictException, retry), not a quota; it changes nothing. The
+// quota on versions stays a 429 LimitExceededException.
+func TestConcurrentRotationIsAConflict(t *testing.T) {
+	inside, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s := kmstest.Start(t, kmstest.Options{Config: service.Config{MaxVersionsPerKey: 2, StepHook: func(step string) {
+		if step == service.StepPendingInserted {
+			once.Do(func() { close(inside); <-release })
+		}
+	}}})
+	ctx := kmstest.Ctx(t)
+	c := s.Client
+	k, err := c.CreateKey(ctx, client.CreateKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() {
+		v, err := c.RotateKey(ctx, k.KeyID)
+		if err == nil && v != 2 {
+			err = fmt.Errorf("the first rotation made version %d, want 2", v)
+		}
+		first <- err
+	}()
+	<-inside
+	_, err = c.RotateKey(ctx, k.KeyID)
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusConflict || ce.Code != "ConflictException" ||
+		!strings.Contains(ce.Message, "being rotated by another request") {
+		t.Errorf("a rotation during another: %v, want 409 ConflictException", err)
+	}
+	if !client.Temporary(err) {
+		t.Errorf("the client does not call a conflict temporary: %v", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	vs, err := c.ListVersions(ctx, k.KeyID)
+	if err != nil || len(vs) != 2 {
+		t.Fatalf("versions after the conflict: %d (%v), want 2: the refused rotation made nothing", len(vs), err)
+	}
+
+	_, err = c.RotateKey(ctx, k.KeyID)
+	if !errors.As(err, &ce) || ce.Status != http.StatusTooManyRequests || ce.Code != "LimitExceededException" {
+		t.Errorf("a rotation past the most versions: %v, want 429 LimitExceededException", err)
+	}
+	if vs, err := c.ListVersions(ctx, k.KeyID); err != nil || len(vs) != 2 {
+		t.Errorf("versions after the refused rotation: %d (%v), want 2", len(vs), err)
 	}
 }

@@ -1,4 +1,4 @@
-// Package api is the REST layer of hsmkms (API.md): Echo routes, strict
+// Package api is the REST layer of hsmkms (docs/API.md): Echo routes, strict
 // request decoding, bearer authentication and the single error mapping.
 // Handlers are thin: decode, call the service, encode.
 package api
@@ -22,22 +22,31 @@ import (
 // Authenticator turns a bearer token, or a verified client certificate's
 // subject, into the caller. It must compare tokens in constant time and
 // return an error wrapping service.ErrUnauthenticated for a missing,
-// unknown or revoked token. *service.Service implements it.
+// unknown or revoked token. *service.Access implements it.
 type Authenticator interface {
 	Authenticate(ctx context.Context, bearer string) (*service.Caller, error)
 	AuthenticateCertificate(ctx context.Context, subject string) (*service.Caller, error)
 }
 
+// Defaults of the REST layer, applied by New to zero fields of Config.
+const (
+	// DefaultBodyLimit caps request bodies: a 4096-byte plaintext in base64
+	// plus context fits with room to spare.
+	DefaultBodyLimit = "64K"
+	// DefaultRequestTimeout bounds each API call, token wait included.
+	DefaultRequestTimeout = 30 * time.Second
+)
+
 // Config configures the REST layer.
 type Config struct {
 	Service *service.Service
-	// Auth authenticates callers (default: the service itself).
+	// Auth authenticates callers (default: the service's access part).
 	Auth   Authenticator
 	Logger *slog.Logger
-	// BodyLimit caps request bodies (default 64 KiB: a 4096-byte plaintext
-	// in base64 plus context fits with room to spare).
+	// BodyLimit caps request bodies (default DefaultBodyLimit).
 	BodyLimit string
-	// RequestTimeout bounds each API call, token wait included (default 30s).
+	// RequestTimeout bounds each API call, token wait included (default
+	// DefaultRequestTimeout).
 	RequestTimeout time.Duration
 	// Extra registers further routes (e.g. /metrics) on the same server.
 	Extra func(e *echo.Echo)
@@ -66,19 +75,19 @@ const (
 	ctxOperation = "operation"
 )
 
-// New builds the Echo server with every route of API.md that is implemented.
+// New builds the Echo server with every route of docs/API.md that is implemented.
 func New(cfg Config) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.BodyLimit == "" {
-		cfg.BodyLimit = "64K"
+		cfg.BodyLimit = DefaultBodyLimit
 	}
 	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = 30 * time.Second
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	if cfg.Auth == nil {
-		cfg.Auth = cfg.Service
+	if cfg.Auth == nil && cfg.Service != nil {
+		cfg.Auth = cfg.Service.Access
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -92,6 +101,13 @@ func New(cfg Config) *echo.Echo {
 	e.Use(auditUnrouted(audit(cfg.Service, cfg.Logger)(ActionUnknown), authenticate(cfg.Auth)))
 
 	h := &handlers{svc: cfg.Service}
+	// The parts whose methods are routes' values; nil without a service
+	// (listing the routes needs none).
+	var keys *service.Keys
+	var imports *service.Import
+	if cfg.Service != nil {
+		keys, imports = cfg.Service.Keys, cfg.Service.Import
+	}
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
 	e.GET("/openapi.yaml", openAPI)
@@ -113,10 +129,10 @@ func New(cfg Config) *echo.Echo {
 	v1.add(http.MethodGet, "/keys", service.ActListKeys, h.listKeys)
 	keyRoute(v1, http.MethodGet, "", service.ActDescribeKey, h.describeKey)
 	keyRoute(v1, http.MethodPatch, "", service.ActUpdateKey, h.updateKey)
-	keyRoute(v1, http.MethodPost, "/enable", service.ActEnableKey, keyAction(cfg.Service.EnableKey))
-	keyRoute(v1, http.MethodPost, "/disable", service.ActDisableKey, keyAction(cfg.Service.DisableKey))
+	keyRoute(v1, http.MethodPost, "/enable", service.ActEnableKey, keyAction(keys.EnableKey))
+	keyRoute(v1, http.MethodPost, "/disable", service.ActDisableKey, keyAction(keys.DisableKey))
 	keyRoute(v1, http.MethodPost, "/schedule-deletion", service.ActScheduleDeletion, h.scheduleDeletion)
-	keyRoute(v1, http.MethodPost, "/cancel-deletion", service.ActCancelDeletion, keyAction(cfg.Service.CancelKeyDeletion))
+	keyRoute(v1, http.MethodPost, "/cancel-deletion", service.ActCancelDeletion, keyAction(keys.CancelKeyDeletion))
 	keyRoute(v1, http.MethodPut, "/rotation-policy", service.ActPutRotationPolicy, h.putRotationPolicy)
 	keyRoute(v1, http.MethodGet, "/rotation-status", service.ActGetRotationStatus, h.rotationStatus)
 	keyRoute(v1, http.MethodPost, "/rotate", service.ActRotateKey, h.rotate)
@@ -129,7 +145,7 @@ func New(cfg Config) *echo.Echo {
 
 	keyRoute(v1, http.MethodPost, "/import-parameters", service.ActGetParametersForImport, h.importParameters)
 	keyRoute(v1, http.MethodPost, "/import", service.ActImportKeyMaterial, h.importKeyMaterial)
-	keyRoute(v1, http.MethodDelete, "/key-material", service.ActDeleteImportedKeyMaterial, keyAction(cfg.Service.DeleteImportedKeyMaterial))
+	keyRoute(v1, http.MethodDelete, "/key-material", service.ActDeleteImportedKeyMaterial, keyAction(imports.DeleteImportedKeyMaterial))
 
 	v1.add(http.MethodPost, "/aliases", service.ActCreateAlias, h.createAlias)
 	v1.add(http.MethodGet, "/aliases", service.ActListAliases, h.listAliases)
@@ -387,10 +403,7 @@ func requestLog(log *slog.Logger, observe func(RequestInfo)) echo.MiddlewareFunc
 			principal, _ := c.Get(ctxPrincipal).(string)
 			code, _ := c.Get(ctxErrorCode).(string)
 			op, _ := c.Get(ctxOperation).(string)
-			keyID, version := "", 0
-			if act := activity(c); act != nil {
-				keyID, version = act.KeyID, act.KeyVersion
-			}
+			keyID, version := activity(c).Noted()
 			d := time.Since(start)
 			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
 				"route", c.Path(), "operation", op, "key_id", keyID, "key_version", version,

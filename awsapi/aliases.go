@@ -22,9 +22,9 @@ func aliasChange(update bool) func(*server, context.Context, *aliasRequest) (*em
 			return nil, err
 		}
 		if update {
-			_, err = s.svc.UpdateAlias(ctx, in.AliasName, target)
+			_, err = s.svc.Keys.UpdateAlias(ctx, in.AliasName, target)
 		} else {
-			_, err = s.svc.CreateAlias(ctx, in.AliasName, target)
+			_, err = s.svc.Keys.CreateAlias(ctx, in.AliasName, target)
 		}
 		return &empty{}, err
 	}
@@ -34,7 +34,7 @@ func deleteAlias(s *server, ctx context.Context, in *aliasRequest) (*empty, erro
 	if in.AliasName == "" {
 		return nil, validationf("AliasName is required")
 	}
-	return &empty{}, s.svc.DeleteAlias(ctx, in.AliasName)
+	return &empty{}, s.svc.Keys.DeleteAlias(ctx, in.AliasName)
 }
 
 type listAliasesRequest struct {
@@ -62,7 +62,7 @@ func listAliases(s *server, ctx context.Context, in *listAliasesRequest) (*listA
 	if err != nil {
 		return nil, err
 	}
-	as, next, err := s.svc.ListAliases(ctx, ref, in.Limit, in.Marker)
+	as, next, err := s.svc.Keys.ListAliases(ctx, ref, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
 	}

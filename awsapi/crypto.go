@@ -45,7 +45,7 @@ func encrypt(s *server, ctx context.Context, in *encryptRequest) (*encryptRespon
 	if err := refuseDryRun(in.DryRun); err != nil {
 		return nil, err
 	}
-	r, err := s.svc.Encrypt(ctx, ref, in.Plaintext, in.EncryptionContext)
+	r, err := s.svc.Crypto.Encrypt(ctx, ref, in.Plaintext, in.EncryptionContext)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func decrypt(s *server, ctx context.Context, in *decryptRequest) (*decryptRespon
 	if len(in.CiphertextBlob) == 0 {
 		return nil, validationf("CiphertextBlob is required")
 	}
-	r, err := s.svc.Decrypt(ctx, in.CiphertextBlob, in.EncryptionContext, ref)
+	r, err := s.svc.Crypto.Decrypt(ctx, in.CiphertextBlob, in.EncryptionContext, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func dataKey(withPlaintext bool) func(*server, context.Context, *dataKeyRequest)
 		if err := refuseDryRun(in.DryRun); err != nil {
 			return nil, err
 		}
-		r, err := s.svc.GenerateDataKey(ctx, service.DataKeyInput{KeyRef: ref, KeySpec: in.KeySpec,
+		r, err := s.svc.Crypto.GenerateDataKey(ctx, service.DataKeyInput{KeyRef: ref, KeySpec: in.KeySpec,
 			NumberOfBytes: in.NumberOfBytes, Context: in.EncryptionContext}, withPlaintext)
 		if err != nil {
 			return nil, err
@@ -170,7 +170,7 @@ func reEncrypt(s *server, ctx context.Context, in *reEncryptRequest) (*reEncrypt
 	if len(in.CiphertextBlob) == 0 {
 		return nil, validationf("CiphertextBlob is required")
 	}
-	r, err := s.svc.ReEncryptFrom(ctx, in.CiphertextBlob, in.SourceEncryptionContext, src, dst, in.DestinationEncryptionContext)
+	r, err := s.svc.Crypto.ReEncryptFrom(ctx, in.CiphertextBlob, in.SourceEncryptionContext, src, dst, in.DestinationEncryptionContext)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ func generateRandom(s *server, ctx context.Context, in *randomRequest) (*randomR
 	if in.Recipient != nil {
 		return nil, unsupportedf("Recipient (enclave attestation) is not supported")
 	}
-	b, err := s.svc.GenerateRandom(ctx, in.NumberOfBytes)
+	b, err := s.svc.Crypto.GenerateRandom(ctx, in.NumberOfBytes)
 	if err != nil {
 		return nil, err
 	}

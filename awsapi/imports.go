@@ -27,7 +27,7 @@ func getParametersForImport(s *server, ctx context.Context, in *importParamsRequ
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.svc.GetParametersForImport(ctx, ref, in.WrappingAlgorithm, in.WrappingKeySpec)
+	p, err := s.svc.Import.GetParametersForImport(ctx, ref, in.WrappingAlgorithm, in.WrappingKeySpec)
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +66,6 @@ func importKeyMaterial(s *server, ctx context.Context, in *importRequest) (*empt
 	if len(in.ImportToken) == 0 || len(in.EncryptedKeyMaterial) == 0 {
 		return nil, validationf("ImportToken and EncryptedKeyMaterial are required")
 	}
-	_, err = s.svc.ImportKeyMaterial(ctx, ref, string(in.ImportToken), in.EncryptedKeyMaterial, validTo)
+	_, err = s.svc.Import.ImportKeyMaterial(ctx, ref, string(in.ImportToken), in.EncryptedKeyMaterial, validTo)
 	return &empty{}, err
 }

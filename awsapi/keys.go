@@ -91,7 +91,7 @@ func createKey(s *server, ctx context.Context, in *createKeyRequest) (*keyMetada
 	if err != nil {
 		return nil, err
 	}
-	k, err := s.svc.CreateKey(ctx, service.CreateKeyInput{Description: in.Description, Origin: origin, Tags: tags})
+	k, err := s.svc.Keys.CreateKey(ctx, service.CreateKeyInput{Description: in.Description, Origin: origin, Tags: tags})
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func describeKey(s *server, ctx context.Context, in *keyRequest) (*keyMetadataRe
 	if err != nil {
 		return nil, err
 	}
-	k, err := s.svc.DescribeKey(ctx, ref)
+	k, err := s.svc.Keys.DescribeKey(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ type listKeysResponse struct {
 }
 
 func listKeys(s *server, ctx context.Context, in *pageRequest) (*listKeysResponse, error) {
-	keys, next, err := s.svc.ListKeys(ctx, in.Limit, in.Marker)
+	keys, next, err := s.svc.Keys.ListKeys(ctx, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
 	}
@@ -155,14 +155,18 @@ func listKeys(s *server, ctx context.Context, in *pageRequest) (*listKeysRespons
 	return out, nil
 }
 
-// keyChange is an operation that changes a key and answers nothing.
-func keyChange(change func(Service, context.Context, string) (*service.Key, error)) func(*server, context.Context, *keyRequest) (*empty, error) {
+// keyOp changes the key a reference names.
+type keyOp func(ctx context.Context, ref string) (*service.Key, error)
+
+// keyChange is an operation that changes a key and answers nothing; of
+// names the service's method.
+func keyChange(of func(Service) keyOp) func(*server, context.Context, *keyRequest) (*empty, error) {
 	return func(s *server, ctx context.Context, in *keyRequest) (*empty, error) {
 		ref, err := s.ref("KeyId", in.KeyId)
 		if err != nil {
 			return nil, err
 		}
-		_, err = change(s.svc, ctx, ref)
+		_, err = of(s.svc)(ctx, ref)
 		return &empty{}, err
 	}
 }
@@ -191,7 +195,7 @@ func scheduleKeyDeletion(s *server, ctx context.Context, in *scheduleDeletionReq
 				service.MinPendingWindowDays, service.MaxPendingWindowDays, service.DefaultPendingWindowDays)
 		}
 	}
-	k, err := s.svc.ScheduleKeyDeletion(ctx, ref, days)
+	k, err := s.svc.Keys.ScheduleKeyDeletion(ctx, ref, days)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +213,7 @@ func cancelKeyDeletion(s *server, ctx context.Context, in *keyRequest) (*keyIDRe
 	if err != nil {
 		return nil, err
 	}
-	k, err := s.svc.CancelKeyDeletion(ctx, ref)
+	k, err := s.svc.Keys.CancelKeyDeletion(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +233,7 @@ func updateKeyDescription(s *server, ctx context.Context, in *updateDescriptionR
 	if in.Description == nil {
 		return nil, validationf("Description is required")
 	}
-	_, err = s.svc.UpdateKey(ctx, ref, service.UpdateKeyInput{Description: in.Description})
+	_, err = s.svc.Keys.UpdateKey(ctx, ref, service.UpdateKeyInput{Description: in.Description})
 	return &empty{}, err
 }
 
@@ -251,7 +255,7 @@ func tagResource(s *server, ctx context.Context, in *tagResourceRequest) (*empty
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.svc.TagKey(ctx, ref, tags, nil)
+	_, err = s.svc.Keys.TagKey(ctx, ref, tags, nil)
 	return &empty{}, err
 }
 
@@ -263,7 +267,7 @@ func untagResource(s *server, ctx context.Context, in *tagResourceRequest) (*emp
 	if len(in.TagKeys) == 0 {
 		return nil, validationf("TagKeys must name at least one tag key")
 	}
-	_, err = s.svc.TagKey(ctx, ref, nil, in.TagKeys)
+	_, err = s.svc.Keys.TagKey(ctx, ref, nil, in.TagKeys)
 	return &empty{}, err
 }
 
@@ -294,7 +298,7 @@ func listResourceTags(s *server, ctx context.Context, in *listTagsRequest) (*lis
 	if limit < 1 || limit > 50 {
 		return nil, validationf("Limit must be between 1 and 50")
 	}
-	k, err := s.svc.DescribeKey(ctx, ref)
+	k, err := s.svc.Keys.DescribeKey(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -61,10 +61,10 @@ func startOn(t testing.TB, tok hsm.Token) *stack {
 	svc := service.New(kmstest.Store(t), tok, service.Config{Logger: log})
 	t.Cleanup(svc.Close)
 	kmstest.Secret(kmstest.AdminToken)
-	if _, err := svc.Bootstrap(context.Background(), kmstest.AdminToken); err != nil {
+	if _, err := svc.Access.Bootstrap(context.Background(), kmstest.AdminToken); err != nil {
 		t.Fatal(err)
 	}
-	aws := awsapi.New(awsapi.Config{Service: svc, Region: region, Account: account})
+	aws := awsapi.New(awsapi.Config{Service: awsapi.Parts(svc), Region: region, Account: account})
 	srv := httptest.NewServer(api.New(api.Config{Service: svc, Logger: log, Protocols: []api.Protocol{aws}}))
 	t.Cleanup(srv.Close)
 	return &stack{svc: svc, url: srv.URL, admin: client.New(srv.URL, kmstest.AdminToken, nil)}

@@ -18,8 +18,8 @@ var operations = map[string]operation{
 	"CreateKey":            op(service.ActCreateKey, createKey),
 	"DescribeKey":          op(service.ActDescribeKey, describeKey),
 	"ListKeys":             op(service.ActListKeys, listKeys),
-	"EnableKey":            op(service.ActEnableKey, keyChange(Service.EnableKey)),
-	"DisableKey":           op(service.ActDisableKey, keyChange(Service.DisableKey)),
+	"EnableKey":            op(service.ActEnableKey, keyChange(func(s Service) keyOp { return s.Keys.EnableKey })),
+	"DisableKey":           op(service.ActDisableKey, keyChange(func(s Service) keyOp { return s.Keys.DisableKey })),
 	"ScheduleKeyDeletion":  op(service.ActScheduleDeletion, scheduleKeyDeletion),
 	"CancelKeyDeletion":    op(service.ActCancelDeletion, cancelKeyDeletion),
 	"UpdateKeyDescription": op(service.ActUpdateKey, updateKeyDescription),
@@ -40,5 +40,5 @@ var operations = map[string]operation{
 
 	"GetParametersForImport":    op(service.ActGetParametersForImport, getParametersForImport),
 	"ImportKeyMaterial":         op(service.ActImportKeyMaterial, importKeyMaterial),
-	"DeleteImportedKeyMaterial": op(service.ActDeleteImportedKeyMaterial, keyChange(Service.DeleteImportedKeyMaterial)),
+	"DeleteImportedKeyMaterial": op(service.ActDeleteImportedKeyMaterial, keyChange(func(s Service) keyOp { return s.Import.DeleteImportedKeyMaterial })),
 }

@@ -26,7 +26,7 @@ func enableKeyRotation(s *server, ctx context.Context, in *enableRotationRequest
 	if in.RotationPeriodInDays < 0 {
 		return nil, validationf("RotationPeriodInDays must be positive")
 	}
-	_, err = s.svc.PutRotationPolicy(ctx, ref, service.RotationPolicyInput{AutomaticRotation: true,
+	_, err = s.svc.Keys.PutRotationPolicy(ctx, ref, service.RotationPolicyInput{AutomaticRotation: true,
 		RotationInterval: time.Duration(in.RotationPeriodInDays) * day})
 	return &empty{}, err
 }
@@ -36,7 +36,7 @@ func disableKeyRotation(s *server, ctx context.Context, in *keyRequest) (*empty,
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.svc.PutRotationPolicy(ctx, ref, service.RotationPolicyInput{AutomaticRotation: false})
+	_, err = s.svc.Keys.PutRotationPolicy(ctx, ref, service.RotationPolicyInput{AutomaticRotation: false})
 	return &empty{}, err
 }
 
@@ -55,7 +55,7 @@ func getKeyRotationStatus(s *server, ctx context.Context, in *keyRequest) (*rota
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.svc.GetRotationStatus(ctx, ref)
+	st, err := s.svc.Keys.GetRotationStatus(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func rotateKeyOnDemand(s *server, ctx context.Context, in *keyRequest) (*keyIDRe
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.svc.RotateKey(ctx, ref)
+	v, err := s.svc.Worker.RotateKey(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func listKeyRotations(s *server, ctx context.Context, in *listRotationsRequest) 
 	if err != nil {
 		return nil, err
 	}
-	rs, next, err := s.svc.ListKeyRotations(ctx, ref, in.Limit, in.Marker)
+	rs, next, err := s.svc.Keys.ListKeyRotations(ctx, ref, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err
 	}

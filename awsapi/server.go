@@ -105,7 +105,7 @@ func (s *server) serve(c echo.Context) error {
 	if err != nil {
 		return unauthenticated(err)
 	}
-	caller, err := s.svc.AuthenticateAccessKey(r.Context(), signed.AccessKeyID, signed.Check)
+	caller, err := s.svc.Access.AuthenticateAccessKey(r.Context(), signed.AccessKeyID, signed.Check)
 	if err != nil {
 		return err
 	}

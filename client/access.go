@@ -7,46 +7,6 @@ import (
 	"time"
 )
 
-// Principal is a caller of the API with its policies and tokens (never
-// their secrets).
-type Principal struct {
-	Name         string      `json:"name"`
-	Policies     []string    `json:"policies"`
-	CertSubject  string      `json:"cert_subject"`
-	CreationDate time.Time   `json:"creation_date"`
-	Tokens       []TokenInfo `json:"tokens"`
-}
-
-// TokenInfo describes a bearer token without its secret.
-type TokenInfo struct {
-	TokenID      string     `json:"token_id"`
-	Description  string     `json:"description"`
-	CreationDate time.Time  `json:"creation_date"`
-	RevokedDate  *time.Time `json:"revoked_date,omitempty"`
-}
-
-// NewToken is a token just made; Token is its secret, shown only once.
-type NewToken struct {
-	TokenID      string    `json:"token_id"`
-	Token        string    `json:"token"`
-	Principal    string    `json:"principal"`
-	Description  string    `json:"description"`
-	CreationDate time.Time `json:"creation_date"`
-}
-
-// CreatePrincipalRequest is the body of CreatePrincipal.
-type CreatePrincipalRequest struct {
-	Name        string   `json:"name"`
-	Policies    []string `json:"policies,omitempty"`
-	CertSubject string   `json:"cert_subject,omitempty"`
-}
-
-// PrincipalPage is one page of ListPrincipals.
-type PrincipalPage struct {
-	Principals []Principal `json:"principals"`
-	NextToken  string      `json:"next_token"`
-}
-
 func principalPath(name string) string { return "/v1/principals/" + url.PathEscape(name) }
 
 // CreatePrincipal makes a principal.
@@ -102,32 +62,6 @@ func (c *Client) RotateToken(ctx context.Context, principal, tokenID string) (*N
 	return &t, c.Do(ctx, http.MethodPost, principalPath(principal)+"/tokens/"+url.PathEscape(tokenID)+"/rotate", nil, &t)
 }
 
-// Statement is one rule of a policy document.
-type Statement struct {
-	Effect    string   `json:"effect"`
-	Actions   []string `json:"actions"`
-	Resources []string `json:"resources"`
-}
-
-// PolicyDocument is a list of statements.
-type PolicyDocument struct {
-	Statements []Statement `json:"statements"`
-}
-
-// Policy is a stored policy document.
-type Policy struct {
-	Name            string         `json:"name"`
-	Document        PolicyDocument `json:"document"`
-	CreationDate    time.Time      `json:"creation_date"`
-	LastUpdatedDate time.Time      `json:"last_updated_date"`
-}
-
-// PolicyPage is one page of ListPolicies.
-type PolicyPage struct {
-	Policies  []Policy `json:"policies"`
-	NextToken string   `json:"next_token"`
-}
-
 func policyPath(name string) string { return "/v1/policies/" + url.PathEscape(name) }
 
 // PutPolicy creates or replaces a policy.
@@ -153,34 +87,11 @@ func (c *Client) DeletePolicy(ctx context.Context, name string) error {
 	return c.Do(ctx, http.MethodDelete, policyPath(name), nil, nil)
 }
 
-// AuditRecord is one record of the hash-chained audit log.
-type AuditRecord struct {
-	Seq        int64     `json:"seq"`
-	Time       time.Time `json:"time"`
-	RequestID  string    `json:"request_id"`
-	Principal  string    `json:"principal"`
-	Action     string    `json:"action"`
-	KeyID      string    `json:"key_id"`
-	KeyVersion int       `json:"key_version"`
-	Outcome    string    `json:"outcome"`
-	ErrorCode  string    `json:"error_code"`
-	Source     string    `json:"source"`
-	Detail     string    `json:"detail"`
-	PrevHash   string    `json:"prev_hash"`
-	Hash       string    `json:"hash"`
-}
-
 // AuditFilter selects audit records; zero fields do not filter.
 type AuditFilter struct {
 	From, To  time.Time
 	KeyID     string
 	Principal string
-}
-
-// AuditPage is one page of ListAudit.
-type AuditPage struct {
-	Records   []AuditRecord `json:"records"`
-	NextToken string        `json:"next_token"`
 }
 
 // ListAudit lists audit records, oldest first.
@@ -200,17 +111,6 @@ func (c *Client) ListAudit(ctx context.Context, f AuditFilter, limit int, nextTo
 	}
 	var p AuditPage
 	return &p, c.Do(ctx, http.MethodGet, "/v1/audit"+pageQuery(q, limit, nextToken), nil, &p)
-}
-
-// AuditVerification is the result of VerifyAudit.
-type AuditVerification struct {
-	Intact         bool   `json:"intact"`
-	RecordsChecked int64  `json:"records_checked"`
-	HeadSeq        int64  `json:"head_seq"`
-	FirstBrokenSeq int64  `json:"first_broken_seq"`
-	Reason         string `json:"reason"`
-	SealedSeq      int64  `json:"sealed_seq"` // last record covered by a verified seal
-	Seals          int64  `json:"seals"`
 }
 
 // VerifyAudit checks the whole audit chain on the server.

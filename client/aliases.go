@@ -5,16 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 )
-
-// Alias is an alias binding.
-type Alias struct {
-	AliasName       string    `json:"alias_name"`
-	TargetKeyID     string    `json:"target_key_id"`
-	CreationDate    time.Time `json:"creation_date"`
-	LastUpdatedDate time.Time `json:"last_updated_date"`
-}
 
 func aliasPath(name string) string {
 	return "/v1/aliases/" + url.PathEscape(strings.TrimPrefix(name, "alias/"))
@@ -36,12 +27,6 @@ func (c *Client) UpdateAlias(ctx context.Context, name, targetKeyID string) (*Al
 // DeleteAlias removes an alias.
 func (c *Client) DeleteAlias(ctx context.Context, name string) error {
 	return c.Do(ctx, http.MethodDelete, aliasPath(name), nil, nil)
-}
-
-// AliasPage is one page of ListAliases.
-type AliasPage struct {
-	Aliases   []Alias `json:"aliases"`
-	NextToken string  `json:"next_token"`
 }
 
 // ListAliases lists aliases, of one key when keyID is not empty.

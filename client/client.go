@@ -1,4 +1,4 @@
-// Package client is a typed Go client for the hsmkms REST API (API.md).
+// Package client is a typed Go client for the hsmkms REST API (docs/API.md).
 // Errors from the server are *Error values carrying the API error code.
 package client
 
@@ -32,7 +32,9 @@ func New(baseURL, token string, hc *http.Client) *Client {
 	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: hc}
 }
 
-// Error is an error response of the API.
+// Error is an error response of the API (docs/API.md, "Errors"); Code is
+// one of wire's Code constants (Temporary says which are worth trying
+// again).
 type Error struct {
 	Status    int    // HTTP status
 	Code      string // e.g. "NotFoundException"

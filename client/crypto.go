@@ -5,13 +5,6 @@ import (
 	"net/http"
 )
 
-// EncryptResult is the answer of Encrypt.
-type EncryptResult struct {
-	CiphertextBlob []byte `json:"ciphertext_blob"`
-	KeyID          string `json:"key_id"`
-	KeyVersion     int    `json:"key_version"`
-}
-
 // Encrypt seals plaintext under a key (id or alias).
 func (c *Client) Encrypt(ctx context.Context, keyID string, plaintext []byte, encCtx map[string]string) (*EncryptResult, error) {
 	body := struct {
@@ -23,13 +16,6 @@ func (c *Client) Encrypt(ctx context.Context, keyID string, plaintext []byte, en
 	return &r, c.Do(ctx, http.MethodPost, "/v1/encrypt", body, &r)
 }
 
-// DecryptResult is the answer of Decrypt.
-type DecryptResult struct {
-	Plaintext  []byte `json:"plaintext"`
-	KeyID      string `json:"key_id"`
-	KeyVersion int    `json:"key_version"`
-}
-
 // Decrypt opens a blob; keyID is optional and must be the blob's key.
 func (c *Client) Decrypt(ctx context.Context, blob []byte, encCtx map[string]string, keyID string) (*DecryptResult, error) {
 	body := struct {
@@ -39,22 +25,6 @@ func (c *Client) Decrypt(ctx context.Context, blob []byte, encCtx map[string]str
 	}{blob, encCtx, keyID}
 	var r DecryptResult
 	return &r, c.Do(ctx, http.MethodPost, "/v1/decrypt", body, &r)
-}
-
-// DataKeyRequest asks for a data key: KeySpec or NumberOfBytes.
-type DataKeyRequest struct {
-	KeyID             string            `json:"key_id"`
-	KeySpec           string            `json:"key_spec,omitempty"`
-	NumberOfBytes     int               `json:"number_of_bytes,omitempty"`
-	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
-}
-
-// DataKey is the answer of GenerateDataKey (Plaintext empty without plaintext).
-type DataKey struct {
-	Plaintext      []byte `json:"plaintext"`
-	CiphertextBlob []byte `json:"ciphertext_blob"`
-	KeyID          string `json:"key_id"`
-	KeyVersion     int    `json:"key_version"`
 }
 
 // GenerateDataKey returns a data key in plaintext and encrypted.
@@ -75,15 +45,6 @@ type ReEncryptRequest struct {
 	SourceEncryptionContext      map[string]string `json:"source_encryption_context,omitempty"`
 	DestinationKeyID             string            `json:"destination_key_id"`
 	DestinationEncryptionContext map[string]string `json:"destination_encryption_context,omitempty"`
-}
-
-// ReEncryptResult is the answer of ReEncrypt.
-type ReEncryptResult struct {
-	CiphertextBlob   []byte `json:"ciphertext_blob"`
-	SourceKeyID      string `json:"source_key_id"`
-	SourceKeyVersion int    `json:"source_key_version"`
-	KeyID            string `json:"key_id"`
-	KeyVersion       int    `json:"key_version"`
 }
 
 // ReEncrypt moves a blob to another key or context without revealing the plaintext.

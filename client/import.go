@@ -6,14 +6,6 @@ import (
 	"time"
 )
 
-// ImportParameters are the answer of GetParametersForImport.
-type ImportParameters struct {
-	KeyID             string    `json:"key_id"`
-	PublicKey         []byte    `json:"public_key"` // DER SubjectPublicKeyInfo
-	ImportToken       string    `json:"import_token"`
-	ParametersValidTo time.Time `json:"parameters_valid_to"`
-}
-
 // GetParametersForImport asks for a wrapping public key and an import token.
 func (c *Client) GetParametersForImport(ctx context.Context, ref, algorithm string) (*ImportParameters, error) {
 	var p ImportParameters

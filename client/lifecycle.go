@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"time"
 )
 
 // ScheduleKeyDeletion puts a key in PendingDeletion (days 7-30; 0 = 30).
@@ -34,15 +33,6 @@ func (c *Client) PutRotationPolicy(ctx context.Context, ref string, enabled bool
 	return &k, c.Do(ctx, http.MethodPut, keyPath(ref)+"/rotation-policy", body, &k)
 }
 
-// RotationStatus is the answer of GET .../rotation-status.
-type RotationStatus struct {
-	KeyID             string     `json:"key_id"`
-	AutomaticRotation string     `json:"automatic_rotation"`
-	RotationInterval  string     `json:"rotation_interval"`
-	LastRotationDate  *time.Time `json:"last_rotation_date,omitempty"`
-	NextRotationDate  *time.Time `json:"next_rotation_date,omitempty"`
-}
-
 // GetRotationStatus reports a key's rotation policy and dates.
 func (c *Client) GetRotationStatus(ctx context.Context, ref string) (*RotationStatus, error) {
 	var r RotationStatus
@@ -58,34 +48,10 @@ func (c *Client) RotateKey(ctx context.Context, ref string) (int, error) {
 	return r.KeyVersion, err
 }
 
-// Rotation is one entry of ListKeyRotations.
-type Rotation struct {
-	KeyVersion   int       `json:"key_version"`
-	RotationDate time.Time `json:"rotation_date"`
-	RotationType string    `json:"rotation_type"`
-}
-
-// RotationPage is one page of ListKeyRotations.
-type RotationPage struct {
-	Rotations []Rotation `json:"rotations"`
-	NextToken string     `json:"next_token"`
-}
-
 // ListKeyRotations lists a key's rotations.
 func (c *Client) ListKeyRotations(ctx context.Context, ref string, limit int, nextToken string) (*RotationPage, error) {
 	var p RotationPage
 	return &p, c.Do(ctx, http.MethodGet, keyPath(ref)+"/rotations"+pageQuery(url.Values{}, limit, nextToken), nil, &p)
-}
-
-// Version is one key version.
-type Version struct {
-	Version          int        `json:"version"`
-	State            string     `json:"state"`
-	Origin           string     `json:"origin"`
-	CreationDate     time.Time  `json:"creation_date"`
-	DestructionDate  *time.Time `json:"destruction_date,omitempty"`
-	TokenObjectLabel string     `json:"token_object_label"`
-	Encryptions      int64      `json:"encryptions"`
 }
 
 // ListVersions lists a key's versions, oldest first.

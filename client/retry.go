@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/hsmkms/hsmkms/wire"
 )
 
 // Retry says how a client retries the calls the server turned away for now
@@ -75,7 +77,7 @@ func Temporary(err error) bool {
 		case http.StatusConflict:
 			// 409 is also AlreadyExists, Disabled and KMSInvalidState, which
 			// no retry changes; only a lock conflict is temporary.
-			return e.Code == "ConflictException"
+			return e.Code == wire.CodeConflict
 		}
 		return false
 	}

@@ -15,7 +15,7 @@ import (
 // never leaves it; the token unwraps it straight into a key version object.
 // The material never exists in this process's memory.
 //
-// Two wrappings (the algorithm names of API.md):
+// Two wrappings (the algorithm names of docs/API.md):
 //   - RSAES_OAEP_SHA_1 / _SHA_256: RSA-OAEP of the 32 bytes of material.
 //   - RSA_AES_KEY_WRAP_SHA_1 / _SHA_256: RSA-OAEP of a fresh AES-256 key,
 //     followed by the material wrapped under that key with AES key wrap with
@@ -33,7 +33,7 @@ import (
 // the reconciler ignore them.
 const WrappingLabelPrefix = "hsmkms-wrap/"
 
-// WrappingBits is the size of wrapping keys (API.md: RSA_3072).
+// WrappingBits is the size of wrapping keys (docs/API.md: RSA_3072).
 const WrappingBits = 3072
 
 // Wrapping algorithms.

@@ -144,7 +144,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 func (m *Metrics) Handler() http.Handler { return m.handler }
 
 // Register adds GET /metrics to e; use it as api.Config.Extra. The route is
-// outside /v1, so it needs no bearer token (API.md).
+// outside /v1, so it needs no bearer token (docs/API.md).
 func (m *Metrics) Register(e *echo.Echo) {
 	e.GET(Path, echo.WrapHandler(m.handler))
 }
@@ -182,7 +182,7 @@ func methodLabel(m string) string {
 	return "OTHER"
 }
 
-// outcomeLabel is ok, the API error code (a closed set, API.md), or "error"
+// outcomeLabel is ok, the API error code (a closed set, docs/API.md), or "error"
 // for a failure that carries no code.
 func outcomeLabel(ri api.RequestInfo) string {
 	switch {

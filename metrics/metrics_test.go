@@ -61,7 +61,7 @@ func start(t *testing.T, o stackOptions) *stack {
 	s.svc = service.New(s.store, s.m.Token(kmstest.Token(t)), o.svc)
 	t.Cleanup(s.svc.Close)
 	s.m.WatchService(s.svc)
-	if _, err := s.svc.Bootstrap(context.Background(), kmstest.AdminToken); err != nil {
+	if _, err := s.svc.Access.Bootstrap(context.Background(), kmstest.AdminToken); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
 	e := api.New(api.Config{Service: s.svc, Logger: log, Extra: s.m.Register, Observe: s.m.Observe})
@@ -314,7 +314,7 @@ func TestAutomaticRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(8 * 24 * time.Hour)
-	if err := s.svc.RunDue(ctx); err != nil {
+	if err := s.svc.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	fams, _ := s.scrape(t)
@@ -523,7 +523,7 @@ func TestGCMEncryptions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.svc.FlushEncryptions(ctx); err != nil {
+	if err := s.svc.Worker.FlushEncryptions(ctx); err != nil {
 		t.Fatal(err)
 	}
 	fams, _ := s.scrape(t)

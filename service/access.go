@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/policy"
 	"golang.org/x/sync/singleflight"
 )
@@ -85,6 +86,44 @@ func newToken() (id, bearer string, err error) {
 	return id, tokenPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(secret[:]), nil
 }
 
+// Access is the access part: authentication and its cache, principals,
+// policies, bearer tokens and the administrator rule. It records its
+// changes through the audit part it is given.
+type Access struct {
+	base
+	store AccessStore
+	tx    Tx[AccessTx]
+	audit *Audit
+	auth  *authCache
+	// token derives access keys' secrets (its MAC capability); nil where
+	// access keys are not used (kmsd's access commands).
+	token hsm.Token
+	// accessKeys is the state of AWS access keys (accesskeys.go).
+	accessKeys accessKeyState
+}
+
+// AccessStore is what the access part reads outside transactions: its
+// queries, access keys', and the lock every replica respects while the
+// MAC key is made.
+type AccessStore interface {
+	AccessQueries
+	AccessKeyQueries
+	WithLock(ctx context.Context, name string, fn func() error) error
+}
+
+// AccessTx is what the access part's transactions read and write: its
+// queries and the audit record that commits with each change.
+type AccessTx interface {
+	AccessQueries
+	AccessKeyQueries
+	AuditAppender
+}
+
+func newAccess(b base, store Store, token hsm.Token, audit *Audit, ttl time.Duration) *Access {
+	return &Access{base: b, store: store, token: token, audit: audit, auth: newAuthCache(ttl),
+		tx: narrow(store, func(q Queries) AccessTx { return q })}
+}
+
 // authCache keeps what authentication read from the store for a short
 // time, so that a warm request makes no database round trip. Changes made
 // by this process clear it at once; another replica's within ttl.
@@ -119,7 +158,7 @@ var errUnknownToken = errorf(ErrUnauthenticated, "missing, unknown or revoked be
 // Authenticate turns a bearer token into its caller: the principal and its
 // policy documents. Unknown and revoked tokens are ErrUnauthenticated, with
 // one message for both.
-func (s *Service) Authenticate(ctx context.Context, bearer string) (*Caller, error) {
+func (s *Access) Authenticate(ctx context.Context, bearer string) (*Caller, error) {
 	if bearer == "" {
 		return nil, errUnknownToken
 	}
@@ -138,7 +177,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Caller, err
 	return e.caller, nil
 }
 
-func (s *Service) authEntry(ctx context.Context, id string) (authEntry, error) {
+func (s *Access) authEntry(ctx context.Context, id string) (authEntry, error) {
 	now := s.clock.Now()
 	c := s.auth
 	c.mu.RLock()
@@ -151,7 +190,7 @@ func (s *Service) authEntry(ctx context.Context, id string) (authEntry, error) {
 	// The generation is part of the key: a request that starts after a
 	// revocation (which clears the cache) must not join a load that began
 	// before it and return the token as it was.
-	r, err := sharedLoad(ctx, &c.loads, strconv.FormatUint(gen, 10)+"/"+id, s.cfg.DBTimeout, func(ctx context.Context) (any, error) {
+	r, err := sharedLoad(ctx, &c.loads, strconv.FormatUint(gen, 10)+"/"+id, s.dbTimeout, func(ctx context.Context) (any, error) {
 		t, err := s.store.GetToken(ctx, id)
 		if err != nil {
 			return nil, err
@@ -183,7 +222,7 @@ func (s *Service) authEntry(ctx context.Context, id string) (authEntry, error) {
 }
 
 // loadCaller reads a principal's policy documents.
-func (s *Service) loadCaller(ctx context.Context, principal string) (*Caller, error) {
+func (s *Access) loadCaller(ctx context.Context, principal string) (*Caller, error) {
 	recs, err := s.store.PoliciesOf(ctx, principal)
 	if err != nil {
 		return nil, err
@@ -214,7 +253,7 @@ func parseDocs(recs []PolicyRecord, bad func(name string, err error)) []policy.D
 
 // AuthenticateCertificate maps a verified TLS client certificate's subject
 // to its principal.
-func (s *Service) AuthenticateCertificate(ctx context.Context, subject string) (*Caller, error) {
+func (s *Access) AuthenticateCertificate(ctx context.Context, subject string) (*Caller, error) {
 	ctx, cancel := s.dbCtx(ctx)
 	defer cancel()
 	p, err := s.store.PrincipalByCertSubject(ctx, subject)
@@ -235,7 +274,7 @@ func (s *Service) AuthenticateCertificate(ctx context.Context, subject string) (
 // allowing everything) with bearer as its token, when no principal exists
 // yet. It reports whether it did; with principals present it does nothing,
 // so the bootstrap token of a later start never re-creates anything.
-func (s *Service) Bootstrap(ctx context.Context, bearer string) (bool, error) {
+func (s *Access) Bootstrap(ctx context.Context, bearer string) (bool, error) {
 	if len(bearer) < MinBootstrapTokenLength {
 		return false, Validationf("the bootstrap token must be at least %d characters", MinBootstrapTokenLength)
 	}
@@ -250,7 +289,7 @@ func (s *Service) Bootstrap(ctx context.Context, bearer string) (bool, error) {
 // InitAdmin creates the administrator with a new random token, which it
 // returns (it is shown once, and stored only as a hash). It refuses when a
 // principal exists already.
-func (s *Service) InitAdmin(ctx context.Context) (string, error) {
+func (s *Access) InitAdmin(ctx context.Context) (string, error) {
 	id, bearer, err := newToken()
 	if err != nil {
 		return "", err
@@ -265,10 +304,10 @@ func (s *Service) InitAdmin(ctx context.Context) (string, error) {
 	return bearer, nil
 }
 
-func (s *Service) createAdmin(ctx context.Context, tokenID, bearer string) (bool, error) {
+func (s *Access) createAdmin(ctx context.Context, tokenID, bearer string) (bool, error) {
 	made := false
 	doc, _ := json.Marshal(adminDocument)
-	err := s.store.InTx(ctx, func(q Queries) error {
+	err := s.tx(ctx, func(q AccessTx) error {
 		n, err := q.CountPrincipals(ctx)
 		if err != nil || n > 0 {
 			return err
@@ -287,11 +326,9 @@ func (s *Service) createAdmin(ctx context.Context, tokenID, bearer string) (bool
 			Description: "administrator (bootstrap)", CreatedAt: now}); err != nil {
 			return err
 		}
-		if s.auditor != nil {
-			a := &Activity{Principal: "system", Action: "kms:Bootstrap", Detail: map[string]string{"principal": AdminPrincipal}}
-			if err := q.AppendAudit(ctx, []*AuditEvent{a.event(now, OutcomeAllowed, "")}, HashAuditEvent); err != nil {
-				return err
-			}
+		a := &Activity{principal: "system", action: "kms:Bootstrap", detail: map[string]string{"principal": AdminPrincipal}}
+		if err := s.audit.appendIn(ctx, q, a, now); err != nil {
+			return err
 		}
 		made = true
 		return nil
@@ -334,7 +371,7 @@ type CreatePrincipalInput struct {
 }
 
 // CreatePrincipal makes a principal with the given policies attached.
-func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) (*PrincipalView, error) {
+func (s *Access) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) (*PrincipalView, error) {
 	if err := s.manage(ctx, "principal", in.Name); err != nil {
 		return nil, err
 	}
@@ -349,7 +386,7 @@ func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) 
 	if len(in.CertSubject) > 1024 {
 		return nil, Validationf("cert_subject must be at most 1024 characters")
 	}
-	err := s.commit(ctx, func(q Queries) error {
+	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
 		if err := q.InsertPrincipal(ctx, &Principal{Name: in.Name, CreatedAt: s.now(), CertSubject: in.CertSubject}); err != nil {
 			if errors.Is(err, ErrAlreadyExists) {
 				return errorf(ErrAlreadyExists, "principal %q (or a principal with that certificate subject) already exists", in.Name)
@@ -374,7 +411,7 @@ func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) 
 
 // manage authorises an access-management action and names its subject in
 // the audit record.
-func (s *Service) manage(ctx context.Context, kind, name string) error {
+func (s *Access) manage(ctx context.Context, kind, name string) error {
 	if name != "" {
 		noteDetail(ctx, kind, truncate(name, 140))
 	}
@@ -382,14 +419,14 @@ func (s *Service) manage(ctx context.Context, kind, name string) error {
 }
 
 // GetPrincipal returns a principal with its policies and tokens.
-func (s *Service) GetPrincipal(ctx context.Context, name string) (*PrincipalView, error) {
+func (s *Access) GetPrincipal(ctx context.Context, name string) (*PrincipalView, error) {
 	if err := s.manage(ctx, "principal", name); err != nil {
 		return nil, err
 	}
 	return s.principalView(ctx, name)
 }
 
-func (s *Service) principalView(ctx context.Context, name string) (*PrincipalView, error) {
+func (s *Access) principalView(ctx context.Context, name string) (*PrincipalView, error) {
 	p, err := s.store.GetPrincipal(ctx, name)
 	if errors.Is(err, ErrNotFound) {
 		return nil, errorf(ErrNotFound, "principal %q not found", truncate(name, 140))
@@ -405,7 +442,7 @@ func (s *Service) principalView(ctx context.Context, name string) (*PrincipalVie
 }
 
 // ListPrincipals returns one page of principals with their tokens.
-func (s *Service) ListPrincipals(ctx context.Context, limit int, nextToken string) ([]*PrincipalView, string, error) {
+func (s *Access) ListPrincipals(ctx context.Context, limit int, nextToken string) ([]*PrincipalView, string, error) {
 	if err := s.manage(ctx, "", ""); err != nil {
 		return nil, "", err
 	}
@@ -428,14 +465,14 @@ func (s *Service) ListPrincipals(ctx context.Context, limit int, nextToken strin
 
 // DeletePrincipal removes a principal, its tokens and attachments. A
 // caller cannot delete itself (an administrator locking everyone out).
-func (s *Service) DeletePrincipal(ctx context.Context, name string) error {
+func (s *Access) DeletePrincipal(ctx context.Context, name string) error {
 	if err := s.manage(ctx, "principal", name); err != nil {
 		return err
 	}
 	if c := CallerFrom(ctx); c != nil && c.Principal == name {
 		return errorf(ErrInvalidState, "a principal cannot delete itself")
 	}
-	err := s.commit(ctx, func(q Queries) error {
+	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
 		return keepingAdministrator(ctx, q, func() error {
 			err := q.DeletePrincipal(ctx, name)
 			if errors.Is(err, ErrNotFound) {
@@ -452,16 +489,16 @@ func (s *Service) DeletePrincipal(ctx context.Context, name string) error {
 }
 
 // AttachPolicy attaches a policy to a principal (attaching twice is a no-op).
-func (s *Service) AttachPolicy(ctx context.Context, principal, policyName string) (*PrincipalView, error) {
+func (s *Access) AttachPolicy(ctx context.Context, principal, policyName string) (*PrincipalView, error) {
 	return s.attachment(ctx, principal, policyName, true)
 }
 
 // DetachPolicy detaches a policy from a principal.
-func (s *Service) DetachPolicy(ctx context.Context, principal, policyName string) (*PrincipalView, error) {
+func (s *Access) DetachPolicy(ctx context.Context, principal, policyName string) (*PrincipalView, error) {
 	return s.attachment(ctx, principal, policyName, false)
 }
 
-func (s *Service) attachment(ctx context.Context, principal, policyName string, attach bool) (*PrincipalView, error) {
+func (s *Access) attachment(ctx context.Context, principal, policyName string, attach bool) (*PrincipalView, error) {
 	if err := s.manage(ctx, "principal", principal); err != nil {
 		return nil, err
 	}
@@ -469,7 +506,7 @@ func (s *Service) attachment(ctx context.Context, principal, policyName string, 
 	if err := validateName("policy", policyName); err != nil {
 		return nil, err
 	}
-	err := s.commit(ctx, func(q Queries) error {
+	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
 		if _, err := q.GetPrincipal(ctx, principal); errors.Is(err, ErrNotFound) {
 			return errorf(ErrNotFound, "principal %q not found", truncate(principal, 140))
 		} else if err != nil {
@@ -500,7 +537,7 @@ func (s *Service) attachment(ctx context.Context, principal, policyName string, 
 
 // CreateToken makes a new bearer token for a principal. The returned
 // secret is shown once; only its hash is kept.
-func (s *Service) CreateToken(ctx context.Context, principal, description string) (*NewToken, error) {
+func (s *Access) CreateToken(ctx context.Context, principal, description string) (*NewToken, error) {
 	if err := s.manage(ctx, "principal", principal); err != nil {
 		return nil, err
 	}
@@ -508,7 +545,7 @@ func (s *Service) CreateToken(ctx context.Context, principal, description string
 		return nil, err
 	}
 	var out *NewToken
-	err := s.commit(ctx, func(q Queries) error {
+	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
 		var err error
 		out, err = s.insertToken(ctx, q, principal, description)
 		return err
@@ -519,7 +556,7 @@ func (s *Service) CreateToken(ctx context.Context, principal, description string
 	return out, nil
 }
 
-func (s *Service) insertToken(ctx context.Context, q Queries, principal, description string) (*NewToken, error) {
+func (s *Access) insertToken(ctx context.Context, q AccessQueries, principal, description string) (*NewToken, error) {
 	id, bearer, err := newToken()
 	if err != nil {
 		return nil, err
@@ -539,18 +576,18 @@ func (s *Service) insertToken(ctx context.Context, q Queries, principal, descrip
 
 // RevokeToken revokes one of a principal's tokens at once (in this process;
 // other replicas within AuthCacheTTL).
-func (s *Service) RevokeToken(ctx context.Context, principal, id string) error {
+func (s *Access) RevokeToken(ctx context.Context, principal, id string) error {
 	_, err := s.replaceToken(ctx, principal, id, false)
 	return err
 }
 
 // RotateToken makes a new token for the principal and revokes the old one,
 // in one transaction.
-func (s *Service) RotateToken(ctx context.Context, principal, id string) (*NewToken, error) {
+func (s *Access) RotateToken(ctx context.Context, principal, id string) (*NewToken, error) {
 	return s.replaceToken(ctx, principal, id, true)
 }
 
-func (s *Service) replaceToken(ctx context.Context, principal, id string, issue bool) (*NewToken, error) {
+func (s *Access) replaceToken(ctx context.Context, principal, id string, issue bool) (*NewToken, error) {
 	if err := s.manage(ctx, "principal", principal); err != nil {
 		return nil, err
 	}
@@ -560,7 +597,7 @@ func (s *Service) replaceToken(ctx context.Context, principal, id string, issue 
 	}
 	noteDetail(ctx, "revoked_token_id", id)
 	var out *NewToken
-	err := s.commit(ctx, func(q Queries) error {
+	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
 		t, err := q.GetToken(ctx, id)
 		if errors.Is(err, ErrNotFound) || (err == nil && t.Principal != principal) {
 			return errorf(ErrNotFound, "principal %q has no token %q", truncate(principal, 140), id)
@@ -601,7 +638,7 @@ func policyView(r *PolicyRecord) *PolicyView {
 
 // PutPolicy creates or replaces a policy document. It applies at once in
 // this process and within AuthCacheTTL on other replicas.
-func (s *Service) PutPolicy(ctx context.Context, name string, doc policy.Document) (*PolicyView, error) {
+func (s *Access) PutPolicy(ctx context.Context, name string, doc policy.Document) (*PolicyView, error) {
 	if err := s.manage(ctx, "policy", name); err != nil {
 		return nil, err
 	}
@@ -616,7 +653,7 @@ func (s *Service) PutPolicy(ctx context.Context, name string, doc policy.Documen
 		return nil, err
 	}
 	var out *PolicyRecord
-	err = s.commit(ctx, func(q Queries) error {
+	err = commit(ctx, s.audit, s.tx, func(q AccessTx) error {
 		now := s.now()
 		created := now
 		if old, err := q.GetPolicy(ctx, name); err == nil {
@@ -635,7 +672,7 @@ func (s *Service) PutPolicy(ctx context.Context, name string, doc policy.Documen
 }
 
 // GetPolicy returns one policy.
-func (s *Service) GetPolicy(ctx context.Context, name string) (*PolicyView, error) {
+func (s *Access) GetPolicy(ctx context.Context, name string) (*PolicyView, error) {
 	if err := s.manage(ctx, "policy", name); err != nil {
 		return nil, err
 	}
@@ -650,7 +687,7 @@ func (s *Service) GetPolicy(ctx context.Context, name string) (*PolicyView, erro
 }
 
 // ListPolicies returns one page of policies.
-func (s *Service) ListPolicies(ctx context.Context, limit int, nextToken string) ([]*PolicyView, string, error) {
+func (s *Access) ListPolicies(ctx context.Context, limit int, nextToken string) ([]*PolicyView, string, error) {
 	if err := s.manage(ctx, "", ""); err != nil {
 		return nil, "", err
 	}
@@ -668,11 +705,11 @@ func (s *Service) ListPolicies(ctx context.Context, limit int, nextToken string)
 }
 
 // DeletePolicy removes a policy that no principal has attached.
-func (s *Service) DeletePolicy(ctx context.Context, name string) error {
+func (s *Access) DeletePolicy(ctx context.Context, name string) error {
 	if err := s.manage(ctx, "policy", name); err != nil {
 		return err
 	}
-	err := s.commit(ctx, func(q Queries) error {
+	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
 		err := q.DeletePolicy(ctx, name)
 		if errors.Is(err, ErrNotFound) {
 			return errorf(ErrNotFound, "policy %q not found", truncate(name, 140))
@@ -691,7 +728,7 @@ func (s *Service) DeletePolicy(ctx context.Context, name string) error {
 // (allowed kms:ManageAccess, with a live token or a mapped certificate)
 // where there was one: kmsd init and the bootstrap token only set up an
 // empty database, so nothing could undo it.
-func keepingAdministrator(ctx context.Context, q Queries, change func() error) error {
+func keepingAdministrator(ctx context.Context, q AccessQueries, change func() error) error {
 	// One such change at a time (on PostgreSQL; SQLite's write transactions
 	// are serial already): two administrators taking each other's rights at
 	// the same moment would each still see the other.
@@ -718,7 +755,7 @@ func keepingAdministrator(ctx context.Context, q Queries, change func() error) e
 	return nil
 }
 
-func hasAdministrator(ctx context.Context, q Queries) (bool, error) {
+func hasAdministrator(ctx context.Context, q AccessQueries) (bool, error) {
 	page := Page{Limit: 100}
 	for {
 		ps, err := q.ListPrincipals(ctx, page)
@@ -738,7 +775,7 @@ func hasAdministrator(ctx context.Context, q Queries) (bool, error) {
 	}
 }
 
-func isAdministrator(ctx context.Context, q Queries, p Principal) (bool, error) {
+func isAdministrator(ctx context.Context, q AccessQueries, p Principal) (bool, error) {
 	recs, err := q.PoliciesOf(ctx, p.Name)
 	if err != nil {
 		return false, err
@@ -762,7 +799,7 @@ func isAdministrator(ctx context.Context, q Queries, p Principal) (bool, error) 
 }
 
 // NeedsBootstrap reports whether no principal exists yet.
-func (s *Service) NeedsBootstrap(ctx context.Context) (bool, error) {
+func (s *Access) NeedsBootstrap(ctx context.Context) (bool, error) {
 	n, err := s.store.CountPrincipals(ctx)
 	return n == 0, s.storeErr(err)
 }

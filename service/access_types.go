@@ -66,7 +66,7 @@ type AuditHash func(e *AuditEvent) string
 // AuditGenesisHash is the prev_hash of the first audit record.
 const AuditGenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// AccessQueries are the reads and writes of access control and audit.
+// AccessQueries are the reads and writes of access control.
 type AccessQueries interface {
 	InsertPrincipal(ctx context.Context, p *Principal) error
 	// GetPrincipal returns a principal with its attached policy names.
@@ -95,19 +95,29 @@ type AccessQueries interface {
 	ListTokens(ctx context.Context, principal string) ([]BearerToken, error)
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 
+	// LockAccessChanges serialises, until the transaction ends, the access
+	// changes that could remove the last administrator.
+	LockAccessChanges(ctx context.Context) error
+}
+
+// AuditAppender appends to the audit chain: the one write every part's
+// transactions need (a management change commits with its record).
+type AuditAppender interface {
 	// AppendAudit appends events to the chain atomically: it locks the
 	// chain head, gives each event the next seq and the previous hash,
 	// computes its hash with h, inserts it and moves the head. Inside a
 	// transaction the events commit or roll back with it.
 	AppendAudit(ctx context.Context, events []*AuditEvent, h AuditHash) error
+}
+
+// AuditQueries are the reads and writes of the audit chain.
+type AuditQueries interface {
+	AuditAppender
 	// ListAudit returns events matching f, ordered by seq.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 	// LastAudit returns the newest record with the given action
 	// (ErrNotFound when there is none).
 	LastAudit(ctx context.Context, action string) (*AuditEvent, error)
-	// LockAccessChanges serialises, until the transaction ends, the access
-	// changes that could remove the last administrator.
-	LockAccessChanges(ctx context.Context) error
 	// LockAuditHead locks the chain head until the transaction ends: no
 	// record is appended by anyone else meanwhile.
 	LockAuditHead(ctx context.Context) error

@@ -76,7 +76,7 @@ type accessKeyEntry struct {
 // ensureMACKey creates the MAC key in the token once, under a lock every
 // replica respects (two replicas creating it at once would make two
 // objects with one CKA_ID).
-func (s *Service) ensureMACKey(ctx context.Context) (hsm.MAC, error) {
+func (s *Access) ensureMACKey(ctx context.Context) (hsm.MAC, error) {
 	m, ok := s.token.(hsm.MAC)
 	if !ok {
 		return nil, errorf(ErrUnavailable, "the token offers no HMAC capability: access keys cannot be used")
@@ -96,7 +96,7 @@ func (s *Service) ensureMACKey(ctx context.Context) (hsm.MAC, error) {
 }
 
 // accessKeySecret derives a key's secret in the token.
-func (s *Service) accessKeySecret(ctx context.Context, k *AccessKey) (string, error) {
+func (s *Access) accessKeySecret(ctx context.Context, k *AccessKey) (string, error) {
 	m, err := s.ensureMACKey(ctx)
 	if err != nil {
 		return "", err
@@ -122,7 +122,7 @@ func newAccessKeyID() (id, nonce string, err error) {
 
 // CreateAccessKey makes an access key for a principal (kms:ManageAccess).
 // The secret is returned once and can never be read again.
-func (s *Service) CreateAccessKey(ctx context.Context, principal string) (*NewAccessKey, error) {
+func (s *Access) CreateAccessKey(ctx context.Context, principal string) (*NewAccessKey, error) {
 	if err := s.manage(ctx, "principal", principal); err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func (s *Service) CreateAccessKey(ctx context.Context, principal string) (*NewAc
 		return nil, err
 	}
 	noteDetail(ctx, "access_key_id", id)
-	err = s.commit(ctx, func(q Queries) error {
+	err = commit(ctx, s.audit, s.tx, func(q AccessTx) error {
 		err := q.InsertAccessKey(ctx, k)
 		if errors.Is(err, ErrNotFound) {
 			return errorf(ErrNotFound, "principal %q not found", truncate(principal, 140))
@@ -153,7 +153,7 @@ func (s *Service) CreateAccessKey(ctx context.Context, principal string) (*NewAc
 
 // ListAccessKeys lists a principal's access keys (ids, dates; never
 // secrets).
-func (s *Service) ListAccessKeys(ctx context.Context, principal string) ([]AccessKey, error) {
+func (s *Access) ListAccessKeys(ctx context.Context, principal string) ([]AccessKey, error) {
 	if err := s.manage(ctx, "principal", principal); err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func (s *Service) ListAccessKeys(ctx context.Context, principal string) ([]Acces
 
 // DeleteAccessKey removes one of a principal's access keys; it stops
 // working at once in this process, on other replicas within AuthCacheTTL.
-func (s *Service) DeleteAccessKey(ctx context.Context, principal, id string) error {
+func (s *Access) DeleteAccessKey(ctx context.Context, principal, id string) error {
 	if err := s.manage(ctx, "principal", principal); err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func (s *Service) DeleteAccessKey(ctx context.Context, principal, id string) err
 		return Validationf("access_key_id must be an access key id (AKIA and 16 characters of A-Z 2-7)")
 	}
 	noteDetail(ctx, "access_key_id", id)
-	err := s.commit(ctx, func(q Queries) error {
+	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
 		k, err := q.GetAccessKey(ctx, id)
 		if errors.Is(err, ErrNotFound) || (err == nil && k.Principal != principal) {
 			return errorf(ErrNotFound, "principal %q has no access key %q", truncate(principal, 140), id)
@@ -211,7 +211,7 @@ var ErrUnknownAccessKey = errors.New("the security token included in the request
 // error is returned wrapped in ErrUnauthenticated. A warm request makes no
 // database round trip: the key is cached with the bearer tokens, and
 // cleared with them on every access change.
-func (s *Service) AuthenticateAccessKey(ctx context.Context, id string, check func(secret []byte) error) (*Caller, error) {
+func (s *Access) AuthenticateAccessKey(ctx context.Context, id string, check func(secret []byte) error) (*Caller, error) {
 	if !accessKeyPattern.MatchString(id) {
 		return nil, fmt.Errorf("%w: %w", ErrUnauthenticated, ErrUnknownAccessKey)
 	}
@@ -245,7 +245,7 @@ func (s *Service) AuthenticateAccessKey(ctx context.Context, id string, check fu
 // when it is fresh (AuthCacheTTL, and no access change since it was
 // loaded), otherwise from the store and the token, one load per key at a
 // time.
-func (s *Service) accessKeyEntry(ctx context.Context, id string) (accessKeyEntry, error) {
+func (s *Access) accessKeyEntry(ctx context.Context, id string) (accessKeyEntry, error) {
 	now := s.clock.Now()
 	s.auth.mu.RLock()
 	gen := s.auth.gen

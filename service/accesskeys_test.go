@@ -16,12 +16,12 @@ import (
 func TestReconcilerLeavesTheMACKey(t *testing.T) {
 	s := kmstest.Start(t, kmstest.Options{Config: service.Config{DestroyUnknownObjects: true}})
 	ctx := kmstest.Ctx(t)
-	k, err := s.Service.CreateAccessKey(ctx, service.AdminPrincipal)
+	k, err := s.Service.Access.CreateAccessKey(ctx, service.AdminPrincipal)
 	if err != nil {
 		t.Fatal(err)
 	}
 	kmstest.Secret(k.Secret)
-	rep, err := s.Service.Reconcile(ctx)
+	rep, err := s.Service.Worker.Reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestReconcilerLeavesTheMACKey(t *testing.T) {
 		}
 		return nil
 	}
-	if _, err := s.Service.AuthenticateAccessKey(ctx, k.ID, check); err != nil {
+	if _, err := s.Service.Access.AuthenticateAccessKey(ctx, k.ID, check); err != nil {
 		t.Fatalf("access key after the reconciler: %v", err)
 	}
 }

@@ -20,7 +20,7 @@ func checkCustomerAlias(name string) error {
 
 // resolveTarget resolves target_key_id (before any transaction begins) and
 // authorises action on that key and on the alias.
-func (s *Service) resolveTarget(ctx context.Context, action, alias, ref string) (string, error) {
+func (s *Keys) resolveTarget(ctx context.Context, action, alias, ref string) (string, error) {
 	if ref == "" {
 		return "", Validationf("target_key_id is required")
 	}
@@ -35,7 +35,7 @@ func (s *Service) resolveTarget(ctx context.Context, action, alias, ref string) 
 }
 
 // aliasTarget reads the key an alias is to point at and checks it may be one.
-func (s *Service) aliasTarget(ctx context.Context, q Queries, id string) (*Key, error) {
+func (s *Keys) aliasTarget(ctx context.Context, q KeyQueries, id string) (*Key, error) {
 	k, err := s.lockKey(ctx, q, id)
 	if err != nil {
 		return nil, err
@@ -46,7 +46,7 @@ func (s *Service) aliasTarget(ctx context.Context, q Queries, id string) (*Key, 
 // aliasOwner reads the key an existing alias names (fresh, not cached) and
 // authorises action on it: moving or deleting an alias needs the right on
 // the key it leaves.
-func (s *Service) aliasOwner(ctx context.Context, action, name string) (string, error) {
+func (s *Keys) aliasOwner(ctx context.Context, action, name string) (string, error) {
 	a, err := s.store.GetAlias(ctx, name)
 	if errors.Is(err, ErrNotFound) {
 		if aerr := allow(ctx, action, policy.Resource{Alias: name}); aerr != nil {
@@ -83,7 +83,7 @@ func customerAlias(name string) error {
 // locks the key it leaves, so a change that was authorised on the old
 // binding waits for a concurrent move and then sees it, rather than
 // overwriting it (PostgreSQL reads committed data per statement).
-func boundAlias(ctx context.Context, q Queries, name, keyID string, alsoLock ...string) (*Alias, error) {
+func boundAlias(ctx context.Context, q KeyQueries, name, keyID string, alsoLock ...string) (*Alias, error) {
 	ids := append([]string{keyID}, alsoLock...)
 	slices.Sort(ids)
 	for _, id := range slices.Compact(ids) {
@@ -99,13 +99,13 @@ func boundAlias(ctx context.Context, q Queries, name, keyID string, alsoLock ...
 		return nil, err
 	}
 	if a.KeyID != keyID {
-		return nil, errorf(ErrLimitExceeded, "alias %q changed while this request ran; retry", name)
+		return nil, errorf(ErrConflict, "alias %q changed while this request ran; retry", name)
 	}
 	return a, nil
 }
 
 // CreateAlias binds a new alias to a key.
-func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
+func (s *Keys) CreateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
 	if err := customerAlias(name); err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Ali
 		return nil, err
 	}
 	var out *Alias
-	err = s.commit(ctx, func(q Queries) error {
+	err = commit(ctx, s.audit, s.tx, func(q KeysTx) error {
 		k, err := s.aliasTarget(ctx, q, targetID)
 		if err != nil {
 			return err
@@ -134,7 +134,7 @@ func (s *Service) CreateAlias(ctx context.Context, name, targetRef string) (*Ali
 
 // UpdateAlias re-binds an existing alias to another key: the manual way to
 // rotate (applications keep using the alias).
-func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
+func (s *Keys) UpdateAlias(ctx context.Context, name, targetRef string) (*Alias, error) {
 	if err := customerAlias(name); err != nil {
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Ali
 		return nil, err
 	}
 	var out *Alias
-	err = s.commit(ctx, func(q Queries) error {
+	err = commit(ctx, s.audit, s.tx, func(q KeysTx) error {
 		a, err := boundAlias(ctx, q, name, oldID, targetID)
 		if err != nil {
 			return err
@@ -171,7 +171,7 @@ func (s *Service) UpdateAlias(ctx context.Context, name, targetRef string) (*Ali
 }
 
 // DeleteAlias removes an alias; the key is untouched.
-func (s *Service) DeleteAlias(ctx context.Context, name string) error {
+func (s *Keys) DeleteAlias(ctx context.Context, name string) error {
 	if err := customerAlias(name); err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func (s *Service) DeleteAlias(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	err = s.commit(ctx, func(q Queries) error {
+	err = commit(ctx, s.audit, s.tx, func(q KeysTx) error {
 		if _, err := boundAlias(ctx, q, name, keyID); err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func (s *Service) DeleteAlias(ctx context.Context, name string) error {
 }
 
 // ListAliases lists aliases, all or those of one key (id or alias).
-func (s *Service) ListAliases(ctx context.Context, keyRef string, limit int, nextToken string) ([]Alias, string, error) {
+func (s *Keys) ListAliases(ctx context.Context, keyRef string, limit int, nextToken string) ([]Alias, string, error) {
 	keyID := ""
 	if keyRef != "" {
 		v, err := s.access(ctx, ActListAliases, keyRef)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hsmkms/hsmkms/hsm"
 )
 
 // Audit outcomes.
@@ -52,68 +54,129 @@ func HashAuditEvent(e *AuditEvent) string {
 // event turns an activity into an audit record.
 func (a *Activity) event(at time.Time, outcome, code string) *AuditEvent {
 	detail := ""
-	if len(a.Detail) > 0 {
-		b, _ := json.Marshal(a.Detail) // map[string]string: sorted keys, cannot fail
+	if len(a.detail) > 0 {
+		b, _ := json.Marshal(a.detail) // map[string]string: sorted keys, cannot fail
 		detail = string(b)
 	}
-	return &AuditEvent{At: at, RequestID: a.RequestID, Principal: a.Principal, Action: a.Action,
-		KeyID: a.KeyID, KeyVersion: a.KeyVersion, Outcome: outcome, ErrorCode: code,
-		Source: a.Source, Detail: detail}
+	return &AuditEvent{At: at, RequestID: a.requestID, Principal: a.principal, Action: a.action,
+		KeyID: a.keyID, KeyVersion: a.keyVersion, Outcome: outcome, ErrorCode: code,
+		Source: a.source, Detail: detail}
 }
 
-// commit runs fn in a transaction that, when the request carries an
+// AuditStore is what the audit part reads and writes: the chain, and a
+// lock every replica respects (creating the seal key).
+type AuditStore interface {
+	AuditQueries
+	WithLock(ctx context.Context, name string, fn func() error) error
+}
+
+// Tx runs fn in one transaction whose reads and writes are Q: Store.InTx,
+// narrowed to what one part of the service uses.
+type Tx[Q any] func(ctx context.Context, fn func(q Q) error) error
+
+// narrow gives a part transactions that show only its queries.
+func narrow[Q any](s Store, view func(Queries) Q) Tx[Q] {
+	return func(ctx context.Context, fn func(q Q) error) error {
+		return s.InTx(ctx, func(q Queries) error { return fn(view(q)) })
+	}
+}
+
+// Audit is the audit part: the hash chain, the group-commit writer, the
+// seals and verify. The other parts are given it and record through it.
+type Audit struct {
+	base
+	store AuditStore
+	tx    Tx[AuditQueries]
+	token hsm.Token // seals; nil where nothing is sealed (kmsd's access commands)
+	// w group-commits audit records; nil when auditing is off.
+	w      *auditor
+	sealer sealer
+}
+
+func newAudit(b base, store Store, token hsm.Token, enabled bool) *Audit {
+	a := &Audit{base: b, store: store, token: token,
+		tx: narrow(store, func(q Queries) AuditQueries { return q })}
+	if enabled {
+		a.w = newAuditor(store, b.log, b.dbTimeout)
+	}
+	return a
+}
+
+// close writes every queued record, stops taking new ones and seals what
+// the last requests appended.
+func (a *Audit) close() {
+	if a.w == nil {
+		return
+	}
+	a.w.close()
+	if a.token != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.SealAudit(ctx); err != nil {
+			a.log.Warn("final audit seal", "err", err)
+		}
+	}
+}
+
+// commit runs fn in a transaction of tx that, when the request carries an
 // activity and auditing is on, also appends the request's record: a
 // management change and its audit record commit together or not at all.
 // The record is appended last, so the chain's head is locked briefly.
-func (s *Service) commit(ctx context.Context, fn func(q Queries) error) error {
-	ctx, cancel := s.dbCtx(ctx)
+func commit[Q AuditAppender](ctx context.Context, rec *Audit, tx Tx[Q], fn func(q Q) error) error {
+	ctx, cancel := rec.dbCtx(ctx)
 	defer cancel()
 	a := activityFrom(ctx)
-	record := a != nil && s.auditor != nil
-	err := s.store.InTx(ctx, func(q Queries) error {
+	record := a != nil && rec.w != nil
+	err := tx(ctx, func(q Q) error {
 		if err := fn(q); err != nil {
 			return err
 		}
 		if !record {
 			return nil
 		}
-		return q.AppendAudit(ctx, []*AuditEvent{a.event(s.clock.Now(), OutcomeAllowed, "")}, HashAuditEvent)
+		return rec.appendIn(ctx, q, a, rec.clock.Now())
 	})
 	if err == nil && record {
-		a.audited = true
+		a.recorded = true
 	}
 	return err
 }
 
-// auditSystem appends, inside a transaction, the record of a change the
-// service made by itself (the worker).
-func (s *Service) auditSystem(ctx context.Context, q Queries, a *Activity) error {
-	if s.auditor == nil {
+// appendIn appends a's record inside the transaction of q, when auditing
+// is on.
+func (a *Audit) appendIn(ctx context.Context, q AuditAppender, act *Activity, at time.Time) error {
+	if a.w == nil {
 		return nil
 	}
-	return q.AppendAudit(ctx, []*AuditEvent{a.event(s.clock.Now(), OutcomeAllowed, "")}, HashAuditEvent)
+	return q.AppendAudit(ctx, []*AuditEvent{act.event(at, OutcomeAllowed, "")}, HashAuditEvent)
+}
+
+// system appends, inside a transaction, the record of a change the
+// service made by itself (the worker).
+func (a *Audit) system(ctx context.Context, q AuditAppender, act *Activity) error {
+	return a.appendIn(ctx, q, act, a.clock.Now())
 }
 
 // AuditEnabled reports whether requests are audited.
-func (s *Service) AuditEnabled() bool { return s.auditor != nil }
+func (a *Audit) AuditEnabled() bool { return a.w != nil }
 
 // Record writes the audit record of a request that did not record itself
 // in a transaction (reads, cryptographic operations, denials, failures),
 // and returns once it is durable: the caller answers the request only then.
 // Records are group-committed: many requests share one transaction.
-func (s *Service) Record(ctx context.Context, a *Activity, outcome, code string) error {
-	if s.auditor == nil || a == nil || a.audited {
+func (a *Audit) Record(ctx context.Context, act *Activity, outcome, code string) error {
+	if a.w == nil || act == nil || act.recorded {
 		return nil
 	}
-	return s.auditor.append(ctx, a.event(s.clock.Now(), outcome, code))
+	return a.w.append(ctx, act.event(a.clock.Now(), outcome, code))
 }
 
 // AuditQueueDepth is the number of records waiting for their group commit.
-func (s *Service) AuditQueueDepth() int {
-	if s.auditor == nil {
+func (a *Audit) AuditQueueDepth() int {
+	if a.w == nil {
 		return 0
 	}
-	return int(s.auditor.depth.Load())
+	return int(a.w.depth.Load())
 }
 
 // auditor group-commits audit records: one goroutine takes every record
@@ -121,7 +184,7 @@ func (s *Service) AuditQueueDepth() int {
 // transaction, so that the cost of a commit is shared by all waiting
 // requests.
 type auditor struct {
-	store Store
+	store AuditAppender
 	log   interface{ Error(string, ...any) }
 	queue chan *auditReq
 	depth atomic.Int64
@@ -148,7 +211,7 @@ const maxAuditBatch = 512
 // last one had company; a lone request never waits.
 var auditLinger = 500 * time.Microsecond
 
-func newAuditor(store Store, log interface{ Error(string, ...any) }, timeout time.Duration) *auditor {
+func newAuditor(store AuditAppender, log interface{ Error(string, ...any) }, timeout time.Duration) *auditor {
 	a := &auditor{store: store, log: log, timeout: timeout, queue: make(chan *auditReq, 4*maxAuditBatch), done: make(chan struct{})}
 	go a.run()
 	return a
@@ -286,7 +349,7 @@ func (a *auditor) close() {
 }
 
 // ListAudit returns one page of audit records matching f, oldest first.
-func (s *Service) ListAudit(ctx context.Context, f AuditFilter, nextToken string) ([]AuditEvent, string, error) {
+func (a *Audit) ListAudit(ctx context.Context, f AuditFilter, nextToken string) ([]AuditEvent, string, error) {
 	if err := allow(ctx, ActReadAudit, noResource); err != nil {
 		return nil, "", err
 	}
@@ -314,9 +377,9 @@ func (s *Service) ListAudit(ctx context.Context, f AuditFilter, nextToken string
 		}
 	}
 	f.Limit = limit + 1
-	rows, err := s.store.ListAudit(ctx, f)
+	rows, err := a.store.ListAudit(ctx, f)
 	if err != nil {
-		return nil, "", s.storeErr(err)
+		return nil, "", a.storeErr(err)
 	}
 	next := ""
 	if len(rows) > limit {
@@ -343,24 +406,24 @@ type AuditVerification struct {
 // predecessor (seq one more, prev_hash its hash), hash to its stored hash,
 // and the last one must be the head. An edited, deleted, inserted or
 // reordered record breaks it; the first broken record is named.
-func (s *Service) VerifyAudit(ctx context.Context) (*AuditVerification, error) {
+func (a *Audit) VerifyAudit(ctx context.Context) (*AuditVerification, error) {
 	if err := allow(ctx, ActReadAudit, noResource); err != nil {
 		return nil, err
 	}
-	return s.verifyAudit(ctx)
+	return a.verifyAudit(ctx)
 }
 
-func (s *Service) verifyAudit(ctx context.Context) (*AuditVerification, error) {
-	s.sealer.mu.Lock()
-	remembered := s.checkRemembered(ctx)
-	rememberedSeq := s.sealer.lastSeq
-	s.sealer.mu.Unlock()
+func (a *Audit) verifyAudit(ctx context.Context) (*AuditVerification, error) {
+	a.sealer.mu.Lock()
+	remembered := a.checkRemembered(ctx)
+	rememberedSeq := a.sealer.lastSeq
+	a.sealer.mu.Unlock()
 	if remembered != nil && !errors.Is(remembered, errSealGone) {
 		return nil, remembered
 	}
-	headSeq, headHash, err := s.store.AuditHead(ctx)
+	headSeq, headHash, err := a.store.AuditHead(ctx)
 	if err != nil {
-		return nil, s.storeErr(err)
+		return nil, a.storeErr(err)
 	}
 	out := &AuditVerification{HeadSeq: headSeq}
 	broken := func(seq int64, format string, args ...any) (*AuditVerification, error) {
@@ -375,9 +438,9 @@ func (s *Service) verifyAudit(ctx context.Context) (*AuditVerification, error) {
 	lastSealRecord := int64(0)
 	const page = 1000
 	for {
-		rows, err := s.store.ListAudit(ctx, AuditFilter{AfterSeq: prevSeq, Limit: page})
+		rows, err := a.store.ListAudit(ctx, AuditFilter{AfterSeq: prevSeq, Limit: page})
 		if err != nil {
-			return nil, s.storeErr(err)
+			return nil, a.storeErr(err)
 		}
 		for i := range rows {
 			e := &rows[i]
@@ -390,7 +453,7 @@ func (s *Service) verifyAudit(ctx context.Context) (*AuditVerification, error) {
 				return broken(e.Seq, "record %d was altered (its hash does not match its contents)", e.Seq)
 			}
 			if e.Action == ActAuditSeal && e.Principal == "system" {
-				seq, why, err := s.sealCheck(ctx, e, hashAt, lastSealRecord, out.SealedSeq)
+				seq, why, err := a.sealCheck(ctx, e, hashAt, lastSealRecord, out.SealedSeq)
 				if err != nil {
 					return nil, err
 				}

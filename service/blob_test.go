@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -114,5 +115,18 @@ func TestParseDuration(t *testing.T) {
 	}
 	if got := FormatDuration(90 * 24 * 3600 * 1e9); got != "7776000s" {
 		t.Errorf("format: %s", got)
+	}
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{7 * 24 * time.Hour, "7d"}, {2560 * 24 * time.Hour, "2560d"}, {5 * time.Minute, "5m"}, {time.Minute, "1m"},
+		{10 * time.Second, "10s"}, {90 * time.Second, "1m30s"}, {2 * time.Hour, "2h"}, {25 * time.Hour, "25h"}, {500 * time.Millisecond, "500ms"}} {
+		got := ShortDuration(tc.d)
+		if got != tc.want {
+			t.Errorf("ShortDuration(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+		if back, err := ParseDuration(got); err != nil || back != tc.d {
+			t.Errorf("ParseDuration(ShortDuration(%v)) = %v, %v", tc.d, back, err)
+		}
 	}
 }

@@ -27,7 +27,7 @@ type keyView struct {
 // another replica's change is seen within ttl) and are dropped at once when
 // this process changes them. N concurrent misses on one key cause one load.
 type keyCache struct {
-	store Store
+	store KeyQueries
 	clock Clock
 	ttl   time.Duration
 	// dbTimeout bounds one load (sharedLoad).
@@ -47,7 +47,7 @@ type aliasEntry struct {
 	loadedAt time.Time
 }
 
-func newKeyCache(store Store, clock Clock, ttl, dbTimeout time.Duration) *keyCache {
+func newKeyCache(store KeyQueries, clock Clock, ttl, dbTimeout time.Duration) *keyCache {
 	return &keyCache{store: store, clock: clock, ttl: ttl, dbTimeout: dbTimeout,
 		keys: map[string]*keyView{}, aliases: map[string]aliasEntry{}}
 }

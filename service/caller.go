@@ -16,32 +16,54 @@ type Caller struct {
 	system    bool
 }
 
-// Activity is what a request did, filled in as it goes: the API creates it
-// with who and where, the service adds the action's key and version. It
-// becomes the request's audit record.
+// Activity is what a request did, filled in as it goes: StartActivity
+// begins it with who and where, the service notes the action's key and
+// version, and the audit part writes it as the request's record (Audit.Record,
+// or a management change's own transaction). Its fields are the service's:
+// the API only starts it, reads what was noted, and hands it to Record.
 type Activity struct {
-	RequestID  string
-	Principal  string
-	Source     string
-	Action     string
-	KeyID      string
-	KeyVersion int
-	Detail     map[string]string
+	requestID  string
+	principal  string
+	source     string
+	action     string
+	keyID      string
+	keyVersion int
+	detail     map[string]string
 
-	// audited is set once the record committed together with a change
-	// (management actions); the API then does not record it again.
-	audited bool
+	// recorded is set by the audit part once the record committed
+	// together with a change (management actions): Audit.Record then does
+	// not write it again.
+	recorded bool
 }
 
-// Audited reports whether the request's record was already written in the
-// transaction of its change.
-func (a *Activity) Audited() bool { return a != nil && a.audited }
+// StartActivity begins the audit activity of one request and returns ctx
+// carrying it. The principal is the caller's, once WithCaller names it.
+func StartActivity(ctx context.Context, requestID, source, action string) (context.Context, *Activity) {
+	a := &Activity{requestID: requestID, source: source, action: action}
+	if c := CallerFrom(ctx); c != nil {
+		a.principal = c.Principal
+	}
+	return withActivity(ctx, a), a
+}
+
+// Noted returns the key and version the request touched (for the request
+// log); "" and 0 when none.
+func (a *Activity) Noted() (keyID string, version int) {
+	if a == nil {
+		return "", 0
+	}
+	return a.keyID, a.keyVersion
+}
 
 type callerKey struct{}
 type activityKey struct{}
 
-// WithCaller returns ctx carrying the authenticated caller.
+// WithCaller returns ctx carrying the authenticated caller, and names it as
+// the principal of ctx's activity.
 func WithCaller(ctx context.Context, c *Caller) context.Context {
+	if a := activityFrom(ctx); a != nil && c != nil {
+		a.principal = c.Principal
+	}
 	return context.WithValue(ctx, callerKey{}, c)
 }
 
@@ -57,8 +79,8 @@ func CallerFrom(ctx context.Context) *Caller {
 	return c
 }
 
-// WithActivity returns ctx carrying a, which the service fills in.
-func WithActivity(ctx context.Context, a *Activity) context.Context {
+// withActivity returns ctx carrying a, which the service fills in.
+func withActivity(ctx context.Context, a *Activity) context.Context {
 	return context.WithValue(ctx, activityKey{}, a)
 }
 
@@ -69,12 +91,12 @@ func activityFrom(ctx context.Context) *Activity {
 
 // systemActivity is the audit record of work the service does by itself.
 func systemActivity(action, keyID string, detail ...string) *Activity {
-	a := &Activity{Principal: "system", Action: action, KeyID: keyID}
+	a := &Activity{principal: "system", action: action, keyID: keyID}
 	for i := 0; i+1 < len(detail); i += 2 {
-		if a.Detail == nil {
-			a.Detail = map[string]string{}
+		if a.detail == nil {
+			a.detail = map[string]string{}
 		}
-		a.Detail[detail[i]] = detail[i+1]
+		a.detail[detail[i]] = detail[i+1]
 	}
 	return a
 }
@@ -83,10 +105,10 @@ func systemActivity(action, keyID string, detail ...string) *Activity {
 func note(ctx context.Context, keyID string, version int) {
 	if a := activityFrom(ctx); a != nil {
 		if keyID != "" {
-			a.KeyID = keyID
+			a.keyID = keyID
 		}
 		if version != 0 {
-			a.KeyVersion = version
+			a.keyVersion = version
 		}
 	}
 }
@@ -95,10 +117,10 @@ func note(ctx context.Context, keyID string, version int) {
 // secrets).
 func noteDetail(ctx context.Context, k, v string) {
 	if a := activityFrom(ctx); a != nil {
-		if a.Detail == nil {
-			a.Detail = map[string]string{}
+		if a.detail == nil {
+			a.detail = map[string]string{}
 		}
-		a.Detail[k] = v
+		a.detail[k] = v
 	}
 }
 
@@ -173,7 +195,7 @@ func describe(r policy.Resource) string {
 // alias it has. It returns the key's view. A key that does not exist is
 // reported as not found only to callers who would have been allowed the
 // action on it: others learn nothing about which keys exist.
-func (s *Service) access(ctx context.Context, action, ref string) (*keyView, error) {
+func (s *Keys) access(ctx context.Context, action, ref string) (*keyView, error) {
 	id, err := s.resolveID(ctx, ref)
 	via := ""
 	if strings.HasPrefix(ref, AliasPrefix) {

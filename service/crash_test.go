@@ -58,7 +58,7 @@ func (w *world) ref(id string, n int) hsm.ObjectRef {
 }
 
 func (w *world) newKey() string {
-	k, err := w.svc.CreateKey(w.ctx, service.CreateKeyInput{})
+	k, err := w.svc.Keys.CreateKey(w.ctx, service.CreateKeyInput{})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func (w *world) newKey() string {
 
 func (w *world) encrypt(id string) {
 	w.t.Helper()
-	r, err := w.svc.Encrypt(w.ctx, id, []byte("data of "+id), nil)
+	r, err := w.svc.Crypto.Encrypt(w.ctx, id, []byte("data of "+id), nil)
 	if err != nil {
 		w.t.Fatalf("encrypt: %v", err)
 	}
@@ -86,11 +86,11 @@ func (w *world) check(ids ...string) {
 	}
 	for _, id := range ids {
 		for i, b := range w.blobs[id] {
-			if _, err := w.svc.Decrypt(w.ctx, b, nil, ""); err != nil {
+			if _, err := w.svc.Crypto.Decrypt(w.ctx, b, nil, ""); err != nil {
 				w.t.Fatalf("key %s blob %d no longer decrypts: %v", id, i, err)
 			}
 		}
-		vs, err := w.svc.ListVersions(w.ctx, id)
+		vs, err := w.svc.Keys.ListVersions(w.ctx, id)
 		if err != nil {
 			w.t.Fatal(err)
 		}
@@ -146,7 +146,7 @@ func (w *world) rotateCrashing(id, step string) {
 				panic(r)
 			}
 		}()
-		w.svc.RotateKey(w.ctx, id)
+		w.svc.Worker.RotateKey(w.ctx, id)
 	}()
 }
 
@@ -172,7 +172,7 @@ func TestCrashAfterEachRotationStep(t *testing.T) {
 			// Until the reconciler runs, the key keeps working.
 			w.encrypt(id)
 			w.clock.Advance(10 * time.Minute) // past the pending grace and the lease
-			rep, err := w.svc.Reconcile(w.ctx)
+			rep, err := w.svc.Worker.Reconcile(w.ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,19 +180,19 @@ func TestCrashAfterEachRotationStep(t *testing.T) {
 				rep.CreatesRolledBack != 0 {
 				t.Fatalf("reconcile report %+v, want %+v", rep, tc.want)
 			}
-			k, err := w.svc.DescribeKey(w.ctx, id)
+			k, err := w.svc.Keys.DescribeKey(w.ctx, id)
 			if err != nil || k.PrimaryVersion != tc.wantPrimary {
 				t.Fatalf("primary v%d (%v), want v%d", k.PrimaryVersion, err, tc.wantPrimary)
 			}
 			w.check(id)
 			// The key rotates normally afterwards.
-			v, err := w.svc.RotateKey(w.ctx, id)
+			v, err := w.svc.Worker.RotateKey(w.ctx, id)
 			if err != nil || v.Version != tc.wantPrimary+1 {
 				t.Fatalf("rotate after recovery: %v %+v", err, v)
 			}
 			w.check(id)
 			// A second pass finds nothing to do.
-			if rep, err := w.svc.Reconcile(w.ctx); err != nil || rep.RotationsRolledBack+rep.EncryptRevoked+rep.ObjectsDestroyed != 0 {
+			if rep, err := w.svc.Worker.Reconcile(w.ctx); err != nil || rep.RotationsRolledBack+rep.EncryptRevoked+rep.ObjectsDestroyed != 0 {
 				t.Fatalf("second reconcile: %v %+v", err, rep)
 			}
 		})
@@ -212,20 +212,20 @@ func TestCrashDuringCreateIsRolledBack(t *testing.T) {
 	// service rolls back at once.
 	fs.FailNextTx(nil) // step 1 runs
 	fs.FailNextTx(boom)
-	if _, err := w.svc.CreateKey(w.ctx, service.CreateKeyInput{Alias: "alias/half"}); err == nil {
+	if _, err := w.svc.Keys.CreateKey(w.ctx, service.CreateKeyInput{Alias: "alias/half"}); err == nil {
 		t.Fatal("create succeeded despite the failure")
 	}
-	keys, _, err := w.svc.ListKeys(w.ctx, 0, "")
+	keys, _, err := w.svc.Keys.ListKeys(w.ctx, 0, "")
 	if err != nil || len(keys) != 1 || keys[0].ID != ok {
 		t.Fatalf("keys after failed create: %v %+v", err, keys)
 	}
 	// The token refuses generation: nothing is left either.
 	w.token.FailNext("GenerateKey", fmt.Errorf("injected: %w", hsm.ErrUnavailable))
-	_, err = w.svc.CreateKey(w.ctx, service.CreateKeyInput{})
+	_, err = w.svc.Keys.CreateKey(w.ctx, service.CreateKeyInput{})
 	if !errors.Is(err, service.ErrUnavailable) {
 		t.Fatalf("create with the token down: %v, want ErrUnavailable", err)
 	}
-	rep, err := w.svc.Reconcile(w.ctx)
+	rep, err := w.svc.Worker.Reconcile(w.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,17 +242,17 @@ func TestRotationWithInjectedFailures(t *testing.T) {
 	id := w.newKey()
 
 	w.token.FailNext("GenerateKey", fmt.Errorf("injected: %w", hsm.ErrUnavailable))
-	if _, err := w.svc.RotateKey(w.ctx, id); !errors.Is(err, service.ErrUnavailable) {
+	if _, err := w.svc.Worker.RotateKey(w.ctx, id); !errors.Is(err, service.ErrUnavailable) {
 		t.Fatalf("rotate with generate failing: %v", err)
 	}
 	w.check(id) // the pending row was rolled back at once
 
 	w.token.FailNext("SetDecryptOnly", fmt.Errorf("injected: %w", hsm.ErrUnavailable))
-	v, err := w.svc.RotateKey(w.ctx, id)
+	v, err := w.svc.Worker.RotateKey(w.ctx, id)
 	if err != nil || v.Version != 2 {
 		t.Fatalf("rotate with step 4 failing: %v %+v", err, v)
 	}
-	rep, err := w.svc.Reconcile(w.ctx)
+	rep, err := w.svc.Worker.Reconcile(w.ctx)
 	if err != nil || rep.EncryptRevoked != 1 {
 		t.Fatalf("reconcile after step 4 failed: %v %+v", err, rep)
 	}
@@ -262,11 +262,11 @@ func TestRotationWithInjectedFailures(t *testing.T) {
 	w.store = fs
 	w.restart(nil)
 	fs.FailNextTx(errors.New("injected database failure"))
-	if _, err := w.svc.RotateKey(w.ctx, id); err == nil {
+	if _, err := w.svc.Worker.RotateKey(w.ctx, id); err == nil {
 		t.Fatal("rotate with step 3 failing succeeded")
 	}
 	w.clock.Advance(10 * time.Minute)
-	rep, err = w.svc.Reconcile(w.ctx)
+	rep, err = w.svc.Worker.Reconcile(w.ctx)
 	if err != nil || rep.RotationsRolledBack != 1 {
 		t.Fatalf("reconcile after step 3 failed: %v %+v", err, rep)
 	}
@@ -279,7 +279,7 @@ func TestReconcilerRepairsTheToken(t *testing.T) {
 	w := newWorld(t)
 	out := kmstest.NewOutsider(t)
 	id := w.newKey()
-	if _, err := w.svc.RotateKey(w.ctx, id); err != nil {
+	if _, err := w.svc.Worker.RotateKey(w.ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	kid := uuid.MustParse(id)
@@ -297,7 +297,7 @@ func TestReconcilerRepairsTheToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Destroy(unknown)
-	rep, err := w.svc.Reconcile(w.ctx)
+	rep, err := w.svc.Worker.Reconcile(w.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestReconcilerRepairsTheToken(t *testing.T) {
 // own version and never two primaries.
 func TestConcurrentRotationsMakeExactlyOneVersion(t *testing.T) {
 	w := newWorld(t)
-	k, err := w.svc.CreateKey(w.ctx, service.CreateKeyInput{AutomaticRotation: true, RotationInterval: 24 * time.Hour})
+	k, err := w.svc.Keys.CreateKey(w.ctx, service.CreateKeyInput{AutomaticRotation: true, RotationInterval: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,13 +334,13 @@ func TestConcurrentRotationsMakeExactlyOneVersion(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := replica.RunDue(w.ctx); err != nil {
+			if err := replica.Worker.RunDue(w.ctx); err != nil {
 				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
-	d, err := w.svc.DescribeKey(w.ctx, k.ID)
+	d, err := w.svc.Keys.DescribeKey(w.ctx, k.ID)
 	if err != nil || d.PrimaryVersion != 2 {
 		t.Fatalf("after 8 concurrent workers: v%d (%v), want exactly v2", d.PrimaryVersion, err)
 	}
@@ -352,8 +352,8 @@ func TestConcurrentRotationsMakeExactlyOneVersion(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v, err := w.svc.RotateKey(w.ctx, k.ID)
-			if errors.Is(err, service.ErrLimitExceeded) {
+			v, err := w.svc.Worker.RotateKey(w.ctx, k.ID)
+			if errors.Is(err, service.ErrConflict) {
 				return // another rotation held the lease
 			}
 			if err != nil {
@@ -369,7 +369,7 @@ func TestConcurrentRotationsMakeExactlyOneVersion(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	d, _ = w.svc.DescribeKey(w.ctx, k.ID)
+	d, _ = w.svc.Keys.DescribeKey(w.ctx, k.ID)
 	if d.PrimaryVersion != 2+len(made) {
 		t.Fatalf("primary v%d after %d successful rotations from v2", d.PrimaryVersion, len(made))
 	}
@@ -396,7 +396,7 @@ func TestSlowRotationAndReconcilerNeverLoseAVersion(t *testing.T) {
 					}
 				}})
 			done := make(chan error, 1)
-			go func() { _, err := slow.RotateKey(w.ctx, id); done <- err }()
+			go func() { _, err := slow.Worker.RotateKey(w.ctx, id); done <- err }()
 			<-reached
 			w.clock.Advance(2 * time.Second) // the slow rotation's lease has expired
 			other := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(),
@@ -405,7 +405,7 @@ func TestSlowRotationAndReconcilerNeverLoseAVersion(t *testing.T) {
 			// is about to destroy the object when the rotation goes on.
 			var err error
 			w.token.BeforeNextDestroy(func() { close(resume); err = <-done })
-			if _, rerr := other.Reconcile(w.ctx); rerr != nil {
+			if _, rerr := other.Worker.Reconcile(w.ctx); rerr != nil {
 				t.Fatal(rerr)
 			}
 			if err == nil {
@@ -414,7 +414,7 @@ func TestSlowRotationAndReconcilerNeverLoseAVersion(t *testing.T) {
 				t.Logf("the rotation failed as it should: %v", err)
 			}
 			w.restart(nil)
-			if _, err := w.svc.Reconcile(w.ctx); err != nil {
+			if _, err := w.svc.Worker.Reconcile(w.ctx); err != nil {
 				t.Fatal(err)
 			}
 			w.check(id)

@@ -9,6 +9,18 @@ import (
 	"github.com/hsmkms/hsmkms/policy"
 )
 
+// Crypto is the cryptographic operations: it resolves and authorises
+// through the key ring and calls the token; it writes nothing.
+type Crypto struct {
+	base
+	keys  *Keys
+	token hsm.Token
+	// invocations counts encryptions per version until the worker flushes
+	// them; no version makes more than maxEncryptions (invocations.go).
+	invocations    *invocations
+	maxEncryptions int64
+}
+
 // CryptoResult names the key and version that made or opened a blob.
 type CryptoResult struct {
 	KeyID      string
@@ -19,14 +31,14 @@ type CryptoResult struct {
 
 // Encrypt seals plaintext (1-4096 bytes) under the key's primary version.
 // On a warm cache it makes one token call and no database round trip.
-func (s *Service) Encrypt(ctx context.Context, keyRef string, plaintext []byte, encCtx map[string]string) (*CryptoResult, error) {
+func (s *Crypto) Encrypt(ctx context.Context, keyRef string, plaintext []byte, encCtx map[string]string) (*CryptoResult, error) {
 	if len(plaintext) < 1 || len(plaintext) > MaxPlaintextLen {
 		return nil, Validationf("plaintext must be 1 to %d bytes", MaxPlaintextLen)
 	}
 	if err := validateContext(encCtx); err != nil {
 		return nil, err
 	}
-	v, err := s.access(ctx, ActEncrypt, keyRef)
+	v, err := s.keys.access(ctx, ActEncrypt, keyRef)
 	if err != nil {
 		return nil, err
 	}
@@ -34,12 +46,12 @@ func (s *Service) Encrypt(ctx context.Context, keyRef string, plaintext []byte, 
 }
 
 // seal encrypts under v's primary version and builds the blob.
-func (s *Service) seal(ctx context.Context, v *keyView, plaintext []byte, encCtx map[string]string) (*CryptoResult, error) {
+func (s *Crypto) seal(ctx context.Context, v *keyView, plaintext []byte, encCtx map[string]string) (*CryptoResult, error) {
 	return s.sealOnce(ctx, v, plaintext, encCtx, false)
 }
 
 // sealOnce is seal; stale says the view was already refreshed once.
-func (s *Service) sealOnce(ctx context.Context, v *keyView, plaintext []byte, encCtx map[string]string, stale bool) (*CryptoResult, error) {
+func (s *Crypto) sealOnce(ctx context.Context, v *keyView, plaintext []byte, encCtx map[string]string, stale bool) (*CryptoResult, error) {
 	if err := checkKey(&v.key, policy.OpEncrypt); err != nil {
 		return nil, err
 	}
@@ -61,8 +73,8 @@ func (s *Service) sealOnce(ctx context.Context, v *keyView, plaintext []byte, en
 	if errors.Is(err, hsm.ErrNotPermitted) && !stale {
 		// Another replica rotated the key after this one cached it: the
 		// cached primary is decrypt-only now. Read the key afresh, once.
-		s.cache.invalidateKey(v.key.ID)
-		fresh, ferr := s.viewByID(ctx, v.key.ID)
+		s.keys.cache.invalidateKey(v.key.ID)
+		fresh, ferr := s.keys.viewByID(ctx, v.key.ID)
 		if ferr != nil {
 			return nil, ferr
 		}
@@ -84,7 +96,7 @@ func (s *Service) sealOnce(ctx context.Context, v *keyView, plaintext []byte, en
 
 // Decrypt opens a blob. The blob names its key and version; keyRef is
 // optional and, when given, must name the blob's key (IncorrectKeyException).
-func (s *Service) Decrypt(ctx context.Context, ciphertext []byte, encCtx map[string]string, keyRef string) (*CryptoResult, error) {
+func (s *Crypto) Decrypt(ctx context.Context, ciphertext []byte, encCtx map[string]string, keyRef string) (*CryptoResult, error) {
 	if err := validateContext(encCtx); err != nil {
 		return nil, err
 	}
@@ -99,7 +111,7 @@ func (s *Service) Decrypt(ctx context.Context, ciphertext []byte, encCtx map[str
 // that key: the one inside the blob, whatever key the caller names. Unknown
 // keys and versions are InvalidCiphertext: a blob this service made always
 // names a real one.
-func (s *Service) openTarget(ctx context.Context, action string, ciphertext []byte, keyRef string) (*blob, *keyView, error) {
+func (s *Crypto) openTarget(ctx context.Context, action string, ciphertext []byte, keyRef string) (*blob, *keyView, error) {
 	if len(ciphertext) > maxCiphertextBytes {
 		return nil, nil, ErrInvalidCiphertext
 	}
@@ -108,7 +120,7 @@ func (s *Service) openTarget(ctx context.Context, action string, ciphertext []by
 		return nil, nil, err
 	}
 	keyID := b.keyID.String()
-	v, err := s.viewByID(ctx, keyID)
+	v, err := s.keys.viewByID(ctx, keyID)
 	if errors.Is(err, ErrNotFound) {
 		if aerr := allow(ctx, action, policy.Resource{KeyID: keyID}); aerr != nil {
 			return nil, nil, aerr
@@ -127,7 +139,7 @@ func (s *Service) openTarget(ctx context.Context, action string, ciphertext []by
 	if keyRef != "" {
 		// Named as the caller named it: an alias's target, or whether it
 		// exists, is not told to a caller allowed only the blob's key.
-		id, err := s.resolveID(ctx, keyRef)
+		id, err := s.keys.resolveID(ctx, keyRef)
 		if errors.Is(err, ErrNotFound) || (err == nil && id != keyID) {
 			return nil, nil, errorf(ErrIncorrectKey, "the ciphertext was not made with %s", truncate(keyRef, 300))
 		}
@@ -139,7 +151,7 @@ func (s *Service) openTarget(ctx context.Context, action string, ciphertext []by
 }
 
 // open checks the key and version states and decrypts in the token.
-func (s *Service) open(ctx context.Context, b *blob, v *keyView, encCtx map[string]string) (*CryptoResult, error) {
+func (s *Crypto) open(ctx context.Context, b *blob, v *keyView, encCtx map[string]string) (*CryptoResult, error) {
 	if err := checkKey(&v.key, policy.OpDecrypt); err != nil {
 		return nil, err
 	}
@@ -175,7 +187,7 @@ type DataKeyInput struct {
 // GenerateDataKey returns a fresh data key from the token's RNG, in
 // plaintext and encrypted under the key's primary version. With
 // withPlaintext false the plaintext is dropped before returning.
-func (s *Service) GenerateDataKey(ctx context.Context, in DataKeyInput, withPlaintext bool) (*CryptoResult, error) {
+func (s *Crypto) GenerateDataKey(ctx context.Context, in DataKeyInput, withPlaintext bool) (*CryptoResult, error) {
 	n, err := dataKeyLength(in.KeySpec, in.NumberOfBytes)
 	if err != nil {
 		return nil, err
@@ -187,7 +199,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, in DataKeyInput, withPlai
 	if withPlaintext {
 		action = ActGenerateDataKey
 	}
-	v, err := s.access(ctx, action, in.KeyRef)
+	v, err := s.keys.access(ctx, action, in.KeyRef)
 	if err != nil {
 		return nil, err
 	}
@@ -236,14 +248,14 @@ type ReEncryptResult struct {
 // ReEncrypt decrypts a blob and encrypts the plaintext under another key (or
 // the same key's new primary, or another context); the plaintext never leaves
 // the service and is wiped before returning.
-func (s *Service) ReEncrypt(ctx context.Context, ciphertext []byte, srcCtx map[string]string, dstRef string, dstCtx map[string]string) (*ReEncryptResult, error) {
+func (s *Crypto) ReEncrypt(ctx context.Context, ciphertext []byte, srcCtx map[string]string, dstRef string, dstCtx map[string]string) (*ReEncryptResult, error) {
 	return s.ReEncryptFrom(ctx, ciphertext, srcCtx, "", dstRef, dstCtx)
 }
 
 // ReEncryptFrom is ReEncrypt that, when srcRef is not empty, refuses a
 // blob made by another key than srcRef names (IncorrectKeyException), as
 // Decrypt does with its key id (AWS ReEncrypt's SourceKeyId).
-func (s *Service) ReEncryptFrom(ctx context.Context, ciphertext []byte, srcCtx map[string]string, srcRef, dstRef string, dstCtx map[string]string) (*ReEncryptResult, error) {
+func (s *Crypto) ReEncryptFrom(ctx context.Context, ciphertext []byte, srcCtx map[string]string, srcRef, dstRef string, dstCtx map[string]string) (*ReEncryptResult, error) {
 	if err := validateContext(srcCtx); err != nil {
 		return nil, err
 	}
@@ -254,7 +266,7 @@ func (s *Service) ReEncryptFrom(ctx context.Context, ciphertext []byte, srcCtx m
 	if err != nil {
 		return nil, err
 	}
-	dst, err := s.access(ctx, ActReEncryptTo, dstRef)
+	dst, err := s.keys.access(ctx, ActReEncryptTo, dstRef)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +291,7 @@ func (s *Service) ReEncryptFrom(ctx context.Context, ciphertext []byte, srcCtx m
 }
 
 // GenerateRandom returns n (1-1024) bytes from the token's RNG.
-func (s *Service) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
+func (s *Crypto) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
 	if err := allow(ctx, ActGenerateRandom, noResource); err != nil {
 		return nil, err
 	}

@@ -7,17 +7,9 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// DefaultDBTimeout bounds one database step of a request (a cache load, a
-// management transaction, an audit group commit) unless Config.DBTimeout
-// says otherwise. A database that hangs (a SIGSTOPped PostgreSQL answers
-// neither with data nor with an error) then costs a request a few of these
-// at most, answered KeyUnavailableException, never a wait without end
-// (docs/operations.md, "Faults").
-const DefaultDBTimeout = 5 * time.Second
-
 // dbCtx is ctx bounded by the database timeout.
-func (s *Service) dbCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.cfg.DBTimeout)
+func (s base) dbCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.dbTimeout)
 }
 
 // sharedLoad runs load once for every concurrent caller with key (single

@@ -29,6 +29,22 @@ func ParseDuration(s string) (time.Duration, error) {
 	return total + d, nil
 }
 
+// ShortDuration writes d as ParseDuration reads it, shortest first: "7d",
+// "5m", "10s", "1m30s" (for help texts and messages).
+func ShortDuration(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // FormatDuration writes a duration as whole seconds, e.g. "7776000s".
 func FormatDuration(d time.Duration) string {
 	return strconv.FormatInt(int64(d/time.Second), 10) + "s"

@@ -19,6 +19,7 @@ var (
 	ErrAlreadyExists     = errors.New("already exists")
 	ErrDisabled          = errors.New("disabled")
 	ErrInvalidState      = errors.New("operation not allowed in the current state")
+	ErrConflict          = errors.New("a concurrent request holds what this one needs; safe to retry")
 	ErrLimitExceeded     = errors.New("limit exceeded")
 	ErrUnavailable       = errors.New("key service temporarily unavailable; safe to retry")
 )

@@ -27,6 +27,34 @@ import (
 // material). A key check value computed in the token recognises the same
 // material: different material is refused.
 
+// Import is bring your own key, over the key ring.
+type Import struct {
+	base
+	store  ImportStore
+	tx     Tx[ImportTx]
+	keys   *Keys
+	token  hsm.Token
+	audit  *Audit
+	leases *leases
+}
+
+// ImportStore is what Import reads outside transactions.
+type ImportStore interface {
+	KeyQueries
+	ImportQueries
+}
+
+// ImportTx is what Import's transactions read and write.
+type ImportTx interface {
+	ImportStore
+	AuditAppender
+}
+
+// commit runs fn in a transaction that also appends the request's record.
+func (s *Import) commit(ctx context.Context, fn func(q ImportTx) error) error {
+	return commit(ctx, s.audit, s.tx, fn)
+}
+
 // ImportParamsLifetime is how long import parameters can be used.
 const ImportParamsLifetime = 24 * time.Hour
 
@@ -45,8 +73,8 @@ type ImportParameters struct {
 
 // GetParametersForImport returns a wrapping public key generated in the
 // token and an import token bound to this key and that wrapping key.
-func (s *Service) GetParametersForImport(ctx context.Context, ref, algorithm, keySpec string) (*ImportParameters, error) {
-	v, err := s.access(ctx, ActGetParametersForImport, ref)
+func (s *Import) GetParametersForImport(ctx context.Context, ref, algorithm, keySpec string) (*ImportParameters, error) {
+	v, err := s.keys.access(ctx, ActGetParametersForImport, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +108,7 @@ func (s *Service) GetParametersForImport(ctx context.Context, ref, algorithm, ke
 	p := &ImportParams{TokenHash: hashToken(token), KeyID: k.ID, WrappingID: wrapID, Algorithm: algorithm,
 		CreatedAt: now, ExpiresAt: now.Add(ImportParamsLifetime)}
 	noteDetail(ctx, "wrapping_algorithm", algorithm)
-	if err := s.commit(ctx, func(q Queries) error { return q.InsertImportParams(ctx, p) }); err != nil {
+	if err := commit(ctx, s.audit, s.tx, func(q ImportTx) error { return q.InsertImportParams(ctx, p) }); err != nil {
 		s.dropWrappingKey(wrapID)
 		return nil, s.storeErr(err)
 	}
@@ -99,8 +127,8 @@ func checkImport(k *Key) error {
 }
 
 // ImportKeyMaterial has the token unwrap the material into version 1.
-func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string, wrapped []byte, validTo *time.Time) (*Key, error) {
-	v, err := s.access(ctx, ActImportKeyMaterial, ref)
+func (s *Import) ImportKeyMaterial(ctx context.Context, ref, importToken string, wrapped []byte, validTo *time.Time) (*Key, error) {
+	v, err := s.keys.access(ctx, ActImportKeyMaterial, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +160,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string
 	}
 
 	// The key's lease keeps the reconciler and other imports away.
-	release, err := s.holdLease(ctx, k.ID)
+	release, err := s.leases.hold(ctx, k.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +176,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string
 		return nil, err
 	}
 	var prior *Version
-	err = s.store.InTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q ImportTx) error {
 		cur, err := q.LockKey(ctx, k.ID)
 		if err != nil {
 			return err
@@ -178,7 +206,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string
 		if err := s.token.Destroy(uctx, objRef); err != nil {
 			s.log.Error("roll back import: destroy object; the reconciler retries", "key_id", k.ID, "err", err)
 		}
-		err := s.store.InTx(uctx, func(q Queries) error {
+		err := s.tx(uctx, func(q ImportTx) error {
 			if prior == nil {
 				return q.DeleteVersion(uctx, k.ID, 1)
 			}
@@ -218,7 +246,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string
 	// Primary, the key Enabled.
 	note(ctx, k.ID, 1)
 	noteDetail(ctx, "key_check_value", kcv)
-	err = s.commit(ctx, func(q Queries) error {
+	err = commit(ctx, s.audit, s.tx, func(q ImportTx) error {
 		if old, err := q.GetKeyMaterial(ctx, k.ID); err == nil && old.KCV != kcv {
 			return Validationf("this is not the material key %s had: only the same key material can be imported again", k.ID)
 		} else if err != nil && !errors.Is(err, ErrNotFound) {
@@ -255,22 +283,22 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, ref, importToken string
 		undo()
 		return nil, s.storeErr(err)
 	}
-	s.cache.invalidateKey(k.ID)
+	s.keys.cache.invalidateKey(k.ID)
 	s.dropWrappingKey(p.WrappingID) // single use; the sweep retries if this fails
-	return s.describe(ctx, k.ID)
+	return s.keys.describe(ctx, k.ID)
 }
 
 // DeleteImportedKeyMaterial destroys the key's material in the token: the
 // key is PendingImport again and its blobs fail until the same material is
 // imported again.
-func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, ref string) (*Key, error) {
-	v, err := s.access(ctx, ActDeleteImportedKeyMaterial, ref)
+func (s *Import) DeleteImportedKeyMaterial(ctx context.Context, ref string) (*Key, error) {
+	v, err := s.keys.access(ctx, ActDeleteImportedKeyMaterial, ref)
 	if err != nil {
 		return nil, err
 	}
 	// Under the key's lease: an import running meanwhile would make a new
 	// version 1 object that the destroy below would take with the old one.
-	release, err := s.holdLease(ctx, v.key.ID)
+	release, err := s.leases.hold(ctx, v.key.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -279,16 +307,16 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, ref string) (*K
 	if err != nil {
 		return nil, err
 	}
-	return s.describe(ctx, v.key.ID)
+	return s.keys.describe(ctx, v.key.ID)
 }
 
 // deleteMaterial: rows first (versions Destroyed, key PendingImport), then
 // the objects; a crash in between leaves Destroyed versions with objects,
 // which the reconciler destroys.
-func (s *Service) deleteMaterial(ctx context.Context, keyID string, tx func(context.Context, func(Queries) error) error) error {
+func (s *Import) deleteMaterial(ctx context.Context, keyID string, tx Tx[ImportTx]) error {
 	var versions []Version
-	err := tx(ctx, func(q Queries) error {
-		k, err := s.lockKey(ctx, q, keyID)
+	err := tx(ctx, func(q ImportTx) error {
+		k, err := s.keys.lockKey(ctx, q, keyID)
 		if err != nil {
 			return err
 		}
@@ -319,7 +347,7 @@ func (s *Service) deleteMaterial(ctx context.Context, keyID string, tx func(cont
 	if err != nil {
 		return s.storeErr(err)
 	}
-	s.cache.invalidateKey(keyID)
+	s.keys.cache.invalidateKey(keyID)
 	for _, v := range versions {
 		if err := s.token.Destroy(ctx, refOf(&v)); err != nil {
 			return s.tokenErr(err)
@@ -329,7 +357,7 @@ func (s *Service) deleteMaterial(ctx context.Context, keyID string, tx func(cont
 }
 
 // dropWrappingKey destroys a wrapping key pair, best effort.
-func (s *Service) dropWrappingKey(id string) {
+func (s *Import) dropWrappingKey(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.token.DestroyWrappingKey(ctx, id); err != nil {
@@ -340,21 +368,21 @@ func (s *Service) dropWrappingKey(id string) {
 // expireImports is the worker's part of bring your own key: material past
 // its valid_to is deleted (the key returns to PendingImport), and expired
 // import parameters go with their wrapping keys.
-func (s *Service) expireImports(ctx context.Context) error {
+func (s *Import) expireImports(ctx context.Context) error {
 	now := s.now()
 	ids, err := s.store.ExpiredMaterial(ctx, now, batch)
 	if err != nil {
 		return s.storeErr(err)
 	}
 	for _, id := range ids {
-		err := s.withLease(ctx, id, func(time.Time) error {
-			return s.deleteMaterial(ctx, id, func(ctx context.Context, fn func(Queries) error) error {
-				return s.store.InTx(ctx, func(q Queries) error {
+		err := s.leases.with(ctx, id, func(time.Time) error {
+			return s.deleteMaterial(ctx, id, func(ctx context.Context, fn func(ImportTx) error) error {
+				return s.tx(ctx, func(q ImportTx) error {
 					if err := fn(q); err != nil {
 						return err
 					}
 					a := systemActivity("kms:ExpireImportedKeyMaterial", id)
-					return s.auditSystem(ctx, q, a)
+					return s.audit.system(ctx, q, a)
 				})
 			})
 		})

@@ -11,19 +11,13 @@ import (
 // the chance that two IVs collide, which reveals the GCM hash key and the
 // XOR of two plaintexts, exceeds 2^-32. The service counts encryptions per
 // version in memory (one atomic add on the request path, no database
-// write), adds the counts to the version rows in batches (FlushEncryptions,
-// every worker tick and at Close), rotates a key automatically when its
+// write, in Crypto), adds the counts to the version rows in batches
+// (Worker.FlushEncryptions, every worker tick and at Close), rotates a key automatically when its
 // primary version passes Config.RotateAfterEncryptions, and refuses to
 // encrypt under a version at Config.MaxEncryptions. Counts of several
 // replicas add up in the database; what a replica has not flushed yet
 // (at most one tick's worth, lost if it crashes) is far below the margin
 // between the defaults and 2^32.
-
-// Defaults of Config.RotateAfterEncryptions and Config.MaxEncryptions.
-const (
-	DefaultRotateAfterEncryptions = 1 << 30 // a quarter of 2^32
-	DefaultMaxEncryptions         = 1 << 31 // half of 2^32
-)
 
 type versionKey struct {
 	keyID   string
@@ -76,9 +70,9 @@ func (iv *invocations) giveBack(batch []EncryptionCount) {
 // checkInvocations refuses an encryption under version n of v's key once
 // the version has made Config.MaxEncryptions (the store's count when the
 // view was loaded, plus this process's since the last flush).
-func (s *Service) checkInvocations(v *keyView, n int) error {
+func (s *Crypto) checkInvocations(v *keyView, n int) error {
 	used := v.encryptions[n] + s.invocations.pending(v.key.ID, n)
-	if used >= s.cfg.MaxEncryptions {
+	if used >= s.maxEncryptions {
 		return errorf(ErrLimitExceeded, "version %d of key %s has made %d encryptions, the most this service makes under one AES-GCM key "+
 			"with random IVs (NIST SP 800-38D): rotate the key (or, for imported material, import into a new key)", n, v.key.ID, used)
 	}
@@ -89,12 +83,12 @@ func (s *Service) checkInvocations(v *keyView, n int) error {
 // and rotates the keys whose primary version passed
 // Config.RotateAfterEncryptions. The worker calls it every tick, Close once
 // more; it is exported for tests and for a clean shutdown.
-func (s *Service) FlushEncryptions(ctx context.Context) error {
+func (s *Worker) FlushEncryptions(ctx context.Context) error {
 	batch := s.invocations.take()
 	if len(batch) == 0 {
 		return nil
 	}
-	if err := s.store.InTx(ctx, func(q Queries) error { return q.AddEncryptions(ctx, batch) }); err != nil {
+	if err := s.countTx(ctx, func(q EncryptionQueries) error { return q.AddEncryptions(ctx, batch) }); err != nil {
 		s.invocations.giveBack(batch)
 		return s.storeErr(err)
 	}
@@ -117,7 +111,7 @@ func (s *Service) FlushEncryptions(ctx context.Context) error {
 }
 
 // rotateAtLimit rotates b's key when b's version is still its primary one.
-func (s *Service) rotateAtLimit(ctx context.Context, b EncryptionCount) error {
+func (s *Worker) rotateAtLimit(ctx context.Context, b EncryptionCount) error {
 	k, err := s.store.GetKey(ctx, b.KeyID)
 	if err != nil {
 		return s.storeErr(err)
@@ -137,7 +131,7 @@ func (s *Service) rotateAtLimit(ctx context.Context, b EncryptionCount) error {
 // overInvocations says whether k's primary version passed
 // Config.RotateAfterEncryptions, as the store counts: an automatic rotation
 // is then due whatever the schedule says.
-func (s *Service) overInvocations(ctx context.Context, k *Key) (bool, error) {
+func (s *Worker) overInvocations(ctx context.Context, k *Key) (bool, error) {
 	if k.PrimaryVersion == 0 {
 		return false, nil
 	}

@@ -26,14 +26,14 @@ func TestGCMInvocationLimit(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		w.encrypt(id)
 	}
-	vs, err := w.svc.ListVersions(w.ctx, id)
+	vs, err := w.svc.Keys.ListVersions(w.ctx, id)
 	if err != nil || len(vs) != 1 || vs[0].Encryptions != 0 {
 		t.Fatalf("before the flush: %+v %v (want no write per request)", vs, err)
 	}
-	if err := w.svc.FlushEncryptions(w.ctx); err != nil {
+	if err := w.svc.Worker.FlushEncryptions(w.ctx); err != nil {
 		t.Fatal(err)
 	}
-	vs, err = w.svc.ListVersions(w.ctx, id)
+	vs, err = w.svc.Keys.ListVersions(w.ctx, id)
 	if err != nil || len(vs) != 2 || vs[0].Encryptions != 5 || vs[1].State != service.VersionPrimary {
 		t.Fatalf("after the flush: %+v %v; want v1 at 5 encryptions and v2 primary (rotated at the threshold)", vs, err)
 	}
@@ -41,10 +41,10 @@ func TestGCMInvocationLimit(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	w.encrypt(id) // under v2
-	if err := w.svc.FlushEncryptions(w.ctx); err != nil {
+	if err := w.svc.Worker.FlushEncryptions(w.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if vs, _ := w.svc.ListVersions(w.ctx, id); len(vs) != 2 || vs[1].Encryptions != 1 {
+	if vs, _ := w.svc.Keys.ListVersions(w.ctx, id); len(vs) != 2 || vs[1].Encryptions != 1 {
 		t.Fatalf("v2 after one more encryption: %+v", vs)
 	}
 	w.check(id)
@@ -55,17 +55,17 @@ func TestGCMInvocationLimit(t *testing.T) {
 	id2 := w.newKey()
 	w.encrypt(id2)
 	w.encrypt(id2)
-	if _, err := w.svc.Encrypt(w.ctx, id2, []byte("x"), nil); !errors.Is(err, service.ErrLimitExceeded) {
+	if _, err := w.svc.Crypto.Encrypt(w.ctx, id2, []byte("x"), nil); !errors.Is(err, service.ErrLimitExceeded) {
 		t.Fatalf("a fourth encryption: %v, want ErrLimitExceeded", err)
 	}
-	if err := w.svc.FlushEncryptions(w.ctx); err != nil {
+	if err := w.svc.Worker.FlushEncryptions(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	w.svc = limits(100, 3)
-	if _, err := w.svc.Encrypt(w.ctx, id2, []byte("x"), nil); !errors.Is(err, service.ErrLimitExceeded) {
+	if _, err := w.svc.Crypto.Encrypt(w.ctx, id2, []byte("x"), nil); !errors.Is(err, service.ErrLimitExceeded) {
 		t.Fatalf("after a restart: %v, want ErrLimitExceeded", err)
 	}
-	if _, err := w.svc.RotateKey(w.ctx, id2); err != nil {
+	if _, err := w.svc.Worker.RotateKey(w.ctx, id2); err != nil {
 		t.Fatal(err)
 	}
 	w.encrypt(id2)

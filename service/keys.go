@@ -11,6 +11,27 @@ import (
 	"github.com/hsmkms/hsmkms/policy"
 )
 
+// Keys is the key ring: keys, versions, aliases, their lifecycle, and the
+// resolution and authorisation of a key reference (access). The other
+// parts of the keys side (Crypto, Import, Worker) are given it.
+type Keys struct {
+	base
+	store  KeyQueries
+	tx     Tx[KeysTx]
+	token  hsm.Token
+	cfg    Config
+	cache  *keyCache
+	audit  *Audit
+	leases *leases
+}
+
+// KeysTx is what the key ring's transactions read and write: its queries
+// and the audit record that commits with each change.
+type KeysTx interface {
+	KeyQueries
+	AuditAppender
+}
+
 // CreateKeyInput is the request of CreateKey. Zero values take defaults.
 type CreateKeyInput struct {
 	Description       string
@@ -30,7 +51,7 @@ type CreateKeyInput struct {
 // the token before the key becomes visible: the rows are written first as
 // Creating/Pending (so a crash leaves something the reconciler can find),
 // then the token object, then one transaction makes the key Enabled.
-func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error) {
+func (s *Keys) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error) {
 	if err := allow(ctx, ActCreateKey, policy.Resource{Alias: in.Alias}); err != nil {
 		return nil, err
 	}
@@ -59,7 +80,7 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 	if in.Origin == OriginExternal {
 		k.State = KeyPendingImport
 		note(ctx, k.ID, 0)
-		err := s.commit(ctx, func(q Queries) error {
+		err := commit(ctx, s.audit, s.tx, func(q KeysTx) error {
 			if err := q.InsertKey(ctx, k); err != nil {
 				return err
 			}
@@ -78,7 +99,7 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 	}
 	v := &Version{KeyID: k.ID, Version: 1, State: VersionPending, Origin: OriginHSM,
 		CreatedAt: now, UpdatedAt: now, TokenLabel: ref.Label()}
-	err = s.store.InTx(ctx, func(q Queries) error {
+	err = s.tx(ctx, func(q KeysTx) error {
 		if err := q.InsertKey(ctx, k); err != nil {
 			return err
 		}
@@ -90,7 +111,7 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 	// Hold the new key's lease while the object is made, as a rotation
 	// does: the reconciler rolls back an abandoned creation only once the
 	// lease has expired, never one still in progress.
-	release, err := s.holdLease(ctx, k.ID)
+	release, err := s.leases.hold(ctx, k.ID)
 	if err != nil {
 		s.abandonCreate(k.ID, nil)
 		return nil, err
@@ -103,7 +124,7 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 		return nil, s.tokenErr(err)
 	}
 	note(ctx, k.ID, 1)
-	err = s.commit(ctx, func(q Queries) error {
+	err = commit(ctx, s.audit, s.tx, func(q KeysTx) error {
 		k.State, k.PrimaryVersion, k.UpdatedAt = KeyEnabled, 1, now
 		if k.RotationEnabled {
 			next := policy.NextRotation(now, k.RotationInterval)
@@ -129,7 +150,7 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error
 // object made (if made) and deletes the rows. If this fails too, the
 // reconciler finds the Creating key after the grace period and finishes
 // the job.
-func (s *Service) abandonCreate(keyID string, made *hsm.ObjectRef) {
+func (s *Keys) abandonCreate(keyID string, made *hsm.ObjectRef) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if made != nil {
@@ -143,7 +164,7 @@ func (s *Service) abandonCreate(keyID string, made *hsm.ObjectRef) {
 	}
 }
 
-func (s *Service) bindNewAlias(ctx context.Context, q Queries, name, keyID string, now time.Time) error {
+func (s *Keys) bindNewAlias(ctx context.Context, q KeyQueries, name, keyID string, now time.Time) error {
 	if name == "" {
 		return nil
 	}
@@ -154,7 +175,7 @@ func (s *Service) bindNewAlias(ctx context.Context, q Queries, name, keyID strin
 	return err
 }
 
-func (s *Service) validateCreate(in *CreateKeyInput) error {
+func (s *Keys) validateCreate(in *CreateKeyInput) error {
 	if err := validateDescription(in.Description); err != nil {
 		return err
 	}
@@ -195,7 +216,7 @@ func (s *Service) validateCreate(in *CreateKeyInput) error {
 }
 
 // validateInterval applies the default and checks the configured bounds.
-func (s *Service) validateInterval(d *time.Duration) error {
+func (s *Keys) validateInterval(d *time.Duration) error {
 	if *d == 0 {
 		*d = s.cfg.DefaultRotationInterval
 		return nil
@@ -208,12 +229,12 @@ func (s *Service) validateInterval(d *time.Duration) error {
 }
 
 // DescribeKey returns a key with its aliases.
-func (s *Service) DescribeKey(ctx context.Context, ref string) (*Key, error) {
+func (s *Keys) DescribeKey(ctx context.Context, ref string) (*Key, error) {
 	return s.describeAs(ctx, ActDescribeKey, ref)
 }
 
 // describeAs authorises action on ref and describes the key.
-func (s *Service) describeAs(ctx context.Context, action, ref string) (*Key, error) {
+func (s *Keys) describeAs(ctx context.Context, action, ref string) (*Key, error) {
 	v, err := s.access(ctx, action, ref)
 	if err != nil {
 		return nil, err
@@ -222,7 +243,7 @@ func (s *Service) describeAs(ctx context.Context, action, ref string) (*Key, err
 }
 
 // describe reads a key (not from the cache) with its aliases.
-func (s *Service) describe(ctx context.Context, id string) (*Key, error) {
+func (s *Keys) describe(ctx context.Context, id string) (*Key, error) {
 	k, err := s.loadKey(ctx, s.store, id)
 	if err != nil {
 		return nil, err
@@ -230,7 +251,7 @@ func (s *Service) describe(ctx context.Context, id string) (*Key, error) {
 	return k, s.attachAliases(ctx, k)
 }
 
-func (s *Service) attachAliases(ctx context.Context, keys ...*Key) error {
+func (s *Keys) attachAliases(ctx context.Context, keys ...*Key) error {
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = k.ID
@@ -249,7 +270,7 @@ func (s *Service) attachAliases(ctx context.Context, keys ...*Key) error {
 }
 
 // ListKeys returns one page of keys and the token of the next page ("" at the end).
-func (s *Service) ListKeys(ctx context.Context, limit int, nextToken string) ([]*Key, string, error) {
+func (s *Keys) ListKeys(ctx context.Context, limit int, nextToken string) ([]*Key, string, error) {
 	if err := allow(ctx, ActListKeys, noResource); err != nil {
 		return nil, "", err
 	}
@@ -275,7 +296,7 @@ type UpdateKeyInput struct {
 }
 
 // UpdateKey changes description and tags.
-func (s *Service) UpdateKey(ctx context.Context, ref string, in UpdateKeyInput) (*Key, error) {
+func (s *Keys) UpdateKey(ctx context.Context, ref string, in UpdateKeyInput) (*Key, error) {
 	if in.Description != nil {
 		if err := validateDescription(*in.Description); err != nil {
 			return nil, err
@@ -298,7 +319,7 @@ func (s *Service) UpdateKey(ctx context.Context, ref string, in UpdateKeyInput) 
 
 // EnableKey makes a Disabled key usable again; automatic rotation resumes
 // from now, without a burst of missed rotations.
-func (s *Service) EnableKey(ctx context.Context, ref string) (*Key, error) {
+func (s *Keys) EnableKey(ctx context.Context, ref string) (*Key, error) {
 	return s.changeKey(ctx, ActEnableKey, ref, policy.OpEnable, func(k *Key, now time.Time) {
 		if k.State == KeyEnabled {
 			return
@@ -316,7 +337,7 @@ func (s *Service) EnableKey(ctx context.Context, ref string) (*Key, error) {
 }
 
 // DisableKey refuses every cryptographic use of the key until it is enabled.
-func (s *Service) DisableKey(ctx context.Context, ref string) (*Key, error) {
+func (s *Keys) DisableKey(ctx context.Context, ref string) (*Key, error) {
 	return s.changeKey(ctx, ActDisableKey, ref, policy.OpDisable, func(k *Key, _ time.Time) {
 		k.State = KeyDisabled
 	})
@@ -324,8 +345,8 @@ func (s *Service) DisableKey(ctx context.Context, ref string) (*Key, error) {
 
 // changeKey is the shape of every simple management change: read the key in
 // a transaction, check the state policy, apply, write, invalidate the cache.
-func (s *Service) changeKey(ctx context.Context, action, ref string, op policy.Op, apply func(k *Key, now time.Time)) (*Key, error) {
-	return s.tryChangeKey(ctx, action, ref, op, func(_ Queries, k *Key, now time.Time) error {
+func (s *Keys) changeKey(ctx context.Context, action, ref string, op policy.Op, apply func(k *Key, now time.Time)) (*Key, error) {
+	return s.tryChangeKey(ctx, action, ref, op, func(_ KeysTx, k *Key, now time.Time) error {
 		apply(k, now)
 		return nil
 	})
@@ -333,14 +354,14 @@ func (s *Service) changeKey(ctx context.Context, action, ref string, op policy.O
 
 // tryChangeKey is changeKey with a change that may refuse: its error rolls
 // the transaction back.
-func (s *Service) tryChangeKey(ctx context.Context, action, ref string, op policy.Op, apply func(q Queries, k *Key, now time.Time) error) (*Key, error) {
+func (s *Keys) tryChangeKey(ctx context.Context, action, ref string, op policy.Op, apply func(q KeysTx, k *Key, now time.Time) error) (*Key, error) {
 	v, err := s.access(ctx, action, ref)
 	if err != nil {
 		return nil, err
 	}
 	id := v.key.ID
 	var out *Key
-	err = s.commit(ctx, func(q Queries) error {
+	err = commit(ctx, s.audit, s.tx, func(q KeysTx) error {
 		k, err := s.lockKey(ctx, q, id)
 		if err != nil {
 			return err

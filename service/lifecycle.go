@@ -28,7 +28,7 @@ func pendingWindow(days int) (time.Duration, error) {
 // ScheduleKeyDeletion puts a key in PendingDeletion: every cryptographic use
 // is refused and, when the window passes, the deletion worker destroys its
 // token objects and leaves a tombstone. CancelKeyDeletion undoes it.
-func (s *Service) ScheduleKeyDeletion(ctx context.Context, ref string, days int) (*Key, error) {
+func (s *Keys) ScheduleKeyDeletion(ctx context.Context, ref string, days int) (*Key, error) {
 	window, err := pendingWindow(days)
 	if err != nil {
 		return nil, err
@@ -42,8 +42,8 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, ref string, days int)
 // CancelKeyDeletion returns a PendingDeletion key to Disabled, or, for an
 // EXTERNAL key without live key material, to PendingImport: enabling a key
 // with nothing to encrypt with would only move the failure to encrypt.
-func (s *Service) CancelKeyDeletion(ctx context.Context, ref string) (*Key, error) {
-	return s.tryChangeKey(ctx, ActCancelDeletion, ref, policy.OpCancelDeletion, func(q Queries, k *Key, _ time.Time) error {
+func (s *Keys) CancelKeyDeletion(ctx context.Context, ref string) (*Key, error) {
+	return s.tryChangeKey(ctx, ActCancelDeletion, ref, policy.OpCancelDeletion, func(q KeysTx, k *Key, _ time.Time) error {
 		k.State, k.DeletionDate = KeyDisabled, nil
 		if k.Origin != OriginExternal {
 			return nil
@@ -72,13 +72,13 @@ type RotationPolicyInput struct {
 // PutRotationPolicy turns automatic rotation on or off and sets its interval.
 // next = last rotation (or creation) + interval; if that is already past, the
 // worker rotates at once.
-func (s *Service) PutRotationPolicy(ctx context.Context, ref string, in RotationPolicyInput) (*Key, error) {
+func (s *Keys) PutRotationPolicy(ctx context.Context, ref string, in RotationPolicyInput) (*Key, error) {
 	if in.RotationInterval != 0 {
 		if err := s.validateInterval(&in.RotationInterval); err != nil {
 			return nil, err
 		}
 	}
-	return s.tryChangeKey(ctx, ActPutRotationPolicy, ref, policy.OpUpdate, func(_ Queries, k *Key, _ time.Time) error {
+	return s.tryChangeKey(ctx, ActPutRotationPolicy, ref, policy.OpUpdate, func(_ KeysTx, k *Key, _ time.Time) error {
 		if in.AutomaticRotation && k.Origin == OriginExternal {
 			return errorf(ErrInvalidState, "key %s has imported (EXTERNAL) material and cannot rotate", k.ID)
 		}
@@ -109,7 +109,7 @@ type RotationStatus struct {
 }
 
 // GetRotationStatus reports a key's rotation policy and dates.
-func (s *Service) GetRotationStatus(ctx context.Context, ref string) (*RotationStatus, error) {
+func (s *Keys) GetRotationStatus(ctx context.Context, ref string) (*RotationStatus, error) {
 	k, err := s.describeAs(ctx, ActGetRotationStatus, ref)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ func (s *Service) GetRotationStatus(ctx context.Context, ref string) (*RotationS
 }
 
 // ListKeyRotations lists a key's rotations (its first version is not one).
-func (s *Service) ListKeyRotations(ctx context.Context, ref string, limit int, nextToken string) ([]Rotation, string, error) {
+func (s *Keys) ListKeyRotations(ctx context.Context, ref string, limit int, nextToken string) ([]Rotation, string, error) {
 	limit, err := pageLimit(limit)
 	if err != nil {
 		return nil, "", err
@@ -149,7 +149,7 @@ func (s *Service) ListKeyRotations(ctx context.Context, ref string, limit int, n
 }
 
 // ListVersions lists a key's versions, oldest first, without Pending ones.
-func (s *Service) ListVersions(ctx context.Context, ref string) ([]Version, error) {
+func (s *Keys) ListVersions(ctx context.Context, ref string) ([]Version, error) {
 	k, err := s.describeAs(ctx, ActListKeyVersions, ref)
 	if err != nil {
 		return nil, err
@@ -181,7 +181,7 @@ const (
 // ChangeVersion disables, re-enables, schedules the destruction of, or
 // cancels the destruction of one version. The primary version cannot be
 // changed (rotate first); a destroyed version stays destroyed.
-func (s *Service) ChangeVersion(ctx context.Context, ref string, version int, action VersionAction, days int) (*Version, error) {
+func (s *Keys) ChangeVersion(ctx context.Context, ref string, version int, action VersionAction, days int) (*Version, error) {
 	if version < 1 || version > MaxVersion {
 		return nil, Validationf("version must be an integer from 1 to %d", MaxVersion)
 	}
@@ -196,7 +196,7 @@ func (s *Service) ChangeVersion(ctx context.Context, ref string, version int, ac
 	id := kv.key.ID
 	note(ctx, id, version)
 	var out *Version
-	err = s.commit(ctx, func(q Queries) error {
+	err = commit(ctx, s.audit, s.tx, func(q KeysTx) error {
 		k, err := s.lockKey(ctx, q, id)
 		if err != nil {
 			return err

@@ -27,12 +27,12 @@ func isManagedAlias(ref string) bool { return strings.HasPrefix(ref, managedAlia
 // (the caller was authorised for its use, not for CreateKey), and returns
 // its id. Concurrent first uses create it once: the losers find the
 // winner's alias.
-func (s *Service) createManaged(ctx context.Context, alias string) (string, error) {
+func (s *Keys) createManaged(ctx context.Context, alias string) (string, error) {
 	name := strings.TrimPrefix(alias, managedAliasPrefix)
 	if name == "" || strings.Contains(name, "/") {
 		return "", Validationf("a managed alias is alias/managed/<service>, one name without /")
 	}
-	sys := WithActivity(AsSystem(ctx), systemActivity(ActCreateKey, "", "alias", alias, "key_manager", string(ManagerService)))
+	sys := withActivity(AsSystem(ctx), systemActivity(ActCreateKey, "", "alias", alias, "key_manager", string(ManagerService)))
 	k, err := s.CreateKey(sys, CreateKeyInput{Alias: alias, managed: true, AutomaticRotation: true,
 		RotationInterval: ManagedRotationInterval, Description: "default key of " + name + ", managed by hsmkms"})
 	if errors.Is(err, ErrAlreadyExists) {

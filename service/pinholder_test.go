@@ -74,7 +74,7 @@ func TestPlantedNextVersionIsNotAdopted(t *testing.T) {
 	if !opens(t, tok, predicted, known) {
 		t.Fatal("the attacker does not know the planted key (the test would prove nothing)")
 	}
-	if _, err := w.svc.RotateKey(w.ctx, id); err != nil {
+	if _, err := w.svc.Worker.RotateKey(w.ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	v2 := w.ref(id, 2)
@@ -85,7 +85,7 @@ func TestPlantedNextVersionIsNotAdopted(t *testing.T) {
 		t.Fatal("version 2 encrypts under the planted key")
 	}
 	w.encrypt(id)
-	rep, err := w.svc.Reconcile(w.ctx)
+	rep, err := w.svc.Worker.Reconcile(w.ctx)
 	if err != nil || rep.ObjectsDestroyed != 1 {
 		t.Fatalf("reconcile: %v %+v, want the planted object destroyed", err, rep)
 	}
@@ -101,11 +101,11 @@ func TestPlantedNextVersionIsNotAdopted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Destroy(sealName)
-	a := &service.Activity{RequestID: uuid.NewString(), Principal: "test", Action: service.ActGenerateRandom}
-	if err := w.svc.Record(w.ctx, a, service.OutcomeAllowed, ""); err != nil {
+	_, a := service.StartActivity(w.ctx, uuid.NewString(), "", service.ActGenerateRandom)
+	if err := w.svc.Audit.Record(w.ctx, a, service.OutcomeAllowed, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.svc.SealAudit(w.ctx); err != nil {
+	if err := w.svc.Audit.SealAudit(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := w.store.ListAudit(w.ctx, service.AuditFilter{Limit: 1000})
@@ -133,7 +133,7 @@ func TestPlantedNextVersionIsNotAdopted(t *testing.T) {
 	if seals != 1 {
 		t.Fatalf("%d seals, want 1", seals)
 	}
-	if v, err := w.svc.VerifyAudit(w.ctx); err != nil || !v.Intact {
+	if v, err := w.svc.Audit.VerifyAudit(w.ctx); err != nil || !v.Intact {
 		t.Fatalf("verify: %v %+v", err, v)
 	}
 }
@@ -148,7 +148,7 @@ func TestReconcilerSetsAttributesBack(t *testing.T) {
 	w := newWorld(t)
 	out := kmstest.NewOutsider(t)
 	id := w.newKey()
-	if _, err := w.svc.RotateKey(w.ctx, id); err != nil {
+	if _, err := w.svc.Worker.RotateKey(w.ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	w.encrypt(id)
@@ -163,7 +163,7 @@ func TestReconcilerSetsAttributesBack(t *testing.T) {
 		}
 	}
 	before := w.svc.Stats().AttributeRepairs
-	rep, err := w.svc.Reconcile(w.ctx)
+	rep, err := w.svc.Worker.Reconcile(w.ctx)
 	if err != nil || rep.AttributesRepaired != 3 || len(rep.OffTemplate) != 0 {
 		t.Fatalf("reconcile: %v %+v, want 3 attributes repaired and nothing off the template", err, rep)
 	}
@@ -180,7 +180,7 @@ func TestReconcilerSetsAttributesBack(t *testing.T) {
 		}
 	}
 	w.check(id)
-	if rep, err := w.svc.Reconcile(w.ctx); err != nil || rep.AttributesRepaired != 0 {
+	if rep, err := w.svc.Worker.Reconcile(w.ctx); err != nil || rep.AttributesRepaired != 0 {
 		t.Errorf("a second pass: %v %+v, want nothing to repair", err, rep)
 	}
 
@@ -199,7 +199,7 @@ func TestReconcilerSetsAttributesBack(t *testing.T) {
 	if _, err := out.PlantKnownKey(v2); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = w.svc.Reconcile(w.ctx)
+	rep, err = w.svc.Worker.Reconcile(w.ctx)
 	if err != nil || len(rep.OffTemplate) != 1 || !strings.Contains(rep.OffTemplate[0], v2.Label()) || !strings.Contains(rep.OffTemplate[0], "replaced") {
 		t.Fatalf("reconcile after v2 was replaced: %v %+v", err, rep)
 	}
@@ -220,7 +220,7 @@ func TestVersionsWithoutNonceKeepWorking(t *testing.T) {
 		return service.New(st, tok, service.Config{Logger: kmstest.Logger(), MinRotationInterval: time.Hour})
 	}
 	svc := newSvc()
-	k, err := svc.CreateKey(ctx, service.CreateKeyInput{})
+	k, err := svc.Keys.CreateKey(ctx, service.CreateKeyInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,17 +248,17 @@ func TestVersionsWithoutNonceKeepWorking(t *testing.T) {
 	}
 
 	svc = newSvc() // nothing cached
-	blob, err := svc.Encrypt(ctx, k.ID, []byte("old"), nil)
+	blob, err := svc.Crypto.Encrypt(ctx, k.ID, []byte("old"), nil)
 	if err != nil {
 		t.Fatalf("encrypt under a version without a nonce: %v", err)
 	}
-	if _, err := svc.RotateKey(ctx, k.ID); err != nil {
+	if _, err := svc.Worker.RotateKey(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
-	if pt, err := svc.Decrypt(ctx, blob.Ciphertext, nil, ""); err != nil || string(pt.Plaintext) != "old" {
+	if pt, err := svc.Crypto.Decrypt(ctx, blob.Ciphertext, nil, ""); err != nil || string(pt.Plaintext) != "old" {
 		t.Fatalf("decrypt after the rotation: %v", err)
 	}
-	rep, err := svc.Reconcile(ctx)
+	rep, err := svc.Worker.Reconcile(ctx)
 	if err != nil || rep.ObjectsDestroyed != 0 || rep.EncryptRevoked != 0 {
 		t.Fatalf("reconcile: %v %+v (the old object is the version's)", err, rep)
 	}

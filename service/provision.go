@@ -52,7 +52,7 @@ func (s *Service) Provision(ctx context.Context, spec []ProvisionKey) ([]Provisi
 	for i, k := range spec {
 		in := CreateKeyInput{Alias: k.Alias, Description: k.Description, AutomaticRotation: k.AutomaticRotation,
 			RotationInterval: k.RotationInterval, Tags: k.Tags}
-		if err := s.validateCreate(&in); err != nil {
+		if err := s.Keys.validateCreate(&in); err != nil {
 			return nil, fmt.Errorf("key %d (%s): %w", i+1, k.Alias, err)
 		}
 		if err := s.checkProvisionAliases(ctx, k); err != nil {
@@ -72,13 +72,11 @@ func (s *Service) Provision(ctx context.Context, spec []ProvisionKey) ([]Provisi
 
 // checkProvisionAliases refuses a key whose extra aliases name another key
 // than the one its alias names (or any key, when its alias is still free).
+// The extra aliases are read before the alias: a provisioner binds the
+// alias first, so an extra alias bound by a concurrent one is read with
+// the alias it was bound after, never as foreign.
 func (s *Service) checkProvisionAliases(ctx context.Context, k ProvisionKey) error {
-	owner := ""
-	if a, err := s.store.GetAlias(ctx, k.Alias); err == nil {
-		owner = a.KeyID
-	} else if !errors.Is(err, ErrNotFound) {
-		return s.storeErr(err)
-	}
+	bound := make(map[string]string, len(k.ExtraAliases)) // extra alias -> key id
 	for _, extra := range k.ExtraAliases {
 		a, err := s.store.GetAlias(ctx, extra)
 		if errors.Is(err, ErrNotFound) {
@@ -87,8 +85,20 @@ func (s *Service) checkProvisionAliases(ctx context.Context, k ProvisionKey) err
 		if err != nil {
 			return s.storeErr(err)
 		}
-		if a.KeyID != owner {
-			return errorf(ErrAlreadyExists, "alias %s names another key (%s); provisioning does not move aliases", extra, a.KeyID)
+		bound[extra] = a.KeyID
+	}
+	if len(bound) == 0 {
+		return nil
+	}
+	owner := ""
+	if a, err := s.store.GetAlias(ctx, k.Alias); err == nil {
+		owner = a.KeyID
+	} else if !errors.Is(err, ErrNotFound) {
+		return s.storeErr(err)
+	}
+	for _, extra := range k.ExtraAliases {
+		if id, ok := bound[extra]; ok && id != owner {
+			return errorf(ErrAlreadyExists, "alias %s names another key (%s); provisioning does not move aliases", extra, id)
 		}
 	}
 	return nil
@@ -101,7 +111,7 @@ func (s *Service) provisionOne(ctx context.Context, k ProvisionKey) (ProvisionRe
 	case err == nil:
 		r.KeyID = a.KeyID
 	case errors.Is(err, ErrNotFound):
-		created, err := s.CreateKey(WithActivity(ctx, systemActivity(ActCreateKey, "", "alias", k.Alias, "provisioned", "true")),
+		created, err := s.Keys.CreateKey(withActivity(ctx, systemActivity(ActCreateKey, "", "alias", k.Alias, "provisioned", "true")),
 			CreateKeyInput{Alias: k.Alias, Description: k.Description, AutomaticRotation: k.AutomaticRotation,
 				RotationInterval: k.RotationInterval, Tags: k.Tags})
 		if errors.Is(err, ErrAlreadyExists) {
@@ -131,7 +141,7 @@ func (s *Service) provisionOne(ctx context.Context, k ProvisionKey) (ProvisionRe
 		if !errors.Is(err, ErrNotFound) {
 			return r, s.storeErr(err)
 		}
-		_, err = s.CreateAlias(WithActivity(ctx, systemActivity(ActCreateAlias, r.KeyID, "alias", extra, "provisioned", "true")), extra, r.KeyID)
+		_, err = s.Keys.CreateAlias(withActivity(ctx, systemActivity(ActCreateAlias, r.KeyID, "alias", extra, "provisioned", "true")), extra, r.KeyID)
 		if err != nil && !errors.Is(err, ErrAlreadyExists) {
 			return r, err
 		}

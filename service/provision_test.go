@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -27,12 +28,12 @@ func TestProvisionIsIdempotent(t *testing.T) {
 	if !first[0].Created || !first[1].Created {
 		t.Fatalf("first run created %+v", first)
 	}
-	k, err := s.Service.DescribeKey(ctx, "alias/ci-app-legacy")
+	k, err := s.Service.Keys.DescribeKey(ctx, "alias/ci-app-legacy")
 	if err != nil || k.ID != first[0].KeyID || !k.RotationEnabled || k.RotationInterval != 90*24*time.Hour || k.Tags["team"] != "payments" {
 		t.Fatalf("provisioned key: %v %+v", err, k)
 	}
 	// An operator changes the policy; provisioning again leaves it.
-	if _, err := s.Service.PutRotationPolicy(ctx, "alias/ci-app", service.RotationPolicyInput{AutomaticRotation: false}); err != nil {
+	if _, err := s.Service.Keys.PutRotationPolicy(ctx, "alias/ci-app", service.RotationPolicyInput{AutomaticRotation: false}); err != nil {
 		t.Fatal(err)
 	}
 	second, err := s.Service.Provision(ctx, provisionSpec)
@@ -44,10 +45,10 @@ func TestProvisionIsIdempotent(t *testing.T) {
 			t.Errorf("second run: %+v, want the same keys, none created", second[i])
 		}
 	}
-	if k, _ := s.Service.DescribeKey(ctx, "alias/ci-app"); k.RotationEnabled {
+	if k, _ := s.Service.Keys.DescribeKey(ctx, "alias/ci-app"); k.RotationEnabled {
 		t.Error("provisioning overrode an operator's change")
 	}
-	keys, _, err := s.Service.ListKeys(ctx, 100, "")
+	keys, _, err := s.Service.Keys.ListKeys(ctx, 100, "")
 	if err != nil || len(keys) != 2 {
 		t.Fatalf("%d keys after two runs (%v), want 2", len(keys), err)
 	}
@@ -59,20 +60,50 @@ func TestProvisionConcurrently(t *testing.T) {
 	a := kmstest.Start(t, kmstest.Options{Store: st})
 	b := kmstest.Start(t, kmstest.Options{Store: st})
 	ctx := kmstest.Ctx(t)
-	var wg sync.WaitGroup
-	for _, s := range []*kmstest.Stack{a, b, a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.Service.Provision(ctx, provisionSpec); err != nil {
-				t.Error(err)
+	// Rounds of fresh aliases: a provisioner checking a key's aliases
+	// while another binds the key's alias and then its extra alias must
+	// not take the extra alias for another key's (it did about 1 run in
+	// 40 with one round).
+	const rounds = 8
+	for round := range rounds {
+		spec := make([]service.ProvisionKey, len(provisionSpec))
+		for i, k := range provisionSpec {
+			k.Alias = fmt.Sprintf("%s-%d", k.Alias, round)
+			k.ExtraAliases = nil
+			for _, e := range provisionSpec[i].ExtraAliases {
+				k.ExtraAliases = append(k.ExtraAliases, fmt.Sprintf("%s-%d", e, round))
 			}
-		}()
+			spec[i] = k
+		}
+		var wg sync.WaitGroup
+		for _, s := range []*kmstest.Stack{a, b, a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Service.Provision(ctx, spec); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-	keys, _, err := a.Service.ListKeys(ctx, 100, "")
-	if err != nil || len(keys) != 2 {
-		t.Fatalf("%d keys after concurrent provisioning (%v), want 2", len(keys), err)
+	keys, _, err := a.Service.Keys.ListKeys(ctx, 100, "")
+	if err != nil || len(keys) != rounds*len(provisionSpec) {
+		t.Fatalf("%d keys after concurrent provisioning (%v), want %d", len(keys), err, rounds*len(provisionSpec))
+	}
+	for round := range rounds {
+		for _, k := range provisionSpec {
+			main, err := a.Service.Keys.DescribeKey(ctx, fmt.Sprintf("%s-%d", k.Alias, round))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range k.ExtraAliases {
+				extra, err := a.Service.Keys.DescribeKey(ctx, fmt.Sprintf("%s-%d", e, round))
+				if err != nil || extra.ID != main.ID {
+					t.Errorf("round %d: %s names %v (%v), want %s's key %s", round, e, extra, err, k.Alias, main.ID)
+				}
+			}
+		}
 	}
 }
 
@@ -91,7 +122,7 @@ func TestProvisionRefusals(t *testing.T) {
 			t.Errorf("spec %+v accepted", spec)
 		}
 	}
-	other, err := s.Service.CreateKey(ctx, service.CreateKeyInput{Alias: "alias/taken"})
+	other, err := s.Service.Keys.CreateKey(ctx, service.CreateKeyInput{Alias: "alias/taken"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,13 +130,13 @@ func TestProvisionRefusals(t *testing.T) {
 	if !errors.Is(err, service.ErrAlreadyExists) {
 		t.Errorf("extra alias of another key: %v, want AlreadyExists", err)
 	}
-	if k, _ := s.Service.DescribeKey(ctx, "alias/taken"); k.ID != other.ID {
+	if k, _ := s.Service.Keys.DescribeKey(ctx, "alias/taken"); k.ID != other.ID {
 		t.Error("provisioning moved an alias")
 	}
 
 	// A file whose later key is bad creates nothing at all: not the good
 	// keys before it, not the bad key itself.
-	before, _, err := s.Service.ListKeys(ctx, 1000, "")
+	before, _, err := s.Service.Keys.ListKeys(ctx, 1000, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +150,7 @@ func TestProvisionRefusals(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	after, _, err := s.Service.ListKeys(ctx, 1000, "")
+	after, _, err := s.Service.Keys.ListKeys(ctx, 1000, "")
 	if err != nil {
 		t.Fatal(err)
 	}

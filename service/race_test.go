@@ -25,14 +25,14 @@ func TestReconcilerNeverDestroysAVersionMadeAgain(t *testing.T) {
 	var rotateErr error
 	w.token.BeforeNextDestroy(func() {
 		other := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(), MinRotationInterval: time.Hour})
-		_, rotateErr = other.RotateKey(w.ctx, id)
+		_, rotateErr = other.Worker.RotateKey(w.ctx, id)
 	})
-	if _, err := w.svc.Reconcile(w.ctx); err != nil {
+	if _, err := w.svc.Worker.Reconcile(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if rotateErr != nil {
 		t.Logf("the rotation waited for the reconciler: %v", rotateErr)
-		if _, err := w.svc.RotateKey(w.ctx, id); err != nil {
+		if _, err := w.svc.Worker.RotateKey(w.ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -46,11 +46,11 @@ func TestReconcilerNeverDestroysAVersionMadeAgain(t *testing.T) {
 func TestCancelledDestructionIsNeverDestroyed(t *testing.T) {
 	w := newWorld(t)
 	id := w.newKey()
-	if _, err := w.svc.RotateKey(w.ctx, id); err != nil {
+	if _, err := w.svc.Worker.RotateKey(w.ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	w.encrypt(id)
-	if _, err := w.svc.ChangeVersion(w.ctx, id, 1, service.ScheduleVersionDestruction, 7); err != nil {
+	if _, err := w.svc.Keys.ChangeVersion(w.ctx, id, 1, service.ScheduleVersionDestruction, 7); err != nil {
 		t.Fatal(err)
 	}
 	w.clock.Advance(8 * 24 * time.Hour)
@@ -63,11 +63,11 @@ func TestCancelledDestructionIsNeverDestroyed(t *testing.T) {
 			}
 		}})
 	workerDone := make(chan error, 1)
-	go func() { workerDone <- worker.RunDue(w.ctx) }()
+	go func() { workerDone <- worker.Worker.RunDue(w.ctx) }()
 	<-reached
 	cancelDone := make(chan error, 1)
 	go func() {
-		_, err := w.svc.ChangeVersion(w.ctx, id, 1, service.CancelVersionDestruction, 0)
+		_, err := w.svc.Keys.ChangeVersion(w.ctx, id, 1, service.CancelVersionDestruction, 0)
 		cancelDone <- err
 	}()
 	// Give the cancel the chance to commit while the worker is between its
@@ -86,7 +86,7 @@ func TestCancelledDestructionIsNeverDestroyed(t *testing.T) {
 	if !cancelled {
 		cancelErr = <-cancelDone
 	}
-	vs, err := w.svc.ListVersions(w.ctx, id)
+	vs, err := w.svc.Keys.ListVersions(w.ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,12 +121,12 @@ func TestSlowRotationDoesNotPromoteOverALaterOne(t *testing.T) {
 			}
 		}})
 	done := make(chan error, 1)
-	go func() { _, err := slow.RotateKey(w.ctx, id); done <- err }()
+	go func() { _, err := slow.Worker.RotateKey(w.ctx, id); done <- err }()
 	<-reached
 	w.clock.Advance(2 * time.Second) // the slow rotation's lease has expired
 	fast := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(),
 		MinRotationInterval: time.Hour, LeaseDuration: time.Second})
-	v, err := fast.RotateKey(w.ctx, id)
+	v, err := fast.Worker.RotateKey(w.ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +138,11 @@ func TestSlowRotationDoesNotPromoteOverALaterOne(t *testing.T) {
 	// Its abandoned Pending version is the reconciler's to roll back.
 	w.clock.Advance(time.Hour)
 	w.restart(nil)
-	if _, err := w.svc.Reconcile(w.ctx); err != nil {
+	if _, err := w.svc.Worker.Reconcile(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	w.check(id)
-	if d, err := w.svc.DescribeKey(w.ctx, id); err != nil || d.PrimaryVersion != v.Version {
+	if d, err := w.svc.Keys.DescribeKey(w.ctx, id); err != nil || d.PrimaryVersion != v.Version {
 		t.Fatalf("primary after both rotations: %+v %v, want %d", d, err, v.Version)
 	}
 }
@@ -164,10 +164,10 @@ func TestFailedCreateLeavesNoObject(t *testing.T) {
 	}
 	before := objects()
 	w.token.FailNext("GenerateKey", kmstest.AfterCall{Err: hsm.ErrUnavailable})
-	if _, err := w.svc.CreateKey(w.ctx, service.CreateKeyInput{}); err == nil {
+	if _, err := w.svc.Keys.CreateKey(w.ctx, service.CreateKeyInput{}); err == nil {
 		t.Fatal("CreateKey succeeded with a failing token")
 	}
-	if keys, _, err := w.svc.ListKeys(w.ctx, 1000, ""); err != nil || len(keys) != 0 {
+	if keys, _, err := w.svc.Keys.ListKeys(w.ctx, 1000, ""); err != nil || len(keys) != 0 {
 		t.Fatalf("keys after the failed creation: %+v %v", keys, err)
 	}
 	for ref := range objects() {
@@ -185,8 +185,8 @@ func TestConcurrentSealsKeepTheChainIntact(t *testing.T) {
 	w := newWorld(t)
 	record := func(n int) {
 		for i := 0; i < n; i++ {
-			a := &service.Activity{RequestID: uuid.NewString(), Principal: "test", Action: service.ActGenerateRandom}
-			if err := w.svc.Record(w.ctx, a, service.OutcomeAllowed, ""); err != nil {
+			_, a := service.StartActivity(w.ctx, uuid.NewString(), "", service.ActGenerateRandom)
+			if err := w.svc.Audit.Record(w.ctx, a, service.OutcomeAllowed, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -195,7 +195,7 @@ func TestConcurrentSealsKeepTheChainIntact(t *testing.T) {
 	fs := kmstest.NewFaultStore(w.store)
 	a := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
 	b := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
-	if err := b.SealAudit(w.ctx); err != nil { // the seal key exists; both know the last seal
+	if err := b.Audit.SealAudit(w.ctx); err != nil { // the seal key exists; both know the last seal
 		t.Fatal(err)
 	}
 	record(2)
@@ -203,20 +203,20 @@ func TestConcurrentSealsKeepTheChainIntact(t *testing.T) {
 	fs.AfterNext("LastAudit", func() {
 		// A has read the last seal; B seals now. If A holds the head, B
 		// waits for it (and A goes on after a moment); if not, B commits.
-		go func() { bDone <- b.SealAudit(w.ctx) }()
+		go func() { bDone <- b.Audit.SealAudit(w.ctx) }()
 		select {
 		case err := <-bDone:
 			bDone <- err
 		case <-time.After(300 * time.Millisecond):
 		}
 	})
-	if err := a.SealAudit(w.ctx); err != nil {
+	if err := a.Audit.SealAudit(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-bDone; err != nil {
 		t.Fatal(err)
 	}
-	v, err := w.svc.VerifyAudit(w.ctx)
+	v, err := w.svc.Audit.VerifyAudit(w.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,21 +232,21 @@ func TestConcurrentSealsKeepTheChainIntact(t *testing.T) {
 func TestAliasMovedWhileBeingDeleted(t *testing.T) {
 	w := newWorld(t)
 	x, y := w.newKey(), w.newKey()
-	if _, err := w.svc.CreateAlias(w.ctx, "alias/race", x); err != nil {
+	if _, err := w.svc.Keys.CreateAlias(w.ctx, "alias/race", x); err != nil {
 		t.Fatal(err)
 	}
 	fs := kmstest.NewFaultStore(w.store)
 	deleter := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
 	moveDone := make(chan error, 1)
 	fs.AfterNext("GetAlias", func() {
-		go func() { _, err := w.svc.UpdateAlias(w.ctx, "alias/race", y); moveDone <- err }()
+		go func() { _, err := w.svc.Keys.UpdateAlias(w.ctx, "alias/race", y); moveDone <- err }()
 		select {
 		case err := <-moveDone:
 			moveDone <- err
 		case <-time.After(300 * time.Millisecond):
 		}
 	})
-	delErr := deleter.DeleteAlias(w.ctx, "alias/race")
+	delErr := deleter.Keys.DeleteAlias(w.ctx, "alias/race")
 	moveErr := <-moveDone
 	if delErr == nil && moveErr == nil {
 		t.Fatal("both the move to the other key and the delete authorised on the first key succeeded")
@@ -268,10 +268,10 @@ func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 	w := newWorld(t)
 	fs := kmstest.NewFaultStore(w.store)
 	svc := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
-	if _, err := svc.CreatePrincipal(w.ctx, service.CreatePrincipalInput{Name: "app"}); err != nil {
+	if _, err := svc.Access.CreatePrincipal(w.ctx, service.CreatePrincipalInput{Name: "app"}); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := svc.CreateToken(w.ctx, "app", "to revoke")
+	tok, err := svc.Access.CreateToken(w.ctx, "app", "to revoke")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,17 +280,17 @@ func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 	fs.AfterNext("GetToken", func() {
 		// The first request has read the token, not yet revoked. Now it
 		// is revoked, and a second request comes in.
-		if err := svc.RevokeToken(w.ctx, "app", tok.ID); err != nil {
+		if err := svc.Access.RevokeToken(w.ctx, "app", tok.ID); err != nil {
 			t.Error(err)
 		}
-		go func() { _, err := svc.Authenticate(w.ctx, tok.Token); late <- err }()
+		go func() { _, err := svc.Access.Authenticate(w.ctx, tok.Token); late <- err }()
 		time.Sleep(300 * time.Millisecond) // time for it to reach the load (and, without the fix, join it)
 	})
-	_, _ = svc.Authenticate(w.ctx, tok.Token) // began before the revocation: either answer is right
+	_, _ = svc.Access.Authenticate(w.ctx, tok.Token) // began before the revocation: either answer is right
 	if err := <-late; err == nil {
 		t.Fatal("a request that began after the revocation was authenticated")
 	}
-	if _, err := svc.Authenticate(w.ctx, tok.Token); err == nil {
+	if _, err := svc.Access.Authenticate(w.ctx, tok.Token); err == nil {
 		t.Fatal("the revoked token still authenticates")
 	}
 }
@@ -300,14 +300,14 @@ func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 // serialising, each transaction still saw the other administrator.)
 func TestAdministratorsCannotLockEachOtherOut(t *testing.T) {
 	w := newWorld(t)
-	if _, err := w.svc.Bootstrap(w.ctx, "bootstrap-token-for-the-lockout-test"); err != nil {
+	if _, err := w.svc.Access.Bootstrap(w.ctx, "bootstrap-token-for-the-lockout-test"); err != nil {
 		t.Fatal(err)
 	}
 	kmstest.Secret("bootstrap-token-for-the-lockout-test")
-	if _, err := w.svc.CreatePrincipal(w.ctx, service.CreatePrincipalInput{Name: "admin2", Policies: []string{service.AdminPolicy}}); err != nil {
+	if _, err := w.svc.Access.CreatePrincipal(w.ctx, service.CreatePrincipalInput{Name: "admin2", Policies: []string{service.AdminPolicy}}); err != nil {
 		t.Fatal(err)
 	}
-	tok2, err := w.svc.CreateToken(w.ctx, "admin2", "second administrator")
+	tok2, err := w.svc.Access.CreateToken(w.ctx, "admin2", "second administrator")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,10 @@ func TestAdministratorsCannotLockEachOtherOut(t *testing.T) {
 	fs.AfterNext("before AppendAudit", func() {
 		// A has revoked admin2's token and found admin still in charge;
 		// before A commits, B detaches admin's policy.
-		go func() { _, err := w.svc.DetachPolicy(w.ctx, service.AdminPrincipal, service.AdminPolicy); bDone <- err }()
+		go func() {
+			_, err := w.svc.Access.DetachPolicy(w.ctx, service.AdminPrincipal, service.AdminPolicy)
+			bDone <- err
+		}()
 		select {
 		case err := <-bDone:
 			bDone <- err
@@ -327,8 +330,8 @@ func TestAdministratorsCannotLockEachOtherOut(t *testing.T) {
 	})
 	// An activity, so that the change appends its audit record in its
 	// transaction (where the hook is).
-	actx := service.WithActivity(w.ctx, &service.Activity{RequestID: uuid.NewString(), Principal: "admin", Action: "kms:RevokeToken"})
-	aErr := a.RevokeToken(actx, "admin2", tok2.ID)
+	actx, _ := service.StartActivity(w.ctx, uuid.NewString(), "", "kms:RevokeToken")
+	aErr := a.Access.RevokeToken(actx, "admin2", tok2.ID)
 	var bErr error
 	select {
 	case bErr = <-bDone:
@@ -350,14 +353,14 @@ func TestSlowCacheLoadDoesNotExtendTheTTL(t *testing.T) {
 	fs := kmstest.NewFaultStore(w.store)
 	replica := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
 	fs.AfterNext("ListVersions", func() { w.clock.Advance(400 * time.Millisecond) })
-	if _, err := replica.Encrypt(w.ctx, id, []byte("x"), nil); err != nil {
+	if _, err := replica.Crypto.Encrypt(w.ctx, id, []byte("x"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.svc.DisableKey(w.ctx, id); err != nil { // on the other replica
+	if _, err := w.svc.Keys.DisableKey(w.ctx, id); err != nil { // on the other replica
 		t.Fatal(err)
 	}
 	w.clock.Advance(200 * time.Millisecond) // 600 ms after the load began
-	if _, err := replica.Encrypt(w.ctx, id, []byte("x"), nil); !errors.Is(err, service.ErrDisabled) {
+	if _, err := replica.Crypto.Encrypt(w.ctx, id, []byte("x"), nil); !errors.Is(err, service.ErrDisabled) {
 		t.Fatalf("encrypt 600 ms after the load began, the key disabled meanwhile: %v, want DisabledException", err)
 	}
 }
@@ -369,19 +372,19 @@ func TestFailingAutomaticRotationIsPostponed(t *testing.T) {
 	w := newWorld(t)
 	svc := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(),
 		MinRotationInterval: time.Hour, MaxVersionsPerKey: 2})
-	capped, err := svc.CreateKey(w.ctx, service.CreateKeyInput{AutomaticRotation: true, RotationInterval: 24 * time.Hour})
+	capped, err := svc.Keys.CreateKey(w.ctx, service.CreateKeyInput{AutomaticRotation: true, RotationInterval: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.RotateKey(w.ctx, capped.ID); err != nil { // now at the cap
+	if _, err := svc.Worker.RotateKey(w.ctx, capped.ID); err != nil { // now at the cap
 		t.Fatal(err)
 	}
-	other, err := svc.CreateKey(w.ctx, service.CreateKeyInput{AutomaticRotation: true, RotationInterval: 24 * time.Hour})
+	other, err := svc.Keys.CreateKey(w.ctx, service.CreateKeyInput{AutomaticRotation: true, RotationInterval: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.clock.Advance(25 * time.Hour)
-	if err := svc.RunDue(w.ctx); err != nil {
+	if err := svc.Worker.RunDue(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	now := w.clock.Now()
@@ -392,7 +395,7 @@ func TestFailingAutomaticRotationIsPostponed(t *testing.T) {
 	if k.NextRotation == nil || !k.NextRotation.After(now.Add(59*time.Minute)) {
 		t.Errorf("the capped key's next rotation is %v, want about an hour after %v", k.NextRotation, now)
 	}
-	if d, err := svc.DescribeKey(w.ctx, other.ID); err != nil || d.PrimaryVersion != 2 {
+	if d, err := svc.Keys.DescribeKey(w.ctx, other.ID); err != nil || d.PrimaryVersion != 2 {
 		t.Errorf("the other due key: %+v %v, want rotated to version 2", d, err)
 	}
 }

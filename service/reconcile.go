@@ -49,7 +49,7 @@ type ReconcileReport struct {
 // The token inventory is read before the database: an object always gets its
 // row before it is generated, so an object seen in the inventory whose row is
 // missing afterwards really has none.
-func (s *Service) Reconcile(ctx context.Context) (*ReconcileReport, error) {
+func (s *Worker) Reconcile(ctx context.Context) (*ReconcileReport, error) {
 	rep := &ReconcileReport{}
 	inv, err := s.token.Inventory(ctx)
 	if err != nil {
@@ -86,7 +86,7 @@ func (s *Service) Reconcile(ctx context.Context) (*ReconcileReport, error) {
 }
 
 // reconcilePending rolls back abandoned creations and rotations.
-func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRef]hsm.ObjectInfo, rep *ReconcileReport) error {
+func (s *Worker) reconcilePending(ctx context.Context, present map[hsm.ObjectRef]hsm.ObjectInfo, rep *ReconcileReport) error {
 	pending, err := s.store.VersionsInState(ctx, VersionPending)
 	if err != nil {
 		return s.storeErr(err)
@@ -96,7 +96,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 		if v.UpdatedAt.After(cutoff) {
 			continue // may still be in progress
 		}
-		err := s.withLease(ctx, v.KeyID, func(_ time.Time) error {
+		err := s.leases.with(ctx, v.KeyID, func(_ time.Time) error {
 			// Rows first, in one transaction that locks the key, as the
 			// promotion does: a creation or rotation that finishes after
 			// all (its lease expired, it was only slow) either commits
@@ -104,7 +104,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 			// fails. Never the other way round, which would leave a live
 			// version without its object.
 			creating, finished := false, false
-			err := s.store.InTx(ctx, func(q Queries) error {
+			err := s.tx(ctx, func(q KeysTx) error {
 				k, err := q.LockKey(ctx, v.KeyID)
 				if errors.Is(err, ErrNotFound) {
 					finished = true
@@ -130,7 +130,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 			if err != nil || finished {
 				return s.storeErr(err)
 			}
-			s.cache.invalidateKey(v.KeyID)
+			s.keys.cache.invalidateKey(v.KeyID)
 			if creating {
 				rep.CreatesRolledBack++
 			} else {
@@ -155,7 +155,7 @@ func (s *Service) reconcilePending(ctx context.Context, present map[hsm.ObjectRe
 }
 
 // reconcileObjects checks every object of the inventory against its row.
-func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep *ReconcileReport) error {
+func (s *Worker) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep *ReconcileReport) error {
 	keys := map[string]*Key{}
 	versions := map[string]map[int]Version{}
 	for _, o := range inv {
@@ -213,7 +213,7 @@ func (s *Service) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, re
 		// rotation, creation or import of it runs meanwhile) and on the
 		// rows read again under it; a key whose lease is held is left for
 		// the next pass.
-		err := s.withLease(ctx, id, func(time.Time) error {
+		err := s.leases.with(ctx, id, func(time.Time) error {
 			return s.repairObject(ctx, o, rep)
 		})
 		if err != nil {
@@ -245,7 +245,7 @@ func objectRepair(k *Key, state VersionState, hasRow, canEncrypt bool) repair {
 
 // repairObject reads the object's key and version again and repairs what
 // they still call for. The caller holds the key's lease.
-func (s *Service) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *ReconcileReport) error {
+func (s *Worker) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *ReconcileReport) error {
 	id := o.Ref.KeyID.String()
 	k, err := s.store.GetKey(ctx, id)
 	if err != nil {
@@ -278,7 +278,7 @@ func (s *Service) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *Recon
 // checkAttributes repairs and reports how the object o of the live version
 // v differs from a version's template. Repair touches no CKA_ENCRYPT and
 // no object of another version, so it needs no lease.
-func (s *Service) checkAttributes(ctx context.Context, o hsm.ObjectInfo, v *Version, rep *ReconcileReport) error {
+func (s *Worker) checkAttributes(ctx context.Context, o hsm.ObjectInfo, v *Version, rep *ReconcileReport) error {
 	if v.Origin == OriginHSM && !o.Generated {
 		rep.OffTemplate = append(rep.OffTemplate, o.Label+": the token does not attest that it generated this object "+
 			"(CKA_LOCAL, CKA_ALWAYS_SENSITIVE or CKA_NEVER_EXTRACTABLE false): it may have been replaced")

@@ -18,21 +18,21 @@ func TestEncryptAfterAnotherReplicaRotated(t *testing.T) {
 	a := kmstest.Start(t, kmstest.Options{Store: st, Config: service.Config{CacheTTL: 1 << 40}})
 	b := kmstest.Start(t, kmstest.Options{Store: st})
 	ctx := kmstest.Ctx(t)
-	k, err := a.Service.CreateKey(ctx, service.CreateKeyInput{Alias: "alias/shared"})
+	k, err := a.Service.Keys.CreateKey(ctx, service.CreateKeyInput{Alias: "alias/shared"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := a.Service.Encrypt(ctx, "alias/shared", []byte("before"), nil); err != nil || r.KeyVersion != 1 {
+	if r, err := a.Service.Crypto.Encrypt(ctx, "alias/shared", []byte("before"), nil); err != nil || r.KeyVersion != 1 {
 		t.Fatalf("encrypt on A before: %v %+v", err, r)
 	}
-	if _, err := b.Service.RotateKey(ctx, k.ID); err != nil {
+	if _, err := b.Service.Worker.RotateKey(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
-	r, err := a.Service.Encrypt(ctx, "alias/shared", []byte("after"), nil)
+	r, err := a.Service.Crypto.Encrypt(ctx, "alias/shared", []byte("after"), nil)
 	if err != nil || r.KeyVersion != 2 {
 		t.Fatalf("encrypt on A after B rotated: %v %+v, want version 2", err, r)
 	}
-	if d, err := b.Service.Decrypt(ctx, r.Ciphertext, nil, ""); err != nil || string(d.Plaintext) != "after" {
+	if d, err := b.Service.Crypto.Decrypt(ctx, r.Ciphertext, nil, ""); err != nil || string(d.Plaintext) != "after" {
 		t.Fatalf("decrypt on B: %v", err)
 	}
 }
@@ -44,19 +44,19 @@ func TestTokenObjectNotYetVisible(t *testing.T) {
 	ft := kmstest.NewFaultToken(kmstest.Token(t))
 	s := kmstest.Start(t, kmstest.Options{Token: ft})
 	ctx := kmstest.Ctx(t)
-	if _, err := s.Service.CreateKey(ctx, service.CreateKeyInput{Alias: "alias/late"}); err != nil {
+	if _, err := s.Service.Keys.CreateKey(ctx, service.CreateKeyInput{Alias: "alias/late"}); err != nil {
 		t.Fatal(err)
 	}
 	ft.FailNext("Encrypt", hsm.ErrObjectNotFound)
 	ft.FailNext("Encrypt", hsm.ErrObjectNotFound)
-	r, err := s.Service.Encrypt(ctx, "alias/late", []byte("x"), nil)
+	r, err := s.Service.Crypto.Encrypt(ctx, "alias/late", []byte("x"), nil)
 	if err != nil {
 		t.Fatalf("encrypt after two misses: %v", err)
 	}
 	for i := 0; i < 5; i++ {
 		ft.FailNext("Decrypt", hsm.ErrObjectNotFound)
 	}
-	if _, err := s.Service.Decrypt(ctx, r.Ciphertext, nil, ""); !errors.Is(err, service.ErrUnavailable) {
+	if _, err := s.Service.Crypto.Decrypt(ctx, r.Ciphertext, nil, ""); !errors.Is(err, service.ErrUnavailable) {
 		t.Fatalf("decrypt with the object missing for good: %v, want ErrUnavailable", err)
 	}
 }

@@ -13,7 +13,7 @@ import (
 const KeyCreating KeyState = "Creating"
 
 // resolveID turns a key id or alias/NAME into a canonical key id.
-func (s *Service) resolveID(ctx context.Context, ref string) (string, error) {
+func (s *Keys) resolveID(ctx context.Context, ref string) (string, error) {
 	if ref == "" {
 		return "", Validationf("key_id is required (a key id or alias/NAME)")
 	}
@@ -36,7 +36,7 @@ func (s *Service) resolveID(ctx context.Context, ref string) (string, error) {
 
 // viewByID returns the cached view of key id. Keys still being
 // created are not found.
-func (s *Service) viewByID(ctx context.Context, id string) (*keyView, error) {
+func (s *Keys) viewByID(ctx context.Context, id string) (*keyView, error) {
 	v, err := s.cache.key(ctx, id)
 	if errors.Is(err, ErrNotFound) || (err == nil && v.key.State == KeyCreating) {
 		return nil, errorf(ErrNotFound, "key %s not found", id)
@@ -49,19 +49,19 @@ func (s *Service) viewByID(ctx context.Context, id string) (*keyView, error) {
 
 // loadKey reads a key by id, bypassing the cache. Resolve aliases before a
 // transaction begins (resolveID), not inside it.
-func (s *Service) loadKey(ctx context.Context, q Queries, id string) (*Key, error) {
+func (s *Keys) loadKey(ctx context.Context, q KeyQueries, id string) (*Key, error) {
 	k, err := q.GetKey(ctx, id)
 	return s.existing(id, k, err)
 }
 
 // lockKey reads a key inside a transaction for a change (LockKey).
-func (s *Service) lockKey(ctx context.Context, q Queries, id string) (*Key, error) {
+func (s *Keys) lockKey(ctx context.Context, q KeyQueries, id string) (*Key, error) {
 	k, err := q.LockKey(ctx, id)
 	return s.existing(id, k, err)
 }
 
 // existing hides keys that are still being created.
-func (s *Service) existing(id string, k *Key, err error) (*Key, error) {
+func (s *Keys) existing(id string, k *Key, err error) (*Key, error) {
 	if errors.Is(err, ErrNotFound) || (err == nil && k.State == KeyCreating) {
 		return nil, errorf(ErrNotFound, "key %s not found", id)
 	}

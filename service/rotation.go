@@ -10,7 +10,7 @@ import (
 )
 
 // RotateKey makes a new primary version (RotateKeyOnDemand). It follows the
-// four-step protocol of DESIGN.md, "Rotation without losing anything":
+// four-step protocol (docs/architecture.md, "Rotation"):
 //  1. DB: insert version n+1 as Pending;
 //  2. token: generate its object (idempotent by CKA_ID);
 //  3. DB, one transaction: n+1 Primary, n DecryptOnly, rotation record, dates;
@@ -19,8 +19,8 @@ import (
 // A crash between any two steps leaves a state the reconciler finishes. A
 // lease on the key makes concurrent rotations of one key (several workers,
 // several replicas) produce exactly one version each.
-func (s *Service) RotateKey(ctx context.Context, ref string) (*Version, error) {
-	v, err := s.access(ctx, ActRotateKey, ref)
+func (s *Worker) RotateKey(ctx context.Context, ref string) (*Version, error) {
+	v, err := s.keys.access(ctx, ActRotateKey, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -33,29 +33,27 @@ func (s *Service) RotateKey(ctx context.Context, ref string) (*Version, error) {
 // rotate runs the protocol under the key's lease. For AUTOMATIC rotations it
 // re-checks, under the lease, that the key is still due; if another worker
 // already rotated it, it returns (nil, nil).
-func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*Version, error) {
+func (s *Worker) rotate(ctx context.Context, keyID string, typ RotationType) (*Version, error) {
 	if typ == RotationAutomatic {
 		// The worker's rotations are audited as the system's.
-		ctx = WithActivity(ctx, systemActivity(ActRotateKey, keyID, "rotation_type", string(typ)))
+		ctx = withActivity(ctx, systemActivity(ActRotateKey, keyID, "rotation_type", string(typ)))
 	}
-	owner := s.leaseOwner()
-	now := s.now()
-	ok, err := s.store.ClaimKey(ctx, keyID, owner, now, now.Add(s.cfg.LeaseDuration))
+	le, now, err := s.leases.claim(ctx, keyID)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, errorf(ErrNotFound, "key %s not found", keyID)
 		}
 		return nil, s.storeErr(err)
 	}
-	if !ok {
+	if le == nil {
 		if typ == RotationAutomatic {
 			return nil, nil // another worker has it
 		}
-		return nil, errorf(ErrLimitExceeded, "key %s is being rotated by another request; retry", keyID)
+		return nil, errorf(ErrConflict, "key %s is being rotated by another request; retry", keyID)
 	}
-	defer s.release(keyID, owner)
+	defer le.release()
 
-	k, err := s.loadKey(ctx, s.store, keyID)
+	k, err := s.keys.loadKey(ctx, s.store, keyID)
 	if err != nil {
 		return nil, err
 	}
@@ -128,10 +126,10 @@ func (s *Service) rotate(ctx context.Context, keyID string, typ RotationType) (*
 
 // promote is step 3: one transaction makes version n primary and the old
 // primary decrypt-only, and records the rotation. It returns the old primary.
-func (s *Service) promote(ctx context.Context, keyID string, n int, typ RotationType, now time.Time) (int, error) {
+func (s *Worker) promote(ctx context.Context, keyID string, n int, typ RotationType, now time.Time) (int, error) {
 	old := 0
 	note(ctx, keyID, n)
-	err := s.commit(ctx, func(q Queries) error {
+	err := commit(ctx, s.audit, s.tx, func(q KeysTx) error {
 		k, err := q.LockKey(ctx, keyID)
 		if err != nil {
 			return err
@@ -148,7 +146,7 @@ func (s *Service) promote(ctx context.Context, keyID string, n int, typ Rotation
 			// Another rotation made and promoted a later version while this
 			// one was slow (its lease ran out): promoting n now would leave
 			// two primaries. The Pending row is rolled back by the reconciler.
-			return errorf(ErrLimitExceeded, "key %s was rotated to version %d by another request meanwhile; version %d is abandoned", keyID, old, n)
+			return errorf(ErrConflict, "key %s was rotated to version %d by another request meanwhile; version %d is abandoned", keyID, old, n)
 		}
 		if old > 0 && old < n {
 			prev, err := q.GetVersion(ctx, keyID, old)
@@ -177,7 +175,7 @@ func (s *Service) promote(ctx context.Context, keyID string, n int, typ Rotation
 		}
 		return q.UpdateKey(ctx, k)
 	})
-	s.cache.invalidateKey(keyID)
+	s.keys.cache.invalidateKey(keyID)
 	if err != nil {
 		return 0, s.storeErr(err)
 	}
@@ -185,21 +183,13 @@ func (s *Service) promote(ctx context.Context, keyID string, n int, typ Rotation
 }
 
 // due says whether an automatic rotation of k is due at now.
-func (s *Service) due(k *Key, now time.Time) bool {
+func (s *Worker) due(k *Key, now time.Time) bool {
 	return k.RotationEnabled && k.State == KeyEnabled && k.Origin == OriginHSM &&
 		k.NextRotation != nil && !k.NextRotation.After(now)
 }
 
-func (s *Service) release(keyID, owner string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.store.ReleaseKey(ctx, keyID, owner); err != nil {
-		s.log.Warn("release key lease; it expires by itself", "key_id", keyID, "err", err)
-	}
-}
-
 // decryptOnly is step 4: CKA_ENCRYPT=false on the object of version n.
-func (s *Service) decryptOnly(ctx context.Context, keyID string, n int) error {
+func (s *Worker) decryptOnly(ctx context.Context, keyID string, n int) error {
 	v, err := s.store.GetVersion(ctx, keyID, n)
 	if err != nil {
 		return s.storeErr(err)

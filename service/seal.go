@@ -79,16 +79,16 @@ type sealer struct {
 var errSealGone = errors.New("the audit chain lost a seal record this service made or saw; it will not seal over a rewritten chain")
 
 // checkRemembered proves the remembered seal record is still in the chain.
-func (s *Service) checkRemembered(ctx context.Context) error {
-	if s.sealer.lastSeq == 0 {
+func (a *Audit) checkRemembered(ctx context.Context) error {
+	if a.sealer.lastSeq == 0 {
 		return nil
 	}
-	rows, err := s.store.ListAudit(ctx, AuditFilter{AfterSeq: s.sealer.lastSeq - 1, Limit: 1})
+	rows, err := a.store.ListAudit(ctx, AuditFilter{AfterSeq: a.sealer.lastSeq - 1, Limit: 1})
 	if err != nil {
-		return s.storeErr(err)
+		return a.storeErr(err)
 	}
-	if len(rows) == 0 || rows[0].Seq != s.sealer.lastSeq || rows[0].Hash != s.sealer.lastHash {
-		return fmt.Errorf("%w (record %d)", errSealGone, s.sealer.lastSeq)
+	if len(rows) == 0 || rows[0].Seq != a.sealer.lastSeq || rows[0].Hash != a.sealer.lastHash {
+		return fmt.Errorf("%w (record %d)", errSealGone, a.sealer.lastSeq)
 	}
 	return nil
 }
@@ -108,18 +108,18 @@ const ActAuditSealKey = "kms:CreateAuditSealKey"
 // key's name is never taken (issue 16). An installation whose seals were
 // made before nonces keeps its key, taken only if the token attests that
 // it generated it.
-func (s *Service) ensureSealKey(ctx context.Context) error {
-	if s.sealer.key != nil {
+func (a *Audit) ensureSealKey(ctx context.Context) error {
+	if a.sealer.key != nil {
 		return nil
 	}
 	var key hsm.ObjectRef
-	err := s.store.WithLock(ctx, "audit-seal-key", func() error {
-		prev, err := s.lastSeal(ctx)
+	err := a.store.WithLock(ctx, "audit-seal-key", func() error {
+		prev, err := a.lastSeal(ctx)
 		if err != nil {
 			return err
 		}
 		if prev == nil {
-			if prev, err = s.lastAudit(ctx, ActAuditSealKey); err != nil {
+			if prev, err = a.lastAudit(ctx, ActAuditSealKey); err != nil {
 				return err
 			}
 		}
@@ -127,13 +127,13 @@ func (s *Service) ensureSealKey(ctx context.Context) error {
 			if key, err = hsm.NewRef(AuditSealKeyID, 1); err != nil {
 				return err
 			}
-			if err := s.token.GenerateKey(ctx, key); err != nil {
-				return s.tokenErr(err)
+			if err := a.token.GenerateKey(ctx, key); err != nil {
+				return a.tokenErr(err)
 			}
 			detail, _ := json.Marshal(map[string]string{"key": key.Label()})
-			claim := &AuditEvent{At: s.clock.Now(), Principal: "system", Action: ActAuditSealKey,
+			claim := &AuditEvent{At: a.clock.Now(), Principal: "system", Action: ActAuditSealKey,
 				Outcome: OutcomeAllowed, Detail: string(detail)}
-			return s.storeErr(s.store.AppendAudit(ctx, []*AuditEvent{claim}, HashAuditEvent))
+			return a.storeErr(a.store.AppendAudit(ctx, []*AuditEvent{claim}, HashAuditEvent))
 		}
 		var d sealDetail
 		if err := json.Unmarshal([]byte(prev.Detail), &d); err != nil {
@@ -146,49 +146,49 @@ func (s *Service) ensureSealKey(ctx context.Context) error {
 		if !key.Legacy() {
 			return nil // made by this service for the seals that name it
 		}
-		return s.tokenErr(s.token.GenerateKey(ctx, key))
+		return a.tokenErr(a.token.GenerateKey(ctx, key))
 	})
 	if err != nil {
 		return err
 	}
-	s.sealer.key = &key
+	a.sealer.key = &key
 	return nil
 }
 
 // lastAudit is the newest record of action, or nil.
-func (s *Service) lastAudit(ctx context.Context, action string) (*AuditEvent, error) {
-	e, err := s.store.LastAudit(ctx, action)
+func (a *Audit) lastAudit(ctx context.Context, action string) (*AuditEvent, error) {
+	e, err := a.store.LastAudit(ctx, action)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
-	return e, s.storeErr(err)
+	return e, a.storeErr(err)
 }
 
 // SealAudit seals the chain's current head, if it moved since the last
 // seal. The worker calls it every second; it is exported for tests and
 // for operators who want a seal now.
-func (s *Service) SealAudit(ctx context.Context) error {
-	if s.auditor == nil {
+func (a *Audit) SealAudit(ctx context.Context) error {
+	if a.w == nil {
 		return nil
 	}
-	s.sealer.mu.Lock()
-	defer s.sealer.mu.Unlock()
-	if err := s.ensureSealKey(ctx); err != nil {
-		return fmt.Errorf("audit seal key: %w", s.storeErr(err))
+	a.sealer.mu.Lock()
+	defer a.sealer.mu.Unlock()
+	if err := a.ensureSealKey(ctx); err != nil {
+		return fmt.Errorf("audit seal key: %w", a.storeErr(err))
 	}
-	headSeq, headHash, err := s.store.AuditHead(ctx)
+	headSeq, headHash, err := a.store.AuditHead(ctx)
 	if err != nil || headSeq == 0 {
-		return s.storeErr(err)
+		return a.storeErr(err)
 	}
-	if err := s.checkRemembered(ctx); err != nil {
+	if err := a.checkRemembered(ctx); err != nil {
 		return err
 	}
-	prev, err := s.lastSeal(ctx)
+	prev, err := a.lastSeal(ctx)
 	if err != nil {
 		return err
 	}
-	if prev != nil && prev.Seq > s.sealer.lastSeq {
-		s.sealer.lastSeq, s.sealer.lastHash = prev.Seq, prev.Hash
+	if prev != nil && prev.Seq > a.sealer.lastSeq {
+		a.sealer.lastSeq, a.sealer.lastHash = prev.Seq, prev.Hash
 	}
 	if prev != nil && prev.Seq >= headSeq {
 		// Nothing new since the last seal; or (>) another replica sealed
@@ -204,10 +204,10 @@ func (s *Service) SealAudit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("audit head hash is malformed: %w", err)
 	}
-	key := *s.sealer.key
-	iv, sealed, err := s.token.Encrypt(ctx, key, raw, sealAAD(headSeq, prevSeq))
+	key := *a.sealer.key
+	iv, sealed, err := a.token.Encrypt(ctx, key, raw, sealAAD(headSeq, prevSeq))
 	if err != nil {
-		return fmt.Errorf("audit seal: %w", s.tokenErr(err))
+		return fmt.Errorf("audit seal: %w", a.tokenErr(err))
 	}
 	d := sealDetail{SealedSeq: headSeq, PrevSealSeq: prevSeq,
 		IV: base64.StdEncoding.EncodeToString(iv), Seal: base64.StdEncoding.EncodeToString(sealed)}
@@ -215,9 +215,9 @@ func (s *Service) SealAudit(ctx context.Context) error {
 		d.Key = key.Label()
 	}
 	detail, _ := json.Marshal(d)
-	ev := &AuditEvent{At: s.clock.Now(), Principal: "system", Action: ActAuditSeal,
+	ev := &AuditEvent{At: a.clock.Now(), Principal: "system", Action: ActAuditSeal,
 		Outcome: OutcomeAllowed, Detail: string(detail)}
-	err = s.store.InTx(ctx, func(q Queries) error {
+	err = a.tx(ctx, func(q AuditQueries) error {
 		// Another replica may have sealed meanwhile: then this seal's
 		// prev_seal_seq is stale, and the next round seals again. The
 		// head is locked first, so that no seal is appended between this
@@ -243,23 +243,23 @@ func (s *Service) SealAudit(ctx context.Context) error {
 		return nil
 	}
 	if err != nil {
-		return s.storeErr(err)
+		return a.storeErr(err)
 	}
-	s.sealer.lastSeq, s.sealer.lastHash = ev.Seq, ev.Hash
+	a.sealer.lastSeq, a.sealer.lastHash = ev.Seq, ev.Hash
 	return nil
 }
 
 var errSealRace = errors.New("another replica sealed the audit chain first")
 
 // lastSeal is the newest seal record, or nil.
-func (s *Service) lastSeal(ctx context.Context) (*AuditEvent, error) {
-	return s.lastAudit(ctx, ActAuditSeal)
+func (a *Audit) lastSeal(ctx context.Context) (*AuditEvent, error) {
+	return a.lastAudit(ctx, ActAuditSeal)
 }
 
 // sealCheck verifies one seal record against the chain's hash at the seq it
 // seals, in the token. It returns the first broken record and why, or an
 // error when the token cannot answer (which says nothing about the log).
-func (s *Service) sealCheck(ctx context.Context, e *AuditEvent, hashAt func(int64) (string, bool), prevSealSeq, sealedBefore int64) (int64, string, error) {
+func (a *Audit) sealCheck(ctx context.Context, e *AuditEvent, hashAt func(int64) (string, bool), prevSealSeq, sealedBefore int64) (int64, string, error) {
 	var d sealDetail
 	if err := json.Unmarshal([]byte(e.Detail), &d); err != nil {
 		return e.Seq, fmt.Sprintf("seal record %d is malformed", e.Seq), nil
@@ -277,14 +277,14 @@ func (s *Service) sealCheck(ctx context.Context, e *AuditEvent, hashAt func(int6
 	if err1 != nil || err2 != nil || !ok {
 		return e.Seq, fmt.Sprintf("seal record %d is malformed", e.Seq), nil
 	}
-	got, err := s.token.Decrypt(ctx, key, iv, sealed, sealAAD(d.SealedSeq, d.PrevSealSeq))
+	got, err := a.token.Decrypt(ctx, key, iv, sealed, sealAAD(d.SealedSeq, d.PrevSealSeq))
 	switch {
 	case errors.Is(err, hsm.ErrDecryptFailed):
 		return e.Seq, fmt.Sprintf("seal record %d was not made by this service's audit seal key", e.Seq), nil
 	case errors.Is(err, hsm.ErrObjectNotFound):
 		return e.Seq, fmt.Sprintf("the audit seal key is not in the token: seal record %d cannot be verified", e.Seq), nil
 	case err != nil:
-		return 0, "", s.tokenErr(err)
+		return 0, "", a.tokenErr(err)
 	}
 	if hex.EncodeToString(got) != want {
 		return sealedBefore + 1, fmt.Sprintf("a record from %d to %d was rewritten (with the hashes after it recomputed): the chain no longer matches the seal in record %d", sealedBefore+1, d.SealedSeq, e.Seq), nil

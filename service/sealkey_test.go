@@ -28,7 +28,7 @@ func TestReplicasSealWithOneKey(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				if err := s.SealAudit(ctx); err != nil {
+				if err := s.Audit.SealAudit(ctx); err != nil {
 					t.Errorf("round %d: seal: %v", round, err)
 				}
 			}()
@@ -38,11 +38,11 @@ func TestReplicasSealWithOneKey(t *testing.T) {
 		// Each seals again after the other, so that both seal with the
 		// key they chose.
 		for _, s := range []*service.Service{a.Service, b.Service, a.Service, b.Service} {
-			act := &service.Activity{Principal: "test", Action: "kms:DescribeKey"}
-			if err := s.Record(ctx, act, service.OutcomeAllowed, ""); err != nil {
+			_, act := service.StartActivity(ctx, "sealkey-test", "", "kms:DescribeKey")
+			if err := s.Audit.Record(ctx, act, service.OutcomeAllowed, ""); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.SealAudit(ctx); err != nil {
+			if err := s.Audit.SealAudit(ctx); err != nil {
 				t.Fatalf("round %d: seal: %v", round, err)
 			}
 		}
@@ -72,7 +72,7 @@ func TestReplicasSealWithOneKey(t *testing.T) {
 			t.Fatalf("round %d: %d seal keys named (%v), %d claims, %d seals; want one key, at most one claim, seals", round, len(keys), keys, claims, seals)
 		}
 		for name, s := range map[string]*service.Service{"A": a.Service, "B": b.Service} {
-			v, err := s.VerifyAudit(ctx)
+			v, err := s.Audit.VerifyAudit(ctx)
 			if err != nil || !v.Intact {
 				t.Fatalf("round %d: verify on %s: %+v, %v", round, name, v, err)
 			}

@@ -1,25 +1,22 @@
-// Package service holds the use cases of hsmkms: keys, versions, aliases and
-// the cryptographic operations. It knows no HTTP and no SQL: it talks to the
-// token through hsm.Token and to the metadata through Store.
+// Package service holds the use cases of hsmkms in parts: Audit, Access,
+// and on the keys side Keys (the key ring), Crypto, Import and Worker
+// (docs/architecture.md maps them). It knows no HTTP and no SQL: it talks
+// to the token through hsm.Token and to the metadata through each part's
+// narrow store interface.
 package service
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/hsm"
 )
 
-// Config tunes the service. Zero values take the defaults.
+// Config tunes the service. Zero values take the defaults (defaults.go).
 type Config struct {
 	// Clock is the time source (default: the system clock in UTC).
 	Clock Clock
@@ -78,31 +75,31 @@ func (c *Config) setDefaults() {
 		c.Clock = SystemClock{}
 	}
 	if c.CacheTTL == 0 {
-		c.CacheTTL = 500 * time.Millisecond
+		c.CacheTTL = DefaultCacheTTL
 	}
 	if c.MaxVersionsPerKey == 0 {
-		c.MaxVersionsPerKey = 100
+		c.MaxVersionsPerKey = DefaultMaxVersionsPerKey
 	}
 	if c.MinRotationInterval == 0 {
-		c.MinRotationInterval = 7 * 24 * time.Hour
+		c.MinRotationInterval = DefaultMinRotationInterval
 	}
 	if c.MaxRotationInterval == 0 {
-		c.MaxRotationInterval = 2560 * 24 * time.Hour
+		c.MaxRotationInterval = DefaultMaxRotationInterval
 	}
 	if c.DefaultRotationInterval == 0 {
-		c.DefaultRotationInterval = 365 * 24 * time.Hour
+		c.DefaultRotationInterval = DefaultRotationInterval
 	}
 	if c.LeaseDuration == 0 {
-		c.LeaseDuration = time.Minute
+		c.LeaseDuration = DefaultLeaseDuration
 	}
 	if c.DBTimeout == 0 {
 		c.DBTimeout = DefaultDBTimeout
 	}
 	if c.AuthCacheTTL == 0 {
-		c.AuthCacheTTL = 500 * time.Millisecond
+		c.AuthCacheTTL = DefaultAuthCacheTTL
 	}
 	if c.PendingGrace == 0 {
-		c.PendingGrace = 5 * time.Minute
+		c.PendingGrace = DefaultPendingGrace
 	}
 	if c.RotateAfterEncryptions == 0 {
 		c.RotateAfterEncryptions = DefaultRotateAfterEncryptions
@@ -115,28 +112,28 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Service implements the KMS use cases.
-type Service struct {
-	store Store
-	token hsm.Token
-	cfg   Config
+// base is what every part of the service shares: the clock, the log, the
+// database timeout and the translation of token and store errors into
+// domain errors.
+type base struct {
 	clock Clock
 	log   *slog.Logger
-	cache *keyCache
-	hooks hooks
-	// auditor group-commits audit records; nil when auditing is off.
-	auditor *auditor
-	sealer  sealer
-	auth    *authCache
-	// accessKeys is the state of AWS access keys (accesskeys.go).
-	accessKeys accessKeyState
-	ready      readiness // Ready's cache (ready.go)
-	stats      counters  // what Stats reports (stats.go)
-	// invocations counts encryptions per version until they are flushed.
-	invocations invocations
+	// dbTimeout bounds one database step of a request (Config.DBTimeout).
+	dbTimeout time.Duration
+}
 
-	instance string        // identifies this process in key leases
-	leases   atomic.Uint64 // makes every lease owner unique
+// Service implements the KMS use cases.
+type Service struct {
+	base
+	Audit  *Audit
+	Access *Access
+	Keys   *Keys
+	Crypto *Crypto
+	Import *Import
+	Worker *Worker
+	store  Store
+	token  hsm.Token
+	ready  readiness // Ready's cache (ready.go)
 }
 
 // Rotation protocol steps, as StepHook names them.
@@ -157,23 +154,27 @@ func (h hooks) after(step string) {
 	}
 }
 
-// leaseOwner is a fresh owner id for one claim: two goroutines of one
-// process never share a lease.
-func (s *Service) leaseOwner() string {
-	return s.instance + "/" + strconv.FormatUint(s.leases.Add(1), 10)
-}
-
 // New returns a service on an opened store and token.
 func New(store Store, token hsm.Token, cfg Config) *Service {
 	cfg.setDefaults()
-	s := &Service{store: store, token: token, cfg: cfg, clock: cfg.Clock, log: cfg.Logger,
-		hooks: hooks{cfg.StepHook}, instance: uuid.NewString()}
-	s.cache = newKeyCache(store, cfg.Clock, cfg.CacheTTL, cfg.DBTimeout)
-	s.auth = newAuthCache(cfg.AuthCacheTTL)
-	if !cfg.DisableAudit {
-		s.auditor = newAuditor(store, s.log, cfg.DBTimeout)
+	b := base{clock: cfg.Clock, log: cfg.Logger, dbTimeout: cfg.DBTimeout}
+	ls := &leases{base: b, store: store, duration: cfg.LeaseDuration, instance: uuid.NewString()}
+	audit := newAudit(b, store, token, !cfg.DisableAudit)
+	keys := &Keys{base: b, store: store, tx: narrow(store, func(q Queries) KeysTx { return q }), token: token,
+		cfg: cfg, cache: newKeyCache(store, cfg.Clock, cfg.CacheTTL, cfg.DBTimeout), audit: audit, leases: ls}
+	imports := &Import{base: b, store: store, tx: narrow(store, func(q Queries) ImportTx { return q }),
+		keys: keys, token: token, audit: audit, leases: ls}
+	counts := &invocations{}
+	return &Service{base: b, store: store, token: token,
+		Audit:  audit,
+		Access: newAccess(b, store, token, audit, cfg.AuthCacheTTL),
+		Keys:   keys,
+		Crypto: &Crypto{base: b, keys: keys, token: token, invocations: counts, maxEncryptions: cfg.MaxEncryptions},
+		Import: imports,
+		Worker: &Worker{base: b, store: store, tx: keys.tx, keys: keys, imports: imports, audit: audit,
+			token: token, cfg: cfg, hooks: hooks{cfg.StepHook}, leases: ls, invocations: counts,
+			countTx: narrow(store, func(q Queries) EncryptionQueries { return q })},
 	}
-	return s
 }
 
 // Close writes every queued audit record and stops taking new ones. The
@@ -182,32 +183,34 @@ func (s *Service) Close() {
 	if s.store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := s.FlushEncryptions(ctx); err != nil {
+		if err := s.Worker.FlushEncryptions(ctx); err != nil {
 			s.log.Warn("final count of encryptions", "err", err)
 		}
 	}
-	if s.auditor != nil {
-		s.auditor.close()
-		if s.token != nil {
-			// Seal what the last requests appended.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := s.SealAudit(ctx); err != nil {
-				s.log.Warn("final audit seal", "err", err)
-			}
-		}
-	}
+	s.Audit.close()
 }
+
+// Stats, KeysByState and AuditQueueDepth are what the metrics read of the
+// whole service (metrics.ServiceSource).
+func (s *Service) Stats() Stats { return s.Worker.Stats() }
+
+// KeysByState counts keys per state (Worker.KeysByState).
+func (s *Service) KeysByState(ctx context.Context) (map[KeyState]int, error) {
+	return s.Worker.KeysByState(ctx)
+}
+
+// AuditQueueDepth is Audit.AuditQueueDepth.
+func (s *Service) AuditQueueDepth() int { return s.Audit.AuditQueueDepth() }
 
 // now is the clock's time truncated to microseconds, the store's precision,
 // so that what is returned equals what is read back later.
-func (s *Service) now() time.Time {
+func (s base) now() time.Time {
 	return s.clock.Now().UTC().Truncate(time.Microsecond)
 }
 
 // tokenErr translates an hsm error into a domain error. Unknown errors are
 // returned as they are: the API logs them and answers 500 without details.
-func (s *Service) tokenErr(err error) error {
+func (s base) tokenErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -248,10 +251,11 @@ func tokenRetry(ctx context.Context, call func() error) error {
 	return err
 }
 
-// storeErr passes domain errors through and turns connection failures into
-// ErrUnavailable; anything else stays internal.
-func (s *Service) storeErr(err error) error {
-	var netErr net.Error
+// storeErr passes domain errors through and turns a database the store
+// found unavailable (it alone classifies database errors: it wraps
+// ErrUnavailable around them) into a client-safe ErrUnavailable; anything
+// else stays internal.
+func (s base) storeErr(err error) error {
 	var dErr *Error
 	switch {
 	case err == nil:
@@ -260,8 +264,7 @@ func (s *Service) storeErr(err error) error {
 		return err
 	case errors.Is(err, context.Canceled):
 		return err
-	case errors.As(err, &netErr), errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
-		errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		s.log.Warn("database unavailable", "err", err)
 		return errorf(ErrUnavailable, "the metadata database is unavailable; retry later")
 	}

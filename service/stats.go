@@ -47,7 +47,7 @@ type Stats struct {
 
 // Stats returns the current counters. It is cheap and touches neither the
 // token nor the store.
-func (s *Service) Stats() Stats {
+func (s *Worker) Stats() Stats {
 	return Stats{Rotations: map[RotationType]uint64{
 		RotationAutomatic: s.stats.rotationsAutomatic.Load(),
 		RotationOnDemand:  s.stats.rotationsOnDemand.Load(),
@@ -59,7 +59,7 @@ func (s *Service) Stats() Stats {
 // one store query. States without keys are absent from the map. Callers on
 // a hot path (a metrics scrape) should cache the answer: it reads the
 // whole keys table's state column.
-func (s *Service) KeysByState(ctx context.Context) (map[KeyState]int, error) {
+func (s *Worker) KeysByState(ctx context.Context) (map[KeyState]int, error) {
 	n, err := s.store.CountKeysByState(ctx)
 	if err != nil {
 		return nil, s.storeErr(err)

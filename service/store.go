@@ -23,11 +23,24 @@ type Store interface {
 	Close() error
 }
 
-// Queries are the reads and writes, usable inside and outside a transaction.
+// Queries are the reads and writes, usable inside and outside a
+// transaction: every part's queries together.
 type Queries interface {
+	KeyQueries
+	ScheduleQueries
 	AccessQueries
+	AuditQueries
 	AccessKeyQueries
 	ImportQueries
+	LeaseQueries
+	EncryptionQueries
+	// MaxVersion is the highest version number a key has ever had (0: none).
+	MaxVersion(ctx context.Context, keyID string) (int, error)
+}
+
+// KeyQueries are the reads and writes of the key ring: keys, versions,
+// aliases and rotations.
+type KeyQueries interface {
 	InsertKey(ctx context.Context, k *Key) error
 	GetKey(ctx context.Context, id string) (*Key, error)
 	// LockKey is GetKey that, inside a transaction, locks the key's row
@@ -36,9 +49,6 @@ type Queries interface {
 	LockKey(ctx context.Context, id string) (*Key, error)
 	// ListKeys returns keys ordered by id, with id > p.After.
 	ListKeys(ctx context.Context, p Page) ([]Key, error)
-	// AddEncryptions adds each count to its version's count of AES-GCM
-	// encryptions and sets Total to the new count (0: no such version).
-	AddEncryptions(ctx context.Context, n []EncryptionCount) error
 	// DeleteKey removes a key row and its versions, rotations and aliases.
 	// Only for rolling back a key whose creation failed (state Creating);
 	// deleted keys otherwise stay as tombstones.
@@ -53,11 +63,6 @@ type Queries interface {
 	ListVersions(ctx context.Context, keyID string) ([]Version, error)
 	// UpdateVersion writes state, destroy_at and updated_at.
 	UpdateVersion(ctx context.Context, v *Version) error
-	// VersionsInState lists versions of any key in one of the states
-	// (the reconciler's view), ordered by key id and version.
-	VersionsInState(ctx context.Context, states ...VersionState) ([]Version, error)
-	// MaxVersion is the highest version number a key has ever had (0: none).
-	MaxVersion(ctx context.Context, keyID string) (int, error)
 	// DeleteVersion removes a version row (only for rolling back a Pending row).
 	DeleteVersion(ctx context.Context, keyID string, version int) error
 
@@ -78,7 +83,14 @@ type Queries interface {
 	// ListRotations returns a key's rotations ordered by version, with
 	// version > afterVersion.
 	ListRotations(ctx context.Context, keyID string, afterVersion, limit int) ([]Rotation, error)
+}
 
+// ScheduleQueries find the work of the worker and the reconciler, and count
+// keys for metrics.
+type ScheduleQueries interface {
+	// VersionsInState lists versions of any key in one of the states
+	// (the reconciler's view), ordered by key id and version.
+	VersionsInState(ctx context.Context, states ...VersionState) ([]Version, error)
 	// DueRotations lists ids of Enabled, HSM-origin keys with automatic
 	// rotation on and next_rotation <= now.
 	DueRotations(ctx context.Context, now time.Time, limit int) ([]string, error)
@@ -86,15 +98,16 @@ type Queries interface {
 	DueDeletions(ctx context.Context, now time.Time, limit int) ([]string, error)
 	// DueDestructions lists versions in PendingDestruction with destroy_at <= now.
 	DueDestructions(ctx context.Context, now time.Time, limit int) ([]Version, error)
-	// ClaimKey takes a lease on a key for owner until `until`, atomically:
-	// it succeeds when the key has no lease, the lease expired (lease_until
-	// <= now) or owner already holds it. One due rotation is therefore done
-	// by exactly one worker even across replicas.
-	ClaimKey(ctx context.Context, keyID, owner string, now, until time.Time) (bool, error)
-	// ReleaseKey drops owner's lease on the key (no-op if owner does not hold it).
-	ReleaseKey(ctx context.Context, keyID, owner string) error
 	// CountKeysByState counts keys per state (metrics); absent states have none.
 	CountKeysByState(ctx context.Context) (map[KeyState]int, error)
+}
+
+// EncryptionQueries add up the versions' counts of AES-GCM encryptions
+// (the worker's flush, invocations.go).
+type EncryptionQueries interface {
+	// AddEncryptions adds each count to its version's count of AES-GCM
+	// encryptions and sets Total to the new count (0: no such version).
+	AddEncryptions(ctx context.Context, n []EncryptionCount) error
 }
 
 // Clock is the time source; tests inject a fake one to move time instead of

@@ -13,11 +13,11 @@ import (
 // changes of one key never lose each other's (AWS TagResource and
 // UntagResource; UpdateKey replaces the whole set). It is authorised as
 // kms:UpdateKey, and the result obeys the limits UpdateKey checks.
-func (s *Service) TagKey(ctx context.Context, ref string, set map[string]string, remove []string) (*Key, error) {
+func (s *Keys) TagKey(ctx context.Context, ref string, set map[string]string, remove []string) (*Key, error) {
 	if err := validateTags(set); err != nil {
 		return nil, err
 	}
-	return s.tryChangeKey(ctx, ActUpdateKey, ref, policy.OpUpdate, func(_ Queries, k *Key, _ time.Time) error {
+	return s.tryChangeKey(ctx, ActUpdateKey, ref, policy.OpUpdate, func(_ KeysTx, k *Key, _ time.Time) error {
 		tags := maps.Clone(k.Tags)
 		if tags == nil {
 			tags = map[string]string{}

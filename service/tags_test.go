@@ -17,7 +17,7 @@ import (
 func TestTagKey(t *testing.T) {
 	s := kmstest.Start(t, kmstest.Options{})
 	ctx := kmstest.Ctx(t)
-	k, err := s.Service.CreateKey(ctx, service.CreateKeyInput{Tags: map[string]string{"env": "prod", "old": "x"}})
+	k, err := s.Service.Keys.CreateKey(ctx, service.CreateKeyInput{Tags: map[string]string{"env": "prod", "old": "x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,9 +27,9 @@ func TestTagKey(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := s.Service.TagKey(ctx, k.ID, map[string]string{fmt.Sprintf("t%d", i): "v"}, nil)
+			_, err := s.Service.Keys.TagKey(ctx, k.ID, map[string]string{fmt.Sprintf("t%d", i): "v"}, nil)
 			if errors.Is(err, service.ErrLimitExceeded) { // busy: retry, as a client would
-				_, err = s.Service.TagKey(ctx, k.ID, map[string]string{fmt.Sprintf("t%d", i): "v"}, nil)
+				_, err = s.Service.Keys.TagKey(ctx, k.ID, map[string]string{fmt.Sprintf("t%d", i): "v"}, nil)
 			}
 			errs <- err
 		}()
@@ -41,7 +41,7 @@ func TestTagKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := s.Service.TagKey(ctx, k.ID, map[string]string{"env": "stage"}, []string{"old", "absent"})
+	got, err := s.Service.Keys.TagKey(ctx, k.ID, map[string]string{"env": "stage"}, []string{"old", "absent"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,14 +65,14 @@ func TestTagKey(t *testing.T) {
 		{"a tag key too long", map[string]string{strings.Repeat("k", 200): "v"}},
 		{"more tags than allowed, counting the key's own", many},
 	} {
-		if _, err := s.Service.TagKey(ctx, k.ID, tc.set, nil); !errors.Is(err, service.ErrValidation) {
+		if _, err := s.Service.Keys.TagKey(ctx, k.ID, tc.set, nil); !errors.Is(err, service.ErrValidation) {
 			t.Errorf("%s: %v, want ValidationException", tc.name, err)
 		}
 	}
-	if _, err := s.Service.TagKey(ctx, "alias/none", want, nil); !errors.Is(err, service.ErrNotFound) {
+	if _, err := s.Service.Keys.TagKey(ctx, "alias/none", want, nil); !errors.Is(err, service.ErrNotFound) {
 		t.Errorf("TagKey of a missing key: %v", err)
 	}
-	after, err := s.Service.DescribeKey(ctx, k.ID)
+	after, err := s.Service.Keys.DescribeKey(ctx, k.ID)
 	if err != nil || !maps.Equal(after.Tags, want) {
 		t.Fatalf("refused changes changed the tags: %v %v", err, after.Tags)
 	}

@@ -8,10 +8,39 @@ import (
 	"github.com/hsmkms/hsmkms/hsm"
 )
 
+// Worker is the background side of the keys: rotation (on demand too),
+// due deletions and destructions, the reconciler, and the counters of
+// what it did.
+type Worker struct {
+	base
+	store   WorkerStore
+	tx      Tx[KeysTx]
+	keys    *Keys
+	imports *Import
+	audit   *Audit
+	token   hsm.Token
+	cfg     Config
+	hooks   hooks
+	leases  *leases
+	stats   counters // what Stats reports (stats.go)
+	// invocations are Crypto's counts of encryptions, which the worker
+	// adds to the store (FlushEncryptions).
+	invocations *invocations
+	countTx     Tx[EncryptionQueries]
+}
+
+// WorkerStore is what the worker reads outside transactions.
+type WorkerStore interface {
+	KeyQueries
+	ScheduleQueries
+	EncryptionQueries
+}
+
 // batch is how many due items one pass takes of each kind.
 const batch = 100
 
-// WorkerConfig sets the background worker's timers.
+// WorkerConfig sets the background worker's timers; zero fields take the
+// defaults (defaults.go).
 type WorkerConfig struct {
 	Tick           time.Duration // due rotations, deletions, destructions (default 10s)
 	ReconcileEvery time.Duration // reconciler (default 5m); it also runs at start
@@ -20,15 +49,15 @@ type WorkerConfig struct {
 
 // RunWorker runs the background work until ctx ends: the reconciler at once
 // and then every ReconcileEvery, and a pass over due work every Tick.
-func (s *Service) RunWorker(ctx context.Context, cfg WorkerConfig) {
+func (s *Worker) RunWorker(ctx context.Context, cfg WorkerConfig) {
 	if cfg.Tick == 0 {
-		cfg.Tick = 10 * time.Second
+		cfg.Tick = DefaultWorkerTick
 	}
 	if cfg.ReconcileEvery == 0 {
-		cfg.ReconcileEvery = 5 * time.Minute
+		cfg.ReconcileEvery = DefaultReconcileEvery
 	}
 	if cfg.SealEvery == 0 {
-		cfg.SealEvery = time.Second
+		cfg.SealEvery = DefaultSealEvery
 	}
 	sealDone := make(chan struct{})
 	go func() {
@@ -64,8 +93,8 @@ func (s *Service) RunWorker(ctx context.Context, cfg WorkerConfig) {
 
 // runSealer seals the audit chain's head every interval (real time: seals
 // are about the wall clock, not the domain's clock).
-func (s *Service) runSealer(ctx context.Context, every time.Duration) {
-	if s.auditor == nil {
+func (s *Worker) runSealer(ctx context.Context, every time.Duration) {
+	if !s.audit.AuditEnabled() {
 		return
 	}
 	t := time.NewTicker(every)
@@ -75,7 +104,7 @@ func (s *Service) runSealer(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.SealAudit(ctx); err != nil && ctx.Err() == nil {
+			if err := s.audit.SealAudit(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("audit seal", "err", err)
 			}
 		}
@@ -87,7 +116,7 @@ func (s *Service) runSealer(ctx context.Context, every time.Duration) {
 // passed. Each item is claimed with the key's lease, so several workers
 // (goroutines or replicas) never do one item twice. It returns the first
 // store error; errors of single items are logged and retried next pass.
-func (s *Service) RunDue(ctx context.Context) error {
+func (s *Worker) RunDue(ctx context.Context) error {
 	now := s.now()
 	ids, err := s.store.DueRotations(ctx, now, batch)
 	if err != nil {
@@ -117,17 +146,17 @@ func (s *Service) RunDue(ctx context.Context) error {
 			s.log.Error("version destruction", "key_id", v.KeyID, "version", v.Version, "err", err)
 		}
 	}
-	return s.expireImports(ctx)
+	return s.imports.expireImports(ctx)
 }
 
 // deleteKey turns a key whose deletion window passed into a tombstone: one
 // transaction marks it Deleted, its versions Destroyed and removes its
 // aliases; then its token objects are destroyed. A crash in between leaves
 // objects of a Deleted key, which the reconciler destroys.
-func (s *Service) deleteKey(ctx context.Context, id string) error {
-	return s.withLease(ctx, id, func(now time.Time) error {
+func (s *Worker) deleteKey(ctx context.Context, id string) error {
+	return s.leases.with(ctx, id, func(now time.Time) error {
 		var versions []Version
-		err := s.store.InTx(ctx, func(q Queries) error {
+		err := s.tx(ctx, func(q KeysTx) error {
 			k, err := q.LockKey(ctx, id)
 			if err != nil {
 				return err
@@ -151,13 +180,13 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 			if err := q.DeleteAliasesOfKey(ctx, id); err != nil {
 				return err
 			}
-			return s.auditSystem(ctx, q, systemActivity("kms:DeleteKey", id))
+			return s.audit.system(ctx, q, systemActivity("kms:DeleteKey", id))
 		})
 		if err != nil {
 			return s.storeErr(err)
 		}
-		s.cache.invalidateKey(id)
-		s.cache.invalidateAllAliases()
+		s.keys.cache.invalidateKey(id)
+		s.keys.cache.invalidateAllAliases()
 		for _, v := range versions {
 			if err := s.token.Destroy(ctx, refOf(&v)); err != nil {
 				return s.tokenErr(err)
@@ -172,11 +201,11 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 
 // destroyVersion destroys one version whose destruction window passed:
 // the row becomes Destroyed first, then the token object goes.
-func (s *Service) destroyVersion(ctx context.Context, id string, version int) error {
-	return s.withLease(ctx, id, func(now time.Time) error {
+func (s *Worker) destroyVersion(ctx context.Context, id string, version int) error {
+	return s.leases.with(ctx, id, func(now time.Time) error {
 		destroy := false
 		var ref hsm.ObjectRef
-		err := s.store.InTx(ctx, func(q Queries) error {
+		err := s.tx(ctx, func(q KeysTx) error {
 			// The key's row lock orders this with a concurrent
 			// CancelVersionDestruction, which takes it too: without it, on
 			// PostgreSQL, a cancel that committed after the read below would
@@ -197,13 +226,13 @@ func (s *Service) destroyVersion(ctx context.Context, id string, version int) er
 				return err
 			}
 			a := systemActivity("kms:DestroyKeyVersion", id)
-			a.KeyVersion = version
-			return s.auditSystem(ctx, q, a)
+			a.keyVersion = version
+			return s.audit.system(ctx, q, a)
 		})
 		if err != nil {
 			return s.storeErr(err)
 		}
-		s.cache.invalidateKey(id)
+		s.keys.cache.invalidateKey(id)
 		if !destroy {
 			return nil
 		}
@@ -221,11 +250,11 @@ const rotationRetryDelay = time.Hour
 // rotationRetryDelay, so that keys that keep failing do not fill every
 // batch of due rotations and starve the others. Unavailability (token or
 // database) is retried at the next tick instead.
-func (s *Service) postponeRotation(ctx context.Context, id string, now time.Time, cause error) {
+func (s *Worker) postponeRotation(ctx context.Context, id string, now time.Time, cause error) {
 	if errors.Is(cause, ErrUnavailable) || ctx.Err() != nil {
 		return
 	}
-	err := s.store.InTx(ctx, func(q Queries) error {
+	err := s.tx(ctx, func(q KeysTx) error {
 		k, err := q.LockKey(ctx, id)
 		if err != nil {
 			return err
@@ -241,33 +270,6 @@ func (s *Service) postponeRotation(ctx context.Context, id string, now time.Time
 		s.log.Error("postpone a failed automatic rotation", "key_id", id, "err", err)
 		return
 	}
-	s.cache.invalidateKey(id)
+	s.keys.cache.invalidateKey(id)
 	s.log.Warn("automatic rotation postponed", "key_id", id, "retry_after", rotationRetryDelay.String())
-}
-
-// holdLease takes the key's lease for a request: held by someone else, it
-// is LimitExceeded (retry). Call release when done.
-func (s *Service) holdLease(ctx context.Context, id string) (release func(), err error) {
-	owner, now := s.leaseOwner(), s.now()
-	ok, err := s.store.ClaimKey(ctx, id, owner, now, now.Add(s.cfg.LeaseDuration))
-	if err == nil && !ok {
-		err = errorf(ErrLimitExceeded, "key %s is busy; retry", id)
-	}
-	if err != nil {
-		return nil, s.storeErr(err)
-	}
-	return func() { s.release(id, owner) }, nil
-}
-
-// withLease runs fn while holding the key's lease; if another worker holds
-// it, fn is skipped (the item stays due and is retried next pass).
-func (s *Service) withLease(ctx context.Context, id string, fn func(now time.Time) error) error {
-	owner := s.leaseOwner()
-	now := s.now()
-	ok, err := s.store.ClaimKey(ctx, id, owner, now, now.Add(s.cfg.LeaseDuration))
-	if err != nil || !ok {
-		return s.storeErr(err)
-	}
-	defer s.release(id, owner)
-	return fn(now)
 }

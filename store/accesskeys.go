@@ -39,13 +39,13 @@ func (r *accessKeyRow) accessKey() service.AccessKey {
 func accessKeyEntity(id string) string { return fmt.Sprintf("access key %q", id) }
 
 // InsertAccessKey implements service.AccessKeyQueries.
-func (q queries) InsertAccessKey(ctx context.Context, k *service.AccessKey) error {
+func (q accessRows) InsertAccessKey(ctx context.Context, k *service.AccessKey) error {
 	_, err := q.exec(ctx, sqlInsertAccessKey, k.ID, k.Principal, k.Nonce, micros(k.CreatedAt), nullMicros(k.LastUsedAt))
 	return refErr(err, "insert", accessKeyEntity(k.ID), principalEntity(k.Principal))
 }
 
 // GetAccessKey implements service.AccessKeyQueries.
-func (q queries) GetAccessKey(ctx context.Context, id string) (*service.AccessKey, error) {
+func (q accessRows) GetAccessKey(ctx context.Context, id string) (*service.AccessKey, error) {
 	var row accessKeyRow
 	if err := q.get(ctx, &row, sqlGetAccessKey, id); err != nil {
 		return nil, refErr(err, "get", accessKeyEntity(id), "")
@@ -56,7 +56,7 @@ func (q queries) GetAccessKey(ctx context.Context, id string) (*service.AccessKe
 
 // ListAccessKeys implements service.AccessKeyQueries; none for an unknown
 // principal.
-func (q queries) ListAccessKeys(ctx context.Context, principal string) ([]service.AccessKey, error) {
+func (q accessRows) ListAccessKeys(ctx context.Context, principal string) ([]service.AccessKey, error) {
 	var rows []accessKeyRow
 	if err := q.sel(ctx, &rows, sqlListAccessKeys, principal); err != nil {
 		return nil, internal("list access keys of", principalEntity(principal), err)
@@ -69,14 +69,14 @@ func (q queries) ListAccessKeys(ctx context.Context, principal string) ([]servic
 }
 
 // DeleteAccessKey implements service.AccessKeyQueries.
-func (q queries) DeleteAccessKey(ctx context.Context, id string) error {
+func (q accessRows) DeleteAccessKey(ctx context.Context, id string) error {
 	res, err := q.exec(ctx, sqlDeleteAccessKey, id)
 	return affectedOne(res, err, "delete", accessKeyEntity(id), "")
 }
 
 // TouchAccessKey implements service.AccessKeyQueries. A key that is gone
 // or was touched recently is not an error.
-func (q queries) TouchAccessKey(ctx context.Context, id string, at, notAfter time.Time) error {
+func (q accessRows) TouchAccessKey(ctx context.Context, id string, at, notAfter time.Time) error {
 	_, err := q.exec(ctx, sqlTouchAccessKey, micros(at), id, micros(notAfter))
 	if err != nil {
 		return internal("touch", accessKeyEntity(id), err)

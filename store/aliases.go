@@ -47,13 +47,13 @@ func (r *aliasRow) alias() service.Alias {
 
 // InsertAlias adds a; ErrAlreadyExists if the name is taken, ErrNotFound if
 // a.KeyID does not exist.
-func (q queries) InsertAlias(ctx context.Context, a *service.Alias) error {
+func (q keyRows) InsertAlias(ctx context.Context, a *service.Alias) error {
 	_, err := q.exec(ctx, sqlInsertAlias, a.Name, a.KeyID, micros(a.CreatedAt), micros(a.UpdatedAt))
 	return dbErr(err, "insert", aliasEntity(a.Name), a.KeyID)
 }
 
 // GetAlias reads one alias; ErrNotFound if there is none by that name.
-func (q queries) GetAlias(ctx context.Context, name string) (*service.Alias, error) {
+func (q keyRows) GetAlias(ctx context.Context, name string) (*service.Alias, error) {
 	var row aliasRow
 	if err := q.get(ctx, &row, sqlGetAlias, name); err != nil {
 		return nil, dbErr(err, "get", aliasEntity(name), "")
@@ -64,20 +64,20 @@ func (q queries) GetAlias(ctx context.Context, name string) (*service.Alias, err
 
 // UpdateAlias rebinds a.Name to a.KeyID and sets updated_at (created_at is
 // kept); ErrNotFound if the alias or the key does not exist.
-func (q queries) UpdateAlias(ctx context.Context, a *service.Alias) error {
+func (q keyRows) UpdateAlias(ctx context.Context, a *service.Alias) error {
 	res, err := q.exec(ctx, sqlUpdateAlias, a.KeyID, micros(a.UpdatedAt), a.Name)
 	return affectedOne(res, err, "update", aliasEntity(a.Name), a.KeyID)
 }
 
 // DeleteAlias removes one alias; ErrNotFound if there is none by that name.
-func (q queries) DeleteAlias(ctx context.Context, name string) error {
+func (q keyRows) DeleteAlias(ctx context.Context, name string) error {
 	res, err := q.exec(ctx, sqlDeleteAlias, name)
 	return affectedOne(res, err, "delete", aliasEntity(name), "")
 }
 
 // ListAliases returns up to p.Limit aliases (all if p.Limit <= 0) ordered by
 // name with name > p.After, only those of keyID when it is not empty.
-func (q queries) ListAliases(ctx context.Context, keyID string, p service.Page) ([]service.Alias, error) {
+func (q keyRows) ListAliases(ctx context.Context, keyID string, p service.Page) ([]service.Alias, error) {
 	var rows []aliasRow
 	var err error
 	if keyID == "" {
@@ -98,7 +98,7 @@ func (q queries) ListAliases(ctx context.Context, keyID string, p service.Page) 
 // AliasNames maps each of keyIDs that has aliases to its alias names, sorted
 // bytewise; a key without aliases is absent from the map (its entry reads
 // as a nil slice). The map is never nil.
-func (q queries) AliasNames(ctx context.Context, keyIDs []string) (map[string][]string, error) {
+func (q keyRows) AliasNames(ctx context.Context, keyIDs []string) (map[string][]string, error) {
 	names := make(map[string][]string)
 	for batch := range slices.Chunk(keyIDs, aliasNamesBatch) {
 		query, args, err := sqlx.In(sqlAliasNames, batch)
@@ -120,7 +120,7 @@ func (q queries) AliasNames(ctx context.Context, keyIDs []string) (map[string][]
 }
 
 // DeleteAliasesOfKey removes every alias of keyID; none is not an error.
-func (q queries) DeleteAliasesOfKey(ctx context.Context, keyID string) error {
+func (q keyRows) DeleteAliasesOfKey(ctx context.Context, keyID string) error {
 	if _, err := q.exec(ctx, sqlDeleteAliasesOfKey, keyID); err != nil {
 		return internal("delete aliases of", keyEntity(keyID), err)
 	}

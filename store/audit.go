@@ -65,7 +65,7 @@ type auditHead struct {
 // the lock briefly. Outside one, AppendAudit runs in its own transaction. On
 // error nothing is appended and the events' Seq, PrevHash and Hash are void;
 // the same holds when an enclosing transaction rolls back. No events: no-op.
-func (q queries) AppendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
+func (q auditRows) AppendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -81,14 +81,14 @@ func (q queries) AppendAudit(ctx context.Context, events []*service.AuditEvent, 
 		ctx, cancel := bound(ctx, q.timeout)
 		defer cancel()
 		return withTx(ctx, db, func(tx *sqlx.Tx) error {
-			return queries{r: tx, w: tx, timeout: q.timeout}.appendAudit(ctx, events, h)
+			return auditRows{conn{r: tx, w: tx, timeout: q.timeout}}.appendAudit(ctx, events, h)
 		})
 	}
 	return q.appendAudit(ctx, events, h)
 }
 
 // appendAudit is AppendAudit inside a transaction.
-func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
+func (q auditRows) appendAudit(ctx context.Context, events []*service.AuditEvent, h service.AuditHash) error {
 	query := sqlAuditHead
 	if q.w.DriverName() == "pgx" {
 		query += " FOR UPDATE"
@@ -133,7 +133,7 @@ func (q queries) appendAudit(ctx context.Context, events []*service.AuditEvent, 
 // f.AfterSeq that match the set fields of f, ordered by seq. From and To
 // compare at the stored microseconds: at >= From and at < To exactly, even
 // when they hold nanoseconds.
-func (q queries) ListAudit(ctx context.Context, f service.AuditFilter) ([]service.AuditEvent, error) {
+func (q auditRows) ListAudit(ctx context.Context, f service.AuditFilter) ([]service.AuditEvent, error) {
 	var b strings.Builder
 	b.WriteString(`SELECT ` + auditColumns + ` FROM audit_events WHERE seq > ?`)
 	args := []any{f.AfterSeq}
@@ -182,7 +182,7 @@ func ceilMicros(t time.Time) int64 {
 }
 
 // LastAudit returns the newest record of an action; ErrNotFound if none.
-func (q queries) LastAudit(ctx context.Context, action string) (*service.AuditEvent, error) {
+func (q auditRows) LastAudit(ctx context.Context, action string) (*service.AuditEvent, error) {
 	var rows []auditRow
 	if err := q.sel(ctx, &rows, `SELECT `+auditColumns+` FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1`, action); err != nil {
 		return nil, internal("get", "last audit record", err)
@@ -202,7 +202,7 @@ func (q queries) LastAudit(ctx context.Context, action string) (*service.AuditEv
 // that check for a remaining administrator take it, and first: it orders
 // them among themselves without entering the row and audit-head locks the
 // other transactions take.
-func (q queries) LockAccessChanges(ctx context.Context) error {
+func (q auditRows) LockAccessChanges(ctx context.Context) error {
 	if q.w.DriverName() != "pgx" {
 		return nil
 	}
@@ -216,7 +216,7 @@ func (q queries) LockAccessChanges(ctx context.Context) error {
 // SQLite the write transaction holds the database already), so that what
 // the transaction reads of the chain afterwards stays true until it
 // appends.
-func (q queries) LockAuditHead(ctx context.Context) error {
+func (q auditRows) LockAuditHead(ctx context.Context) error {
 	if q.w.DriverName() != "pgx" {
 		return nil
 	}
@@ -229,7 +229,7 @@ func (q queries) LockAuditHead(ctx context.Context) error {
 
 // AuditHead returns the last seq and its hash: 0 and
 // service.AuditGenesisHash while the chain is empty.
-func (q queries) AuditHead(ctx context.Context) (int64, string, error) {
+func (q auditRows) AuditHead(ctx context.Context) (int64, string, error) {
 	var head auditHead
 	if err := q.get(ctx, &head, sqlAuditHead); err != nil {
 		return 0, "", internal("get", "audit head", err)

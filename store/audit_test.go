@@ -308,7 +308,7 @@ func TestAppendAuditFailure(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *DB) {
 		ctx := t.Context()
 		// Occupy seq 2 behind the head's back, as a corrupt table would.
-		_, err := s.exec(ctx, sqlInsertAuditRows+auditRowPlaceholders, 2, micros(t0), "", "", "x", "", 0, "allowed", "", "", "{}", "p", "h")
+		_, err := s.auditRows.exec(ctx, sqlInsertAuditRows+auditRowPlaceholders, 2, micros(t0), "", "", "x", "", 0, "allowed", "", "", "{}", "p", "h")
 		noErr(t, err)
 		err = s.AppendAudit(ctx, []*service.AuditEvent{newEvent("a", "", t0), newEvent("b", "", t0)}, chainHash)
 		if err == nil || errors.Is(err, service.ErrAlreadyExists) {

@@ -2,9 +2,12 @@ package store
 
 import (
 	"cmp"
+	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -45,6 +48,31 @@ func conflictErr(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && (pe.Code == pgDeadlockDetected || pe.Code == pgSerializationFailure) {
 		return &service.Error{Kind: service.ErrUnavailable, Message: "the request met a concurrent change and was rolled back; retry"}
+	}
+	return err
+}
+
+// unavailableError is a database that did not answer: a connection lost
+// or refused, a deadline passed. It wraps service.ErrUnavailable, so that
+// the service answers with the retryable error without knowing SQL, and
+// the cause, for the service's log.
+type unavailableError struct{ cause error }
+
+func (e *unavailableError) Error() string { return "database unavailable: " + e.cause.Error() }
+
+func (e *unavailableError) Unwrap() []error { return []error{service.ErrUnavailable, e.cause} }
+
+// classify is the one place that decides a database error means the
+// database is unavailable; any other error passes unchanged.
+func classify(err error) error {
+	var netErr net.Error
+	var u *unavailableError
+	switch {
+	case err == nil, errors.As(err, &u):
+		return err
+	case errors.As(err, &netErr), errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, context.DeadlineExceeded):
+		return &unavailableError{cause: err}
 	}
 	return err
 }

@@ -43,14 +43,14 @@ func (r *importRow) params() service.ImportParams {
 func importEntity() string { return "import parameters" }
 
 // InsertImportParams adds p; ErrNotFound if its key does not exist.
-func (q queries) InsertImportParams(ctx context.Context, p *service.ImportParams) error {
+func (q importRows) InsertImportParams(ctx context.Context, p *service.ImportParams) error {
 	_, err := q.exec(ctx, sqlInsertImport, p.TokenHash, p.KeyID, p.WrappingID, p.Algorithm,
 		micros(p.CreatedAt), micros(p.ExpiresAt), nullMicros(p.UsedAt))
 	return refErr(err, "insert", importEntity(), keyEntity(p.KeyID))
 }
 
 // GetImportParams reads parameters by token hash; ErrNotFound if none.
-func (q queries) GetImportParams(ctx context.Context, tokenHash string) (*service.ImportParams, error) {
+func (q importRows) GetImportParams(ctx context.Context, tokenHash string) (*service.ImportParams, error) {
 	var row importRow
 	if err := q.get(ctx, &row, sqlGetImport, tokenHash); err != nil {
 		return nil, dbErr(err, "get", importEntity(), "")
@@ -60,7 +60,7 @@ func (q queries) GetImportParams(ctx context.Context, tokenHash string) (*servic
 }
 
 // UseImportParams marks parameters used, once.
-func (q queries) UseImportParams(ctx context.Context, tokenHash string, at time.Time) error {
+func (q importRows) UseImportParams(ctx context.Context, tokenHash string, at time.Time) error {
 	res, err := q.exec(ctx, sqlUseImport, micros(at), tokenHash)
 	if err != nil {
 		return dbErr(err, "use", importEntity(), "")
@@ -74,7 +74,7 @@ func (q queries) UseImportParams(ctx context.Context, tokenHash string, at time.
 }
 
 // ExpiredImportParams lists parameters that expired at now.
-func (q queries) ExpiredImportParams(ctx context.Context, now time.Time, limit int) ([]service.ImportParams, error) {
+func (q importRows) ExpiredImportParams(ctx context.Context, now time.Time, limit int) ([]service.ImportParams, error) {
 	var rows []importRow
 	if err := q.sel(ctx, &rows, sqlExpiredImports, micros(now), limitArg(limit)); err != nil {
 		return nil, internal("list", importEntity(), err)
@@ -87,7 +87,7 @@ func (q queries) ExpiredImportParams(ctx context.Context, now time.Time, limit i
 }
 
 // DeleteImportParams removes parameters (missing is not an error).
-func (q queries) DeleteImportParams(ctx context.Context, tokenHash string) error {
+func (q importRows) DeleteImportParams(ctx context.Context, tokenHash string) error {
 	_, err := q.exec(ctx, sqlDeleteImport, tokenHash)
 	return dbErr(err, "delete", importEntity(), "")
 }
@@ -100,7 +100,7 @@ type materialRow struct {
 }
 
 // GetKeyMaterial reads a key's material record; ErrNotFound if none.
-func (q queries) GetKeyMaterial(ctx context.Context, keyID string) (*service.KeyMaterial, error) {
+func (q importRows) GetKeyMaterial(ctx context.Context, keyID string) (*service.KeyMaterial, error) {
 	var row materialRow
 	if err := q.get(ctx, &row, sqlGetMaterial, keyID); err != nil {
 		return nil, dbErr(err, "get", "key material of "+keyEntity(keyID), keyID)
@@ -110,13 +110,13 @@ func (q queries) GetKeyMaterial(ctx context.Context, keyID string) (*service.Key
 }
 
 // PutKeyMaterial inserts or replaces a key's material record.
-func (q queries) PutKeyMaterial(ctx context.Context, m *service.KeyMaterial) error {
+func (q importRows) PutKeyMaterial(ctx context.Context, m *service.KeyMaterial) error {
 	_, err := q.exec(ctx, sqlPutMaterial, m.KeyID, m.KCV, micros(m.ImportedAt), nullMicros(m.ValidTo))
 	return refErr(err, "put", "key material", keyEntity(m.KeyID))
 }
 
 // ExpiredMaterial lists keys whose imported material has expired.
-func (q queries) ExpiredMaterial(ctx context.Context, now time.Time, limit int) ([]string, error) {
+func (q importRows) ExpiredMaterial(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	var ids []string
 	if err := q.sel(ctx, &ids, sqlExpiredMaterial, micros(now), limitArg(limit)); err != nil {
 		return nil, internal("list", "expired key material", err)

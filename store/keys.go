@@ -22,7 +22,7 @@ const (
 
 // InsertKey adds k; ErrAlreadyExists if its id is taken. The lease starts
 // empty.
-func (q queries) InsertKey(ctx context.Context, k *service.Key) error {
+func (q keyRows) InsertKey(ctx context.Context, k *service.Key) error {
 	tags, err := encodeTags(k.Tags)
 	if err != nil {
 		return err
@@ -41,7 +41,7 @@ func seconds(k *service.Key) int64 { return int64(k.RotationInterval / time.Seco
 
 // GetKey reads one key; ErrNotFound if there is none with that id. Aliases
 // stays nil: it is not a column (see AliasNames).
-func (q queries) GetKey(ctx context.Context, id string) (*service.Key, error) {
+func (q keyRows) GetKey(ctx context.Context, id string) (*service.Key, error) {
 	var row keyRow
 	if err := q.get(ctx, &row, sqlGetKey, id); err != nil {
 		return nil, dbErr(err, "get", keyEntity(id), id)
@@ -51,7 +51,7 @@ func (q queries) GetKey(ctx context.Context, id string) (*service.Key, error) {
 
 // ListKeys returns up to p.Limit keys (all if p.Limit <= 0) ordered by id,
 // with id > p.After. The next page starts after the last id returned.
-func (q queries) ListKeys(ctx context.Context, p service.Page) ([]service.Key, error) {
+func (q keyRows) ListKeys(ctx context.Context, p service.Page) ([]service.Key, error) {
 	var rows []keyRow
 	if err := q.sel(ctx, &rows, sqlListKeys, p.After, limitArg(p.Limit)); err != nil {
 		return nil, internal("list", "keys", err)
@@ -69,14 +69,14 @@ func (q queries) ListKeys(ctx context.Context, p service.Page) ([]service.Key, e
 
 // DeleteKey removes a key with its versions, rotations and aliases in one
 // statement; ErrNotFound if there is no such key.
-func (q queries) DeleteKey(ctx context.Context, id string) error {
+func (q keyRows) DeleteKey(ctx context.Context, id string) error {
 	res, err := q.exec(ctx, sqlDeleteKey, id)
 	return affectedOne(res, err, "delete", keyEntity(id), id)
 }
 
 // UpdateKey writes the mutable columns of k (not id, origin, key spec,
 // manager, created_at, nor the lease); ErrNotFound if there is no such key.
-func (q queries) UpdateKey(ctx context.Context, k *service.Key) error {
+func (q keyRows) UpdateKey(ctx context.Context, k *service.Key) error {
 	tags, err := encodeTags(k.Tags)
 	if err != nil {
 		return err
@@ -92,7 +92,7 @@ func (q queries) UpdateKey(ctx context.Context, k *service.Key) error {
 // transaction ends (SELECT ... FOR UPDATE), so that two replicas changing one
 // key serialise instead of overwriting each other. SQLite write transactions
 // are already serialised (BEGIN IMMEDIATE), so there it is a plain read.
-func (q queries) LockKey(ctx context.Context, id string) (*service.Key, error) {
+func (q keyRows) LockKey(ctx context.Context, id string) (*service.Key, error) {
 	query := sqlGetKey
 	if q.w.DriverName() == "pgx" {
 		query += " FOR UPDATE"

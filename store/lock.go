@@ -29,11 +29,11 @@ func (db *DB) WithLock(ctx context.Context, name string, fn func() error) error 
 	defer cancel()
 	conn, err := db.w.Connx(lctx)
 	if err != nil {
-		return fmt.Errorf("store: lock %s: %w", name, err)
+		return fmt.Errorf("store: lock %s: %w", name, classify(err))
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(lctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, "hsmkms/"+name); err != nil {
-		return fmt.Errorf("store: lock %s: %w", name, err)
+		return fmt.Errorf("store: lock %s: %w", name, classify(err))
 	}
 	defer func() {
 		_, err := conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, "hsmkms/"+name)

@@ -122,7 +122,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err := r.PingContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: sqlite: %w", err), r.Close(), w.Close())
 	}
-	return &DB{queries: queries{r: r, w: w}, w: w, r: r, dialect: dialectSQLite}, nil
+	return &DB{queries: newQueries(r, w, 0), w: w, r: r, dialect: dialectSQLite}, nil
 }
 
 // openPostgres opens one pool through pgx's database/sql driver and migrates.
@@ -144,7 +144,7 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	if err := prepare(ctx, db, dialectPostgres); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	return &DB{queries: queries{r: db, w: db}, w: db, r: db, dialect: dialectPostgres}, nil
+	return &DB{queries: newQueries(db, db, 0), w: db, r: db, dialect: dialectPostgres}, nil
 }
 
 // prepare proves the connection and applies the migrations.
@@ -161,7 +161,7 @@ func prepare(ctx context.Context, db *sqlx.DB, d dialect) error {
 // database fails requests within a known time. Call it before use.
 func (db *DB) SetTimeout(d time.Duration) {
 	db.timeout = d
-	db.queries.timeout = d
+	db.queries = newQueries(db.r, db.w, d)
 }
 
 // Ping proves the database answers. On SQLite it checks both pools, so it
@@ -170,11 +170,11 @@ func (db *DB) Ping(ctx context.Context) error {
 	ctx, cancel := bound(ctx, db.timeout)
 	defer cancel()
 	if err := db.w.PingContext(ctx); err != nil {
-		return fmt.Errorf("store: ping: %w", err)
+		return fmt.Errorf("store: ping: %w", classify(err))
 	}
 	if db.r != db.w {
 		if err := db.r.PingContext(ctx); err != nil {
-			return fmt.Errorf("store: ping: %w", err)
+			return fmt.Errorf("store: ping: %w", classify(err))
 		}
 	}
 	return nil
@@ -202,7 +202,7 @@ func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error 
 	ctx, cancel := bound(ctx, db.timeout)
 	defer cancel()
 	return conflictErr(withTx(ctx, db.w, func(tx *sqlx.Tx) error {
-		return fn(queries{r: tx, w: tx, timeout: db.timeout})
+		return fn(newQueries(tx, tx, db.timeout))
 	}))
 }
 
@@ -210,7 +210,7 @@ func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error 
 func withTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
+		return fmt.Errorf("store: begin: %w", classify(err))
 	}
 	finished := false
 	defer func() {
@@ -237,7 +237,7 @@ func withTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error 
 		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return fmt.Errorf("store: commit: %w", err)
+		return fmt.Errorf("store: commit: %w", classify(err))
 	}
 	return nil
 }

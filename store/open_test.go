@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -254,17 +256,28 @@ func TestSchema(t *testing.T) {
 		"principal_policies": {"principal", "policy"},
 		"bearer_tokens":      {"id", "principal", "hash", "description", "created_at", "revoked_at"},
 		"audit_head":         {"id", "seq", "hash"},
+		"import_params":      {"token_hash", "key_id", "wrapping_id", "algorithm", "created_at", "expires_at", "used_at"},
+		"key_material":       {"key_id", "kcv", "imported_at", "valid_to"},
+		"access_keys":        {"id", "principal", "nonce", "created_at", "last_used_at"},
 	}
 	const (
 		sqliteColumns   = `SELECT name FROM pragma_table_info(?) ORDER BY cid`
 		postgresColumns = `SELECT column_name FROM information_schema.columns
 			WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position`
+		sqliteTables   = `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
+		postgresTables = `SELECT table_name FROM information_schema.tables
+			WHERE table_schema = current_schema() ORDER BY table_name`
 	)
 	eachStore(t, func(t *testing.T, s *DB) {
-		query := sqliteColumns
+		query, tablesQuery := sqliteColumns, sqliteTables
 		if s.dialect == dialectPostgres {
-			query = postgresColumns
+			query, tablesQuery = postgresColumns, postgresTables
 		}
+		// Every table the migrations make is checked: a new one must be
+		// added above.
+		var tables []string
+		noErr(t, s.w.SelectContext(t.Context(), &tables, tablesQuery))
+		deepEqual(t, "tables", tables, slices.Sorted(maps.Keys(want)))
 		for table, cols := range want {
 			var got []string
 			noErr(t, s.w.SelectContext(t.Context(), &got, s.w.Rebind(query), table))

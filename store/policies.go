@@ -57,13 +57,13 @@ func policiesOf(rows []policyRow) []service.PolicyRecord {
 // PutPolicy inserts p, or replaces the document and updated_at of the policy
 // of that name; a replaced policy keeps its created_at (p.CreatedAt is then
 // ignored). Principals it is attached to see the new document at once.
-func (q queries) PutPolicy(ctx context.Context, p *service.PolicyRecord) error {
+func (q accessRows) PutPolicy(ctx context.Context, p *service.PolicyRecord) error {
 	_, err := q.exec(ctx, sqlPutPolicy, p.Name, p.Document, micros(p.CreatedAt), micros(p.UpdatedAt))
 	return dbErr(err, "put", policyEntity(p.Name), "")
 }
 
 // GetPolicy reads one policy; ErrNotFound if there is none by that name.
-func (q queries) GetPolicy(ctx context.Context, name string) (*service.PolicyRecord, error) {
+func (q accessRows) GetPolicy(ctx context.Context, name string) (*service.PolicyRecord, error) {
 	var row policyRow
 	if err := q.get(ctx, &row, sqlGetPolicy, name); err != nil {
 		return nil, dbErr(err, "get", policyEntity(name), "")
@@ -73,7 +73,7 @@ func (q queries) GetPolicy(ctx context.Context, name string) (*service.PolicyRec
 
 // ListPolicies returns up to p.Limit policies (all if p.Limit <= 0) ordered
 // by name with name > p.After.
-func (q queries) ListPolicies(ctx context.Context, p service.Page) ([]service.PolicyRecord, error) {
+func (q accessRows) ListPolicies(ctx context.Context, p service.Page) ([]service.PolicyRecord, error) {
 	var rows []policyRow
 	if err := q.sel(ctx, &rows, sqlListPolicies, p.After, limitArg(p.Limit)); err != nil {
 		return nil, internal("list", "policies", err)
@@ -83,7 +83,7 @@ func (q queries) ListPolicies(ctx context.Context, p service.Page) ([]service.Po
 
 // DeletePolicy removes a policy. ErrInvalidState while it is attached to a
 // principal (detach it first), ErrNotFound if there is none by that name.
-func (q queries) DeletePolicy(ctx context.Context, name string) error {
+func (q accessRows) DeletePolicy(ctx context.Context, name string) error {
 	var n int
 	if err := q.get(ctx, &n, sqlCountAttachments, name); err != nil {
 		return internal("delete", policyEntity(name), err)
@@ -110,7 +110,7 @@ func attachedErr(name string, n int) error {
 
 // AttachPolicy attaches a policy to a principal; attaching it again is a
 // no-op. ErrNotFound naming the principal or the policy if either is missing.
-func (q queries) AttachPolicy(ctx context.Context, principal, policy string) error {
+func (q accessRows) AttachPolicy(ctx context.Context, principal, policy string) error {
 	entity := attachmentEntity(principal, policy)
 	res, err := q.exec(ctx, sqlAttachPolicy, principal, policy)
 	if err != nil {
@@ -143,14 +143,14 @@ func (q queries) AttachPolicy(ctx context.Context, principal, policy string) err
 
 // DetachPolicy detaches a policy from a principal; ErrNotFound if it is not
 // attached to it (or either does not exist).
-func (q queries) DetachPolicy(ctx context.Context, principal, policy string) error {
+func (q accessRows) DetachPolicy(ctx context.Context, principal, policy string) error {
 	res, err := q.exec(ctx, sqlDetachPolicy, principal, policy)
 	return affectedOne(res, err, "detach", attachmentEntity(principal, policy), "")
 }
 
 // PoliciesOf returns the policies attached to a principal, ordered by name;
 // none for an unknown principal (GetPrincipal tells whether it exists).
-func (q queries) PoliciesOf(ctx context.Context, principal string) ([]service.PolicyRecord, error) {
+func (q accessRows) PoliciesOf(ctx context.Context, principal string) ([]service.PolicyRecord, error) {
 	var rows []policyRow
 	if err := q.sel(ctx, &rows, sqlPoliciesOf, principal); err != nil {
 		return nil, internal("list policies of", principalEntity(principal), err)

@@ -198,11 +198,11 @@ func TestPolicyForeignKey(t *testing.T) {
 		mustInsertPrincipals(t, s, "alice")
 		noErr(t, s.PutPolicy(ctx, newPolicy("p", "{}")))
 		noErr(t, s.AttachPolicy(ctx, "alice", "p"))
-		_, err := s.exec(ctx, sqlDeletePolicy, "p")
+		_, err := s.accessRows.exec(ctx, sqlDeletePolicy, "p")
 		if violationOf(err) != foreignKeyViolation {
 			t.Fatalf("raw delete of an attached policy: %v, want a foreign-key violation", err)
 		}
-		_, err = s.exec(ctx, `INSERT INTO principal_policies (principal, policy) VALUES (?, ?)`, "alice", "nopolicy")
+		_, err = s.accessRows.exec(ctx, `INSERT INTO principal_policies (principal, policy) VALUES (?, ?)`, "alice", "nopolicy")
 		if violationOf(err) != foreignKeyViolation {
 			t.Fatalf("raw attach of a missing policy: %v, want a foreign-key violation", err)
 		}
@@ -213,10 +213,10 @@ func TestPolicyForeignKey(t *testing.T) {
 		noErr(t, s.PutPolicy(ctx, newPolicy("raced", "{}")))
 		errRollback := errors.New("roll back")
 		err = withTx(ctx, s.w, func(tx *sqlx.Tx) error {
-			if err := (queries{r: tx, w: tx}).AttachPolicy(ctx, "alice", "raced"); err != nil {
+			if err := newQueries(tx, tx, 0).AttachPolicy(ctx, "alice", "raced"); err != nil {
 				return err
 			}
-			err := queries{r: s.r, w: tx}.DeletePolicy(ctx, "raced")
+			err := newQueries(s.r, tx, 0).DeletePolicy(ctx, "raced")
 			wantErr(t, err, service.ErrInvalidState, `policy "raced" is attached`)
 			return errRollback
 		})

@@ -68,7 +68,7 @@ func nullText(s string) sql.NullString { return sql.NullString{String: s, Valid:
 // ErrAlreadyExists if the name is taken, or if p.CertSubject is not empty
 // and already mapped to another principal; any number of principals may
 // have no subject.
-func (q queries) InsertPrincipal(ctx context.Context, p *service.Principal) error {
+func (q accessRows) InsertPrincipal(ctx context.Context, p *service.Principal) error {
 	_, err := q.exec(ctx, sqlInsertPrincipal, p.Name, micros(p.CreatedAt), nullText(p.CertSubject))
 	if violationOf(err) == uniqueViolation && !onPrimaryKey(err) {
 		return alreadyExists(subjectEntity(p.CertSubject))
@@ -78,21 +78,21 @@ func (q queries) InsertPrincipal(ctx context.Context, p *service.Principal) erro
 
 // GetPrincipal reads one principal with its attached policy names, sorted
 // bytewise; ErrNotFound if there is none by that name.
-func (q queries) GetPrincipal(ctx context.Context, name string) (*service.Principal, error) {
+func (q accessRows) GetPrincipal(ctx context.Context, name string) (*service.Principal, error) {
 	return q.onePrincipal(ctx, principalEntity(name), sqlGetPrincipal, name)
 }
 
 // PrincipalByCertSubject reads the principal mapped to a TLS client
 // certificate subject, as GetPrincipal does; ErrNotFound if none is (always
 // for the empty subject).
-func (q queries) PrincipalByCertSubject(ctx context.Context, subject string) (*service.Principal, error) {
+func (q accessRows) PrincipalByCertSubject(ctx context.Context, subject string) (*service.Principal, error) {
 	if subject == "" {
 		return nil, notFound(subjectEntity(subject))
 	}
 	return q.onePrincipal(ctx, subjectEntity(subject), sqlPrincipalBySubject, subject)
 }
 
-func (q queries) onePrincipal(ctx context.Context, entity, query, arg string) (*service.Principal, error) {
+func (q accessRows) onePrincipal(ctx context.Context, entity, query, arg string) (*service.Principal, error) {
 	var rows []principalRow
 	if err := q.sel(ctx, &rows, query, arg); err != nil {
 		return nil, internal("get", entity, err)
@@ -107,7 +107,7 @@ func (q queries) onePrincipal(ctx context.Context, entity, query, arg string) (*
 // ListPrincipals returns up to p.Limit principals (all if p.Limit <= 0)
 // ordered by name with name > p.After, each with its policy names as
 // GetPrincipal gives them.
-func (q queries) ListPrincipals(ctx context.Context, p service.Page) ([]service.Principal, error) {
+func (q accessRows) ListPrincipals(ctx context.Context, p service.Page) ([]service.Principal, error) {
 	var rows []principalRow
 	if err := q.sel(ctx, &rows, sqlListPrincipals, p.After, limitArg(p.Limit)); err != nil {
 		return nil, internal("list", "principals", err)
@@ -118,13 +118,13 @@ func (q queries) ListPrincipals(ctx context.Context, p service.Page) ([]service.
 // DeletePrincipal removes a principal with its policy attachments and bearer
 // tokens in one statement (the policies themselves stay); ErrNotFound if
 // there is none by that name.
-func (q queries) DeletePrincipal(ctx context.Context, name string) error {
+func (q accessRows) DeletePrincipal(ctx context.Context, name string) error {
 	res, err := q.exec(ctx, sqlDeletePrincipal, name)
 	return affectedOne(res, err, "delete", principalEntity(name), "")
 }
 
 // CountPrincipals is the number of principals (zero: nobody can log in yet).
-func (q queries) CountPrincipals(ctx context.Context) (int, error) {
+func (q accessRows) CountPrincipals(ctx context.Context) (int, error) {
 	var n int
 	if err := q.get(ctx, &n, sqlCountPrincipals); err != nil {
 		return 0, internal("count", "principals", err)

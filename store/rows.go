@@ -13,11 +13,11 @@ import (
 	"github.com/hsmkms/hsmkms/service"
 )
 
-// queries implements service.Queries once, for a DB and for a transaction.
-// A DB reads through its reader pool and writes through its writer; in a
-// transaction both are the *sqlx.Tx. Every query is written with "?" and
-// rebound for the dialect here, at the call.
-type queries struct {
+// conn is where queries read and write: a DB reads through its reader pool
+// and writes through its writer; in a transaction both are the *sqlx.Tx.
+// Every query is written with "?" and rebound for the dialect here, at the
+// call.
+type conn struct {
 	r sqlx.ExtContext
 	w sqlx.ExtContext
 	// timeout bounds each statement (DB.SetTimeout); 0: only ctx does.
@@ -34,29 +34,53 @@ func bound(ctx context.Context, timeout time.Duration) (context.Context, context
 	return context.WithTimeout(ctx, timeout)
 }
 
-func (q queries) get(ctx context.Context, dest any, query string, args ...any) error {
-	ctx, cancel := bound(ctx, q.timeout)
-	defer cancel()
-	return sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...)
+// queries implements service.Queries once, for a DB and for a transaction,
+// as one set of rows per part of the service, all on one conn.
+type queries struct {
+	keyRows      // keys, versions, aliases, rotations, encryption counts (service.KeyQueries, EncryptionQueries)
+	scheduleRows // due work, leases, counts (service.ScheduleQueries, LeaseQueries)
+	accessRows   // principals, policies, tokens, access keys (service.AccessQueries, AccessKeyQueries)
+	auditRows    // the audit chain (service.AuditQueries)
+	importRows   // bring your own key (service.ImportQueries)
 }
 
-func (q queries) sel(ctx context.Context, dest any, query string, args ...any) error {
+type (
+	keyRows      struct{ conn }
+	scheduleRows struct{ conn }
+	accessRows   struct{ conn }
+	auditRows    struct{ conn }
+	importRows   struct{ conn }
+)
+
+func newQueries(r, w sqlx.ExtContext, timeout time.Duration) queries {
+	c := conn{r: r, w: w, timeout: timeout}
+	return queries{keyRows{c}, scheduleRows{c}, accessRows{c}, auditRows{c}, importRows{c}}
+}
+
+func (q conn) get(ctx context.Context, dest any, query string, args ...any) error {
 	ctx, cancel := bound(ctx, q.timeout)
 	defer cancel()
-	return sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...)
+	return classify(sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...))
+}
+
+func (q conn) sel(ctx context.Context, dest any, query string, args ...any) error {
+	ctx, cancel := bound(ctx, q.timeout)
+	defer cancel()
+	return classify(sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...))
 }
 
 // getW is get on the writer (a locking read).
-func (q queries) getW(ctx context.Context, dest any, query string, args ...any) error {
+func (q conn) getW(ctx context.Context, dest any, query string, args ...any) error {
 	ctx, cancel := bound(ctx, q.timeout)
 	defer cancel()
-	return sqlx.GetContext(ctx, q.w, dest, q.w.Rebind(query), args...)
+	return classify(sqlx.GetContext(ctx, q.w, dest, q.w.Rebind(query), args...))
 }
 
-func (q queries) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (q conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	ctx, cancel := bound(ctx, q.timeout)
 	defer cancel()
-	return q.w.ExecContext(ctx, q.w.Rebind(query), args...)
+	res, err := q.w.ExecContext(ctx, q.w.Rebind(query), args...)
+	return res, classify(err)
 }
 
 // limitArg turns a page size into a LIMIT argument: zero or less means no

@@ -34,7 +34,7 @@ const (
 // DueRotations lists up to limit (all if limit <= 0) ids of Enabled,
 // HSM-origin keys with automatic rotation on and next_rotation <= now, the
 // most overdue first. Times compare at microsecond precision.
-func (q queries) DueRotations(ctx context.Context, now time.Time, limit int) ([]string, error) {
+func (q scheduleRows) DueRotations(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	ids := []string{}
 	if err := q.sel(ctx, &ids, sqlDueRotations, string(service.KeyEnabled), true,
 		string(service.OriginHSM), micros(now), limitArg(limit)); err != nil {
@@ -45,7 +45,7 @@ func (q queries) DueRotations(ctx context.Context, now time.Time, limit int) ([]
 
 // DueDeletions lists up to limit (all if limit <= 0) ids of PendingDeletion
 // keys with deletion_date <= now, the most overdue first.
-func (q queries) DueDeletions(ctx context.Context, now time.Time, limit int) ([]string, error) {
+func (q scheduleRows) DueDeletions(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	ids := []string{}
 	if err := q.sel(ctx, &ids, sqlDueDeletions, string(service.KeyPendingDeletion),
 		micros(now), limitArg(limit)); err != nil {
@@ -56,7 +56,7 @@ func (q queries) DueDeletions(ctx context.Context, now time.Time, limit int) ([]
 
 // DueDestructions lists up to limit (all if limit <= 0) versions in
 // PendingDestruction with destroy_at <= now, the most overdue first.
-func (q queries) DueDestructions(ctx context.Context, now time.Time, limit int) ([]service.Version, error) {
+func (q scheduleRows) DueDestructions(ctx context.Context, now time.Time, limit int) ([]service.Version, error) {
 	var rows []versionRow
 	if err := q.sel(ctx, &rows, sqlDueDestructions, string(service.VersionPendingDestruction),
 		micros(now), limitArg(limit)); err != nil {
@@ -71,7 +71,7 @@ func (q queries) DueDestructions(ctx context.Context, now time.Time, limit int) 
 // extended); false when another owner holds an unexpired lease; and
 // ErrNotFound when there is no such key. now and until are compared at
 // microsecond precision; all replicas should use the same clock source.
-func (q queries) ClaimKey(ctx context.Context, keyID, owner string, now, until time.Time) (bool, error) {
+func (q scheduleRows) ClaimKey(ctx context.Context, keyID, owner string, now, until time.Time) (bool, error) {
 	res, err := q.exec(ctx, sqlClaimKey, owner, micros(until), keyID, micros(now), owner)
 	if err != nil {
 		return false, internal("claim", keyEntity(keyID), err)
@@ -98,7 +98,7 @@ func (q queries) ClaimKey(ctx context.Context, keyID, owner string, now, until t
 // ReleaseKey drops owner's lease on the key. It is a no-op when owner does
 // not hold the lease (another worker took it over after it expired) or the
 // key does not exist: a release must never take a lease from its new owner.
-func (q queries) ReleaseKey(ctx context.Context, keyID, owner string) error {
+func (q scheduleRows) ReleaseKey(ctx context.Context, keyID, owner string) error {
 	if _, err := q.exec(ctx, sqlReleaseKey, keyID, owner); err != nil {
 		return internal("release", keyEntity(keyID), err)
 	}
@@ -124,7 +124,7 @@ type rotationRow struct {
 
 // InsertRotation records that r.Version became primary; ErrAlreadyExists if
 // that version was recorded already, ErrNotFound if the key does not exist.
-func (q queries) InsertRotation(ctx context.Context, r *service.Rotation) error {
+func (q scheduleRows) InsertRotation(ctx context.Context, r *service.Rotation) error {
 	_, err := q.exec(ctx, sqlInsertRotation, r.KeyID, r.Version, micros(r.At), string(r.Type))
 	return dbErr(err, "insert", rotationEntity(r.KeyID, r.Version), r.KeyID)
 }
@@ -132,7 +132,7 @@ func (q queries) InsertRotation(ctx context.Context, r *service.Rotation) error 
 // ListRotations returns up to limit (all if limit <= 0) of a key's
 // rotations ordered by version, with version > afterVersion. An unknown key
 // has none.
-func (q queries) ListRotations(ctx context.Context, keyID string, afterVersion, limit int) ([]service.Rotation, error) {
+func (q scheduleRows) ListRotations(ctx context.Context, keyID string, afterVersion, limit int) ([]service.Rotation, error) {
 	var rows []rotationRow
 	if err := q.sel(ctx, &rows, sqlListRotations, keyID, afterVersion, limitArg(limit)); err != nil {
 		return nil, internal("list rotations of", keyEntity(keyID), err)

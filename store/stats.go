@@ -21,7 +21,7 @@ type stateCount struct {
 // CountKeysByState counts keys per state, tombstones (Deleted) and keys
 // still being created included. A state without keys is absent from the
 // map; an empty store gives an empty, non-nil map.
-func (q queries) CountKeysByState(ctx context.Context) (map[service.KeyState]int, error) {
+func (q scheduleRows) CountKeysByState(ctx context.Context) (map[service.KeyState]int, error) {
 	var rows []stateCount
 	if err := q.sel(ctx, &rows, sqlCountKeysByState); err != nil {
 		return nil, internal("count", "keys by state", err)

@@ -40,7 +40,7 @@ func (r *tokenRow) token() service.BearerToken {
 // InsertToken adds t. ErrAlreadyExists if its id is taken, or if another
 // token has the same hash (the same secret); ErrNotFound if its principal
 // does not exist.
-func (q queries) InsertToken(ctx context.Context, t *service.BearerToken) error {
+func (q accessRows) InsertToken(ctx context.Context, t *service.BearerToken) error {
 	_, err := q.exec(ctx, sqlInsertToken, t.ID, t.Principal, t.Hash, t.Description,
 		micros(t.CreatedAt), nullMicros(t.RevokedAt))
 	if violationOf(err) == uniqueViolation && !onPrimaryKey(err) {
@@ -52,7 +52,7 @@ func (q queries) InsertToken(ctx context.Context, t *service.BearerToken) error 
 
 // GetToken reads one token, revoked or not; ErrNotFound if there is none
 // with that id.
-func (q queries) GetToken(ctx context.Context, id string) (*service.BearerToken, error) {
+func (q accessRows) GetToken(ctx context.Context, id string) (*service.BearerToken, error) {
 	var row tokenRow
 	if err := q.get(ctx, &row, sqlGetToken, id); err != nil {
 		return nil, dbErr(err, "get", tokenEntity(id), "")
@@ -64,7 +64,7 @@ func (q queries) GetToken(ctx context.Context, id string) (*service.BearerToken,
 // ListTokens lists a principal's tokens, revoked ones too, oldest first (by
 // id among tokens created in the same microsecond); none for an unknown
 // principal.
-func (q queries) ListTokens(ctx context.Context, principal string) ([]service.BearerToken, error) {
+func (q accessRows) ListTokens(ctx context.Context, principal string) ([]service.BearerToken, error) {
 	var rows []tokenRow
 	if err := q.sel(ctx, &rows, sqlListTokens, principal); err != nil {
 		return nil, internal("list tokens of", principalEntity(principal), err)
@@ -78,7 +78,7 @@ func (q queries) ListTokens(ctx context.Context, principal string) ([]service.Be
 
 // RevokeToken marks a token revoked at `at`. Revoking a revoked token keeps
 // the first time and is not an error; ErrNotFound if there is no such token.
-func (q queries) RevokeToken(ctx context.Context, id string, at time.Time) error {
+func (q accessRows) RevokeToken(ctx context.Context, id string, at time.Time) error {
 	res, err := q.exec(ctx, sqlRevokeToken, micros(at), id)
 	return affectedOne(res, err, "revoke", tokenEntity(id), "")
 }

@@ -29,7 +29,7 @@ const (
 
 // InsertVersion adds v; ErrAlreadyExists if the key already has that
 // version number, ErrNotFound if the key does not exist.
-func (q queries) InsertVersion(ctx context.Context, v *service.Version) error {
+func (q keyRows) InsertVersion(ctx context.Context, v *service.Version) error {
 	_, err := q.exec(ctx, sqlInsertVersion,
 		v.KeyID, v.Version, string(v.State), string(v.Origin),
 		micros(v.CreatedAt), micros(v.UpdatedAt), nullMicros(v.DestroyAt), v.TokenLabel, v.Encryptions)
@@ -45,7 +45,7 @@ const sqlAddEncryptions = `UPDATE key_versions SET encryptions = encryptions + ?
 // and sets each n[i].Total to the new count. A version that no longer
 // exists is skipped (Total stays 0). Call it in a transaction, for one
 // round of statements that commits at once.
-func (q queries) AddEncryptions(ctx context.Context, n []service.EncryptionCount) error {
+func (q keyRows) AddEncryptions(ctx context.Context, n []service.EncryptionCount) error {
 	for i := range n {
 		var total int64
 		err := sqlx.GetContext(ctx, q.w, &total, q.w.Rebind(sqlAddEncryptions), n[i].Count, n[i].KeyID, n[i].Version)
@@ -58,7 +58,7 @@ func (q queries) AddEncryptions(ctx context.Context, n []service.EncryptionCount
 }
 
 // GetVersion reads one version; ErrNotFound if the key has no such version.
-func (q queries) GetVersion(ctx context.Context, keyID string, version int) (*service.Version, error) {
+func (q keyRows) GetVersion(ctx context.Context, keyID string, version int) (*service.Version, error) {
 	var row versionRow
 	if err := q.get(ctx, &row, sqlGetVersion, keyID, version); err != nil {
 		return nil, dbErr(err, "get", versionEntity(keyID, version), keyID)
@@ -69,7 +69,7 @@ func (q queries) GetVersion(ctx context.Context, keyID string, version int) (*se
 
 // ListVersions returns a key's versions in ascending order; an unknown key
 // has none (not an error: GetKey tells whether a key exists).
-func (q queries) ListVersions(ctx context.Context, keyID string) ([]service.Version, error) {
+func (q keyRows) ListVersions(ctx context.Context, keyID string) ([]service.Version, error) {
 	var rows []versionRow
 	if err := q.sel(ctx, &rows, sqlListVersions, keyID); err != nil {
 		return nil, internal("list versions of", keyEntity(keyID), err)
@@ -79,7 +79,7 @@ func (q queries) ListVersions(ctx context.Context, keyID string) ([]service.Vers
 
 // UpdateVersion writes v's state, destroy_at and updated_at; ErrNotFound if
 // the key has no such version.
-func (q queries) UpdateVersion(ctx context.Context, v *service.Version) error {
+func (q keyRows) UpdateVersion(ctx context.Context, v *service.Version) error {
 	res, err := q.exec(ctx, sqlUpdateVersion,
 		string(v.State), nullMicros(v.DestroyAt), micros(v.UpdatedAt), v.KeyID, v.Version)
 	return affectedOne(res, err, "update", versionEntity(v.KeyID, v.Version), v.KeyID)
@@ -87,7 +87,7 @@ func (q queries) UpdateVersion(ctx context.Context, v *service.Version) error {
 
 // VersionsInState lists the versions of every key that are in one of states,
 // ordered by key id and version. No states: no versions.
-func (q queries) VersionsInState(ctx context.Context, states ...service.VersionState) ([]service.Version, error) {
+func (q keyRows) VersionsInState(ctx context.Context, states ...service.VersionState) ([]service.Version, error) {
 	if len(states) == 0 {
 		return []service.Version{}, nil
 	}
@@ -109,8 +109,8 @@ func (q queries) VersionsInState(ctx context.Context, states ...service.VersionS
 // MaxVersion is the highest version number the key has (0: none, or no such
 // key). Versions are never deleted except a Pending one being rolled back,
 // whose number may then be reused: its token object, if any, has the same
-// CKA_ID and is adopted by the retry (DESIGN.md, "Rotation").
-func (q queries) MaxVersion(ctx context.Context, keyID string) (int, error) {
+// CKA_ID and is adopted by the retry (docs/architecture.md, "Rotation").
+func (q keyRows) MaxVersion(ctx context.Context, keyID string) (int, error) {
 	var n int
 	if err := q.get(ctx, &n, sqlMaxVersion, keyID); err != nil {
 		return 0, internal("max version of", keyEntity(keyID), err)
@@ -119,7 +119,7 @@ func (q queries) MaxVersion(ctx context.Context, keyID string) (int, error) {
 }
 
 // DeleteVersion removes one version row; ErrNotFound if there is none.
-func (q queries) DeleteVersion(ctx context.Context, keyID string, version int) error {
+func (q keyRows) DeleteVersion(ctx context.Context, keyID string, version int) error {
 	res, err := q.exec(ctx, sqlDeleteVersion, keyID, version)
 	return affectedOne(res, err, "delete", versionEntity(keyID, version), keyID)
 }

@@ -117,7 +117,7 @@ func TestRotationFlowsThrough(t *testing.T) {
 		}},
 		{"automatic", func() {
 			clock.Advance(8 * 24 * time.Hour)
-			if err := f.kmsd.stack.Service.RunDue(ctx); err != nil {
+			if err := f.kmsd.stack.Service.Worker.RunDue(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}},

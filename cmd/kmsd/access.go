@@ -20,7 +20,7 @@ import (
 // it kmsd refuses to start rather than serve an API nobody can use.
 func bootstrap(ctx context.Context, svc *service.Service, token string, log *slog.Logger) error {
 	if token == "" {
-		need, err := svc.NeedsBootstrap(ctx)
+		need, err := svc.Access.NeedsBootstrap(ctx)
 		if err != nil {
 			return fmt.Errorf("database: %w", err)
 		}
@@ -29,14 +29,14 @@ func bootstrap(ctx context.Context, svc *service.Service, token string, log *slo
 		}
 		return nil
 	}
-	need, err := svc.NeedsBootstrap(ctx)
+	need, err := svc.Access.NeedsBootstrap(ctx)
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	if !need {
 		// The variable only ever sets up an empty database. Say so, and
 		// whether the value still opens the administrator's account.
-		if _, err := svc.Authenticate(ctx, token); err == nil {
+		if _, err := svc.Access.Authenticate(ctx, token); err == nil {
 			log.Warn("KMS_BOOTSTRAP_TOKEN is set but principals exist: it creates nothing, and it is still a working " +
 				"administrator token; issue another token, revoke this one and unset the variable (docs/access.md)")
 		} else {
@@ -44,7 +44,7 @@ func bootstrap(ctx context.Context, svc *service.Service, token string, log *slo
 		}
 		return nil
 	}
-	made, err := svc.Bootstrap(service.AsSystem(ctx), token)
+	made, err := svc.Access.Bootstrap(service.AsSystem(ctx), token)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -76,7 +76,7 @@ func runInit(ctx context.Context, args []string, getenv func(string) string, out
 	defer db.Close()
 	svc := service.New(db, nil, service.Config{})
 	defer svc.Close()
-	token, err := svc.InitAdmin(service.AsSystem(ctx))
+	token, err := svc.Access.InitAdmin(service.AsSystem(ctx))
 	if err != nil {
 		return err
 	}

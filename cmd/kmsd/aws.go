@@ -35,5 +35,5 @@ func (c *Config) validateAWS() error {
 }
 
 func awsProtocol(cfg *Config, svc *service.Service) api.Protocol {
-	return awsapi.New(awsapi.Config{Service: svc, Region: cfg.AWSRegion, Account: cfg.AWSAccount})
+	return awsapi.New(awsapi.Config{Service: awsapi.Parts(svc), Region: cfg.AWSRegion, Account: cfg.AWSAccount})
 }

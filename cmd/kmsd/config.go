@@ -18,7 +18,7 @@ import (
 )
 
 // Config is everything kmsd needs to start. Every field has a flag and an
-// environment variable of the same meaning (API.md, "Running the server"),
+// environment variable of the same meaning (docs/API.md, "Running the server"),
 // except secrets, which come only from the environment or a file.
 type Config struct {
 	Listen string
@@ -96,19 +96,19 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.HSMProfile, "hsm-profile", env("KMS_HSM_PROFILE", "auto"), "vendor profile: "+strings.Join(hsm.ProfileNames, ", ")+"; auto picks it from the module's name (KMS_HSM_PROFILE)")
 	fs.BoolVar(&c.TokenIV, "hsm-token-iv", env("KMS_HSM_TOKEN_IV", "") == "true",
 		"the token generates each GCM IV, for HSMs in FIPS mode that refuse a caller's IV (KMS_HSM_TOKEN_IV=true)")
-	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "token sessions to pool (KMS_MAX_SESSIONS; default 16)")
+	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "token sessions to pool (KMS_MAX_SESSIONS; default "+strconv.Itoa(hsm.DefaultMaxSessions)+")")
 	maxConns := fs.String("max-connections", env("KMS_MAX_CONNECTIONS", ""), fmt.Sprintf("open client connections at most; more wait to be accepted (KMS_MAX_CONNECTIONS; default %d)", api.DefaultMaxConnections))
 	fs.StringVar(&c.LogLevel, "log-level", env("KMS_LOG_LEVEL", "info"), "debug, info, warn or error (KMS_LOG_LEVEL)")
-	tick := fs.String("worker-tick", env("KMS_WORKER_TICK", "10s"), "how often due rotations and deletions run (KMS_WORKER_TICK)")
-	reconcile := fs.String("reconcile-every", env("KMS_RECONCILE_EVERY", "5m"), "how often the reconciler runs (KMS_RECONCILE_EVERY)")
-	lease := fs.String("lease-duration", env("KMS_LEASE_DURATION", "1m"), "how long a crashed replica's claim on a key blocks the others (KMS_LEASE_DURATION)")
-	dbTimeout := fs.String("db-timeout", env("KMS_DB_TIMEOUT", service.DefaultDBTimeout.String()), "how long one database step of a request may take before it answers KeyUnavailableException (KMS_DB_TIMEOUT)")
-	grace := fs.String("pending-grace", env("KMS_PENDING_GRACE", "5m"), "age after which an unfinished creation or rotation is rolled back (KMS_PENDING_GRACE)")
+	tick := fs.String("worker-tick", env("KMS_WORKER_TICK", service.ShortDuration(service.DefaultWorkerTick)), "how often due rotations and deletions run (KMS_WORKER_TICK)")
+	reconcile := fs.String("reconcile-every", env("KMS_RECONCILE_EVERY", service.ShortDuration(service.DefaultReconcileEvery)), "how often the reconciler runs (KMS_RECONCILE_EVERY)")
+	lease := fs.String("lease-duration", env("KMS_LEASE_DURATION", service.ShortDuration(service.DefaultLeaseDuration)), "how long a crashed replica's claim on a key blocks the others (KMS_LEASE_DURATION)")
+	dbTimeout := fs.String("db-timeout", env("KMS_DB_TIMEOUT", service.ShortDuration(service.DefaultDBTimeout)), "how long one database step of a request may take before it answers KeyUnavailableException (KMS_DB_TIMEOUT)")
+	grace := fs.String("pending-grace", env("KMS_PENDING_GRACE", service.ShortDuration(service.DefaultPendingGrace)), "age after which an unfinished creation or rotation is rolled back (KMS_PENDING_GRACE)")
 	fs.BoolVar(&c.DestroyUnknownObjects, "destroy-unknown-objects", env("KMS_DESTROY_UNKNOWN_OBJECTS", "") == "true",
 		"let the reconciler destroy token objects of keys unknown to this database (KMS_DESTROY_UNKNOWN_OBJECTS)")
-	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default 7d)")
-	maxRot := fs.String("max-rotation-interval", env("KMS_MAX_ROTATION_INTERVAL", ""), "largest rotation interval (KMS_MAX_ROTATION_INTERVAL; default 2560d)")
-	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default 100)")
+	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default "+service.ShortDuration(service.DefaultMinRotationInterval)+")")
+	maxRot := fs.String("max-rotation-interval", env("KMS_MAX_ROTATION_INTERVAL", ""), "largest rotation interval (KMS_MAX_ROTATION_INTERVAL; default "+service.ShortDuration(service.DefaultMaxRotationInterval)+")")
+	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default "+strconv.Itoa(service.DefaultMaxVersionsPerKey)+")")
 	awsFlags(fs, env, c)
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// kmsd serves within its limits (API.md, "Limits"): a 900 KB header is
+// kmsd serves within its limits (docs/API.md, "Limits"): a 900 KB header is
 // 431, and KMS_MAX_CONNECTIONS caps open connections.
 func TestServesWithinItsLimits(t *testing.T) {
 	p := startKmsd(t, kmsdEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "kms.db"), "KMS_MAX_CONNECTIONS=2"))

@@ -1,5 +1,5 @@
 // Command kmsd is the hsmkms server: it opens the token and the database,
-// serves the REST API (API.md) and runs the background workers.
+// serves the REST API (docs/API.md) and runs the background workers.
 package main
 
 import (
@@ -106,14 +106,14 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
-		svc.RunWorker(workerCtx, service.WorkerConfig{Tick: cfg.WorkerTick, ReconcileEvery: cfg.ReconcileEvery})
+		svc.Worker.RunWorker(workerCtx, service.WorkerConfig{Tick: cfg.WorkerTick, ReconcileEvery: cfg.ReconcileEvery})
 	}()
 	defer func() { stopWorker(); <-workerDone }()
 	mx.WatchService(svc)
 	e := api.New(api.Config{
 		Service: svc,
 		Logger:  log,
-		Extra:   mx.Register, // GET /metrics, no bearer token (API.md)
+		Extra:   mx.Register, // GET /metrics, no bearer token (docs/API.md)
 		Observe: mx.Observe,
 		// POST /: the AWS KMS protocol (docs/aws-compat.md).
 		Protocols: []api.Protocol{awsProtocol(cfg, svc)},
@@ -124,7 +124,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	// Read, write and idle timeouts, a header cap and a connection cap:
-	// slow or idle clients cannot hold the server (API.md, "Limits").
+	// slow or idle clients cannot hold the server (docs/API.md, "Limits").
 	limits := api.Limits{MaxConnections: cfg.MaxConnections}
 	srv := api.NewHTTPServer(e, limits)
 	srv.TLSConfig = tlsConfig

@@ -116,7 +116,7 @@ func TestTwoReplicas(t *testing.T) {
 					return
 				default:
 				}
-				// KeyUnavailableException is "safe to retry" (API.md), and a
+				// KeyUnavailableException is "safe to retry" (docs/API.md), and a
 				// client does. Two processes on one SoftHSM token directory
 				// need it: an object one makes can stay invisible to the
 				// other until the first writes the token again (SoftHSM's

@@ -10,7 +10,7 @@ import (
 )
 
 // FaultToken wraps the real token and fails chosen calls: the real token is
-// used for everything else (STYLE.md: wrap the real token, do not fake it).
+// used for everything else (docs/architecture.md, "Tests": wrap the real token, do not fake it).
 type FaultToken struct {
 	hsm.Token
 	mu            sync.Mutex

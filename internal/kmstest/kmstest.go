@@ -138,7 +138,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.Service = service.New(s.Store, s.Token, opts.Config)
 	t.Cleanup(s.Service.Close)
 	Secret(AdminToken)
-	if _, err := s.Service.Bootstrap(context.Background(), AdminToken); err != nil {
+	if _, err := s.Service.Access.Bootstrap(context.Background(), AdminToken); err != nil {
 		t.Fatalf("bootstrap the administrator: %v", err)
 	}
 	e := api.New(api.Config{Service: s.Service, Logger: log})

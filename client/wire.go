@@ -1,0 +1,35 @@
+package client
+
+import "github.com/hsmkms/hsmkms/wire"
+
+// The bodies of the API, defined once in wire and shared with the server.
+type (
+	Key                    = wire.Key
+	CreateKeyRequest       = wire.CreateKeyRequest
+	KeyPage                = wire.KeyPage
+	UpdateKeyRequest       = wire.UpdateKeyRequest
+	Alias                  = wire.Alias
+	AliasPage              = wire.AliasPage
+	RotationStatus         = wire.RotationStatus
+	Rotation               = wire.Rotation
+	RotationPage           = wire.RotationPage
+	Version                = wire.Version
+	EncryptResult          = wire.EncryptResult
+	DecryptResult          = wire.DecryptResult
+	DataKeyRequest         = wire.DataKeyRequest
+	DataKey                = wire.DataKey
+	ReEncryptResult        = wire.ReEncryptResult
+	ImportParameters       = wire.ImportParameters
+	Principal              = wire.Principal
+	TokenInfo              = wire.TokenInfo
+	NewToken               = wire.NewToken
+	CreatePrincipalRequest = wire.CreatePrincipalRequest
+	PrincipalPage          = wire.PrincipalPage
+	Statement              = wire.Statement
+	PolicyDocument         = wire.PolicyDocument
+	Policy                 = wire.Policy
+	PolicyPage             = wire.PolicyPage
+	AuditRecord            = wire.AuditRecord
+	AuditPage              = wire.AuditPage
+	AuditVerification      = wire.AuditVerification
+)
