@@ -21,18 +21,20 @@ func principalResponse(p *service.PrincipalView) wire.Principal {
 	}
 	for _, t := range p.Tokens {
 		out.Tokens = append(out.Tokens, wire.TokenInfo{TokenID: t.ID, Description: t.Description,
-			CreationDate: t.CreatedAt.UTC(), RevokedDate: utc(t.RevokedAt)})
+			CreationDate: t.CreatedAt.UTC(), RevokedDate: utc(t.RevokedAt),
+			ExpirationDate: utc(t.ExpiresAt), LastUsedDate: utc(t.LastUsedAt)})
 	}
 	return out
 }
 
 type createTokenRequest struct {
 	Description string `json:"description"`
+	ExpiresIn   string `json:"expires_in"` // a duration ("90d", "12h"); absent: never
 }
 
 func newTokenResponse(t *service.NewToken) wire.NewToken {
 	return wire.NewToken{TokenID: t.ID, Token: t.Token, Principal: t.Principal,
-		Description: t.Description, CreationDate: t.CreatedAt.UTC()}
+		Description: t.Description, CreationDate: t.CreatedAt.UTC(), ExpirationDate: utc(t.ExpiresAt)}
 }
 
 type putPolicyRequest struct {
@@ -125,7 +127,18 @@ func (h *handlers) createToken(c echo.Context) error {
 	if err := bind(c, &req); err != nil {
 		return err
 	}
-	t, err := h.svc.Access.CreateToken(c.Request().Context(), pathParam(c.Param("name")), req.Description)
+	var life time.Duration
+	if req.ExpiresIn != "" {
+		d, err := service.ParseDuration(req.ExpiresIn)
+		if err != nil {
+			return err
+		}
+		if d == 0 {
+			return service.Validationf("expires_in must be positive (leave it out for a token that does not expire)")
+		}
+		life = d
+	}
+	t, err := h.svc.Access.CreateToken(c.Request().Context(), pathParam(c.Param("name")), req.Description, life)
 	if err != nil {
 		return err
 	}

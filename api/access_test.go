@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -144,15 +145,19 @@ func newAccessFixtureWith(t *testing.T, opts kmstest.Options) *accessFixture {
 	return f
 }
 
-// state is what an administrator can see; a refused request must not change it.
+// state is what an administrator can see; a refused request must not change
+// it. Tokens' last-use dates are left out: the administrator's own requests
+// move them.
 func (f *accessFixture) state() string {
 	var b strings.Builder
 	for _, p := range []string{"/v1/keys?limit=1000", "/v1/aliases?limit=1000", "/v1/principals?limit=1000", "/v1/policies?limit=1000"} {
 		r := f.admin.do("GET", p, nil)
-		b.Write(r.body)
+		b.Write(lastUsed.ReplaceAll(r.body, nil))
 	}
 	return b.String()
 }
+
+var lastUsed = regexp.MustCompile(`,"last_used_date":"[^"]*"`)
 
 // matrixCase is one endpoint: prepare makes what it needs (fresh per
 // case), then it is called as each kind of caller.
@@ -548,6 +553,12 @@ func TestAccessBadInputs(t *testing.T) {
 		{"DELETE", "/v1/principals/app/policies/viewer", nil, 404, "NotFoundException"},
 		{"POST", "/v1/principals/missing/tokens", map[string]any{}, 404, "NotFoundException"},
 		{"POST", "/v1/principals/app/tokens", map[string]any{"description": 5}, 400, "ValidationException"},
+		{"POST", "/v1/principals/app/tokens", map[string]any{"expires_in": "soon"}, 400, "ValidationException"},
+		{"POST", "/v1/principals/app/tokens", map[string]any{"expires_in": "0s"}, 400, "ValidationException"},
+		{"POST", "/v1/principals/app/tokens", map[string]any{"expires_in": "30s"}, 400, "ValidationException"},
+		{"POST", "/v1/principals/app/tokens", map[string]any{"expires_in": "4000d"}, 400, "ValidationException"},
+		{"POST", "/v1/principals/app/tokens", map[string]any{"expires_in": "-1h"}, 400, "ValidationException"},
+		{"POST", "/v1/principals/app/tokens", map[string]any{"expires_in": 3600}, 400, "ValidationException"},
 		{"DELETE", "/v1/principals/app/tokens/0123456789abcdef", nil, 404, "NotFoundException"},
 		{"POST", "/v1/principals/viewer/tokens/0123456789abcdef/rotate", nil, 404, "NotFoundException"},
 		{"DELETE", "/v1/principals/app/tokens/nope", nil, 400, "ValidationException"},
@@ -598,10 +609,13 @@ func TestAccessBadInputs(t *testing.T) {
 func TestTheLastAdministratorCannotBeLockedOut(t *testing.T) {
 	s := kmstest.Start(t, kmstest.Options{})
 	admin := newCaller(t, s.URL, kmstest.AdminToken)
+	admin.must(200, "PUT", "/v1/policies/no-access", map[string]any{"document": map[string]any{"statements": []map[string]any{
+		{"effect": "deny", "resources": []string{"*"}, "actions": []string{"kms:ManageAccess"}}}}})
 	for _, tc := range []struct {
 		method, path string
 		body         any
 	}{
+		{"PUT", "/v1/principals/admin/policies/no-access", nil}, // an attached deny (issue 16, item 10)
 		{"DELETE", "/v1/principals/admin/tokens/bootstrap", nil},
 		{"POST", "/v1/principals/admin/tokens/bootstrap/rotate", nil}, // allowed: a new token replaces it
 		{"DELETE", "/v1/principals/admin/policies/admin", nil},
@@ -623,12 +637,32 @@ func TestTheLastAdministratorCannotBeLockedOut(t *testing.T) {
 			t.Fatalf("%s %s on the last administrator: %d %s, want 409", tc.method, tc.path, r.status, r.body)
 		}
 		admin.must(200, "GET", "/v1/keys", nil) // still in charge
+		admin.must(200, "GET", "/v1/principals", nil)
+		if p := admin.must(200, "GET", "/v1/principals/admin", nil); len(p["policies"].([]any)) != 1 {
+			t.Fatalf("%s %s: the refused change left policies %v", tc.method, tc.path, p["policies"])
+		}
 	}
+
+	// An administrator whose only other token expires cannot revoke its
+	// last one that does not: time alone would lock everyone out.
+	exp := admin.must(201, "POST", "/v1/principals/admin/tokens", map[string]any{"description": "a day", "expires_in": "1d"})
+	kmstest.Secret(exp["token"].(string))
+	for _, tk := range admin.must(200, "GET", "/v1/principals/admin", nil)["tokens"].([]any) {
+		tk := tk.(map[string]any)
+		if _, revoked := tk["revoked_date"]; revoked || tk["token_id"] == exp["token_id"] {
+			continue
+		}
+		if r := admin.do("DELETE", "/v1/principals/admin/tokens/"+tk["token_id"].(string), nil); r.status != 409 {
+			t.Fatalf("revoking the last administrator's last token that does not expire: %d %s, want 409", r.status, r.body)
+		}
+	}
+	admin.must(200, "GET", "/v1/principals", nil)
 
 	// A second administrator: now the first can give up its rights.
 	admin.must(201, "POST", "/v1/principals", map[string]any{"name": "admin2", "policies": []string{"admin"}})
 	tok := admin.must(201, "POST", "/v1/principals/admin2/tokens", map[string]any{"description": "second"})
 	kmstest.Secret(tok["token"].(string))
-	admin.must(200, "DELETE", "/v1/principals/admin/policies/admin", nil)
+	admin.must(200, "PUT", "/v1/principals/admin/policies/no-access", nil)
+	admin.must(403, "GET", "/v1/principals", nil)
 	newCaller(t, s.URL, tok["token"].(string)).must(200, "GET", "/v1/principals", nil)
 }

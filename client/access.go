@@ -44,11 +44,20 @@ func (c *Client) DetachPolicy(ctx context.Context, principal, policy string) (*P
 	return &p, c.Do(ctx, http.MethodDelete, principalPath(principal)+"/policies/"+url.PathEscape(policy), nil, &p)
 }
 
-// CreateToken makes a bearer token for a principal.
+// CreateToken makes a bearer token for a principal that does not expire.
 func (c *Client) CreateToken(ctx context.Context, principal, description string) (*NewToken, error) {
+	return c.CreateExpiringToken(ctx, principal, description, "")
+}
+
+// CreateExpiringToken makes a bearer token for a principal that expires
+// after expiresIn, a duration such as "90d" or "12h" ("": never).
+func (c *Client) CreateExpiringToken(ctx context.Context, principal, description, expiresIn string) (*NewToken, error) {
 	var t NewToken
-	return &t, c.Do(ctx, http.MethodPost, principalPath(principal)+"/tokens",
-		map[string]string{"description": description}, &t)
+	body := map[string]string{"description": description}
+	if expiresIn != "" {
+		body["expires_in"] = expiresIn
+	}
+	return &t, c.Do(ctx, http.MethodPost, principalPath(principal)+"/tokens", body, &t)
 }
 
 // RevokeToken revokes a token.

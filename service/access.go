@@ -22,8 +22,8 @@ import (
 
 // Bearer tokens. A token made by the service is "kms_<id>_<secret>": the id
 // (16 hex digits) finds the stored record without searching, and the secret
-// is 32 random bytes (base64url). Only the SHA-256 of the whole token is
-// stored, and it is compared in constant time. The bootstrap token
+// is 32 random bytes (base64url). Only a MAC made in the token is stored
+// (tokenmac.go), and it is compared in constant time. The bootstrap token
 // (KMS_BOOTSTRAP_TOKEN) is chosen by the operator and has no id inside: it
 // is stored under the id "bootstrap".
 const (
@@ -67,6 +67,7 @@ func validTokenID(id string) bool {
 	return err == nil
 }
 
+// hashToken is the SHA-256 (hex) that names an import token's parameters.
 func hashToken(bearer string) string {
 	h := sha256.Sum256([]byte(bearer))
 	return hex.EncodeToString(h[:])
@@ -95,11 +96,13 @@ type Access struct {
 	tx    Tx[AccessTx]
 	audit *Audit
 	auth  *authCache
-	// token derives access keys' secrets (its MAC capability); nil where
-	// access keys are not used (kmsd's access commands).
+	// token keys bearer tokens' MACs and derives access keys' secrets
+	// (its MAC capability).
 	token hsm.Token
 	// accessKeys is the state of AWS access keys (accesskeys.go).
 	accessKeys accessKeyState
+	// tokenMACs is the state of the bearer-token MAC key (tokenmac.go).
+	tokenMACs tokenMACState
 }
 
 // AccessStore is what the access part reads outside transactions: its
@@ -136,10 +139,14 @@ type authCache struct {
 }
 
 type authEntry struct {
-	hash     [sha256.Size]byte
-	revoked  bool
+	tok      BearerToken
+	mac      []byte // the stored MAC; nil when the row holds none
 	caller   *Caller
 	loadedAt time.Time
+	// verified is set once a bearer string matched mac: later requests
+	// with it compare its SHA-256 with digest and call no token.
+	verified bool
+	digest   [sha256.Size]byte
 }
 
 func newAuthCache(ttl time.Duration) *authCache {
@@ -153,14 +160,24 @@ func (c *authCache) clear() {
 	c.mu.Unlock()
 }
 
-var errUnknownToken = errorf(ErrUnauthenticated, "missing, unknown or revoked bearer token")
+var (
+	errUnknownToken = errorf(ErrUnauthenticated, "missing, unknown or revoked bearer token")
+	errExpiredToken = errorf(ErrUnauthenticated, "the bearer token has expired")
+)
 
 // Authenticate turns a bearer token into its caller: the principal and its
 // policy documents. Unknown and revoked tokens are ErrUnauthenticated, with
-// one message for both.
+// one message for both; an expired one says so (only to its holder: the
+// MAC is checked first). A token is checked in the token once per cache
+// load (AuthCacheTTL); in between, the SHA-256 of the verified bearer
+// string is compared in memory.
 func (s *Access) Authenticate(ctx context.Context, bearer string) (*Caller, error) {
 	if bearer == "" {
 		return nil, errUnknownToken
+	}
+	// Before any row is read: the first call converts an older release's rows.
+	if _, err := s.ensureTokenMAC(ctx); err != nil {
+		return nil, err
 	}
 	id := tokenID(bearer)
 	e, err := s.authEntry(ctx, id)
@@ -170,11 +187,59 @@ func (s *Access) Authenticate(ctx context.Context, bearer string) (*Caller, erro
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.Sum256([]byte(bearer))
-	if subtle.ConstantTimeCompare(h[:], e.hash[:]) != 1 || e.revoked {
-		return nil, errUnknownToken
+	digest := sha256.Sum256([]byte(bearer))
+	if e.verified {
+		if subtle.ConstantTimeCompare(digest[:], e.digest[:]) != 1 {
+			return nil, errUnknownToken // a row matches one secret only
+		}
+	} else {
+		ok, err := s.verifyToken(ctx, &e, digest)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errUnknownToken
+		}
+		s.auth.verified(id, e.loadedAt, digest)
 	}
+	now := s.clock.Now()
+	switch {
+	case e.tok.RevokedAt != nil:
+		return nil, errUnknownToken
+	case e.tok.ExpiresAt != nil && !now.Before(*e.tok.ExpiresAt):
+		return nil, errExpiredToken
+	}
+	s.touchToken(ctx, &e, now)
 	return e.caller, nil
+}
+
+// touchToken records a token's use at most once per tokenTouchEvery (the
+// write is conditional, so replicas do not repeat it either).
+func (s *Access) touchToken(ctx context.Context, e *authEntry, now time.Time) {
+	if e.tok.LastUsedAt != nil && now.Sub(*e.tok.LastUsedAt) < tokenTouchEvery {
+		return
+	}
+	if err := s.store.TouchToken(ctx, e.tok.ID, now, now.Add(-tokenTouchEvery)); err != nil {
+		s.log.Warn("last use of a bearer token not recorded", "token_id", e.tok.ID, "err", err)
+	}
+	c := s.auth
+	c.mu.Lock()
+	if ce, ok := c.toks[e.tok.ID]; ok && ce.loadedAt.Equal(e.loadedAt) {
+		ce.tok.LastUsedAt = &now
+		c.toks[e.tok.ID] = ce
+	}
+	c.mu.Unlock()
+}
+
+// verified marks the cached entry of id, if it is still the one loaded at
+// loadedAt, as matching the bearer string of digest.
+func (c *authCache) verified(id string, loadedAt time.Time, digest [sha256.Size]byte) {
+	c.mu.Lock()
+	if e, ok := c.toks[id]; ok && e.loadedAt.Equal(loadedAt) {
+		e.verified, e.digest = true, digest
+		c.toks[id] = e
+	}
+	c.mu.Unlock()
 }
 
 func (s *Access) authEntry(ctx context.Context, id string) (authEntry, error) {
@@ -195,16 +260,12 @@ func (s *Access) authEntry(ctx context.Context, id string) (authEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		raw, err := hex.DecodeString(t.Hash)
-		if err != nil || len(raw) != sha256.Size {
-			return nil, errors.New("stored token hash is malformed")
-		}
 		caller, err := s.loadCaller(ctx, t.Principal)
 		if err != nil {
 			return nil, err
 		}
-		e := authEntry{revoked: t.RevokedAt != nil, caller: caller, loadedAt: now}
-		copy(e.hash[:], raw)
+		e := authEntry{tok: *t, caller: caller, loadedAt: now}
+		e.mac, _ = storedMAC(t.Hash)
 		c.mu.Lock()
 		if c.gen == gen {
 			c.toks[id] = e
@@ -307,12 +368,16 @@ func (s *Access) InitAdmin(ctx context.Context) (string, error) {
 func (s *Access) createAdmin(ctx context.Context, tokenID, bearer string) (bool, error) {
 	made := false
 	doc, _ := json.Marshal(adminDocument)
+	now := s.now()
+	tok := &BearerToken{ID: tokenID, Principal: AdminPrincipal, Description: "administrator (bootstrap)", CreatedAt: now}
+	if err := s.sealToken(ctx, tok, bearer); err != nil {
+		return false, err
+	}
 	err := s.tx(ctx, func(q AccessTx) error {
 		n, err := q.CountPrincipals(ctx)
 		if err != nil || n > 0 {
 			return err
 		}
-		now := s.now()
 		if err := q.PutPolicy(ctx, &PolicyRecord{Name: AdminPolicy, Document: string(doc), CreatedAt: now, UpdatedAt: now}); err != nil {
 			return err
 		}
@@ -322,8 +387,7 @@ func (s *Access) createAdmin(ctx context.Context, tokenID, bearer string) (bool,
 		if err := q.AttachPolicy(ctx, AdminPrincipal, AdminPolicy); err != nil {
 			return err
 		}
-		if err := q.InsertToken(ctx, &BearerToken{ID: tokenID, Principal: AdminPrincipal, Hash: hashToken(bearer),
-			Description: "administrator (bootstrap)", CreatedAt: now}); err != nil {
+		if err := q.InsertToken(ctx, tok); err != nil {
 			return err
 		}
 		a := &Activity{principal: "system", action: "kms:Bootstrap", detail: map[string]string{"principal": AdminPrincipal}}
@@ -352,6 +416,7 @@ type NewToken struct {
 	Principal   string
 	Description string
 	CreatedAt   time.Time
+	ExpiresAt   *time.Time // nil: never
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@+=,-]{0,127}$`)
@@ -517,10 +582,11 @@ func (s *Access) attachment(ctx context.Context, principal, policyName string, a
 		} else if err != nil {
 			return err
 		}
-		if attach {
-			return q.AttachPolicy(ctx, principal, policyName)
-		}
 		return keepingAdministrator(ctx, q, func() error {
+			if attach {
+				// An attached deny takes rights away too.
+				return q.AttachPolicy(ctx, principal, policyName)
+			}
 			err := q.DetachPolicy(ctx, principal, policyName)
 			if errors.Is(err, ErrNotFound) {
 				return errorf(ErrNotFound, "policy %q is not attached to principal %q", policyName, principal)
@@ -535,43 +601,67 @@ func (s *Access) attachment(ctx context.Context, principal, policyName string, a
 	return s.principalView(ctx, principal)
 }
 
-// CreateToken makes a new bearer token for a principal. The returned
-// secret is shown once; only its hash is kept.
-func (s *Access) CreateToken(ctx context.Context, principal, description string) (*NewToken, error) {
+// Bounds of a token's lifetime (CreateToken's expiresIn; 0 is none).
+const (
+	MinTokenLifetime = time.Minute
+	MaxTokenLifetime = 10 * 365 * 24 * time.Hour
+)
+
+// CreateToken makes a new bearer token for a principal, which expires
+// after expiresIn (0: never). The returned secret is shown once; only its
+// MAC is kept.
+func (s *Access) CreateToken(ctx context.Context, principal, description string, expiresIn time.Duration) (*NewToken, error) {
 	if err := s.manage(ctx, "principal", principal); err != nil {
 		return nil, err
 	}
 	if err := validateDescription(description); err != nil {
 		return nil, err
 	}
-	var out *NewToken
-	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
-		var err error
-		out, err = s.insertToken(ctx, q, principal, description)
-		return err
-	})
+	if expiresIn != 0 && (expiresIn < MinTokenLifetime || expiresIn > MaxTokenLifetime) {
+		return nil, Validationf("expires_in must be between %s and %s (or absent: never)",
+			FormatDuration(MinTokenLifetime), FormatDuration(MaxTokenLifetime))
+	}
+	t, out, err := s.newBearerToken(ctx, principal, description, expiresIn)
+	if err != nil {
+		return nil, err
+	}
+	err = commit(ctx, s.audit, s.tx, func(q AccessTx) error { return s.insertToken(ctx, q, t) })
 	if err != nil {
 		return nil, s.storeErr(err)
 	}
 	return out, nil
 }
 
-func (s *Access) insertToken(ctx context.Context, q AccessQueries, principal, description string) (*NewToken, error) {
+// newBearerToken makes a token and its MAC (in the token: before any
+// transaction) for insertToken.
+func (s *Access) newBearerToken(ctx context.Context, principal, description string, expiresIn time.Duration) (*BearerToken, *NewToken, error) {
 	id, bearer, err := newToken()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := s.now()
-	err = q.InsertToken(ctx, &BearerToken{ID: id, Principal: principal, Hash: hashToken(bearer),
-		Description: description, CreatedAt: now})
+	t := &BearerToken{ID: id, Principal: principal, Description: description, CreatedAt: now}
+	if expiresIn > 0 {
+		exp := now.Add(expiresIn)
+		t.ExpiresAt = &exp
+	}
+	if err := s.sealToken(ctx, t, bearer); err != nil {
+		return nil, nil, err
+	}
+	return t, &NewToken{ID: id, Token: bearer, Principal: principal, Description: description,
+		CreatedAt: now, ExpiresAt: t.ExpiresAt}, nil
+}
+
+func (s *Access) insertToken(ctx context.Context, q AccessQueries, t *BearerToken) error {
+	err := q.InsertToken(ctx, t)
 	if errors.Is(err, ErrNotFound) {
-		return nil, errorf(ErrNotFound, "principal %q not found", truncate(principal, 140))
+		return errorf(ErrNotFound, "principal %q not found", truncate(t.Principal, 140))
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	noteDetail(ctx, "token_id", id)
-	return &NewToken{ID: id, Token: bearer, Principal: principal, Description: description, CreatedAt: now}, nil
+	noteDetail(ctx, "token_id", t.ID)
+	return nil
 }
 
 // RevokeToken revokes one of a principal's tokens at once (in this process;
@@ -596,9 +686,7 @@ func (s *Access) replaceToken(ctx context.Context, principal, id string, issue b
 		return nil, Validationf("token_id must be a token id (16 hex digits, or bootstrap), not a bearer token")
 	}
 	noteDetail(ctx, "revoked_token_id", id)
-	var out *NewToken
-	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
-		t, err := q.GetToken(ctx, id)
+	check := func(t *BearerToken, err error) error {
 		if errors.Is(err, ErrNotFound) || (err == nil && t.Principal != principal) {
 			return errorf(ErrNotFound, "principal %q has no token %q", truncate(principal, 140), id)
 		}
@@ -608,14 +696,37 @@ func (s *Access) replaceToken(ctx context.Context, principal, id string, issue b
 		if t.RevokedAt != nil {
 			return errorf(ErrInvalidState, "token %q is already revoked", id)
 		}
+		return nil
+	}
+	var fresh *BearerToken
+	var out *NewToken
+	if issue {
+		// The new token is made (its MAC in the token) before the
+		// transaction: with the old one's description and lifetime.
+		old, err := s.store.GetToken(ctx, id)
+		if err := check(old, err); err != nil {
+			return nil, s.storeErr(err)
+		}
+		var life time.Duration
+		if old.ExpiresAt != nil {
+			life = max(old.ExpiresAt.Sub(old.CreatedAt), MinTokenLifetime)
+		}
+		if fresh, out, err = s.newBearerToken(ctx, principal, old.Description, life); err != nil {
+			return nil, err
+		}
+	}
+	err := commit(ctx, s.audit, s.tx, func(q AccessTx) error {
+		if err := check(q.GetToken(ctx, id)); err != nil {
+			return err
+		}
 		return keepingAdministrator(ctx, q, func() error {
 			if err := q.RevokeToken(ctx, id, s.now()); err != nil {
 				return err
 			}
-			if issue {
-				out, err = s.insertToken(ctx, q, principal, t.Description)
+			if fresh != nil {
+				return s.insertToken(ctx, q, fresh)
 			}
-			return err
+			return nil
 		})
 	})
 	if err != nil {
@@ -791,8 +902,12 @@ func isAdministrator(ctx context.Context, q AccessQueries, p Principal) (bool, e
 		return false, err
 	}
 	for _, t := range toks {
-		if t.RevokedAt == nil {
-			return true, nil
+		// A token that will expire does not count: the administrator
+		// would be locked out by time alone.
+		if t.RevokedAt == nil && t.ExpiresAt == nil {
+			if _, ok := storedMAC(t.Hash); ok {
+				return true, nil
+			}
 		}
 	}
 	return false, nil

@@ -22,8 +22,9 @@ type PolicyRecord struct {
 	UpdatedAt time.Time `db:"updated_at"`
 }
 
-// BearerToken is one token of a principal. Only the SHA-256 of the secret is
-// stored (hex); the secret is shown once, at creation.
+// BearerToken is one token of a principal. Hash is a MAC made in the token
+// ("hmac:" and hex, tokenmac.go), never the secret or a plain hash of it;
+// the secret is shown once, at creation.
 type BearerToken struct {
 	ID          string     `db:"id"`
 	Principal   string     `db:"principal"`
@@ -31,6 +32,8 @@ type BearerToken struct {
 	Description string     `db:"description"`
 	CreatedAt   time.Time  `db:"created_at"`
 	RevokedAt   *time.Time `db:"revoked_at"`
+	ExpiresAt   *time.Time `db:"expires_at"`   // nil: never
+	LastUsedAt  *time.Time `db:"last_used_at"` // to about a minute
 }
 
 // AuditEvent is one record of the hash-chained audit log.
@@ -94,6 +97,13 @@ type AccessQueries interface {
 	// ListTokens lists a principal's tokens (revoked ones too), by creation.
 	ListTokens(ctx context.Context, principal string) ([]BearerToken, error)
 	RevokeToken(ctx context.Context, id string, at time.Time) error
+	// TouchToken sets a token's last_used_at to at unless it is already
+	// after notAfter (another request or replica touched it recently). A
+	// missing token is not an error.
+	TouchToken(ctx context.Context, id string, at, notAfter time.Time) error
+	// RekeyToken replaces a token's hash, only if it is still oldHash
+	// (ErrNotFound otherwise).
+	RekeyToken(ctx context.Context, id, oldHash, newHash string) error
 
 	// LockAccessChanges serialises, until the transaction ends, the access
 	// changes that could remove the last administrator.

@@ -18,17 +18,29 @@ func checkCustomerAlias(name string) error {
 	return nil
 }
 
+// Alias changes are authorised as AWS authorises them, on every resource
+// they touch, each on its own: the alias name itself (statements on
+// alias/<pattern>), the key it leaves (UpdateAlias, DeleteAlias) and the
+// key it joins (CreateAlias, UpdateAlias). The alias being changed never
+// counts as a right on either key: being allowed on alias/app-* must not
+// let a caller move alias/payments-main off a key that merely also carries
+// alias/app-shared, and being allowed on a key must not let it claim any
+// alias name for that key.
+
+// allowAliasName authorises action on the alias name alone.
+func allowAliasName(ctx context.Context, action, name string) error {
+	return allow(ctx, action, policy.Resource{Alias: name})
+}
+
 // resolveTarget resolves target_key_id (before any transaction begins) and
-// authorises action on that key and on the alias.
-func (s *Keys) resolveTarget(ctx context.Context, action, alias, ref string) (string, error) {
+// authorises action on that key, by its id and its other aliases (the
+// alias being changed, name, grants nothing here).
+func (s *Keys) resolveTarget(ctx context.Context, action, name, ref string) (string, error) {
 	if ref == "" {
 		return "", Validationf("target_key_id is required")
 	}
-	v, err := s.access(ctx, action, ref)
+	v, err := s.accessExcept(ctx, action, ref, name)
 	if err != nil {
-		return "", err
-	}
-	if err := allow(ctx, action, policy.Resource{KeyID: v.key.ID, Aliases: v.aliases, Alias: alias}); err != nil {
 		return "", err
 	}
 	return v.key.ID, nil
@@ -43,15 +55,17 @@ func (s *Keys) aliasTarget(ctx context.Context, q KeyQueries, id string) (*Key, 
 	return k, checkKey(k, policy.OpAliasTarget)
 }
 
-// aliasOwner reads the key an existing alias names (fresh, not cached) and
-// authorises action on it: moving or deleting an alias needs the right on
-// the key it leaves.
+// aliasOwner authorises action on the alias name, then reads the key the
+// alias names (fresh, not cached) and authorises action on that key too:
+// moving or deleting an alias needs the right on the key it leaves. A
+// caller not allowed on the name learns nothing of whether it exists; a
+// refusal on the key does not name it (the caller may not know the target).
 func (s *Keys) aliasOwner(ctx context.Context, action, name string) (string, error) {
+	if err := allowAliasName(ctx, action, name); err != nil {
+		return "", err
+	}
 	a, err := s.store.GetAlias(ctx, name)
 	if errors.Is(err, ErrNotFound) {
-		if aerr := allow(ctx, action, policy.Resource{Alias: name}); aerr != nil {
-			return "", aerr
-		}
 		return "", errorf(ErrNotFound, "alias %q not found", name)
 	}
 	if err != nil {
@@ -60,10 +74,11 @@ func (s *Keys) aliasOwner(ctx context.Context, action, name string) (string, err
 	v, err := s.viewByID(ctx, a.KeyID)
 	var aliases []string
 	if err == nil {
-		aliases = v.aliases
+		aliases = without(v.aliases, name)
 	}
-	if err := allow(ctx, action, policy.Resource{KeyID: a.KeyID, Aliases: aliases, Alias: name}); err != nil {
-		return "", err
+	if err := allow(ctx, action, policy.Resource{KeyID: a.KeyID, Aliases: aliases}); err != nil {
+		return "", errorf(ErrAccessDenied, "%s on %s also needs the right on the key it names now, which the caller does not have",
+			action, name)
 	}
 	return a.KeyID, nil
 }
@@ -110,6 +125,9 @@ func (s *Keys) CreateAlias(ctx context.Context, name, targetRef string) (*Alias,
 		return nil, err
 	}
 	noteDetail(ctx, "alias", name)
+	if err := allowAliasName(ctx, ActCreateAlias, name); err != nil {
+		return nil, err
+	}
 	targetID, err := s.resolveTarget(ctx, ActCreateAlias, name, targetRef)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/hsmkms/hsmkms/policy"
@@ -196,9 +197,17 @@ func describe(r policy.Resource) string {
 // reported as not found only to callers who would have been allowed the
 // action on it: others learn nothing about which keys exist.
 func (s *Keys) access(ctx context.Context, action, ref string) (*keyView, error) {
+	return s.accessExcept(ctx, action, ref, "")
+}
+
+// accessExcept is access in which the alias except grants nothing: neither
+// as the name ref gives nor as one of the key's aliases. Alias changes use
+// it, so that the right on the alias being created, moved or deleted never
+// stands in for the right on a key (each is checked on its own).
+func (s *Keys) accessExcept(ctx context.Context, action, ref, except string) (*keyView, error) {
 	id, err := s.resolveID(ctx, ref)
 	via := ""
-	if strings.HasPrefix(ref, AliasPrefix) {
+	if strings.HasPrefix(ref, AliasPrefix) && ref != except {
 		via = ref
 	}
 	if errors.Is(err, ErrNotFound) {
@@ -228,8 +237,22 @@ func (s *Keys) access(ctx context.Context, action, ref string) (*keyView, error)
 		return nil, err
 	}
 	note(ctx, id, 0)
-	if err := allow(ctx, action, policy.Resource{KeyID: id, Aliases: v.aliases, Alias: via}); err != nil {
+	if err := allow(ctx, action, policy.Resource{KeyID: id, Aliases: without(v.aliases, except), Alias: via}); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// without returns names less except (names itself when except is absent).
+func without(names []string, except string) []string {
+	if except == "" || !slices.Contains(names, except) {
+		return names
+	}
+	out := make([]string, 0, len(names)-1)
+	for _, n := range names {
+		if n != except {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -55,6 +55,13 @@ func (s *Keys) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error) {
 	if err := allow(ctx, ActCreateKey, policy.Resource{Alias: in.Alias}); err != nil {
 		return nil, err
 	}
+	if in.Alias != "" {
+		// Binding the alias is a CreateAlias of its own (aliases.go): the
+		// right to create keys is not the right to claim any alias name.
+		if err := allowAliasName(ctx, ActCreateAlias, in.Alias); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.validateCreate(&in); err != nil {
 		return nil, err
 	}

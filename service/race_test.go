@@ -271,7 +271,7 @@ func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 	if _, err := svc.Access.CreatePrincipal(w.ctx, service.CreatePrincipalInput{Name: "app"}); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := svc.Access.CreateToken(w.ctx, "app", "to revoke")
+	tok, err := svc.Access.CreateToken(w.ctx, "app", "to revoke", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestAdministratorsCannotLockEachOtherOut(t *testing.T) {
 	if _, err := w.svc.Access.CreatePrincipal(w.ctx, service.CreatePrincipalInput{Name: "admin2", Policies: []string{service.AdminPolicy}}); err != nil {
 		t.Fatal(err)
 	}
-	tok2, err := w.svc.Access.CreateToken(w.ctx, "admin2", "second administrator")
+	tok2, err := w.svc.Access.CreateToken(w.ctx, "admin2", "second administrator", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

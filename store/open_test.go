@@ -254,7 +254,7 @@ func TestSchema(t *testing.T) {
 		"principals":         {"name", "created_at", "cert_subject"},
 		"policies":           {"name", "document", "created_at", "updated_at"},
 		"principal_policies": {"principal", "policy"},
-		"bearer_tokens":      {"id", "principal", "hash", "description", "created_at", "revoked_at"},
+		"bearer_tokens":      {"id", "principal", "hash", "description", "created_at", "revoked_at", "expires_at", "last_used_at"},
 		"audit_head":         {"id", "seq", "hash"},
 		"import_params":      {"token_hash", "key_id", "wrapping_id", "algorithm", "created_at", "expires_at", "used_at"},
 		"key_material":       {"key_id", "kcv", "imported_at", "valid_to"},

@@ -186,19 +186,22 @@ type Principal struct {
 
 // TokenInfo describes a bearer token without its secret.
 type TokenInfo struct {
-	TokenID      string     `json:"token_id"`
-	Description  string     `json:"description"`
-	CreationDate time.Time  `json:"creation_date"`
-	RevokedDate  *time.Time `json:"revoked_date,omitempty"`
+	TokenID        string     `json:"token_id"`
+	Description    string     `json:"description"`
+	CreationDate   time.Time  `json:"creation_date"`
+	RevokedDate    *time.Time `json:"revoked_date,omitempty"`
+	ExpirationDate *time.Time `json:"expiration_date,omitempty"` // absent: never
+	LastUsedDate   *time.Time `json:"last_used_date,omitempty"`  // to about a minute
 }
 
 // NewToken is a token just made; Token is its secret, shown only once.
 type NewToken struct {
-	TokenID      string    `json:"token_id"`
-	Token        string    `json:"token"`
-	Principal    string    `json:"principal"`
-	Description  string    `json:"description"`
-	CreationDate time.Time `json:"creation_date"`
+	TokenID        string     `json:"token_id"`
+	Token          string     `json:"token"`
+	Principal      string     `json:"principal"`
+	Description    string     `json:"description"`
+	CreationDate   time.Time  `json:"creation_date"`
+	ExpirationDate *time.Time `json:"expiration_date,omitempty"`
 }
 
 // CreatePrincipalRequest is the body of CreatePrincipal.

@@ -229,12 +229,26 @@ var commands = []command{
 	nameCmd("principals detach", "NAME POLICY", "detach a policy", func(e *env, a []string) (any, error) { return e.c.DetachPolicy(e.ctx, a[0], a[1]) }),
 	{"tokens create", "PRINCIPAL", "a new bearer token (printed once)", func(fs *flag.FlagSet) func(*env, []string) error {
 		desc := fs.String("description", "", "what the token is for")
+		expires := fs.String("expires-in", "", `lifetime, e.g. "90d" or "12h" (default: the token does not expire)`)
 		return func(e *env, args []string) error {
 			if err := want(args, 1, "PRINCIPAL"); err != nil {
 				return err
 			}
-			t, err := e.c.CreateToken(e.ctx, args[0], *desc)
+			t, err := e.c.CreateExpiringToken(e.ctx, args[0], *desc, *expires)
 			return e.show(t, err)
+		}
+	}},
+	{"tokens list", "PRINCIPAL", "a principal's bearer tokens (ids, dates, expiry, last use; never secrets)", func(fs *flag.FlagSet) func(*env, []string) error {
+		return func(e *env, args []string) error {
+			if err := want(args, 1, "PRINCIPAL"); err != nil {
+				return err
+			}
+			p, err := e.c.GetPrincipal(e.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return e.out.many(e.stdout, "tokens", p.Tokens, "token_id", "description", "creation_date",
+				"expiration_date", "last_used_date", "revoked_date")
 		}
 	}},
 	nameCmd("tokens revoke", "PRINCIPAL TOKEN_ID", "revoke a token", func(e *env, a []string) (any, error) { return nil, e.c.RevokeToken(e.ctx, a[0], a[1]) }),

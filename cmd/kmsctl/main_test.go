@@ -226,6 +226,34 @@ func TestManagementCommands(t *testing.T) {
 	if code, _, errOut := app.run("", "keys", "list"); code != 1 || !strings.Contains(errOut, "AccessDeniedException") {
 		t.Errorf("app lists keys: exit %d %s", code, errOut)
 	}
+	exp := c.ok("", "tokens", "create", "app", "--description", "a day", "--expires-in", "1d")
+	if !strings.Contains(exp, "expiration_date") {
+		t.Errorf("tokens create --expires-in shows no expiration_date:\n%s", exp)
+	}
+	if code, _, errOut := c.run("", "tokens", "create", "app", "--expires-in", "soon"); code != 1 || !strings.Contains(errOut, "ValidationException") {
+		t.Errorf("tokens create --expires-in soon: exit %d %s", code, errOut)
+	}
+	list := c.ok("", "tokens", "list", "app")
+	for _, want := range []string{"EXPIRATION_DATE", "LAST_USED_DATE", tok.TokenID, "a day"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("tokens list lacks %q:\n%s", want, list)
+		}
+	}
+	var listed struct {
+		Tokens []struct {
+			TokenID  string `json:"token_id"`
+			LastUsed string `json:"last_used_date"`
+			Expires  string `json:"expiration_date"`
+		} `json:"tokens"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("", "--output", "json", "tokens", "list", "app")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	for _, lt := range listed.Tokens {
+		if (lt.TokenID == tok.TokenID) != (lt.LastUsed != "") || (lt.TokenID == tok.TokenID) == (lt.Expires != "") {
+			t.Errorf("tokens list: %+v (the used token has a last use, the other an expiry)", lt)
+		}
+	}
 	c.ok("", "tokens", "revoke", "app", tok.TokenID)
 	if code, _, errOut := app.run("x", "encrypt", "--key", "alias/m"); code != 1 || !strings.Contains(errOut, "UnauthenticatedException") {
 		t.Errorf("revoked token: exit %d %s", code, errOut)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,9 @@ import (
 // database, KMS_BOOTSTRAP_TOKEN becomes the administrator's token; without
 // it kmsd refuses to start rather than serve an API nobody can use.
 func bootstrap(ctx context.Context, svc *service.Service, token string, log *slog.Logger) error {
+	if err := svc.Access.PrepareBearerTokens(ctx); err != nil {
+		return fmt.Errorf("bearer tokens: %w", err)
+	}
 	if token == "" {
 		need, err := svc.Access.NeedsBootstrap(ctx)
 		if err != nil {
@@ -55,32 +57,31 @@ func bootstrap(ctx context.Context, svc *service.Service, token string, log *slo
 }
 
 // runInit is `kmsd init`: on a database with no principal, it creates the
-// administrator and prints its bearer token, once. Only the database is
-// needed (KMS_DB or -db).
+// administrator and prints its bearer token, once. It needs the database
+// and the token (the same configuration as kmsd): what the database keeps
+// of the token is a MAC only the token can make.
 func runInit(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
-	fs := flag.NewFlagSet("kmsd init", flag.ContinueOnError)
-	dsn := fs.String("db", "", "sqlite:PATH or postgres:// URL (KMS_DB; default "+defaultDB+")")
-	if err := fs.Parse(args); err != nil {
+	cfg, err := loadConfig(args, getenv)
+	if err != nil {
 		return err
 	}
-	if err := noPasswordInFlag(*dsn); err != nil {
+	tok, err := openToken(ctx, cfg)
+	if err != nil {
 		return err
 	}
-	if *dsn == "" {
-		*dsn = dbFromEnv(getenv)
-	}
-	db, err := store.Open(ctx, *dsn)
+	defer tok.Close()
+	db, err := store.Open(ctx, cfg.DB)
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	defer db.Close()
-	svc := service.New(db, nil, service.Config{})
+	svc := service.New(db, tok, service.Config{Logger: newLogger(cfg.LogLevel)})
 	defer svc.Close()
 	token, err := svc.Access.InitAdmin(service.AsSystem(ctx))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "created principal %q; its bearer token (shown once, stored only as a hash):\n%s\n",
+	fmt.Fprintf(out, "created principal %q; its bearer token (shown once, stored only as a MAC made in the token):\n%s\n",
 		service.AdminPrincipal, token)
 	return nil
 }

@@ -70,12 +70,9 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	defer endHUP()
 	go reloadOnHUP(hupCtx, hup, certs, log)
 
-	tok, err := hsm.Open(ctx, hsm.Config{
-		Module: cfg.Module, InitArgs: cfg.InitArgs, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
-		MaxSessions: cfg.MaxSessions, Profile: profile(cfg),
-	})
+	tok, err := openToken(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("token: %w", err)
+		return err
 	}
 	defer tok.Close()
 	db, err := store.Open(ctx, cfg.DB)
@@ -196,4 +193,16 @@ func newLogger(level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// openToken opens and logs in to the token cfg names.
+func openToken(ctx context.Context, cfg *Config) (*hsm.PKCS11, error) {
+	tok, err := hsm.Open(ctx, hsm.Config{
+		Module: cfg.Module, InitArgs: cfg.InitArgs, TokenLabel: cfg.TokenLabel, PIN: cfg.PIN,
+		MaxSessions: cfg.MaxSessions, Profile: profile(cfg),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	return tok, nil
 }
