@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hsmkms/hsmkms/api"
 	"github.com/hsmkms/hsmkms/internal/apispec"
 	"github.com/hsmkms/hsmkms/internal/kmstest"
 )
@@ -103,8 +104,11 @@ type accessFixture struct {
 	revoked, unknown, none       caller
 }
 
+// Its refusals of failed authentication are many and quick, each expected
+// to have its own record: the limit of failures per address (tested in
+// authlimit_test.go) is set out of their way.
 func newAccessFixture(t *testing.T) *accessFixture {
-	return newAccessFixtureWith(t, kmstest.Options{})
+	return newAccessFixtureWith(t, kmstest.Options{AuthLimits: api.AuthLimits{Burst: 1 << 20}})
 }
 
 func newAccessFixtureWith(t *testing.T, opts kmstest.Options) *accessFixture {

@@ -27,14 +27,18 @@ func activity(c echo.Context) *service.Activity {
 // way the client gets its answer only once the record is durable: the
 // response is held in a buffer until then, and if the record cannot be
 // written the answer is KeyUnavailableException instead.
-func audit(svc *service.Service, log *slog.Logger) func(action string) echo.MiddlewareFunc {
+//
+// A failed authentication over its source's limit (authlimit.go) is
+// answered 429 instead, and counted in the source's summary record rather
+// than recorded on its own.
+func audit(svc *service.Service, log *slog.Logger, lim *authLimiter) func(action string) echo.MiddlewareFunc {
 	return func(action string) echo.MiddlewareFunc {
-		return auditAs(svc, log, func(echo.Context) string { return action })
+		return auditAs(svc, log, lim, func(echo.Context) string { return action })
 	}
 }
 
 // auditAs is audit for a route whose action depends on the request.
-func auditAs(svc *service.Service, log *slog.Logger, actionOf func(echo.Context) string) echo.MiddlewareFunc {
+func auditAs(svc *service.Service, log *slog.Logger, lim *authLimiter, actionOf func(echo.Context) string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			action := actionOf(c)
@@ -46,7 +50,11 @@ func auditAs(svc *service.Service, log *slog.Logger, actionOf func(echo.Context)
 			c.Set(ctxActivity, act)
 			c.SetRequest(req.WithContext(ctx))
 			if svc == nil || !svc.Audit.AuditEnabled() {
-				return next(c)
+				err := next(c)
+				if lim != nil && errors.Is(err, service.ErrUnauthenticated) && !lim.failed(c.RealIP(), CodeUnauthenticated) {
+					return errAuthLimited
+				}
+				return err
 			}
 
 			res := c.Response()
@@ -67,26 +75,37 @@ func auditAs(svc *service.Service, log *slog.Logger, actionOf func(echo.Context)
 					code == CodeUnauthenticated || code == CodeAccessDenied {
 					outcome = service.OutcomeDenied
 				}
+				if lim != nil && (errors.Is(err, service.ErrUnauthenticated) || code == CodeUnauthenticated) &&
+					!lim.failed(c.RealIP(), code) {
+					return writeError(c, orig, errAuthLimited)
+				}
 			}
 			// The client's context may be cancelled by now (it went away,
 			// or its body did not arrive in time); the record is written
 			// regardless.
 			if rerr := svc.Audit.Record(context.WithoutCancel(req.Context()), act, outcome, code); rerr != nil {
 				log.Error("audit record not written; answering 503", "request_id", requestID(c), "err", rerr)
-				if pe := protocolError(c); pe != nil {
-					r := pe(rerr)
-					c.Set(ctxErrorCode, r.Code)
-					res.Status = r.Status
-					return writeProtocolError(orig, r)
-				}
-				_, code, msg, _ := classify(rerr)
-				c.Set(ctxErrorCode, code)
-				res.Status = http.StatusServiceUnavailable
-				return writeDirect(orig, http.StatusServiceUnavailable, code, msg)
+				return writeError(c, orig, rerr)
 			}
 			return buf.flushTo(orig)
 		}
 	}
+}
+
+// writeError answers with err in place of the buffered response, in the
+// protocol of the request.
+func writeError(c echo.Context, w http.ResponseWriter, err error) error {
+	res := c.Response()
+	if pe := protocolError(c); pe != nil {
+		r := pe(err)
+		c.Set(ctxErrorCode, r.Code)
+		res.Status = r.Status
+		return writeProtocolError(w, r)
+	}
+	status, code, msg, _ := classify(err)
+	c.Set(ctxErrorCode, code)
+	res.Status = status
+	return writeDirect(w, status, code, msg)
 }
 
 // bufferedWriter holds a response until its audit record is durable.

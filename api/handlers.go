@@ -67,7 +67,7 @@ func (h *handlers) createKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, keyResponse(k))
+	return c.JSON(http.StatusCreated, h.keyResponse(k))
 }
 
 func (h *handlers) listKeys(c echo.Context) error {
@@ -81,7 +81,7 @@ func (h *handlers) listKeys(c echo.Context) error {
 	}
 	out := wire.KeyPage{Keys: make([]wire.Key, len(keys)), NextToken: next}
 	for i, k := range keys {
-		out.Keys[i] = keyResponse(k)
+		out.Keys[i] = h.keyResponse(k)
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -91,7 +91,7 @@ func (h *handlers) describeKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, keyResponse(k))
+	return c.JSON(http.StatusOK, h.keyResponse(k))
 }
 
 func (h *handlers) updateKey(c echo.Context) error {
@@ -104,12 +104,12 @@ func (h *handlers) updateKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, keyResponse(k))
+	return c.JSON(http.StatusOK, h.keyResponse(k))
 }
 
 // keyAction serves a per-key change that takes no body (an empty body or
 // {} is accepted, anything else is a ValidationException) and answers the key.
-func keyAction(do func(ctx context.Context, ref string) (*service.Key, error)) echo.HandlerFunc {
+func (h *handlers) keyAction(do func(ctx context.Context, ref string) (*service.Key, error)) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if err := bind(c, &struct{}{}); err != nil {
 			return err
@@ -118,7 +118,7 @@ func keyAction(do func(ctx context.Context, ref string) (*service.Key, error)) e
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, keyResponse(k))
+		return c.JSON(http.StatusOK, h.keyResponse(k))
 	}
 }
 

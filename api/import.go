@@ -63,5 +63,5 @@ func (h *handlers) importKeyMaterial(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, keyResponse(k))
+	return c.JSON(http.StatusOK, h.keyResponse(k))
 }

@@ -56,7 +56,7 @@ func (h *handlers) scheduleDeletion(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, keyResponse(k))
+	return c.JSON(http.StatusOK, h.keyResponse(k))
 }
 
 func (h *handlers) putRotationPolicy(c echo.Context) error {
@@ -82,7 +82,7 @@ func (h *handlers) putRotationPolicy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, keyResponse(k))
+	return c.JSON(http.StatusOK, h.keyResponse(k))
 }
 
 func (h *handlers) rotationStatus(c echo.Context) error {
@@ -92,7 +92,8 @@ func (h *handlers) rotationStatus(c echo.Context) error {
 	}
 	out := wire.RotationStatus{KeyID: st.KeyID, AutomaticRotation: st.Status,
 		RotationInterval: service.FormatDuration(st.RotationInterval),
-		LastRotationDate: utc(st.LastRotation), NextRotationDate: utc(st.NextRotation)}
+		LastRotationDate: utc(st.LastRotation), NextRotationDate: utc(st.NextRotation),
+		OnDemandRotationsRemaining: st.OnDemandRemaining, LastRotationFailure: failureResponse(st.LastFailure)}
 	if st.Status != policy.RotationStatusEnabled {
 		out.NextRotationDate = nil
 	}

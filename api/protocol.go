@@ -50,14 +50,14 @@ func RequestID(c echo.Context) string { return requestID(c) }
 
 // addProtocol registers p with the middleware of a /v1 route, its own
 // authentication aside.
-func addProtocol(e *echo.Echo, cfg Config, p Protocol) {
+func addProtocol(e *echo.Echo, cfg Config, lim *authLimiter, p Protocol) {
 	mark := func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			c.Set(ctxProtocolError, p.Error)
 			return next(c)
 		}
 	}
-	auditing := auditAs(cfg.Service, cfg.Logger, func(c echo.Context) string { return p.Action(c.Request()) })
+	auditing := auditAs(cfg.Service, cfg.Logger, lim, func(c echo.Context) string { return p.Action(c.Request()) })
 	e.Add(p.Method, p.Path, p.Handler, mark, auditing, bodyLimit(cfg.BodyLimit), timeout(cfg.RequestTimeout))
 }
 

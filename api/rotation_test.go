@@ -297,6 +297,9 @@ func TestScheduledDeletion(t *testing.T) {
 	if _, err := c.ScheduleKeyDeletion(ctx, k.KeyID, 7); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Service.Audit.SealAudit(ctx); err != nil { // the evidence the worker needs: the request's record, sealed
+		t.Fatal(err)
+	}
 	clock.Advance(7*day - time.Second)
 	if err := s.Service.Worker.RunDue(ctx); err != nil {
 		t.Fatal(err)
@@ -390,6 +393,9 @@ func TestVersionRetirement(t *testing.T) {
 		t.Fatalf("cancel destruction: %v %+v", err, v)
 	}
 	if _, err := c.ChangeVersion(ctx, k.KeyID, 1, "schedule-destruction", 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Service.Audit.SealAudit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(7 * day)

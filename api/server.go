@@ -56,6 +56,8 @@ type Config struct {
 	// Protocols are further wire protocols served on the same listener
 	// (the AWS KMS protocol).
 	Protocols []Protocol
+	// AuthLimits bound failed authentication per source (authlimit.go).
+	AuthLimits AuthLimits
 }
 
 // RequestInfo describes one answered request, for metrics.
@@ -98,7 +100,8 @@ func New(cfg Config) *echo.Echo {
 	e.Use(requestIDs)
 	e.Use(requestLog(cfg.Logger, cfg.Observe))
 	e.Use(recoverPanics(cfg.Logger))
-	e.Use(auditUnrouted(audit(cfg.Service, cfg.Logger)(ActionUnknown), authenticate(cfg.Auth)))
+	lim := newAuthLimiter(cfg.AuthLimits, cfg.Service, cfg.Logger)
+	e.Use(auditUnrouted(audit(cfg.Service, cfg.Logger, lim)(ActionUnknown), authenticate(cfg.Auth)))
 
 	h := &handlers{svc: cfg.Service}
 	// The parts whose methods are routes' values; nil without a service
@@ -115,7 +118,7 @@ func New(cfg Config) *echo.Echo {
 		cfg.Extra(e)
 	}
 	for _, p := range cfg.Protocols {
-		addProtocol(e, cfg, p)
+		addProtocol(e, cfg, lim, p)
 	}
 
 	// Middleware goes on each route, not on the group: a group's middleware
@@ -123,16 +126,16 @@ func New(cfg Config) *echo.Echo {
 	// audit comes first so that every request, refused ones too, has its
 	// record; authenticate and the media type check come last, just before
 	// the handler: neither reads the body.
-	v1 := &routes{g: e.Group("/v1"), audit: audit(cfg.Service, cfg.Logger), mw: []echo.MiddlewareFunc{
+	v1 := &routes{g: e.Group("/v1"), audit: audit(cfg.Service, cfg.Logger, lim), mw: []echo.MiddlewareFunc{
 		bodyLimit(cfg.BodyLimit), timeout(cfg.RequestTimeout), authenticate(cfg.Auth), requireJSON}}
 	v1.add(http.MethodPost, "/keys", service.ActCreateKey, h.createKey)
 	v1.add(http.MethodGet, "/keys", service.ActListKeys, h.listKeys)
 	keyRoute(v1, http.MethodGet, "", service.ActDescribeKey, h.describeKey)
 	keyRoute(v1, http.MethodPatch, "", service.ActUpdateKey, h.updateKey)
-	keyRoute(v1, http.MethodPost, "/enable", service.ActEnableKey, keyAction(keys.EnableKey))
-	keyRoute(v1, http.MethodPost, "/disable", service.ActDisableKey, keyAction(keys.DisableKey))
+	keyRoute(v1, http.MethodPost, "/enable", service.ActEnableKey, h.keyAction(keys.EnableKey))
+	keyRoute(v1, http.MethodPost, "/disable", service.ActDisableKey, h.keyAction(keys.DisableKey))
 	keyRoute(v1, http.MethodPost, "/schedule-deletion", service.ActScheduleDeletion, h.scheduleDeletion)
-	keyRoute(v1, http.MethodPost, "/cancel-deletion", service.ActCancelDeletion, keyAction(keys.CancelKeyDeletion))
+	keyRoute(v1, http.MethodPost, "/cancel-deletion", service.ActCancelDeletion, h.keyAction(keys.CancelKeyDeletion))
 	keyRoute(v1, http.MethodPut, "/rotation-policy", service.ActPutRotationPolicy, h.putRotationPolicy)
 	keyRoute(v1, http.MethodGet, "/rotation-status", service.ActGetRotationStatus, h.rotationStatus)
 	keyRoute(v1, http.MethodPost, "/rotate", service.ActRotateKey, h.rotate)
@@ -145,7 +148,7 @@ func New(cfg Config) *echo.Echo {
 
 	keyRoute(v1, http.MethodPost, "/import-parameters", service.ActGetParametersForImport, h.importParameters)
 	keyRoute(v1, http.MethodPost, "/import", service.ActImportKeyMaterial, h.importKeyMaterial)
-	keyRoute(v1, http.MethodDelete, "/key-material", service.ActDeleteImportedKeyMaterial, keyAction(imports.DeleteImportedKeyMaterial))
+	keyRoute(v1, http.MethodDelete, "/key-material", service.ActDeleteImportedKeyMaterial, h.keyAction(imports.DeleteImportedKeyMaterial))
 
 	v1.add(http.MethodPost, "/aliases", service.ActCreateAlias, h.createAlias)
 	v1.add(http.MethodGet, "/aliases", service.ActListAliases, h.listAliases)

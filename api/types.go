@@ -11,17 +11,33 @@ import (
 // KeyUsage is the only usage of a key.
 const KeyUsage = "ENCRYPT_DECRYPT"
 
+// keyResponse is k as the API shows it, with what only the service knows
+// (the on-demand rotations left).
+func (h *handlers) keyResponse(k *service.Key) wire.Key {
+	r := keyResponse(k)
+	r.OnDemandRotationsRemaining = h.svc.Keys.OnDemandRotationsRemaining(k)
+	return r
+}
+
+func failureResponse(f *service.RotationFailure) *wire.RotationFailure {
+	if f == nil {
+		return nil
+	}
+	return &wire.RotationFailure{Date: f.At.UTC(), Message: f.Message}
+}
+
 func keyResponse(k *service.Key) wire.Key {
 	r := wire.Key{
 		KeyID: k.ID, Description: k.Description, Aliases: k.Aliases, KeyState: string(k.State),
 		Origin: string(k.Origin), KeySpec: k.KeySpec, KeyUsage: KeyUsage, KeyManager: string(k.Manager),
-		CreationDate:      k.CreatedAt.UTC(),
-		PrimaryKeyVersion: k.PrimaryVersion,
-		AutomaticRotation: policy.RotationStatus(k.RotationEnabled, string(k.State), string(k.Origin)),
-		RotationInterval:  service.FormatDuration(k.RotationInterval),
-		LastRotationDate:  utc(k.LastRotation),
-		DeletionDate:      utc(k.DeletionDate),
-		Tags:              k.Tags,
+		CreationDate:        k.CreatedAt.UTC(),
+		PrimaryKeyVersion:   k.PrimaryVersion,
+		AutomaticRotation:   policy.RotationStatus(k.RotationEnabled, string(k.State), string(k.Origin)),
+		RotationInterval:    service.FormatDuration(k.RotationInterval),
+		LastRotationDate:    utc(k.LastRotation),
+		DeletionDate:        utc(k.DeletionDate),
+		Tags:                k.Tags,
+		LastRotationFailure: failureResponse(k.RotationFailure),
 	}
 	if r.AutomaticRotation == policy.RotationStatusEnabled {
 		r.NextRotationDate = utc(k.NextRotation)

@@ -208,13 +208,19 @@ func TestEveryOperationThroughTheAWSSDK(t *testing.T) {
 	if !st.KeyRotationEnabled || aws.ToInt32(st.RotationPeriodInDays) != 90 || st.NextRotationDate == nil || aws.ToString(st.KeyId) != keyARN(id) {
 		t.Errorf("rotation status: %+v", st)
 	}
-	must[*kms.DisableKeyRotationOutput](t, "DisableKeyRotation")(c.DisableKeyRotation(ctx, &kms.DisableKeyRotationInput{KeyId: aws.String(id)}))
-	if st := must[*kms.GetKeyRotationStatusOutput](t, "GetKeyRotationStatus")(c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(id)})); st.KeyRotationEnabled {
-		t.Error("rotation still enabled after DisableKeyRotation")
-	}
 	rot := must[*kms.RotateKeyOnDemandOutput](t, "RotateKeyOnDemand")(c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String("alias/app")}))
 	if aws.ToString(rot.KeyId) != keyARN(id) {
 		t.Errorf("RotateKeyOnDemand: %s", aws.ToString(rot.KeyId))
+	}
+	// As in AWS, an on-demand rotation leaves the automatic schedule alone;
+	// it finishes before the answer, so no OnDemandRotationStartDate.
+	after := must[*kms.GetKeyRotationStatusOutput](t, "GetKeyRotationStatus")(c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(id)}))
+	if after.NextRotationDate == nil || !after.NextRotationDate.Equal(*st.NextRotationDate) || after.OnDemandRotationStartDate != nil {
+		t.Errorf("rotation status after RotateKeyOnDemand: next %v (before %v), on-demand start %v", after.NextRotationDate, st.NextRotationDate, after.OnDemandRotationStartDate)
+	}
+	must[*kms.DisableKeyRotationOutput](t, "DisableKeyRotation")(c.DisableKeyRotation(ctx, &kms.DisableKeyRotationInput{KeyId: aws.String(id)}))
+	if st := must[*kms.GetKeyRotationStatusOutput](t, "GetKeyRotationStatus")(c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(id)})); st.KeyRotationEnabled {
+		t.Error("rotation still enabled after DisableKeyRotation")
 	}
 	lr := must[*kms.ListKeyRotationsOutput](t, "ListKeyRotations")(c.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(id)}))
 	if len(lr.Rotations) != 1 || lr.Rotations[0].RotationType != types.RotationTypeOnDemand || lr.Rotations[0].RotationDate == nil {

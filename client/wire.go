@@ -11,6 +11,7 @@ type (
 	Alias                  = wire.Alias
 	AliasPage              = wire.AliasPage
 	RotationStatus         = wire.RotationStatus
+	RotationFailure        = wire.RotationFailure
 	Rotation               = wire.Rotation
 	RotationPage           = wire.RotationPage
 	Version                = wire.Version

@@ -37,6 +37,12 @@ type Token interface {
 	Inventory(ctx context.Context) ([]ObjectInfo, error)
 	// Ping proves that the token answers (a session can be used).
 	Ping(ctx context.Context) error
+	// ReadData and WriteData keep a small private value in the token under
+	// label (data.go): what the database must not be able to roll back.
+	// ReadData returns every value under label (usually one; two after a
+	// crash mid-write); of a label never written it is ErrObjectNotFound.
+	ReadData(ctx context.Context, label string) ([][]byte, error)
+	WriteData(ctx context.Context, label string, value []byte) error
 
 	// Bring your own key (wrap.go): the wrappings this token can unwrap,
 	// RSA wrapping key pairs made in the token for one import each, the

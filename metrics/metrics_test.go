@@ -323,6 +323,31 @@ func TestAutomaticRotation(t *testing.T) {
 	if st := s.svc.Stats(); st.Rotations[service.RotationAutomatic] != 1 {
 		t.Errorf("Stats().Rotations = %v", st.Rotations)
 	}
+	for _, r := range service.FailureReasons {
+		check(t, fams, "hsmkms_rotation_failures_total", map[string]string{"reason": r}, 0)
+	}
+}
+
+// TestRotationFailures: an automatic rotation refused at the version cap
+// counts under reason limit_exceeded.
+func TestRotationFailures(t *testing.T) {
+	clk := kmstest.NewClock()
+	s := start(t, stackOptions{svc: service.Config{Clock: clk, MaxVersionsPerKey: 2}})
+	ctx := kmstest.Ctx(t)
+	k, err := s.client.CreateKey(ctx, client.CreateKeyRequest{AutomaticRotation: true, RotationInterval: "7d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.RotateKey(ctx, k.KeyID); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(8 * 24 * time.Hour)
+	if err := s.svc.Worker.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fams, _ := s.scrape(t)
+	check(t, fams, "hsmkms_rotation_failures_total", map[string]string{"reason": service.FailureLimitExceeded}, 1)
+	check(t, fams, "hsmkms_rotation_failures_total", map[string]string{"reason": service.FailureInternal}, 0)
 }
 
 // TestKeysCache: keys by state is queried at most once per KeysTTL, by any

@@ -43,6 +43,8 @@ type serviceCollector struct {
 	rotations, keys, auditQueue *prometheus.Desc
 	repairs, offTemplate        *prometheus.Desc
 	gcm, gcmMax                 *prometheus.Desc
+	kept                        *prometheus.Desc
+	rotationFailures            *prometheus.Desc
 
 	mu     sync.Mutex // serialises the query and guards the cache
 	at     time.Time  // when counts/err were read; zero: never
@@ -68,6 +70,11 @@ func newServiceCollector(src ServiceSource, cfg Config) *serviceCollector {
 			"AES-GCM encryptions this process counted and added to the versions' counts in the database.", nil, nil),
 		gcmMax: prometheus.NewDesc(prometheus.BuildFQName(namespace, "gcm", "version_encryptions_max"),
 			"The highest count of encryptions of a version this process's additions returned (rotation at 2^30, refusal at 2^31 by default; NIST SP 800-38D allows 2^32).", nil, nil),
+		kept: prometheus.NewDesc(prometheus.BuildFQName(namespace, "token", "destructions_refused"),
+			"Token objects this process kept although the database asked for their destruction without sealed evidence of a request whose window passed, or has no row for them (issue 16). Any value above 0 is an alarm.", nil, nil),
+		rotationFailures: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "rotation_failures_total"),
+			"Automatic rotations of this process that failed, by reason (limit_exceeded, invalid_state, unavailable, internal); the key's rotation-status shows the last one.",
+			[]string{"reason"}, nil),
 	}
 }
 
@@ -80,6 +87,8 @@ func (c *serviceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.offTemplate
 	ch <- c.gcm
 	ch <- c.gcmMax
+	ch <- c.kept
+	ch <- c.rotationFailures
 }
 
 // Collect implements prometheus.Collector.
@@ -93,6 +102,10 @@ func (c *serviceCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.offTemplate, prometheus.GaugeValue, float64(st.ObjectsOffTemplate))
 	ch <- prometheus.MustNewConstMetric(c.gcm, prometheus.CounterValue, float64(st.Encryptions))
 	ch <- prometheus.MustNewConstMetric(c.gcmMax, prometheus.GaugeValue, float64(st.MaxVersionEncryptions))
+	ch <- prometheus.MustNewConstMetric(c.kept, prometheus.GaugeValue, float64(st.DestructionsRefused))
+	for _, r := range service.FailureReasons {
+		ch <- prometheus.MustNewConstMetric(c.rotationFailures, prometheus.CounterValue, float64(st.RotationFailures[r]), r)
+	}
 
 	counts, err := c.keysByState()
 	if err != nil {

@@ -22,8 +22,11 @@ func RotationStatus(policyEnabled bool, state, origin string) string {
 	return RotationStatusSuspended
 }
 
-// NextRotation is last + interval. When that lies in the past (the interval
-// was shortened) it is returned as is: the worker finds the key due at once.
+// NextRotation is last + interval, where last is the schedule's anchor: the
+// last automatic rotation or when automatic rotation was turned on (an
+// on-demand rotation is no anchor, as in AWS KMS). When that lies in the
+// past (the interval was shortened) it is returned as is: the worker finds
+// the key due at once.
 func NextRotation(last time.Time, interval time.Duration) time.Time {
 	return last.Add(interval)
 }

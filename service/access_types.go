@@ -58,8 +58,11 @@ type AuditFilter struct {
 	From, To  time.Time // at >= From, at < To
 	KeyID     string
 	Principal string
-	AfterSeq  int64
-	Limit     int
+	// Actions, when not empty, keeps records of these actions only (the
+	// worker's search for the evidence of a scheduled destruction).
+	Actions  []string
+	AfterSeq int64
+	Limit    int
 }
 
 // AuditHash computes an event's hash from the previous hash and the event's

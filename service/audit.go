@@ -64,10 +64,13 @@ func (a *Activity) event(at time.Time, outcome, code string) *AuditEvent {
 }
 
 // AuditStore is what the audit part reads and writes: the chain, and a
-// lock every replica respects (creating the seal key).
+// lock every replica respects (creating the seal key), and the database's
+// identity (naming the anchor in the token).
 type AuditStore interface {
 	AuditQueries
 	WithLock(ctx context.Context, name string, fn func() error) error
+	// Identity names the database (the audit anchor's name: anchor.go).
+	Identity(ctx context.Context) (string, error)
 }
 
 // Tx runs fn in one transaction whose reads and writes are Q: Store.InTx,
@@ -415,6 +418,16 @@ func (a *Audit) VerifyAudit(ctx context.Context) (*AuditVerification, error) {
 
 func (a *Audit) verifyAudit(ctx context.Context) (*AuditVerification, error) {
 	a.sealer.mu.Lock()
+	// The anchor, read again: another replica may have sealed since, and
+	// it is what this process remembers when it has sealed nothing yet.
+	if err := a.loadAnchor(ctx); err != nil {
+		a.sealer.mu.Unlock()
+		if errors.Is(err, errAnchorMalformed) {
+			return &AuditVerification{FirstBrokenSeq: 1, Reason: err.Error()}, nil
+		}
+		return nil, err
+	}
+	a.sealer.anchored = true
 	remembered := a.checkRemembered(ctx)
 	rememberedSeq := a.sealer.lastSeq
 	a.sealer.mu.Unlock()

@@ -90,6 +90,13 @@ func activityFrom(ctx context.Context) *Activity {
 	return a
 }
 
+// SummaryActivity is the record of many refused requests from one source
+// counted together (the API's summaries of failed authentication): no
+// principal, the count and span in detail.
+func SummaryActivity(source, action string, detail map[string]string) *Activity {
+	return &Activity{source: source, action: action, detail: detail}
+}
+
 // systemActivity is the audit record of work the service does by itself.
 func systemActivity(action, keyID string, detail ...string) *Activity {
 	a := &Activity{principal: "system", action: action, keyID: keyID}

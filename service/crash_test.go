@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -274,7 +275,7 @@ func TestRotationWithInjectedFailures(t *testing.T) {
 }
 
 // The reconciler repairs what someone with the PIN did behind the service's
-// back, and objects left without rows.
+// back, and reports (never destroys) objects left without rows.
 func TestReconcilerRepairsTheToken(t *testing.T) {
 	w := newWorld(t)
 	out := kmstest.NewOutsider(t)
@@ -301,8 +302,15 @@ func TestReconcilerRepairsTheToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.EncryptRevoked != 1 || rep.ObjectsDestroyed != 1 {
-		t.Fatalf("report %+v", rep)
+	stray := hsm.ObjectRef{KeyID: kid, Version: 7}
+	if rep.EncryptRevoked != 1 || rep.ObjectsDestroyed != 0 || len(rep.Kept) != 1 || !strings.HasPrefix(rep.Kept[0], stray.Label()+":") {
+		t.Fatalf("report %+v; want the decrypt-only version repaired and the stray kept and reported", rep)
+	}
+	if _, err := out.Find(stray); err != nil {
+		t.Fatalf("an object without a row was destroyed: %v", err)
+	}
+	if err := out.Destroy(stray); err != nil { // the operator, after looking at it
+		t.Fatal(err)
 	}
 	found := false
 	for _, l := range rep.UnknownObjects {

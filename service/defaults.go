@@ -5,17 +5,20 @@ import "time"
 // Defaults of the service, in one place: Config and WorkerConfig apply them
 // to zero fields, and kmsd's flag help texts print them.
 const (
-	DefaultCacheTTL            = 500 * time.Millisecond
-	DefaultAuthCacheTTL        = 500 * time.Millisecond
-	DefaultMaxVersionsPerKey   = 100
-	DefaultMinRotationInterval = 7 * 24 * time.Hour
-	DefaultMaxRotationInterval = 2560 * 24 * time.Hour
-	DefaultRotationInterval    = 365 * 24 * time.Hour
-	DefaultPendingGrace        = 5 * time.Minute
-	DefaultLeaseDuration       = time.Minute
-	DefaultWorkerTick          = 10 * time.Second
-	DefaultReconcileEvery      = 5 * time.Minute
-	DefaultSealEvery           = time.Second
+	DefaultCacheTTL          = 500 * time.Millisecond
+	DefaultAuthCacheTTL      = 500 * time.Millisecond
+	DefaultMaxVersionsPerKey = 100
+	// DefaultMaxOnDemandRotations is each key's lifetime quota of
+	// on-demand rotations (AWS KMS's is 10 too).
+	DefaultMaxOnDemandRotations = 10
+	DefaultMinRotationInterval  = 7 * 24 * time.Hour
+	DefaultMaxRotationInterval  = 2560 * 24 * time.Hour
+	DefaultRotationInterval     = 365 * 24 * time.Hour
+	DefaultPendingGrace         = 5 * time.Minute
+	DefaultLeaseDuration        = time.Minute
+	DefaultWorkerTick           = 10 * time.Second
+	DefaultReconcileEvery       = 5 * time.Minute
+	DefaultSealEvery            = time.Second
 	// DefaultDBTimeout bounds one database step of a request (a cache
 	// load, a management transaction, an audit group commit): a database
 	// that hangs (a SIGSTOPped PostgreSQL answers neither with data nor

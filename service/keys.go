@@ -135,7 +135,7 @@ func (s *Keys) CreateKey(ctx context.Context, in CreateKeyInput) (*Key, error) {
 		k.State, k.PrimaryVersion, k.UpdatedAt = KeyEnabled, 1, now
 		if k.RotationEnabled {
 			next := policy.NextRotation(now, k.RotationInterval)
-			k.NextRotation = &next
+			k.RotationAnchor, k.NextRotation = &now, &next
 		}
 		if err := q.UpdateKey(ctx, k); err != nil {
 			return err
@@ -333,11 +333,7 @@ func (s *Keys) EnableKey(ctx context.Context, ref string) (*Key, error) {
 		}
 		k.State = KeyEnabled
 		if k.RotationEnabled && k.NextRotation != nil {
-			last := k.CreatedAt
-			if k.LastRotation != nil {
-				last = *k.LastRotation
-			}
-			next := policy.ResumedNextRotation(last, now, k.RotationInterval)
+			next := policy.ResumedNextRotation(rotationAnchor(k), now, k.RotationInterval)
 			k.NextRotation = &next
 		}
 	})

@@ -15,12 +15,18 @@ const (
 	DefaultPendingWindowDays = 30
 )
 
-func pendingWindow(days int) (time.Duration, error) {
+// pendingWindow is the window of a deletion or destruction asked for in
+// days (0: the default). Config.DevPendingWindow, set only in development,
+// replaces it after the days are checked.
+func (s *Keys) pendingWindow(days int) (time.Duration, error) {
 	if days == 0 {
 		days = DefaultPendingWindowDays
 	}
 	if days < MinPendingWindowDays || days > MaxPendingWindowDays {
 		return 0, Validationf("pending_window_days must be %d to %d", MinPendingWindowDays, MaxPendingWindowDays)
+	}
+	if s.cfg.DevPendingWindow > 0 {
+		return s.cfg.DevPendingWindow, nil
 	}
 	return time.Duration(days) * 24 * time.Hour, nil
 }
@@ -29,13 +35,15 @@ func pendingWindow(days int) (time.Duration, error) {
 // is refused and, when the window passes, the deletion worker destroys its
 // token objects and leaves a tombstone. CancelKeyDeletion undoes it.
 func (s *Keys) ScheduleKeyDeletion(ctx context.Context, ref string, days int) (*Key, error) {
-	window, err := pendingWindow(days)
+	window, err := s.pendingWindow(days)
 	if err != nil {
 		return nil, err
 	}
+	ctx = s.withRecord(ctx, ActScheduleDeletion)
 	return s.changeKey(ctx, ActScheduleDeletion, ref, policy.OpScheduleDeletion, func(k *Key, now time.Time) {
 		at := now.Add(window)
 		k.State, k.DeletionDate = KeyPendingDeletion, &at
+		noteSchedule(ctx, window, at) // the evidence the worker needs (evidence.go)
 	})
 }
 
@@ -43,6 +51,7 @@ func (s *Keys) ScheduleKeyDeletion(ctx context.Context, ref string, days int) (*
 // EXTERNAL key without live key material, to PendingImport: enabling a key
 // with nothing to encrypt with would only move the failure to encrypt.
 func (s *Keys) CancelKeyDeletion(ctx context.Context, ref string) (*Key, error) {
+	ctx = s.withRecord(ctx, ActCancelDeletion)
 	return s.tryChangeKey(ctx, ActCancelDeletion, ref, policy.OpCancelDeletion, func(q KeysTx, k *Key, _ time.Time) error {
 		k.State, k.DeletionDate = KeyDisabled, nil
 		if k.Origin != OriginExternal {
@@ -70,29 +79,29 @@ type RotationPolicyInput struct {
 }
 
 // PutRotationPolicy turns automatic rotation on or off and sets its interval.
-// next = last rotation (or creation) + interval; if that is already past, the
-// worker rotates at once.
+// next = last automatic rotation (or when rotation was turned on) +
+// interval; if that is already past (a shortened interval), the worker
+// rotates at once. On-demand rotations do not move it.
 func (s *Keys) PutRotationPolicy(ctx context.Context, ref string, in RotationPolicyInput) (*Key, error) {
 	if in.RotationInterval != 0 {
 		if err := s.validateInterval(&in.RotationInterval); err != nil {
 			return nil, err
 		}
 	}
-	return s.tryChangeKey(ctx, ActPutRotationPolicy, ref, policy.OpUpdate, func(_ KeysTx, k *Key, _ time.Time) error {
+	return s.tryChangeKey(ctx, ActPutRotationPolicy, ref, policy.OpUpdate, func(_ KeysTx, k *Key, now time.Time) error {
 		if in.AutomaticRotation && k.Origin == OriginExternal {
 			return errorf(ErrInvalidState, "key %s has imported (EXTERNAL) material and cannot rotate", k.ID)
 		}
 		if in.RotationInterval != 0 {
 			k.RotationInterval = in.RotationInterval
 		}
+		if in.AutomaticRotation && (!k.RotationEnabled || k.RotationAnchor == nil) {
+			k.RotationAnchor = &now // turned on: the schedule starts now
+		}
 		k.RotationEnabled = in.AutomaticRotation
 		k.NextRotation = nil
 		if k.RotationEnabled {
-			last := k.CreatedAt
-			if k.LastRotation != nil {
-				last = *k.LastRotation
-			}
-			next := policy.NextRotation(last, k.RotationInterval)
+			next := policy.NextRotation(*k.RotationAnchor, k.RotationInterval)
 			k.NextRotation = &next
 		}
 		return nil
@@ -106,6 +115,10 @@ type RotationStatus struct {
 	RotationInterval time.Duration
 	LastRotation     *time.Time
 	NextRotation     *time.Time
+	// OnDemandRemaining is nil when on-demand rotations are unlimited.
+	OnDemandRemaining *int
+	// LastFailure is the last failed automatic rotation, until one succeeds.
+	LastFailure *RotationFailure
 }
 
 // GetRotationStatus reports a key's rotation policy and dates.
@@ -115,6 +128,7 @@ func (s *Keys) GetRotationStatus(ctx context.Context, ref string) (*RotationStat
 		return nil, err
 	}
 	st := &RotationStatus{KeyID: k.ID, RotationInterval: k.RotationInterval, LastRotation: k.LastRotation,
+		OnDemandRemaining: s.OnDemandRotationsRemaining(k), LastFailure: k.RotationFailure,
 		Status: policy.RotationStatus(k.RotationEnabled, string(k.State), string(k.Origin))}
 	if st.Status == policy.RotationStatusEnabled {
 		st.NextRotation = k.NextRotation
@@ -185,9 +199,12 @@ func (s *Keys) ChangeVersion(ctx context.Context, ref string, version int, actio
 	if version < 1 || version > MaxVersion {
 		return nil, Validationf("version must be an integer from 1 to %d", MaxVersion)
 	}
-	window, err := pendingWindow(days)
+	window, err := s.pendingWindow(days)
 	if err != nil && action == ScheduleVersionDestruction {
 		return nil, err
+	}
+	if action == ScheduleVersionDestruction || action == CancelVersionDestruction {
+		ctx = s.withRecord(ctx, ActUpdateKeyVersion)
 	}
 	kv, err := s.access(ctx, ActUpdateKeyVersion, ref)
 	if err != nil {
@@ -222,6 +239,13 @@ func (s *Keys) ChangeVersion(ctx context.Context, ref string, version int, actio
 		*v = *next
 		v.UpdatedAt = now
 		out = v
+		switch action {
+		case ScheduleVersionDestruction:
+			noteDetail(ctx, detailVersionAction, versionScheduleDest)
+			noteSchedule(ctx, window, *v.DestroyAt)
+		case CancelVersionDestruction:
+			noteDetail(ctx, detailVersionAction, versionCancelDest)
+		}
 		return q.UpdateVersion(ctx, v)
 	})
 	if err != nil {

@@ -12,9 +12,9 @@ import (
 )
 
 // An object left without a row (a rotation whose cleanup failed) is
-// destroyed by the reconciler; a rotation that makes that version number
-// again, at the worst moment (the reconciler has decided and is about to
-// destroy), must not lose its new primary.
+// reported and kept by the reconciler, never destroyed (issue 16, item 6);
+// a rotation that makes that version number again gets its own object
+// (another nonce) and loses nothing.
 func TestReconcilerNeverDestroysAVersionMadeAgain(t *testing.T) {
 	w := newWorld(t)
 	id := w.newKey()
@@ -22,19 +22,20 @@ func TestReconcilerNeverDestroysAVersionMadeAgain(t *testing.T) {
 	if err := w.token.GenerateKey(w.ctx, leftover); err != nil {
 		t.Fatal(err)
 	}
-	var rotateErr error
-	w.token.BeforeNextDestroy(func() {
-		other := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger(), MinRotationInterval: time.Hour})
-		_, rotateErr = other.Worker.RotateKey(w.ctx, id)
-	})
-	if _, err := w.svc.Worker.Reconcile(w.ctx); err != nil {
+	destroyed := false
+	w.token.BeforeNextDestroy(func() { destroyed = true })
+	if _, err := w.svc.Worker.RotateKey(w.ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if rotateErr != nil {
-		t.Logf("the rotation waited for the reconciler: %v", rotateErr)
-		if _, err := w.svc.Worker.RotateKey(w.ctx, id); err != nil {
-			t.Fatal(err)
-		}
+	rep, err := w.svc.Worker.Reconcile(w.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if destroyed || rep.ObjectsDestroyed != 0 || len(rep.Kept) != 1 {
+		t.Fatalf("report %+v (destroyed: %v); want the leftover kept and reported", rep, destroyed)
+	}
+	if err := w.token.Destroy(w.ctx, leftover); err != nil { // the operator, after looking at it
+		t.Fatal(err)
 	}
 	w.restart(nil)
 	w.check(id)
@@ -51,6 +52,9 @@ func TestCancelledDestructionIsNeverDestroyed(t *testing.T) {
 	}
 	w.encrypt(id)
 	if _, err := w.svc.Keys.ChangeVersion(w.ctx, id, 1, service.ScheduleVersionDestruction, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.Audit.SealAudit(w.ctx); err != nil { // the request's record, sealed: the evidence
 		t.Fatal(err)
 	}
 	w.clock.Advance(8 * 24 * time.Hour)

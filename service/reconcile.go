@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hsmkms/hsmkms/hsm"
@@ -13,9 +14,15 @@ type ReconcileReport struct {
 	CreatesRolledBack   int      // keys left in Creating by a crash: rows and object removed
 	RotationsRolledBack int      // Pending versions left by a crash: object and row removed
 	EncryptRevoked      int      // non-primary objects that could still encrypt
-	ObjectsDestroyed    int      // objects of destroyed versions, deleted keys, or without a row
+	ObjectsDestroyed    int      // objects of destroyed versions or deleted keys, with evidence (evidence.go)
 	UnknownObjects      []string // labels of objects of keys this database does not know
-	AttributesRepaired  int      // attributes of live versions' objects set back to the template
+	// Kept names the objects the database would have destroyed but which
+	// were kept, each with why: an object of a known key without a version
+	// row (never a reason to destroy), one of a destroyed version or a
+	// deleted key without sealed evidence of a destruction request whose
+	// window passed, a Pending version whose completion is on the record.
+	Kept               []string
+	AttributesRepaired int // attributes of live versions' objects set back to the template
 	// OffTemplate names the objects of live versions that differ from a
 	// version's template in what cannot be set back (made before this
 	// service set CKA_COPYABLE and CKA_ALLOWED_MECHANISMS, or changed by
@@ -30,13 +37,21 @@ type ReconcileReport struct {
 //   - a key still Creating after the grace period: its creation is rolled back;
 //   - a Pending version after the grace period: the rotation is rolled back
 //     (the old primary never stopped working; a due automatic rotation is
-//     simply redone on the next pass);
+//     simply redone on the next pass), unless the audit trail records its
+//     completion (a database writer who set a live version back to Pending):
+//     then it is kept and reported;
 //   - an object of a non-primary version that can still encrypt: CKA_ENCRYPT
 //     is set to false again;
-//   - an object of a Destroyed version or of a Deleted key, or of a known key
-//     but without a version row: destroyed;
+//   - an object of a Destroyed version or of a Deleted key: destroyed (and
+//     audited) only on the sealed evidence of the request that scheduled
+//     it, whose window passed (evidence.go); otherwise kept and reported;
+//   - an object of a known key but without a version row: kept and
+//     reported (log, metric, audit record), never destroyed: deleting a row
+//     is not a way to destroy a key;
 //   - an object of an unknown key: reported, destroyed only when
-//     Config.DestroyUnknownObjects is set;
+//     Config.DestroyUnknownObjects is set and the audit trail knows nothing
+//     of the key (it was not created here: a restored older database, a
+//     failed creation's object);
 //   - an object of a live version whose attributes differ from a
 //     version's template (CKA_DERIVE switched on, say): set back where the
 //     token allows it, reported (log and metric) where not, and so is an
@@ -72,6 +87,10 @@ func (s *Worker) Reconcile(ctx context.Context) (*ReconcileReport, error) {
 		return rep, err
 	}
 	s.stats.offTemplate.Store(int64(len(rep.OffTemplate)))
+	if len(rep.Kept) > 0 {
+		s.log.Error("token objects kept that the database would have destroyed",
+			"objects", len(rep.Kept), "first", rep.Kept[0])
+	}
 	if rep.CreatesRolledBack+rep.RotationsRolledBack+rep.EncryptRevoked+rep.ObjectsDestroyed+len(rep.UnknownObjects)+rep.AttributesRepaired > 0 {
 		s.log.Warn("reconciler repaired token/database differences",
 			"creates_rolled_back", rep.CreatesRolledBack, "rotations_rolled_back", rep.RotationsRolledBack,
@@ -95,6 +114,15 @@ func (s *Worker) reconcilePending(ctx context.Context, present map[hsm.ObjectRef
 	for _, v := range pending {
 		if v.UpdatedAt.After(cutoff) {
 			continue // may still be in progress
+		}
+		if err := s.neverCompleted(ctx, &v); err != nil {
+			if !errors.Is(err, errNoEvidence) {
+				return err
+			}
+			rep.Kept = append(rep.Kept, v.TokenLabel+": "+err.Error())
+			s.refuse(ctx, "kms:RollBackPendingVersion", v.KeyID, v.Version, v.TokenLabel, err)
+			delete(present, refOf(&v))
+			continue
 		}
 		err := s.leases.with(ctx, v.KeyID, func(_ time.Time) error {
 			// Rows first, in one transaction that locks the key, as the
@@ -136,16 +164,21 @@ func (s *Worker) reconcilePending(ctx context.Context, present map[hsm.ObjectRef
 			} else {
 				rep.RotationsRolledBack++
 			}
-			// Then the object, if it was made. Should this fail, a rotation's
-			// object is a known key's object without a row, which a later
-			// pass destroys; a creation's is reported as unknown.
+			// Then the object, if it was made.
 			// A shutdown does not cut this short: a creation's object
 			// left without its rows would only be reported, never destroyed.
+			// Should this fail, the object is one of a known key without a
+			// row, which later passes report and keep: it was never a
+			// usable version, so keeping it only costs a token slot.
 			ref := refOf(&v)
 			delete(present, ref)
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			return s.tokenErr(s.token.Destroy(dctx, ref))
+			if err := s.token.Destroy(dctx, ref); err != nil {
+				return s.tokenErr(err)
+			}
+			s.auditDestroyed(dctx, "kms:RollBackPendingVersion", v.KeyID, v.Version, ref.Label(), "an unfinished creation or rotation, rolled back")
+			return nil
 		})
 		if err != nil {
 			return err
@@ -187,10 +220,9 @@ func (s *Worker) reconcileObjects(ctx context.Context, inv []hsm.ObjectInfo, rep
 		if k == nil {
 			rep.UnknownObjects = append(rep.UnknownObjects, o.Label)
 			if s.cfg.DestroyUnknownObjects {
-				if err := s.token.Destroy(ctx, o.Ref); err != nil {
-					return s.tokenErr(err)
+				if err := s.destroyUnknown(ctx, o, rep); err != nil {
+					return err
 				}
-				rep.ObjectsDestroyed++
 			}
 			continue
 		}
@@ -229,13 +261,16 @@ const (
 	repairNone repair = iota
 	repairDestroy
 	repairDecryptOnly
+	repairOrphan // no row: reported, never destroyed
 )
 
 // objectRepair decides what an object of key k needs, given its version's
 // row (if any) and whether the object can encrypt.
 func objectRepair(k *Key, state VersionState, hasRow, canEncrypt bool) repair {
 	switch {
-	case !hasRow || state == VersionDestroyed || k.State == KeyDeleted:
+	case !hasRow:
+		return repairOrphan
+	case state == VersionDestroyed || k.State == KeyDeleted:
 		return repairDestroy
 	case state != VersionPrimary && state != VersionPending && canEncrypt:
 		return repairDecryptOnly
@@ -261,11 +296,28 @@ func (s *Worker) repairObject(ctx context.Context, o hsm.ObjectInfo, rep *Reconc
 		state = v.State
 	}
 	switch objectRepair(k, state, hasRow, o.Encrypt) {
+	case repairOrphan:
+		why := fmt.Errorf("%w: the database has no row for this object of key %s", errNoEvidence, id)
+		rep.Kept = append(rep.Kept, o.Label+": no version row")
+		s.refuse(ctx, "kms:ReconcileObject", id, o.Ref.Version, o.Label, why)
 	case repairDestroy:
+		version := o.Ref.Version
+		if k.State == KeyDeleted {
+			version = 0
+		}
+		if err := s.audit.destructionEvidence(ctx, id, version, s.now()); err != nil {
+			if !errors.Is(err, errNoEvidence) {
+				return err
+			}
+			rep.Kept = append(rep.Kept, o.Label+": "+err.Error())
+			s.refuse(ctx, "kms:DestroyKeyVersion", id, o.Ref.Version, o.Label, err)
+			return nil
+		}
 		if err := s.token.Destroy(ctx, o.Ref); err != nil {
 			return s.tokenErr(err)
 		}
 		rep.ObjectsDestroyed++
+		s.auditDestroyed(ctx, "kms:DestroyKeyVersion", id, o.Ref.Version, o.Label, "the object of a destroyed version or deleted key, left by an interrupted destruction")
 	case repairDecryptOnly:
 		if err := s.token.SetDecryptOnly(ctx, o.Ref); err != nil {
 			return s.tokenErr(err)
@@ -299,5 +351,53 @@ func (s *Worker) checkAttributes(ctx context.Context, o hsm.ObjectInfo, v *Versi
 	case err != nil:
 		return s.tokenErr(err)
 	}
+	return nil
+}
+
+// neverCompleted checks, before a Pending version is rolled back, that the
+// audit trail does not record its completion: the creation of its key (a
+// key still Creating), or the rotation or import that made it. A database
+// writer who sets a live version back to Pending gets errNoEvidence.
+func (s *Worker) neverCompleted(ctx context.Context, v *Version) error {
+	if !s.audit.AuditEnabled() {
+		return nil
+	}
+	recs, err := s.audit.listAll(ctx, AuditFilter{KeyID: v.KeyID, Actions: []string{ActCreateKey, ActRotateKey, ActImportKeyMaterial}})
+	if err != nil {
+		return err
+	}
+	for _, e := range recs {
+		if e.Outcome == OutcomeAllowed && (e.Action == ActCreateKey && v.Version == 1 || e.KeyVersion == v.Version && e.Action != ActCreateKey) {
+			return fmt.Errorf("%w: record %d (%s) completed version %d; it is not an unfinished one", errNoEvidence, e.Seq, e.Action, v.Version)
+		}
+	}
+	return nil
+}
+
+// destroyUnknown destroys the object of a key the database does not know
+// (Config.DestroyUnknownObjects), unless the audit trail knows the key: a
+// key this installation created that lost its row is kept and reported.
+func (s *Worker) destroyUnknown(ctx context.Context, o hsm.ObjectInfo, rep *ReconcileReport) error {
+	id := o.Ref.KeyID.String()
+	if s.audit.AuditEnabled() {
+		recs, err := s.audit.listAll(ctx, AuditFilter{KeyID: id, Actions: []string{ActCreateKey}})
+		if err != nil {
+			return err
+		}
+		for _, e := range recs {
+			if e.Outcome != OutcomeAllowed {
+				continue
+			}
+			why := fmt.Errorf("%w: key %s has no row, but the audit trail records its creation (record %d)", errNoEvidence, id, e.Seq)
+			rep.Kept = append(rep.Kept, o.Label+": "+why.Error())
+			s.refuse(ctx, "kms:ReconcileObject", id, o.Ref.Version, o.Label, why)
+			return nil
+		}
+	}
+	if err := s.token.Destroy(ctx, o.Ref); err != nil {
+		return s.tokenErr(err)
+	}
+	rep.ObjectsDestroyed++
+	s.auditDestroyed(ctx, "kms:ReconcileObject", id, o.Ref.Version, o.Label, "an object of a key unknown to this database and its audit trail (DestroyUnknownObjects)")
 	return nil
 }

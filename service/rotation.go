@@ -68,6 +68,11 @@ func (s *Worker) rotate(ctx context.Context, keyID string, typ RotationType) (*V
 	if err := checkKey(k, policy.OpRotate); err != nil {
 		return nil, err
 	}
+	if typ == RotationOnDemand {
+		if err := s.keys.checkOnDemandQuota(k); err != nil {
+			return nil, err
+		}
+	}
 	versions, err := s.store.ListVersions(ctx, keyID)
 	if err != nil {
 		return nil, s.storeErr(err)
@@ -169,10 +174,7 @@ func (s *Worker) promote(ctx context.Context, keyID string, n int, typ RotationT
 				return err
 			}
 		}
-		if k.RotationEnabled {
-			next := policy.NextRotation(now, k.RotationInterval)
-			k.NextRotation = &next
-		}
+		scheduleAfterRotation(k, typ, now)
 		return q.UpdateKey(ctx, k)
 	})
 	s.keys.cache.invalidateKey(keyID)

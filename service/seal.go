@@ -73,10 +73,15 @@ type sealer struct {
 	key      *hsm.ObjectRef // the seal key this process seals with, once known
 	lastSeq  int64
 	lastHash string
+	// anchored: the token's anchor was read (anchor.go); anchoredSeq is
+	// the newest seal anchored there.
+	anchored    bool
+	anchoredSeq int64
+	anchorLabel string
 }
 
 // errSealGone is the alarm of a seal record that vanished or changed.
-var errSealGone = errors.New("the audit chain lost a seal record this service made or saw; it will not seal over a rewritten chain")
+var errSealGone = errors.New("the audit chain lost a seal record this service made or saw, or that the token anchors; it will not seal over a rewritten chain")
 
 // checkRemembered proves the remembered seal record is still in the chain.
 func (a *Audit) checkRemembered(ctx context.Context) error {
@@ -176,6 +181,12 @@ func (a *Audit) SealAudit(ctx context.Context) error {
 	if err := a.ensureSealKey(ctx); err != nil {
 		return fmt.Errorf("audit seal key: %w", a.storeErr(err))
 	}
+	if !a.sealer.anchored {
+		if err := a.loadAnchor(ctx); err != nil {
+			return err
+		}
+		a.sealer.anchored = true
+	}
 	headSeq, headHash, err := a.store.AuditHead(ctx)
 	if err != nil || headSeq == 0 {
 		return a.storeErr(err)
@@ -246,7 +257,7 @@ func (a *Audit) SealAudit(ctx context.Context) error {
 		return a.storeErr(err)
 	}
 	a.sealer.lastSeq, a.sealer.lastHash = ev.Seq, ev.Hash
-	return nil
+	return a.anchor(ctx, ev.Seq, ev.Hash)
 }
 
 var errSealRace = errors.New("another replica sealed the audit chain first")

@@ -27,6 +27,15 @@ type Config struct {
 	CacheTTL time.Duration
 	// MaxVersionsPerKey caps versions (token objects) per key (default 100).
 	MaxVersionsPerKey int
+	// MaxOnDemandRotations is each key's lifetime quota of on-demand
+	// rotations, as in AWS KMS (default DefaultMaxOnDemandRotations;
+	// negative: unlimited). Automatic rotations do not count.
+	MaxOnDemandRotations int
+	// DevPendingWindow, when set, replaces the 7 to 30 days of every key
+	// deletion and version destruction, so that a test can watch the
+	// worker destroy token objects. Development only: kmsd refuses it
+	// without KMS_DEV_MODE=true.
+	DevPendingWindow time.Duration
 	// MinRotationInterval and MaxRotationInterval bound rotation_interval
 	// (defaults 7 days and 2560 days).
 	MinRotationInterval time.Duration
@@ -79,6 +88,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxVersionsPerKey == 0 {
 		c.MaxVersionsPerKey = DefaultMaxVersionsPerKey
+	}
+	if c.MaxOnDemandRotations == 0 {
+		c.MaxOnDemandRotations = DefaultMaxOnDemandRotations
 	}
 	if c.MinRotationInterval == 0 {
 		c.MinRotationInterval = DefaultMinRotationInterval

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 )
 
@@ -13,6 +14,14 @@ type counters struct {
 	offTemplate                           atomic.Int64  // reconciler, last pass: len(OffTemplate)
 	encryptions                           atomic.Uint64 // GCM encryptions flushed to the store
 	maxEncryptions                        atomic.Int64  // the highest version count a flush returned
+	destructionsRefused                   atomic.Int64  // destructions and orphans kept (evidence.go)
+	rotationFailures                      sync.Map      // reason -> *atomic.Uint64
+}
+
+// rotationFailed counts one failed automatic rotation by its reason.
+func (c *counters) rotationFailed(err error) {
+	n, _ := c.rotationFailures.LoadOrStore(failureReason(err), new(atomic.Uint64))
+	n.(*atomic.Uint64).Add(1)
 }
 
 // rotated counts one rotation that reached the promoted step (the new
@@ -43,16 +52,32 @@ type Stats struct {
 	// version those additions returned (to alert well before the limit).
 	Encryptions           uint64
 	MaxVersionEncryptions int64
+	// DestructionsRefused counts the token objects this process kept
+	// although the database asked for their destruction without sealed
+	// evidence of a request whose window passed, or has no row for them
+	// (evidence.go). Anything above zero is an alarm.
+	DestructionsRefused int64
+	// RotationFailures counts failed automatic rotations of this process
+	// by reason; every one of FailureReasons is present.
+	RotationFailures map[string]uint64
 }
 
 // Stats returns the current counters. It is cheap and touches neither the
 // token nor the store.
 func (s *Worker) Stats() Stats {
-	return Stats{Rotations: map[RotationType]uint64{
+	failures := make(map[string]uint64, len(FailureReasons))
+	for _, r := range FailureReasons {
+		failures[r] = 0
+		if n, ok := s.stats.rotationFailures.Load(r); ok {
+			failures[r] = n.(*atomic.Uint64).Load()
+		}
+	}
+	return Stats{RotationFailures: failures, Rotations: map[RotationType]uint64{
 		RotationAutomatic: s.stats.rotationsAutomatic.Load(),
 		RotationOnDemand:  s.stats.rotationsOnDemand.Load(),
 	}, AttributeRepairs: s.stats.attributeRepairs.Load(), ObjectsOffTemplate: s.stats.offTemplate.Load(),
-		Encryptions: s.stats.encryptions.Load(), MaxVersionEncryptions: s.stats.maxEncryptions.Load()}
+		Encryptions: s.stats.encryptions.Load(), MaxVersionEncryptions: s.stats.maxEncryptions.Load(),
+		DestructionsRefused: s.stats.destructionsRefused.Load()}
 }
 
 // KeysByState counts keys per state, tombstones (Deleted) included, with

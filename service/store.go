@@ -20,6 +20,9 @@ type Store interface {
 	WithLock(ctx context.Context, name string, fn func() error) error
 	// Ping proves the database answers.
 	Ping(ctx context.Context) error
+	// Identity names where the database is, in a way its contents cannot
+	// change (a file's path, a database's name): the audit anchor's name.
+	Identity(ctx context.Context) (string, error)
 	Close() error
 }
 

@@ -56,23 +56,40 @@ const (
 // Key is a customer master key: stable id, state and policy. Its material
 // lives in its versions' token objects.
 type Key struct {
-	ID               string            `db:"id"`
-	Description      string            `db:"description"`
-	State            KeyState          `db:"state"`
-	Origin           Origin            `db:"origin"`
-	KeySpec          string            `db:"key_spec"`
-	Manager          KeyManager        `db:"key_manager"`
-	CreatedAt        time.Time         `db:"created_at"`
-	UpdatedAt        time.Time         `db:"updated_at"`
-	PrimaryVersion   int               `db:"primary_version"` // 0: none yet
-	RotationEnabled  bool              `db:"rotation_enabled"`
-	RotationInterval time.Duration     `db:"rotation_interval"`
-	LastRotation     *time.Time        `db:"last_rotation"`
-	NextRotation     *time.Time        `db:"next_rotation"`
-	DeletionDate     *time.Time        `db:"deletion_date"`
-	Tags             map[string]string `db:"-"`
+	ID               string        `db:"id"`
+	Description      string        `db:"description"`
+	State            KeyState      `db:"state"`
+	Origin           Origin        `db:"origin"`
+	KeySpec          string        `db:"key_spec"`
+	Manager          KeyManager    `db:"key_manager"`
+	CreatedAt        time.Time     `db:"created_at"`
+	UpdatedAt        time.Time     `db:"updated_at"`
+	PrimaryVersion   int           `db:"primary_version"` // 0: none yet
+	RotationEnabled  bool          `db:"rotation_enabled"`
+	RotationInterval time.Duration `db:"rotation_interval"`
+	LastRotation     *time.Time    `db:"last_rotation"`
+	NextRotation     *time.Time    `db:"next_rotation"`
+	DeletionDate     *time.Time    `db:"deletion_date"`
+	// RotationAnchor is the last automatic rotation, or when automatic
+	// rotation was turned on: NextRotation = anchor + interval. On-demand
+	// rotations move neither (AWS KMS semantics).
+	RotationAnchor *time.Time `db:"rotation_anchor"`
+	// OnDemandRotations counts the key's on-demand rotations, for the
+	// lifetime quota (Config.MaxOnDemandRotations).
+	OnDemandRotations int `db:"on_demand_rotations"`
+	// RotationFailure is the last failed automatic rotation; nil once a
+	// rotation succeeds.
+	RotationFailure *RotationFailure  `db:"-"`
+	Tags            map[string]string `db:"-"`
 	// Aliases is filled by DescribeKey/ListKeys; it is not a column.
 	Aliases []string `db:"-"`
+}
+
+// RotationFailure is a failed automatic rotation as clients see it: when,
+// and a message without internals.
+type RotationFailure struct {
+	At      time.Time
+	Message string
 }
 
 // MaxVersion is the highest version number: versions are 32-bit signed

@@ -23,6 +23,7 @@ type Worker struct {
 	hooks   hooks
 	leases  *leases
 	stats   counters // what Stats reports (stats.go)
+	refused refusals // destructions refused for want of evidence (evidence.go)
 	// invocations are Crypto's counts of encryptions, which the worker
 	// adds to the store (FlushEncryptions).
 	invocations *invocations
@@ -125,6 +126,7 @@ func (s *Worker) RunDue(ctx context.Context) error {
 	for _, id := range ids {
 		if _, err := s.rotate(ctx, id, RotationAutomatic); err != nil {
 			s.log.Error("automatic rotation", "key_id", id, "err", err)
+			s.stats.rotationFailed(err)
 			s.postponeRotation(ctx, id, now, err)
 		}
 	}
@@ -153,8 +155,20 @@ func (s *Worker) RunDue(ctx context.Context) error {
 // transaction marks it Deleted, its versions Destroyed and removes its
 // aliases; then its token objects are destroyed. A crash in between leaves
 // objects of a Deleted key, which the reconciler destroys.
+//
+// The database's word is not enough (issue 16): the sealed audit record of
+// the ScheduleKeyDeletion request must show a window that has passed
+// (destructionEvidence); otherwise nothing changes, and the refusal is
+// reported.
 func (s *Worker) deleteKey(ctx context.Context, id string) error {
 	return s.leases.with(ctx, id, func(now time.Time) error {
+		if err := s.audit.destructionEvidence(ctx, id, 0, now); err != nil {
+			if errors.Is(err, errNoEvidence) {
+				s.refuse(ctx, "kms:DeleteKey", id, 0, "", err)
+				return nil
+			}
+			return err
+		}
 		var versions []Version
 		err := s.tx(ctx, func(q KeysTx) error {
 			k, err := q.LockKey(ctx, id)
@@ -200,9 +214,18 @@ func (s *Worker) deleteKey(ctx context.Context, id string) error {
 }
 
 // destroyVersion destroys one version whose destruction window passed:
-// the row becomes Destroyed first, then the token object goes.
+// the row becomes Destroyed first, then the token object goes. As for a
+// key, the sealed record of the ScheduleVersionDestruction request must
+// show it (destructionEvidence).
 func (s *Worker) destroyVersion(ctx context.Context, id string, version int) error {
 	return s.leases.with(ctx, id, func(now time.Time) error {
+		if err := s.audit.destructionEvidence(ctx, id, version, now); err != nil {
+			if errors.Is(err, errNoEvidence) {
+				s.refuse(ctx, "kms:DestroyKeyVersion", id, version, "", err)
+				return nil
+			}
+			return err
+		}
 		destroy := false
 		var ref hsm.ObjectRef
 		err := s.tx(ctx, func(q KeysTx) error {
@@ -264,6 +287,7 @@ func (s *Worker) postponeRotation(ctx context.Context, id string, now time.Time,
 		}
 		next := now.Add(rotationRetryDelay)
 		k.NextRotation = &next
+		k.RotationFailure = &RotationFailure{At: now, Message: failureMessage(cause)}
 		return q.UpdateKey(ctx, k)
 	})
 	if err != nil {

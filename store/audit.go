@@ -153,6 +153,12 @@ func (q auditRows) ListAudit(ctx context.Context, f service.AuditFilter) ([]serv
 		b.WriteString(` AND principal = ?`)
 		args = append(args, f.Principal)
 	}
+	if len(f.Actions) > 0 {
+		b.WriteString(` AND action IN (?` + strings.Repeat(`, ?`, len(f.Actions)-1) + `)`)
+		for _, a := range f.Actions {
+			args = append(args, a)
+		}
+	}
 	b.WriteString(` ORDER BY seq LIMIT ?`)
 	args = append(args, limitArg(f.Limit))
 

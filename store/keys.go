@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"github.com/hsmkms/hsmkms/service"
@@ -9,14 +10,16 @@ import (
 
 const (
 	sqlInsertKey = `INSERT INTO keys (` + keyColumns + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlGetKey   = `SELECT ` + keyColumns + ` FROM keys WHERE id = ?`
 	sqlListKeys = `SELECT ` + keyColumns + ` FROM keys WHERE id > ? ORDER BY id LIMIT ?`
 	// Versions, aliases and rotations go too: ON DELETE CASCADE.
 	sqlDeleteKey = `DELETE FROM keys WHERE id = ?`
 	sqlUpdateKey = `UPDATE keys SET description = ?, state = ?, tags = ?,
 		primary_version = ?, rotation_enabled = ?, rotation_interval_seconds = ?,
-		last_rotation = ?, next_rotation = ?, deletion_date = ?, updated_at = ?
+		last_rotation = ?, next_rotation = ?, deletion_date = ?, updated_at = ?,
+		rotation_anchor = ?, on_demand_rotations = ?, rotation_failure_at = ?,
+		rotation_failure_message = ?
 		WHERE id = ?`
 )
 
@@ -27,17 +30,27 @@ func (q keyRows) InsertKey(ctx context.Context, k *service.Key) error {
 	if err != nil {
 		return err
 	}
+	failureAt, failureMessage := failureColumns(k.RotationFailure)
 	_, err = q.exec(ctx, sqlInsertKey,
 		k.ID, k.Description, string(k.State), string(k.Origin), k.KeySpec, string(k.Manager),
 		micros(k.CreatedAt), micros(k.UpdatedAt), k.PrimaryVersion, k.RotationEnabled,
 		seconds(k), nullMicros(k.LastRotation), nullMicros(k.NextRotation),
-		nullMicros(k.DeletionDate), tags)
+		nullMicros(k.DeletionDate), tags,
+		nullMicros(k.RotationAnchor), k.OnDemandRotations, failureAt, failureMessage)
 	return dbErr(err, "insert", keyEntity(k.ID), k.ID)
 }
 
 // seconds is the stored rotation interval: whole seconds, the precision the
 // policy works in.
 func seconds(k *service.Key) int64 { return int64(k.RotationInterval / time.Second) }
+
+// failureColumns are the stored form of a key's last rotation failure.
+func failureColumns(f *service.RotationFailure) (sql.NullInt64, string) {
+	if f == nil {
+		return sql.NullInt64{}, ""
+	}
+	return nullMicros(&f.At), f.Message
+}
 
 // GetKey reads one key; ErrNotFound if there is none with that id. Aliases
 // stays nil: it is not a column (see AliasNames).
@@ -81,10 +94,12 @@ func (q keyRows) UpdateKey(ctx context.Context, k *service.Key) error {
 	if err != nil {
 		return err
 	}
+	failureAt, failureMessage := failureColumns(k.RotationFailure)
 	res, err := q.exec(ctx, sqlUpdateKey,
 		k.Description, string(k.State), tags, k.PrimaryVersion, k.RotationEnabled, seconds(k),
 		nullMicros(k.LastRotation), nullMicros(k.NextRotation), nullMicros(k.DeletionDate),
-		micros(k.UpdatedAt), k.ID)
+		micros(k.UpdatedAt), nullMicros(k.RotationAnchor), k.OnDemandRotations, failureAt, failureMessage,
+		k.ID)
 	return affectedOne(res, err, "update", keyEntity(k.ID), k.ID)
 }
 

@@ -18,6 +18,8 @@ func TestKeyRoundTrip(t *testing.T) {
 	full.Tags = map[string]string{"team": "payments", "cost-center": "ü/1 \"q\"", "": "empty"}
 	full.Manager = service.ManagerService
 	full.Aliases = []string{"alias/ignored"} // not a column
+	full.RotationAnchor, full.OnDemandRotations = ptr(at(2*time.Hour)), 3
+	full.RotationFailure = &service.RotationFailure{At: at(3 * time.Hour), Message: "key full has 100 versions"}
 
 	zoned := newKey("zoned")
 	zoned.CreatedAt = t0.In(time.FixedZone("X", 5*3600)) // returned in UTC
@@ -82,6 +84,8 @@ func TestUpdateKey(t *testing.T) {
 		u.Description, u.State, u.PrimaryVersion = "changed", service.KeyPendingDeletion, 3
 		u.RotationEnabled, u.RotationInterval = false, 48*time.Hour
 		u.LastRotation, u.NextRotation = nil, nil
+		u.RotationAnchor, u.OnDemandRotations = ptr(at(time.Hour)), 7
+		u.RotationFailure = &service.RotationFailure{At: at(2 * time.Hour), Message: "failed"}
 		u.DeletionDate = ptr(at(30 * 24 * time.Hour))
 		u.Tags = nil
 		u.UpdatedAt = at(time.Minute)
@@ -196,6 +200,58 @@ func TestKeyBadTags(t *testing.T) {
 		noErr(t, err)
 		if k.Tags == nil || len(k.Tags) != 0 {
 			t.Errorf(`tags "null" read as %#v, want an empty map`, k.Tags)
+		}
+	})
+}
+
+// Migration 0006 starts the schedule of existing keys from their last
+// automatic rotation (else their creation) and counts their on-demand
+// rotations so far. The test drops what 0006 adds and runs 0006 again on
+// the rows already there.
+func TestMigration0006Backfill(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		ctx := t.Context()
+		s, err := Open(ctx, dsn)
+		noErr(t, err)
+		mustInsertKeys(t, s, "rotated", "fresh")
+		for _, r := range []service.Rotation{
+			{KeyID: "rotated", Version: 2, At: at(time.Hour), Type: service.RotationOnDemand},
+			{KeyID: "rotated", Version: 3, At: at(2 * time.Hour), Type: service.RotationAutomatic},
+			{KeyID: "rotated", Version: 4, At: at(3 * time.Hour), Type: service.RotationOnDemand},
+		} {
+			noErr(t, s.InsertRotation(ctx, &r))
+		}
+		for _, stmt := range []string{
+			"ALTER TABLE keys DROP COLUMN rotation_anchor",
+			"ALTER TABLE keys DROP COLUMN on_demand_rotations",
+			"ALTER TABLE keys DROP COLUMN rotation_failure_at",
+			"ALTER TABLE keys DROP COLUMN rotation_failure_message",
+		} {
+			if _, err := s.w.ExecContext(ctx, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+		ms, err := migrations(s.dialect)
+		noErr(t, err)
+		if ms[5].version != 6 {
+			t.Fatalf("migration 6 is %s", ms[5].name)
+		}
+		if _, err := s.w.ExecContext(ctx, ms[5].sql); err != nil {
+			t.Fatalf("%s again: %v", ms[5].name, err)
+		}
+		noErr(t, s.Close())
+		s = openStore(t, dsn)
+		for _, tt := range []struct {
+			id       string
+			anchor   time.Time
+			onDemand int
+		}{{"rotated", at(2 * time.Hour), 2}, {"fresh", t0, 0}} {
+			k, err := s.GetKey(ctx, tt.id)
+			noErr(t, err)
+			if k.RotationAnchor == nil || !k.RotationAnchor.Equal(us(tt.anchor)) || k.OnDemandRotations != tt.onDemand || k.RotationFailure != nil {
+				t.Errorf("%s after 0006: anchor %v, on-demand %d, failure %+v; want %v, %d, none",
+					tt.id, k.RotationAnchor, k.OnDemandRotations, k.RotationFailure, us(tt.anchor), tt.onDemand)
+			}
 		}
 	})
 }

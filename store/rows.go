@@ -145,7 +145,8 @@ func decodeTags(s string) (map[string]string, error) {
 // touch them.
 const keyColumns = `id, description, state, origin, key_spec, key_manager,
 	created_at, updated_at, primary_version, rotation_enabled,
-	rotation_interval_seconds, last_rotation, next_rotation, deletion_date, tags`
+	rotation_interval_seconds, last_rotation, next_rotation, deletion_date, tags,
+	rotation_anchor, on_demand_rotations, rotation_failure_at, rotation_failure_message`
 
 // keyRow is a keys row as stored.
 type keyRow struct {
@@ -164,6 +165,10 @@ type keyRow struct {
 	NextRotation     sql.NullInt64 `db:"next_rotation"`
 	DeletionDate     sql.NullInt64 `db:"deletion_date"`
 	Tags             string        `db:"tags"`
+	RotationAnchor   sql.NullInt64 `db:"rotation_anchor"`
+	OnDemand         int           `db:"on_demand_rotations"`
+	FailureAt        sql.NullInt64 `db:"rotation_failure_at"`
+	FailureMessage   string        `db:"rotation_failure_message"`
 }
 
 func (r *keyRow) key() (*service.Key, error) {
@@ -172,22 +177,34 @@ func (r *keyRow) key() (*service.Key, error) {
 		return nil, fmt.Errorf("key %q: %w", r.ID, err)
 	}
 	return &service.Key{
-		ID:               r.ID,
-		Description:      r.Description,
-		State:            service.KeyState(r.State),
-		Origin:           service.Origin(r.Origin),
-		KeySpec:          r.KeySpec,
-		Manager:          service.KeyManager(r.Manager),
-		CreatedAt:        fromMicros(r.CreatedAt),
-		UpdatedAt:        fromMicros(r.UpdatedAt),
-		PrimaryVersion:   r.PrimaryVersion,
-		RotationEnabled:  r.RotationEnabled,
-		RotationInterval: time.Duration(r.RotationInterval) * time.Second,
-		LastRotation:     fromNullMicros(r.LastRotation),
-		NextRotation:     fromNullMicros(r.NextRotation),
-		DeletionDate:     fromNullMicros(r.DeletionDate),
-		Tags:             tags,
+		ID:                r.ID,
+		Description:       r.Description,
+		State:             service.KeyState(r.State),
+		Origin:            service.Origin(r.Origin),
+		KeySpec:           r.KeySpec,
+		Manager:           service.KeyManager(r.Manager),
+		CreatedAt:         fromMicros(r.CreatedAt),
+		UpdatedAt:         fromMicros(r.UpdatedAt),
+		PrimaryVersion:    r.PrimaryVersion,
+		RotationEnabled:   r.RotationEnabled,
+		RotationInterval:  time.Duration(r.RotationInterval) * time.Second,
+		LastRotation:      fromNullMicros(r.LastRotation),
+		NextRotation:      fromNullMicros(r.NextRotation),
+		DeletionDate:      fromNullMicros(r.DeletionDate),
+		RotationAnchor:    fromNullMicros(r.RotationAnchor),
+		OnDemandRotations: r.OnDemand,
+		RotationFailure:   failure(r.FailureAt, r.FailureMessage),
+		Tags:              tags,
 	}, nil
+}
+
+// failure is the stored last rotation failure, nil when there is none.
+func failure(at sql.NullInt64, message string) *service.RotationFailure {
+	t := fromNullMicros(at)
+	if t == nil {
+		return nil
+	}
+	return &service.RotationFailure{At: *t, Message: message}
 }
 
 // versionColumns lists the columns of versionRow.

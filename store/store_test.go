@@ -105,6 +105,12 @@ func newVersion(keyID string, v int, state service.VersionState) *service.Versio
 func stored(k service.Key) service.Key {
 	k.CreatedAt, k.UpdatedAt = us(k.CreatedAt), us(k.UpdatedAt)
 	k.LastRotation, k.NextRotation, k.DeletionDate = usPtr(k.LastRotation), usPtr(k.NextRotation), usPtr(k.DeletionDate)
+	k.RotationAnchor = usPtr(k.RotationAnchor)
+	if k.RotationFailure != nil {
+		f := *k.RotationFailure
+		f.At = us(f.At)
+		k.RotationFailure = &f
+	}
 	k.RotationInterval = k.RotationInterval.Truncate(time.Second)
 	if k.Tags == nil {
 		k.Tags = map[string]string{}

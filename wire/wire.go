@@ -40,6 +40,16 @@ type Key struct {
 	NextRotationDate  *time.Time        `json:"next_rotation_date,omitempty"`
 	DeletionDate      *time.Time        `json:"deletion_date,omitempty"`
 	Tags              map[string]string `json:"tags"`
+	// OnDemandRotationsRemaining is absent when the server sets no quota.
+	OnDemandRotationsRemaining *int             `json:"on_demand_rotations_remaining,omitempty"`
+	LastRotationFailure        *RotationFailure `json:"last_rotation_failure,omitempty"`
+}
+
+// RotationFailure is a key's last failed automatic rotation, shown until a
+// rotation succeeds: when, and what went wrong (no internals).
+type RotationFailure struct {
+	Date    time.Time `json:"date"`
+	Message string    `json:"message"`
 }
 
 // CreateKeyRequest is the body of CreateKey; every field is optional.
@@ -99,6 +109,9 @@ type RotationStatus struct {
 	RotationInterval  string     `json:"rotation_interval"`
 	LastRotationDate  *time.Time `json:"last_rotation_date,omitempty"`
 	NextRotationDate  *time.Time `json:"next_rotation_date,omitempty"`
+	// OnDemandRotationsRemaining is absent when the server sets no quota.
+	OnDemandRotationsRemaining *int             `json:"on_demand_rotations_remaining,omitempty"`
+	LastRotationFailure        *RotationFailure `json:"last_rotation_failure,omitempty"`
 }
 
 // Rotation is one entry of ListKeyRotations.

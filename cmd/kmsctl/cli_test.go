@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -87,7 +88,7 @@ func TestOutputEverywhere(t *testing.T) {
 			t.Errorf("kmsctl %v: not a key in JSON: %v", args, err)
 		}
 	}
-	if out := c.ok("", "keys", "describe", "alias/out"); !strings.Contains(out, "rotation_interval    90d") {
+	if out := c.ok("", "keys", "describe", "alias/out"); !regexp.MustCompile(`(?m)^rotation_interval +90d$`).MatchString(out) {
 		t.Errorf("the interval given as 90d is not shown in days:\n%s", out)
 	}
 	js := ctl{t: t, url: c.url, token: c.token, env: map[string]string{"KMS_OUTPUT": "json"}}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -42,12 +43,22 @@ type Config struct {
 	MaxSessions int
 	// MaxConnections caps open client connections (api.Limits).
 	MaxConnections int
-	LogLevel       string
+	// AuthLimits bound failed authentication per source (api.AuthLimits).
+	AuthLimits api.AuthLimits
+	LogLevel   string
 	// Rotation interval bounds (tests lower the minimum).
 	MinRotationInterval time.Duration
 	MaxRotationInterval time.Duration
 	// MaxVersionsPerKey caps token objects per key (default 100).
 	MaxVersionsPerKey int
+	// MaxOnDemandRotations is each key's lifetime quota of on-demand
+	// rotations, as service.Config takes it (0: the default; negative:
+	// unlimited, KMS_MAX_ON_DEMAND_ROTATIONS=0).
+	MaxOnDemandRotations int
+	// DevMode allows development settings; DevPendingWindow, one of them,
+	// replaces the 7 to 30 days of deletions and destructions (lifecycle.go).
+	DevMode          bool
+	DevPendingWindow time.Duration
 	// Background worker timers.
 	WorkerTick     time.Duration
 	ReconcileEvery time.Duration
@@ -106,10 +117,13 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	grace := fs.String("pending-grace", env("KMS_PENDING_GRACE", service.ShortDuration(service.DefaultPendingGrace)), "age after which an unfinished creation or rotation is rolled back (KMS_PENDING_GRACE)")
 	fs.BoolVar(&c.DestroyUnknownObjects, "destroy-unknown-objects", env("KMS_DESTROY_UNKNOWN_OBJECTS", "") == "true",
 		"let the reconciler destroy token objects of keys unknown to this database (KMS_DESTROY_UNKNOWN_OBJECTS)")
+	authBurst := fs.String("auth-failure-burst", env("KMS_AUTH_FAILURE_BURST", ""), fmt.Sprintf("failed authentications a source address may have at once before 429 (KMS_AUTH_FAILURE_BURST; default %d)", api.DefaultAuthFailureBurst))
+	authRate := fs.String("auth-failure-rate", env("KMS_AUTH_FAILURE_RATE", ""), fmt.Sprintf("failed authentications per second a source address regains (KMS_AUTH_FAILURE_RATE; default %g)", api.DefaultAuthFailureRate))
 	minRot := fs.String("min-rotation-interval", env("KMS_MIN_ROTATION_INTERVAL", ""), "smallest rotation interval (KMS_MIN_ROTATION_INTERVAL; default "+service.ShortDuration(service.DefaultMinRotationInterval)+")")
 	maxRot := fs.String("max-rotation-interval", env("KMS_MAX_ROTATION_INTERVAL", ""), "largest rotation interval (KMS_MAX_ROTATION_INTERVAL; default "+service.ShortDuration(service.DefaultMaxRotationInterval)+")")
 	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default "+strconv.Itoa(service.DefaultMaxVersionsPerKey)+")")
 	awsFlags(fs, env, c)
+	parseLifecycle := lifecycleFlags(fs, env, c)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -165,6 +179,19 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	if c.MinRotationInterval != 0 && c.MaxRotationInterval != 0 && c.MinRotationInterval > c.MaxRotationInterval {
 		return nil, errors.New("min-rotation-interval is above max-rotation-interval")
 	}
+	if *authBurst != "" {
+		var err error
+		if c.AuthLimits.Burst, err = parseCount("auth-failure-burst", *authBurst, 1); err != nil {
+			return nil, err
+		}
+	}
+	if *authRate != "" {
+		r, err := strconv.ParseFloat(*authRate, 64)
+		if err != nil || !(r > 0) || math.IsInf(r, 0) {
+			return nil, fmt.Errorf("auth-failure-rate: %q is not a positive number of failures per second", *authRate)
+		}
+		c.AuthLimits.Rate = r
+	}
 	if *maxConns != "" {
 		var err error
 		if c.MaxConnections, err = parseCount("max-connections", *maxConns, 1); err != nil {
@@ -176,6 +203,9 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		if c.MaxVersionsPerKey, err = parseCount("max-versions-per-key", *maxVersions, 2); err != nil {
 			return nil, err
 		}
+	}
+	if err := parseLifecycle(); err != nil {
+		return nil, err
 	}
 	pin, err := secret(getenv, "KMS_PIN", "KMS_PIN_FILE")
 	if err != nil {

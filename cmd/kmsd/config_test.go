@@ -33,6 +33,10 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := loadConfig(nil, envOf("KMS_MAX_CONNECTIONS", "64")); err != nil || c.MaxConnections != 64 {
 		t.Errorf("KMS_MAX_CONNECTIONS: %v %+v", err, c)
 	}
+	if c, err := loadConfig(nil, envOf("KMS_AUTH_FAILURE_BURST", "5", "KMS_AUTH_FAILURE_RATE", "0.5")); err != nil ||
+		c.AuthLimits.Burst != 5 || c.AuthLimits.Rate != 0.5 {
+		t.Errorf("KMS_AUTH_FAILURE_*: %v %+v", err, c)
+	}
 	if c, err := loadConfig(nil, envOf("KMS_DB", "postgres://db")); err != nil || c.DB != "postgres://db" {
 		t.Errorf("KMS_DB: %v %+v", err, c)
 	}
@@ -65,6 +69,10 @@ func TestLoadConfig(t *testing.T) {
 		{[]string{"KMS_AUDIT", "maybe"}, "audit"},
 		{[]string{"KMS_MAX_CONNECTIONS", "0"}, "max-connections"},
 		{[]string{"KMS_MAX_CONNECTIONS", "many"}, "max-connections"},
+		{[]string{"KMS_AUTH_FAILURE_BURST", "0"}, "auth-failure-burst"},
+		{[]string{"KMS_AUTH_FAILURE_RATE", "0"}, "auth-failure-rate"},
+		{[]string{"KMS_AUTH_FAILURE_RATE", "NaN"}, "auth-failure-rate"},
+		{[]string{"KMS_AUTH_FAILURE_RATE", "fast"}, "auth-failure-rate"},
 		{[]string{"KMS_BOOTSTRAP_TOKEN", "short"}, "KMS_BOOTSTRAP_TOKEN"},
 		{[]string{"KMS_TLS_CLIENT_CA", "/ca.pem"}, "tls-client-ca"},
 		{[]string{"KMS_HSM_PROFILE", "luna"}, "hsm-profile"},

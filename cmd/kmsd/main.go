@@ -86,10 +86,12 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	mx := metrics.New(metrics.Config{Logger: log})
 	svc := service.New(db, mx.Token(tok), service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
 		MaxRotationInterval: cfg.MaxRotationInterval, MaxVersionsPerKey: cfg.MaxVersionsPerKey,
+		MaxOnDemandRotations: cfg.MaxOnDemandRotations, DevPendingWindow: cfg.DevPendingWindow,
 		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit, PendingGrace: cfg.PendingGrace, LeaseDuration: cfg.LeaseDuration, DBTimeout: cfg.DBTimeout})
 	// Runs after the HTTP server drained and before the database closes:
 	// every queued audit record is written.
 	defer svc.Close()
+	warnDev(cfg, log)
 	if !cfg.Audit {
 		log.Warn("auditing is OFF (KMS_AUDIT=off): for measuring its cost only, never in a deployment")
 	}
@@ -113,7 +115,8 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		Extra:   mx.Register, // GET /metrics, no bearer token (docs/API.md)
 		Observe: mx.Observe,
 		// POST /: the AWS KMS protocol (docs/aws-compat.md).
-		Protocols: []api.Protocol{awsProtocol(cfg, svc)},
+		Protocols:  []api.Protocol{awsProtocol(cfg, svc)},
+		AuthLimits: cfg.AuthLimits,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -267,6 +267,7 @@ func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 		{"bootstrap token shaped like an issued one", append(withoutVar(kmsdEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "fresh.db")), "KMS_BOOTSTRAP_TOKEN"),
 			"KMS_BOOTSTRAP_TOKEN=kms_0123456789abcdef_issuedlookingsecret0123456789"), "form of an issued token", "issuedlookingsecret"},
 		{"plain HTTP off loopback", append(kmsdEnv(t, db), "KMS_LISTEN=0.0.0.0:0"), "TLS", ""},
+		{"development window without development mode", append(kmsdEnv(t, db), "KMS_DEV_PENDING_WINDOW=2m"), "KMS_DEV_MODE=true", ""},
 		{"certificate missing", append(kmsdEnv(t, db), "KMS_TLS_CERT=/nonexistent/c.pem", "KMS_TLS_KEY=/nonexistent/k.pem"), "tls-cert", ""},
 		{"client CA missing", append(kmsdEnv(t, db), "KMS_TLS_CERT="+certFile, "KMS_TLS_KEY="+keyFile,
 			"KMS_TLS_CLIENT_CA=/nonexistent/ca.pem"), "tls-client-ca", ""},

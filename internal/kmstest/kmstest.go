@@ -110,6 +110,8 @@ type Options struct {
 	Token  hsm.Token     // default: the shared SoftHSM token
 	Store  service.Store // default: a fresh SQLite database
 	Config service.Config
+	// AuthLimits bound failed authentication (default: api's defaults).
+	AuthLimits api.AuthLimits
 }
 
 // Stack is one running hsmkms: service, REST server and client.
@@ -141,7 +143,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	if _, err := s.Service.Access.Bootstrap(context.Background(), AdminToken); err != nil {
 		t.Fatalf("bootstrap the administrator: %v", err)
 	}
-	e := api.New(api.Config{Service: s.Service, Logger: log})
+	e := api.New(api.Config{Service: s.Service, Logger: log, AuthLimits: opts.AuthLimits})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
