@@ -24,6 +24,10 @@ const (
 	ckrActionProhibited  = 0x1B
 	ckrAEADDecryptFailed = 0x35
 	ckmAESKeyWrapKWP     = 0x210B // CKM_AES_KEY_WRAP_KWP, RFC 5649 (PKCS#11 2.40)
+	// NSS softoken's vendor codes (CKR_NSS = CKR_VENDOR_DEFINED|0x4E534350):
+	// its certificate or key database could not be read or written.
+	ckrNSSCertDBFailed = 0xCE534351
+	ckrNSSKeyDBFailed  = 0xCE534352
 )
 
 // Config selects one token and bounds how it is used. Exactly one way to
@@ -82,6 +86,14 @@ type Profile struct {
 	// the sessions of a finalized module with CKR_SESSION_HANDLE_INVALID
 	// (pitfalls item 51).
 	ModuleGoneCodes []uint
+	// StorageFaultCodes are codes with which this token reports that its
+	// object storage failed (unreadable, moved away, full): retryable, so
+	// ErrUnavailable, and a reason to check the storage with the probe key
+	// (probe.go). SoftHSM 2.6.1 answers C_GenerateKey with
+	// CKR_GENERAL_ERROR when it cannot write its token directory; NSS
+	// softoken with CKR_NSS_KEYDB_FAILED (a vendor code) when it cannot
+	// write key4.db (pitfalls item 58).
+	StorageFaultCodes []uint
 	// UnwrapFailureCodes are codes of C_UnwrapKey that, on this token, mean
 	// the wrapped bytes are bad (ErrUnwrapFailed), besides the standard
 	// ones: NSS softoken refuses material of the wrong length with
@@ -164,6 +176,7 @@ var SoftHSMProfile = Profile{
 		ckrAEADDecryptFailed,
 	},
 	NotPermittedCodes:   []uint{pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED},
+	StorageFaultCodes:   []uint{pkcs11.CKR_GENERAL_ERROR},
 	ReportsLocal:        true,
 	SupportsEncryptFlip: true,
 	KWPMechanism:        pkcs11.CKM_AES_KEY_WRAP_PAD, // 0x210A
@@ -184,6 +197,7 @@ var NSSProfile = Profile{
 	},
 	NotPermittedCodes:      []uint{pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED, pkcs11.CKR_KEY_TYPE_INCONSISTENT},
 	ModuleGoneCodes:        []uint{pkcs11.CKR_SESSION_HANDLE_INVALID},
+	StorageFaultCodes:      []uint{ckrNSSCertDBFailed, ckrNSSKeyDBFailed},
 	UnwrapFailureCodes:     []uint{pkcs11.CKR_KEY_SIZE_RANGE},
 	ReplacesDuplicateID:    true,
 	ForcesSensitive:        true,

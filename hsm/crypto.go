@@ -32,13 +32,15 @@ func (p *PKCS11) gcm(iv, aad []byte) (*pkcs11.GCMParams, []*pkcs11.Mechanism) {
 // is ErrNotPermitted.
 func (p *PKCS11) Encrypt(ctx context.Context, ref ObjectRef, plaintext, aad []byte) ([]byte, []byte, error) {
 	var iv, out []byte
-	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		var err error
-		iv, out, err = p.gcmEncrypt(c, sh, h, plaintext, aad)
-		return err
+	err := p.withStorageCheck(ctx, func() error {
+		return p.translate("encrypt "+ref.String(), p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+			var err error
+			iv, out, err = p.gcmEncrypt(c, sh, h, plaintext, aad)
+			return err
+		}))
 	})
 	if err != nil {
-		return nil, nil, p.translate("encrypt "+ref.String(), err)
+		return nil, nil, err
 	}
 	return iv, out, nil
 }
@@ -89,26 +91,28 @@ func (p *PKCS11) Decrypt(ctx context.Context, ref ObjectRef, iv, ciphertext, aad
 		return nil, fmt.Errorf("%w: %s: IV of %d bytes or ciphertext of %d bytes out of range", ErrDecryptFailed, ref, len(iv), len(ciphertext))
 	}
 	var out []byte
-	var failedIn string
-	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		params, mech := p.gcm(iv, aad)
-		defer params.Free()
-		failedIn = "C_DecryptInit"
-		if err := c.DecryptInit(sh, mech, h); err != nil {
+	err := p.withStorageCheck(ctx, func() error {
+		var failedIn string
+		err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+			params, mech := p.gcm(iv, aad)
+			defer params.Free()
+			failedIn = "C_DecryptInit"
+			if err := c.DecryptInit(sh, mech, h); err != nil {
+				return err
+			}
+			failedIn = "C_Decrypt"
+			var err error
+			out, err = p.gcmOpen(sh, ciphertext)
 			return err
+		})
+		if code, ok := ckrCode(err); ok && failedIn == "C_Decrypt" && slices.Contains(p.cfg.Profile.DecryptFailureCodes, code) {
+			return &tokenError{op: "decrypt " + ref.String(), code: code, kind: ErrDecryptFailed}
 		}
-		failedIn = "C_Decrypt"
-		var err error
-		out, err = p.gcmOpen(sh, ciphertext)
-		return err
+		return p.translate("decrypt "+ref.String(), err)
 	})
-	if code, ok := ckrCode(err); ok && failedIn == "C_Decrypt" && slices.Contains(p.cfg.Profile.DecryptFailureCodes, code) {
-		clear(out)
-		return nil, &tokenError{op: "decrypt " + ref.String(), code: code, kind: ErrDecryptFailed}
-	}
 	if err != nil {
 		clear(out) // plaintext of an attempt that failed after C_Decrypt
-		return nil, p.translate("decrypt "+ref.String(), err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -139,12 +143,4 @@ func (p *PKCS11) Random(ctx context.Context, n int) ([]byte, error) {
 		return nil, fmt.Errorf("hsm: token returned %d random bytes, want %d", len(out), n)
 	}
 	return out, nil
-}
-
-// Ping implements Token: a session can be borrowed (opened and logged in if
-// needed) and is logged in according to C_GetSessionInfo. A dead session or
-// a lost login is recovered from here as on any call.
-func (p *PKCS11) Ping(ctx context.Context) error {
-	err := p.do(ctx, loggedIn)
-	return translate("ping", err)
 }

@@ -62,8 +62,19 @@
 // restart, C_CloseAllSessions or a logout without restarting. A search that
 // finds nothing on a session that is not logged in counts as a lost login,
 // not as a missing object: after a logout private objects are invisible.
-// Recovery never calls C_Finalize (the module's state is shared by the whole
-// process); Close finalizes only when the last PKCS11 of the module closes.
+// Recovery after a dead session or module never calls C_Finalize (the
+// module's state is shared by the whole process); Close finalizes only
+// when the last PKCS11 of the module closes. The one exception is a failed
+// storage (probe.go): Ping encrypts under a probe key, a token object made
+// at Open, because an open session proves nothing when the token's storage
+// is unreadable (SoftHSM then still opens sessions but shows no object,
+// and does not see them again until the module is initialised anew). A
+// token that shows no probe key is finalized and initialised again, at
+// most once a second, after every call in flight returned, and only when
+// this PKCS11 is the module's only user in the process; a "not found"
+// from such a token is ErrUnavailable, not a missing key. The profile's
+// StorageFaultCodes (a write to the storage failed) are ErrUnavailable
+// too (docs/pkcs11-pitfalls.md, item 58).
 //
 // # Handles
 //

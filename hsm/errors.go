@@ -120,13 +120,14 @@ func translate(op string, err error) error {
 
 // translate is the package translate with the profile's codes first: a
 // decrypt-only key's refusal is ErrNotPermitted, and a session of a
-// finalized module is ErrUnavailable, whatever code this token uses.
+// finalized module or a failed storage is ErrUnavailable, whatever code
+// this token uses.
 func (p *PKCS11) translate(op string, err error) error {
 	if code, ok := ckrCode(err); ok && !errors.As(err, new(*tokenError)) {
 		switch {
 		case slices.Contains(p.cfg.Profile.NotPermittedCodes, code):
 			return &tokenError{op: op, code: code, kind: ErrNotPermitted}
-		case slices.Contains(p.cfg.Profile.ModuleGoneCodes, code):
+		case slices.Contains(p.cfg.Profile.ModuleGoneCodes, code), slices.Contains(p.cfg.Profile.StorageFaultCodes, code):
 			return &tokenError{op: op, code: code, kind: ErrUnavailable}
 		}
 	}
@@ -188,6 +189,8 @@ var ckrNames = map[uint]string{
 	pkcs11.CKR_USER_NOT_LOGGED_IN:         "CKR_USER_NOT_LOGGED_IN",
 	pkcs11.CKR_USER_PIN_NOT_INITIALIZED:   "CKR_USER_PIN_NOT_INITIALIZED",
 	pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:   "CKR_CRYPTOKI_NOT_INITIALIZED",
+	ckrNSSCertDBFailed:                    "CKR_NSS_CERTDB_FAILED",
+	ckrNSSKeyDBFailed:                     "CKR_NSS_KEYDB_FAILED",
 }
 
 // ckrName names a CKR code for messages, e.g. "CKR_ACTION_PROHIBITED (0x1B)".

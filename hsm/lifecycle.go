@@ -17,6 +17,10 @@ func (p *PKCS11) SetDecryptOnly(ctx context.Context, ref ObjectRef) error {
 	if !p.cfg.Profile.SupportsEncryptFlip {
 		return nil
 	}
+	return p.withStorageCheck(ctx, func() error { return p.setDecryptOnly(ctx, ref) })
+}
+
+func (p *PKCS11) setDecryptOnly(ctx context.Context, ref ObjectRef) error {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
@@ -40,13 +44,17 @@ func (p *PKCS11) SetDecryptOnly(ctx context.Context, ref ObjectRef) error {
 		}
 		return nil
 	})
-	return translate("set decrypt-only "+ref.String(), err)
+	return p.translate("set decrypt-only "+ref.String(), err)
 }
 
 // Destroy implements Token. The object is found by search, not from the
 // cache, so that exactly the object with ref's CKA_ID goes; two objects
 // with the id are refused (ErrAmbiguousObject), none is success.
 func (p *PKCS11) Destroy(ctx context.Context, ref ObjectRef) error {
+	return p.withStorageCheck(ctx, func() error { return p.destroy(ctx, ref) })
+}
+
+func (p *PKCS11) destroy(ctx context.Context, ref ObjectRef) error {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	defer p.forgetAny(ref)
@@ -63,7 +71,7 @@ func (p *PKCS11) Destroy(ctx context.Context, ref ObjectRef) error {
 		}
 		return nil
 	})
-	return translate("destroy "+ref.String(), err)
+	return p.translate("destroy "+ref.String(), err)
 }
 
 // inventoryBatch is how many handles one C_FindObjects call returns.
@@ -77,9 +85,21 @@ var inventoryAttrs = []uint{
 
 // Inventory implements Token: every secret key whose label is ours, with
 // the attributes an auditor checks. It runs on one session under the
-// management lock, and first checks the login: a logged-out session sees
-// no private object, and an empty inventory would look like lost keys.
+// management lock, and first checks the login and that the probe key is
+// there: a logged-out session sees no private object, nor does SoftHSM
+// with its storage unreadable, and an empty inventory would look like
+// lost keys.
 func (p *PKCS11) Inventory(ctx context.Context) ([]ObjectInfo, error) {
+	var out []ObjectInfo
+	err := p.withStorageCheck(ctx, func() error {
+		var err error
+		out, err = p.inventory(ctx)
+		return err
+	})
+	return out, err
+}
+
+func (p *PKCS11) inventory(ctx context.Context) ([]ObjectInfo, error) {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	var out []ObjectInfo
@@ -88,7 +108,12 @@ func (p *PKCS11) Inventory(ctx context.Context) ([]ObjectInfo, error) {
 		if err := loggedIn(c, sh); err != nil {
 			return err
 		}
-		p.stats.searches.Add(1)
+		p.stats.searches.Add(2)
+		if hs, err := findByID(c, sh, probeID, pkcs11.CKO_SECRET_KEY, 1); err != nil {
+			return err
+		} else if len(hs) == 0 {
+			return errProbeMissing
+		}
 		if err := c.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY)}); err != nil {
 			return err
 		}
@@ -122,7 +147,7 @@ func (p *PKCS11) Inventory(ctx context.Context) ([]ObjectInfo, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, translate("inventory", err)
+		return nil, p.translate("inventory", err)
 	}
 	return out, nil
 }

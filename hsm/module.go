@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 	"golang.org/x/sync/singleflight"
@@ -53,6 +54,13 @@ type PKCS11 struct {
 	handles map[string]cachedHandle // CKA_ID -> handle and its generation
 	finds   singleflight.Group
 
+	// rmu serialises reinit; lastReinit rate-limits it. refinalize says
+	// the last initialisation found no token: SoftHSM looks at its
+	// storage again only after another C_Finalize (probe.go).
+	rmu        sync.Mutex
+	lastReinit time.Time
+	refinalize atomic.Bool
+
 	// loginFailed stops further login attempts after a wrong PIN: a retry
 	// loop would lock the token (letsencrypt/pkcs11key).
 	loginFailed atomic.Bool
@@ -96,8 +104,13 @@ func Open(ctx context.Context, cfg Config) (*PKCS11, error) {
 		return nil, err
 	}
 	p.probeWrapping()
-	// Log in now, so that a wrong PIN fails start-up rather than the first request.
-	if err := p.Ping(ctx); err != nil {
+	// Log in now, so that a wrong PIN fails start-up rather than the first
+	// request; then make sure Ping has its probe key.
+	if err := translate("login", p.do(ctx, loggedIn)); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.ensureProbe(ctx); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -186,8 +199,10 @@ func (p *PKCS11) reset(seen uint64, hard bool) error {
 	if hard {
 		reinit, err := p.initModule()
 		if err != nil {
+			p.refinalize.Store(true)
 			return fmt.Errorf("%w: recovering the token: %w", ErrUnavailable, err)
 		}
+		p.refinalize.Store(false)
 		if reinit && !bumped {
 			// A new module instance under sessions of the current
 			// generation (opened after another goroutine's soft reset).

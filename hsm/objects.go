@@ -74,7 +74,10 @@ var required = []boolRule{
 func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
 	tmpl := append(append(keyTemplate(ref), p.notCopyable()...), p.allowedAttr(p.versionMechanisms(false)...)...)
-	return p.generate(ctx, ref, mech, tmpl, p.verify)
+	// No second try after a re-initialisation: an object this call may
+	// have made would be refused as not its own. The storage is checked,
+	// so that the caller's retry finds a working token.
+	return p.storageChecked(ctx, false, func() error { return p.generate(ctx, ref, mech, tmpl, p.verify) })
 }
 
 // generate is GenerateKey for any secret key: tmpl made with mech, checked
@@ -121,7 +124,7 @@ func (p *PKCS11) generate(ctx context.Context, ref ObjectRef, mech []*pkcs11.Mec
 		return nil
 	})
 	if err != nil {
-		return translate("generate "+ref.String(), err)
+		return p.translate("generate "+ref.String(), err)
 	}
 	if _, _, now := p.current(); now == gen {
 		p.cache(ref, cachedHandle{h: h, gen: gen}) // else the next use finds it again
@@ -302,7 +305,7 @@ func (p *PKCS11) search(ctx context.Context, ref ObjectRef) (pkcs11.ObjectHandle
 		if errors.Is(err, ErrAttributeMismatch) {
 			return 0, err
 		}
-		return 0, translate("find "+ref.String(), err)
+		return 0, p.translate("find "+ref.String(), err)
 	}
 	if err := exactlyOne(ref, hs); err != nil {
 		return 0, err

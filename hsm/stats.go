@@ -4,7 +4,7 @@ import "sync/atomic"
 
 // counters are what Stats reports.
 type counters struct {
-	searches, cacheHits, cacheMisses, resets, sessionsOpened, sessionsClosed atomic.Uint64
+	searches, cacheHits, cacheMisses, resets, reinits, sessionsOpened, sessionsClosed atomic.Uint64
 }
 
 // Stats are counters of the token layer, for metrics and tests. Searches is
@@ -15,6 +15,7 @@ type Stats struct {
 	CacheHits      uint64 // handle lookups answered from memory
 	CacheMisses    uint64
 	Resets         uint64 // recoveries after dead sessions or a token reset
+	Reinits        uint64 // module finalized and initialised again after a storage fault
 	SessionsOpened uint64
 	SessionsOpen   int // opened and not yet closed or dropped
 	SessionsIdle   int
@@ -28,7 +29,7 @@ func (p *PKCS11) Stats() Stats {
 	opened := p.stats.sessionsOpened.Load()
 	return Stats{
 		Searches: p.stats.searches.Load(), CacheHits: p.stats.cacheHits.Load(),
-		CacheMisses: p.stats.cacheMisses.Load(), Resets: p.stats.resets.Load(),
+		CacheMisses: p.stats.cacheMisses.Load(), Resets: p.stats.resets.Load(), Reinits: p.stats.reinits.Load(),
 		SessionsOpened: opened, SessionsOpen: int(opened - p.stats.sessionsClosed.Load()),
 		SessionsIdle: idle, SessionsInUse: inUse, MaxSessions: p.cfg.MaxSessions,
 	}

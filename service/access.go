@@ -255,8 +255,7 @@ func (s *Access) authEntry(ctx context.Context, id string) (authEntry, error) {
 	// The generation is part of the key: a request that starts after a
 	// revocation (which clears the cache) must not join a load that began
 	// before it and return the token as it was.
-	r, err, _ := c.loads.Do(strconv.FormatUint(gen, 10)+"/"+id, func() (any, error) {
-		ctx := context.WithoutCancel(ctx)
+	r, err := sharedLoad(ctx, &c.loads, strconv.FormatUint(gen, 10)+"/"+id, s.dbTimeout, func(ctx context.Context) (any, error) {
 		t, err := s.store.GetToken(ctx, id)
 		if err != nil {
 			return nil, err
@@ -316,6 +315,8 @@ func parseDocs(recs []PolicyRecord, bad func(name string, err error)) []policy.D
 // AuthenticateCertificate maps a verified TLS client certificate's subject
 // to its principal.
 func (s *Access) AuthenticateCertificate(ctx context.Context, subject string) (*Caller, error) {
+	ctx, cancel := s.dbCtx(ctx)
+	defer cancel()
 	p, err := s.store.PrincipalByCertSubject(ctx, subject)
 	if errors.Is(err, ErrNotFound) {
 		return nil, errorf(ErrUnauthenticated, "the client certificate is not mapped to a principal")

@@ -100,7 +100,7 @@ func newAudit(b base, store Store, token hsm.Token, enabled bool) *Audit {
 	a := &Audit{base: b, store: store, token: token,
 		tx: narrow(store, func(q Queries) AuditQueries { return q })}
 	if enabled {
-		a.w = newAuditor(store, b.log)
+		a.w = newAuditor(store, b.log, b.dbTimeout)
 	}
 	return a
 }
@@ -126,6 +126,8 @@ func (a *Audit) close() {
 // management change and its audit record commit together or not at all.
 // The record is appended last, so the chain's head is locked briefly.
 func commit[Q AuditAppender](ctx context.Context, rec *Audit, tx Tx[Q], fn func(q Q) error) error {
+	ctx, cancel := rec.dbCtx(ctx)
+	defer cancel()
 	a := activityFrom(ctx)
 	record := a != nil && rec.w != nil
 	err := tx(ctx, func(q Q) error {
@@ -189,6 +191,10 @@ type auditor struct {
 	log   interface{ Error(string, ...any) }
 	queue chan *auditReq
 	depth atomic.Int64
+	// timeout bounds one group commit (Config.DBTimeout); a request
+	// waits for its record at most twice that: the commit ahead of its
+	// own, and its own.
+	timeout time.Duration
 
 	mu      sync.Mutex
 	closed  bool
@@ -208,8 +214,8 @@ const maxAuditBatch = 512
 // last one had company; a lone request never waits.
 var auditLinger = 500 * time.Microsecond
 
-func newAuditor(store AuditAppender, log interface{ Error(string, ...any) }) *auditor {
-	a := &auditor{store: store, log: log, queue: make(chan *auditReq, 4*maxAuditBatch), done: make(chan struct{})}
+func newAuditor(store AuditAppender, log interface{ Error(string, ...any) }, timeout time.Duration) *auditor {
+	a := &auditor{store: store, log: log, timeout: timeout, queue: make(chan *auditReq, 4*maxAuditBatch), done: make(chan struct{})}
 	go a.run()
 	return a
 }
@@ -226,6 +232,10 @@ func (a *auditor) append(ctx context.Context, ev *AuditEvent) error {
 	a.depth.Add(1)
 	a.senders.Add(1)
 	a.mu.Unlock()
+	// The wait is bounded whatever the database does: a hung one must
+	// not hold the response (and the client) without end.
+	deadline := time.NewTimer(2 * a.timeout)
+	defer deadline.Stop()
 	select {
 	case a.queue <- r:
 		a.senders.Done()
@@ -233,10 +243,22 @@ func (a *auditor) append(ctx context.Context, ev *AuditEvent) error {
 		a.senders.Done()
 		a.depth.Add(-1)
 		return errorf(ErrUnavailable, "the audit log did not accept the record in time; retry later")
+	case <-deadline.C:
+		a.senders.Done()
+		a.depth.Add(-1)
+		return errorf(ErrUnavailable, "the audit log did not accept the record in time; retry later")
 	}
 	// Once queued, the record will be written: wait for it even if the
-	// client went away, so that the outcome is known.
-	return <-r.done
+	// client went away, so that the outcome is known; but not past the
+	// deadline. A record whose request was answered 503 that way may
+	// still be written later: the trail then shows an operation whose
+	// answer the client never got, never the reverse.
+	select {
+	case err := <-r.done:
+		return err
+	case <-deadline.C:
+		return errorf(ErrUnavailable, "the audit log did not confirm the record in time (database slow or unreachable); retry later")
+	}
 }
 
 func (a *auditor) run() {
@@ -272,13 +294,14 @@ func (a *auditor) write(batch []*auditReq) {
 	for i, r := range batch {
 		events[i] = r.ev
 	}
-	err := a.appendBatch(events)
-	if err != nil && len(batch) > 1 {
+	hung, err := a.appendBatch(events)
+	if err != nil && len(batch) > 1 && !hung {
 		// Nothing of the batch was written (one transaction). One record the
 		// store refuses must not cost the others theirs: write them one by
 		// one, within one more deadline, so a store that is down costs two
-		// deadlines, not one per record.
-		ctx, cancel := context.WithTimeout(context.Background(), auditWriteTimeout)
+		// deadlines, not one per record. A store that did not answer in
+		// time is not asked again record by record: it hangs.
+		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 		for _, r := range batch {
 			r.done <- a.appendIn(ctx, []*AuditEvent{r.ev})
 		}
@@ -291,13 +314,13 @@ func (a *auditor) write(batch []*auditReq) {
 	a.depth.Add(-int64(len(batch)))
 }
 
-// auditWriteTimeout bounds one group commit.
-const auditWriteTimeout = 30 * time.Second
-
-func (a *auditor) appendBatch(events []*AuditEvent) error {
-	ctx, cancel := context.WithTimeout(context.Background(), auditWriteTimeout)
+// appendBatch writes one group commit within the timeout; hung says the
+// database did not answer in time.
+func (a *auditor) appendBatch(events []*AuditEvent) (hung bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
-	return a.appendIn(ctx, events)
+	err = a.appendIn(ctx, events)
+	return err != nil && ctx.Err() != nil, err
 }
 
 // appendIn writes events in one transaction; a failure is logged and
@@ -305,6 +328,9 @@ func (a *auditor) appendBatch(events []*AuditEvent) error {
 func (a *auditor) appendIn(ctx context.Context, events []*AuditEvent) error {
 	if err := a.store.AppendAudit(ctx, events, HashAuditEvent); err != nil {
 		a.log.Error("audit: writing records failed; their requests are answered with an error", "records", len(events), "err", err)
+		if ctx.Err() != nil {
+			return errorf(ErrUnavailable, "the audit log could not be written in time (database slow or unreachable); retry later")
+		}
 		return errorf(ErrUnavailable, "the audit log could not be written; retry later")
 	}
 	return nil

@@ -30,6 +30,8 @@ type keyCache struct {
 	store KeyQueries
 	clock Clock
 	ttl   time.Duration
+	// dbTimeout bounds one load (sharedLoad).
+	dbTimeout time.Duration
 
 	mu      sync.RWMutex
 	keys    map[string]*keyView
@@ -45,8 +47,8 @@ type aliasEntry struct {
 	loadedAt time.Time
 }
 
-func newKeyCache(store KeyQueries, clock Clock, ttl time.Duration) *keyCache {
-	return &keyCache{store: store, clock: clock, ttl: ttl,
+func newKeyCache(store KeyQueries, clock Clock, ttl, dbTimeout time.Duration) *keyCache {
+	return &keyCache{store: store, clock: clock, ttl: ttl, dbTimeout: dbTimeout,
 		keys: map[string]*keyView{}, aliases: map[string]aliasEntry{}}
 }
 
@@ -62,8 +64,8 @@ func (c *keyCache) key(ctx context.Context, id string) (*keyView, error) {
 	if ok && c.fresh(v.loadedAt) {
 		return v, nil
 	}
-	r, err, _ := c.loads.Do("k/"+id, func() (any, error) {
-		return c.loadKey(context.WithoutCancel(ctx), id)
+	r, err := sharedLoad(ctx, &c.loads, "k/"+id, c.dbTimeout, func(ctx context.Context) (any, error) {
+		return c.loadKey(ctx, id)
 	})
 	if err != nil {
 		return nil, err
@@ -132,12 +134,12 @@ func (c *keyCache) alias(ctx context.Context, name string) (string, error) {
 	if ok && c.fresh(e.loadedAt) {
 		return e.keyID, nil
 	}
-	r, err, _ := c.loads.Do("a/"+name, func() (any, error) {
+	r, err := sharedLoad(ctx, &c.loads, "a/"+name, c.dbTimeout, func(ctx context.Context) (any, error) {
 		c.mu.RLock()
 		gen := c.gen
 		c.mu.RUnlock()
 		loadedAt := c.clock.Now()
-		a, err := c.store.GetAlias(context.WithoutCancel(ctx), name)
+		a, err := c.store.GetAlias(ctx, name)
 		if err != nil {
 			return "", err
 		}

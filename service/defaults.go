@@ -19,6 +19,13 @@ const (
 	DefaultWorkerTick           = 10 * time.Second
 	DefaultReconcileEvery       = 5 * time.Minute
 	DefaultSealEvery            = time.Second
+	// DefaultDBTimeout bounds one database step of a request (a cache
+	// load, a management transaction, an audit group commit): a database
+	// that hangs (a SIGSTOPped PostgreSQL answers neither with data nor
+	// with an error) then costs a request a few of these at most,
+	// answered KeyUnavailableException, never a wait without end
+	// (docs/operations.md, "Faults").
+	DefaultDBTimeout = 5 * time.Second
 	// DefaultRotateAfterEncryptions and DefaultMaxEncryptions bound the
 	// AES-GCM encryptions under one version (invocations.go).
 	DefaultRotateAfterEncryptions = 1 << 30 // a quarter of 2^32

@@ -98,10 +98,18 @@ func (a *Audit) checkRemembered(ctx context.Context) error {
 	return nil
 }
 
+// ActAuditSealKey is the action of the record that claims a new seal key:
+// it names the key, so that no replica makes another one.
+const ActAuditSealKey = "kms:CreateAuditSealKey"
+
 // ensureSealKey finds the seal key this process seals with, under a lock
-// every replica respects: the key the newest seal names, or, before the
-// first seal, a new one under a name with a fresh nonce, which the first
-// seal then records. A key someone with the PIN prepared under the seal
+// every replica respects: the key the newest seal names; before the first
+// seal, the key the claim record names; and when neither is there, a new
+// one under a name with a fresh nonce, whose claim is appended before the
+// lock is released. So replicas started together seal with one key: the
+// second to take the lock finds the first one's claim (before the claim,
+// each made a key of its own, and one replica's view of the token could
+// lack the other's). A key someone with the PIN prepared under the seal
 // key's name is never taken (issue 16). An installation whose seals were
 // made before nonces keeps its key, taken only if the token attests that
 // it generated it.
@@ -116,29 +124,49 @@ func (a *Audit) ensureSealKey(ctx context.Context) error {
 			return err
 		}
 		if prev == nil {
+			if prev, err = a.lastAudit(ctx, ActAuditSealKey); err != nil {
+				return err
+			}
+		}
+		if prev == nil {
 			if key, err = hsm.NewRef(AuditSealKeyID, 1); err != nil {
 				return err
 			}
-			return a.token.GenerateKey(ctx, key)
+			if err := a.token.GenerateKey(ctx, key); err != nil {
+				return a.tokenErr(err)
+			}
+			detail, _ := json.Marshal(map[string]string{"key": key.Label()})
+			claim := &AuditEvent{At: a.clock.Now(), Principal: "system", Action: ActAuditSealKey,
+				Outcome: OutcomeAllowed, Detail: string(detail)}
+			return a.storeErr(a.store.AppendAudit(ctx, []*AuditEvent{claim}, HashAuditEvent))
 		}
 		var d sealDetail
 		if err := json.Unmarshal([]byte(prev.Detail), &d); err != nil {
-			return fmt.Errorf("seal record %d is malformed: %w", prev.Seq, err)
+			return fmt.Errorf("record %d naming the seal key is malformed: %w", prev.Seq, err)
 		}
 		var ok bool
-		if key, ok = sealKeyOf(d); !ok {
-			return fmt.Errorf("seal record %d names no valid seal key", prev.Seq)
+		if key, ok = sealKeyOf(d); !ok || (prev.Action == ActAuditSealKey && key.Legacy()) {
+			return fmt.Errorf("record %d names no valid seal key", prev.Seq)
 		}
 		if !key.Legacy() {
 			return nil // made by this service for the seals that name it
 		}
-		return a.token.GenerateKey(ctx, key)
+		return a.tokenErr(a.token.GenerateKey(ctx, key))
 	})
 	if err != nil {
 		return err
 	}
 	a.sealer.key = &key
 	return nil
+}
+
+// lastAudit is the newest record of action, or nil.
+func (a *Audit) lastAudit(ctx context.Context, action string) (*AuditEvent, error) {
+	e, err := a.store.LastAudit(ctx, action)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return e, a.storeErr(err)
 }
 
 // SealAudit seals the chain's current head, if it moved since the last
@@ -151,7 +179,7 @@ func (a *Audit) SealAudit(ctx context.Context) error {
 	a.sealer.mu.Lock()
 	defer a.sealer.mu.Unlock()
 	if err := a.ensureSealKey(ctx); err != nil {
-		return fmt.Errorf("audit seal key: %w", a.tokenErr(err))
+		return fmt.Errorf("audit seal key: %w", a.storeErr(err))
 	}
 	if !a.sealer.anchored {
 		if err := a.loadAnchor(ctx); err != nil {
@@ -236,11 +264,7 @@ var errSealRace = errors.New("another replica sealed the audit chain first")
 
 // lastSeal is the newest seal record, or nil.
 func (a *Audit) lastSeal(ctx context.Context) (*AuditEvent, error) {
-	e, err := a.store.LastAudit(ctx, ActAuditSeal)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	return e, a.storeErr(err)
+	return a.lastAudit(ctx, ActAuditSeal)
 }
 
 // sealCheck verifies one seal record against the chain's hash at the seq it

@@ -69,6 +69,10 @@ type Config struct {
 	// DisableAudit turns the audit log off. Only for measuring what
 	// auditing costs (make bench): a deployment must keep it on.
 	DisableAudit bool
+	// DBTimeout bounds one database step of a request: a cache load, a
+	// management transaction, an audit group commit (default
+	// DefaultDBTimeout).
+	DBTimeout time.Duration
 	// AuthCacheTTL bounds how long a revoked token or a changed policy may
 	// still be honoured by another replica (default 500ms). Changes made by
 	// this process apply at once.
@@ -100,6 +104,9 @@ func (c *Config) setDefaults() {
 	if c.LeaseDuration == 0 {
 		c.LeaseDuration = DefaultLeaseDuration
 	}
+	if c.DBTimeout == 0 {
+		c.DBTimeout = DefaultDBTimeout
+	}
 	if c.AuthCacheTTL == 0 {
 		c.AuthCacheTTL = DefaultAuthCacheTTL
 	}
@@ -117,11 +124,14 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// base is what every part of the service shares: the clock, the log and
-// the translation of token and store errors into domain errors.
+// base is what every part of the service shares: the clock, the log, the
+// database timeout and the translation of token and store errors into
+// domain errors.
 type base struct {
 	clock Clock
 	log   *slog.Logger
+	// dbTimeout bounds one database step of a request (Config.DBTimeout).
+	dbTimeout time.Duration
 }
 
 // Service implements the KMS use cases.
@@ -135,6 +145,7 @@ type Service struct {
 	Worker *Worker
 	store  Store
 	token  hsm.Token
+	ready  readiness // Ready's cache (ready.go)
 }
 
 // Rotation protocol steps, as StepHook names them.
@@ -158,11 +169,11 @@ func (h hooks) after(step string) {
 // New returns a service on an opened store and token.
 func New(store Store, token hsm.Token, cfg Config) *Service {
 	cfg.setDefaults()
-	b := base{clock: cfg.Clock, log: cfg.Logger}
+	b := base{clock: cfg.Clock, log: cfg.Logger, dbTimeout: cfg.DBTimeout}
 	ls := &leases{base: b, store: store, duration: cfg.LeaseDuration, instance: uuid.NewString()}
 	audit := newAudit(b, store, token, !cfg.DisableAudit)
 	keys := &Keys{base: b, store: store, tx: narrow(store, func(q Queries) KeysTx { return q }), token: token,
-		cfg: cfg, cache: newKeyCache(store, cfg.Clock, cfg.CacheTTL), audit: audit, leases: ls}
+		cfg: cfg, cache: newKeyCache(store, cfg.Clock, cfg.CacheTTL, cfg.DBTimeout), audit: audit, leases: ls}
 	imports := &Import{base: b, store: store, tx: narrow(store, func(q Queries) ImportTx { return q }),
 		keys: keys, token: token, audit: audit, leases: ls}
 	counts := &invocations{}
@@ -202,17 +213,6 @@ func (s *Service) KeysByState(ctx context.Context) (map[KeyState]int, error) {
 
 // AuditQueueDepth is Audit.AuditQueueDepth.
 func (s *Service) AuditQueueDepth() int { return s.Audit.AuditQueueDepth() }
-
-// Ready reports whether both the token and the database answer.
-func (s *Service) Ready(ctx context.Context) error {
-	if err := s.token.Ping(ctx); err != nil {
-		return s.tokenErr(err)
-	}
-	if err := s.store.Ping(ctx); err != nil {
-		return s.storeErr(err)
-	}
-	return nil
-}
 
 // now is the clock's time truncated to microseconds, the store's precision,
 // so that what is returned equals what is read back later.

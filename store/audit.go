@@ -79,8 +79,10 @@ func (q auditRows) AppendAudit(ctx context.Context, events []*service.AuditEvent
 	}
 	if db, ok := q.w.(*sqlx.DB); ok {
 		q.stmts.prepareAudit(ctx, len(events)) // before the transaction takes the connection
+		ctx, cancel := bound(ctx, q.timeout)
+		defer cancel()
 		return withTx(ctx, db, func(tx *sqlx.Tx) error {
-			return auditRows{conn{r: tx, w: tx}, q.stmts}.appendAudit(ctx, events, h)
+			return auditRows{conn{r: tx, w: tx, timeout: q.timeout}, q.stmts}.appendAudit(ctx, events, h)
 		})
 	}
 	return q.appendAudit(ctx, events, h)
@@ -99,7 +101,7 @@ func (q auditRows) appendAudit(ctx context.Context, events []*service.AuditEvent
 		if err := classify(tx.StmtContext(ctx, headStmt).QueryRowContext(ctx).Scan(&head.Seq, &head.Hash)); err != nil {
 			return internal("lock", "audit head", err)
 		}
-	} else if err := classify(sqlx.GetContext(ctx, q.w, &head, q.w.Rebind(query))); err != nil {
+	} else if err := q.getW(ctx, &head, query); err != nil {
 		return internal("lock", "audit head", err)
 	}
 	for _, e := range events {

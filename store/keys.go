@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/service"
-	"github.com/jmoiron/sqlx"
 )
 
 const (
@@ -114,7 +113,7 @@ func (q keyRows) LockKey(ctx context.Context, id string) (*service.Key, error) {
 		query += " FOR UPDATE"
 	}
 	var row keyRow
-	if err := classify(sqlx.GetContext(ctx, q.w, &row, q.w.Rebind(query), id)); err != nil {
+	if err := q.getW(ctx, &row, query, id); err != nil {
 		return nil, dbErr(err, "get", keyEntity(id), id)
 	}
 	return row.key()

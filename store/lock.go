@@ -25,12 +25,14 @@ func (db *DB) WithLock(ctx context.Context, name string, fn func() error) error 
 		defer mu.Unlock()
 		return fn()
 	}
-	conn, err := db.w.Connx(ctx)
+	lctx, cancel := bound(ctx, db.timeout)
+	defer cancel()
+	conn, err := db.w.Connx(lctx)
 	if err != nil {
 		return fmt.Errorf("store: lock %s: %w", name, classify(err))
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, "hsmkms/"+name); err != nil {
+	if _, err := conn.ExecContext(lctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, "hsmkms/"+name); err != nil {
 		return fmt.Errorf("store: lock %s: %w", name, classify(err))
 	}
 	defer func() {

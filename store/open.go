@@ -26,6 +26,7 @@ type DB struct {
 	w       *sqlx.DB // writes and transactions
 	r       *sqlx.DB // reads; the same pool as w on PostgreSQL
 	dialect dialect
+	timeout time.Duration // SetTimeout
 }
 
 var _ service.Store = (*DB)(nil)
@@ -121,7 +122,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err := r.PingContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: sqlite: %w", err), r.Close(), w.Close())
 	}
-	return &DB{queries: newQueries(r, w, newStmtCache(w)), w: w, r: r, dialect: dialectSQLite}, nil
+	return &DB{queries: newQueries(r, w, 0, newStmtCache(w)), w: w, r: r, dialect: dialectSQLite}, nil
 }
 
 // openPostgres opens one pool through pgx's database/sql driver and migrates.
@@ -143,7 +144,7 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	if err := prepare(ctx, db, dialectPostgres); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	return &DB{queries: newQueries(db, db, nil), w: db, r: db, dialect: dialectPostgres}, nil
+	return &DB{queries: newQueries(db, db, 0, nil), w: db, r: db, dialect: dialectPostgres}, nil
 }
 
 // prepare proves the connection and applies the migrations.
@@ -154,9 +155,20 @@ func prepare(ctx context.Context, db *sqlx.DB, d dialect) error {
 	return migrate(ctx, db, d)
 }
 
+// SetTimeout bounds every statement, every transaction as a whole, Ping
+// and the taking of a WithLock lock by d (0, the default: only the
+// caller's context does). kmsd sets it to KMS_DB_TIMEOUT, so that a hung
+// database fails requests within a known time. Call it before use.
+func (db *DB) SetTimeout(d time.Duration) {
+	db.timeout = d
+	db.queries = newQueries(db.r, db.w, d, db.stmts)
+}
+
 // Ping proves the database answers. On SQLite it checks both pools, so it
 // waits while a transaction holds the writer.
 func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := bound(ctx, db.timeout)
+	defer cancel()
 	if err := db.w.PingContext(ctx); err != nil {
 		return fmt.Errorf("store: ping: %w", classify(err))
 	}
@@ -187,8 +199,10 @@ func (db *DB) Close() error {
 // block, but see the last committed state, not fn's. On PostgreSQL the
 // isolation level is the server's default (READ COMMITTED).
 func (db *DB) InTx(ctx context.Context, fn func(q service.Queries) error) error {
+	ctx, cancel := bound(ctx, db.timeout)
+	defer cancel()
 	return conflictErr(withTx(ctx, db.w, func(tx *sqlx.Tx) error {
-		return fn(newQueries(tx, tx, db.stmts))
+		return fn(newQueries(tx, tx, db.timeout, db.stmts))
 	}))
 }
 

@@ -213,10 +213,10 @@ func TestPolicyForeignKey(t *testing.T) {
 		noErr(t, s.PutPolicy(ctx, newPolicy("raced", "{}")))
 		errRollback := errors.New("roll back")
 		err = withTx(ctx, s.w, func(tx *sqlx.Tx) error {
-			if err := newQueries(tx, tx, nil).AttachPolicy(ctx, "alice", "raced"); err != nil {
+			if err := newQueries(tx, tx, 0, nil).AttachPolicy(ctx, "alice", "raced"); err != nil {
 				return err
 			}
-			err := newQueries(s.r, tx, nil).DeletePolicy(ctx, "raced")
+			err := newQueries(s.r, tx, 0, nil).DeletePolicy(ctx, "raced")
 			wantErr(t, err, service.ErrInvalidState, `policy "raced" is attached`)
 			return errRollback
 		})

@@ -20,6 +20,18 @@ import (
 type conn struct {
 	r sqlx.ExtContext
 	w sqlx.ExtContext
+	// timeout bounds each statement (DB.SetTimeout); 0: only ctx does.
+	timeout time.Duration
+}
+
+// bound is ctx with the statement timeout: a database that hangs (a
+// stopped PostgreSQL answers neither with rows nor with an error) fails
+// the statement with context.DeadlineExceeded instead of holding it.
+func bound(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, timeout)
 }
 
 // queries implements service.Queries once, for a DB and for a transaction,
@@ -45,22 +57,36 @@ type (
 	importRows struct{ conn }
 )
 
-// newQueries puts every part's rows on one conn; stmts is the writer's
-// prepared audit statements (nil: none).
-func newQueries(r, w sqlx.ExtContext, stmts *stmtCache) queries {
-	c := conn{r: r, w: w}
+// newQueries puts every part's rows on one conn, each statement bounded
+// by timeout (0: none); stmts is the writer's prepared audit statements
+// (nil: none).
+func newQueries(r, w sqlx.ExtContext, timeout time.Duration, stmts *stmtCache) queries {
+	c := conn{r: r, w: w, timeout: timeout}
 	return queries{keyRows{c}, scheduleRows{c}, accessRows{c}, auditRows{c, stmts}, importRows{c}}
 }
 
 func (q conn) get(ctx context.Context, dest any, query string, args ...any) error {
+	ctx, cancel := bound(ctx, q.timeout)
+	defer cancel()
 	return classify(sqlx.GetContext(ctx, q.r, dest, q.r.Rebind(query), args...))
 }
 
 func (q conn) sel(ctx context.Context, dest any, query string, args ...any) error {
+	ctx, cancel := bound(ctx, q.timeout)
+	defer cancel()
 	return classify(sqlx.SelectContext(ctx, q.r, dest, q.r.Rebind(query), args...))
 }
 
+// getW is get on the writer (a locking read).
+func (q conn) getW(ctx context.Context, dest any, query string, args ...any) error {
+	ctx, cancel := bound(ctx, q.timeout)
+	defer cancel()
+	return classify(sqlx.GetContext(ctx, q.w, dest, q.w.Rebind(query), args...))
+}
+
 func (q conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx, cancel := bound(ctx, q.timeout)
+	defer cancel()
 	res, err := q.w.ExecContext(ctx, q.w.Rebind(query), args...)
 	return res, classify(err)
 }

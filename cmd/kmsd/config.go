@@ -68,6 +68,8 @@ type Config struct {
 	PendingGrace time.Duration
 	// LeaseDuration: how long a crashed replica's claim on a key blocks others.
 	LeaseDuration time.Duration
+	// DBTimeout bounds one database step of a request (service.Config).
+	DBTimeout time.Duration
 	// DestroyUnknownObjects lets the reconciler destroy token objects of
 	// keys this database does not know (off: they are only reported).
 	DestroyUnknownObjects bool
@@ -111,6 +113,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	tick := fs.String("worker-tick", env("KMS_WORKER_TICK", service.ShortDuration(service.DefaultWorkerTick)), "how often due rotations and deletions run (KMS_WORKER_TICK)")
 	reconcile := fs.String("reconcile-every", env("KMS_RECONCILE_EVERY", service.ShortDuration(service.DefaultReconcileEvery)), "how often the reconciler runs (KMS_RECONCILE_EVERY)")
 	lease := fs.String("lease-duration", env("KMS_LEASE_DURATION", service.ShortDuration(service.DefaultLeaseDuration)), "how long a crashed replica's claim on a key blocks the others (KMS_LEASE_DURATION)")
+	dbTimeout := fs.String("db-timeout", env("KMS_DB_TIMEOUT", service.ShortDuration(service.DefaultDBTimeout)), "how long one database step of a request may take before it answers KeyUnavailableException (KMS_DB_TIMEOUT)")
 	grace := fs.String("pending-grace", env("KMS_PENDING_GRACE", service.ShortDuration(service.DefaultPendingGrace)), "age after which an unfinished creation or rotation is rolled back (KMS_PENDING_GRACE)")
 	fs.BoolVar(&c.DestroyUnknownObjects, "destroy-unknown-objects", env("KMS_DESTROY_UNKNOWN_OBJECTS", "") == "true",
 		"let the reconciler destroy token objects of keys unknown to this database (KMS_DESTROY_UNKNOWN_OBJECTS)")
@@ -153,7 +156,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		name string
 		val  string
 		dst  *time.Duration
-	}{{"worker-tick", *tick, &c.WorkerTick}, {"reconcile-every", *reconcile, &c.ReconcileEvery}, {"pending-grace", *grace, &c.PendingGrace}, {"lease-duration", *lease, &c.LeaseDuration}} {
+	}{{"worker-tick", *tick, &c.WorkerTick}, {"reconcile-every", *reconcile, &c.ReconcileEvery}, {"pending-grace", *grace, &c.PendingGrace}, {"lease-duration", *lease, &c.LeaseDuration}, {"db-timeout", *dbTimeout, &c.DBTimeout}} {
 		v, err := time.ParseDuration(d.val)
 		if err != nil || v <= 0 {
 			return nil, fmt.Errorf("%s: %q is not a positive duration", d.name, d.val)

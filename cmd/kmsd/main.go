@@ -87,13 +87,14 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return fmt.Errorf("database: %w", err)
 	}
 	defer db.Close()
+	db.SetTimeout(cfg.DBTimeout) // a hung database fails requests, never holds them
 
 	// Metrics wrap the token the service uses and read the service at scrape time.
 	mx := metrics.New(metrics.Config{Logger: log})
 	svc := service.New(db, mx.Token(tok), service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
 		MaxRotationInterval: cfg.MaxRotationInterval, MaxVersionsPerKey: cfg.MaxVersionsPerKey,
 		MaxOnDemandRotations: cfg.MaxOnDemandRotations, DevPendingWindow: cfg.DevPendingWindow,
-		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit, PendingGrace: cfg.PendingGrace, LeaseDuration: cfg.LeaseDuration})
+		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit, PendingGrace: cfg.PendingGrace, LeaseDuration: cfg.LeaseDuration, DBTimeout: cfg.DBTimeout})
 	// Runs after the HTTP server drained and before the database closes:
 	// every queued audit record is written.
 	defer svc.Close()

@@ -36,6 +36,11 @@ func (b *buildFirst) Run() int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Readable by everyone: the fault tests run kmsd as another user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	kmsdBin = filepath.Join(dir, "kmsd")
 	out, err := exec.Command("go", "build", "-o", kmsdBin, ".").CombinedOutput()
 	if err != nil {
@@ -54,6 +59,8 @@ type proc struct {
 	mu     sync.Mutex
 	stderr bytes.Buffer
 	done   chan error
+	// cred, when set, runs kmsd as another user (faults_test.go).
+	cred *syscall.Credential
 }
 
 func freeAddr(t *testing.T) string {
@@ -85,9 +92,16 @@ func kmsdEnv(t *testing.T, db string, extra ...string) []string {
 // process takes it meanwhile, kmsd says so and is started on another.
 func startKmsd(t *testing.T, env []string) *proc {
 	t.Helper()
+	return startKmsdAs(t, nil, env)
+}
+
+// startKmsdAs is startKmsd with kmsd running as cred's user (nil: this
+// process's).
+func startKmsdAs(t *testing.T, cred *syscall.Credential, env []string) *proc {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		addr := freeAddr(t)
-		p := &proc{url: "http://" + addr, done: make(chan error, 1)}
+		p := &proc{url: "http://" + addr, done: make(chan error, 1), cred: cred}
 		startProc(t, p, append(env, "KMS_LISTEN="+addr))
 		ready, err := p.waitReady(60 * time.Second)
 		if ready {
@@ -134,6 +148,9 @@ func startProcIn(t *testing.T, p *proc, dir string, env []string) {
 	p.cmd = exec.Command(kmsdBin)
 	p.cmd.Dir = dir
 	p.cmd.Env = env
+	if p.cred != nil {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -240,3 +240,31 @@ func ExtraToken(t testing.TB, label string) *Env {
 	}
 	return &e
 }
+
+// IsolatedToken makes a token of the binary's kind in a directory of its
+// own (SoftHSM: its own softhsm2.conf and token directory; NSS: its own
+// database), removed when the test ends: for a test that hands the token's
+// files to another user or breaks them while a kmsd uses it. Storage is
+// the directory holding its objects.
+func IsolatedToken(t testing.TB, label string) *Env {
+	t.Helper()
+	e := *Get(t)
+	if e.Kind == External {
+		t.Skipf("%s token: an isolated token cannot be made here (unset KMS_TOKEN_LABEL to let the tests create tokens)", e.Kind)
+	}
+	e.Label = label
+	if err := e.create(); err != nil {
+		t.Fatalf("token %s: %v", label, err)
+	}
+	t.Cleanup(func() { os.RemoveAll(e.Dir) })
+	return &e
+}
+
+// Storage is the directory that holds the token's objects: SoftHSM's token
+// directory, or NSS softoken's database.
+func (e *Env) Storage() string {
+	if e.Kind == NSS {
+		return filepath.Join(e.Dir, "nssdb")
+	}
+	return filepath.Join(e.Dir, "tokens")
+}
