@@ -2,28 +2,13 @@ package api
 
 import (
 	"net/http"
-	"time"
 
+	"github.com/hsmkms/hsmkms/wire"
 	"github.com/labstack/echo/v4"
 )
 
 // AWS access keys of a principal, for the AWS KMS protocol (awsapi):
 // /v1/principals/{name}/access-keys (extensions of API.md).
-
-// NewAccessKeyResponse carries the secret: the only time it is shown.
-type NewAccessKeyResponse struct {
-	AccessKeyID     string    `json:"access_key_id"`
-	SecretAccessKey string    `json:"secret_access_key"`
-	Principal       string    `json:"principal"`
-	CreationDate    time.Time `json:"creation_date"`
-}
-
-// AccessKeyInfo describes an access key without its secret.
-type AccessKeyInfo struct {
-	AccessKeyID  string     `json:"access_key_id"`
-	CreationDate time.Time  `json:"creation_date"`
-	LastUsedDate *time.Time `json:"last_used_date,omitempty"`
-}
 
 func (h *handlers) createAccessKey(c echo.Context) error {
 	if err := bindOptional(c); err != nil {
@@ -33,7 +18,7 @@ func (h *handlers) createAccessKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, NewAccessKeyResponse{AccessKeyID: k.ID, SecretAccessKey: k.Secret,
+	return c.JSON(http.StatusCreated, wire.NewAccessKey{AccessKeyID: k.ID, SecretAccessKey: k.Secret,
 		Principal: k.Principal, CreationDate: k.CreatedAt.UTC()})
 }
 
@@ -42,11 +27,11 @@ func (h *handlers) listAccessKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]AccessKeyInfo, len(keys))
+	out := wire.AccessKeyPage{AccessKeys: make([]wire.AccessKeyInfo, len(keys))}
 	for i, k := range keys {
-		out[i] = AccessKeyInfo{AccessKeyID: k.ID, CreationDate: k.CreatedAt.UTC(), LastUsedDate: utc(k.LastUsedAt)}
+		out.AccessKeys[i] = wire.AccessKeyInfo{AccessKeyID: k.ID, CreationDate: k.CreatedAt.UTC(), LastUsedDate: utc(k.LastUsedAt)}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"access_keys": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 func (h *handlers) deleteAccessKey(c echo.Context) error {

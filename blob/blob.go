@@ -5,8 +5,8 @@
 // was changed does not decrypt.
 //
 // It has no dependencies on the service, so any client of hsmkms can import
-// it. The checks are those of the service's own parser (service/blob.go):
-// a blob that one accepts the other accepts.
+// it. It is the one parser of the header: the service's (service/blob.go)
+// calls Parse, so a blob that one accepts the other accepts.
 package blob
 
 import (

@@ -36,4 +36,7 @@ type (
 	AuditRecord            = wire.AuditRecord
 	AuditPage              = wire.AuditPage
 	AuditVerification      = wire.AuditVerification
+	NewAccessKey           = wire.NewAccessKey
+	AccessKeyInfo          = wire.AccessKeyInfo
+	AccessKeyPage          = wire.AccessKeyPage
 )

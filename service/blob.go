@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/google/uuid"
+	blobfmt "github.com/hsmkms/hsmkms/blob"
 )
 
 // Ciphertext blob, format 1 (docs/ciphertext.md):
@@ -22,13 +23,11 @@ import (
 // followed by the encoded encryption context, so neither the header nor the
 // context can be changed without the token refusing to decrypt.
 const (
-	blobFormatV1   = 0x01
-	blobHeaderLen  = 21 // format + key id + version: the authenticated header
-	blobPrefixLen  = 23 // header + IV length + tag length
-	blobMinIVLen   = 12
-	blobMaxIVLen   = 16
-	blobTagLen     = 16
-	blobMinDataLen = 1
+	blobFormatV1  = 0x01
+	blobHeaderLen = 21 // format + key id + version: the authenticated header
+	blobPrefixLen = 23 // header + IV length + tag length
+	blobMinIVLen  = 12
+	blobTagLen    = 16
 )
 
 // blob is a parsed ciphertext blob.
@@ -40,26 +39,19 @@ type blob struct {
 	header     []byte // the authenticated header bytes
 }
 
-// parseBlob checks every length before slicing and returns
-// ErrInvalidCiphertext for anything that is not a well-formed format-1 blob.
-// It never says which check failed: one opaque error for every bad blob.
+// parseBlob returns ErrInvalidCiphertext for anything that is not a
+// well-formed format-1 blob. The length checks are those of package blob
+// (blob.Parse), the one parser of the header; it never says which check
+// failed: one opaque error for every bad blob.
 func parseBlob(b []byte) (*blob, error) {
-	if len(b) < blobPrefixLen+blobMinIVLen+blobMinDataLen+blobTagLen || b[0] != blobFormatV1 {
+	h, err := blobfmt.Parse(b)
+	if err != nil || h.Version > MaxVersion {
 		return nil, ErrInvalidCiphertext
 	}
-	version := binary.BigEndian.Uint32(b[17:21])
-	ivLen, tagLen := int(b[21]), int(b[22])
-	if version == 0 || version > MaxVersion || ivLen < blobMinIVLen || ivLen > blobMaxIVLen || tagLen != blobTagLen {
-		return nil, ErrInvalidCiphertext
-	}
-	if len(b) < blobPrefixLen+ivLen+blobMinDataLen+tagLen {
-		return nil, ErrInvalidCiphertext
-	}
-	var id uuid.UUID
-	copy(id[:], b[1:17])
+	ivLen := int(b[21]) // Parse checked the IV's length and that b holds it
 	return &blob{
-		keyID:      id,
-		version:    int(version),
+		keyID:      h.KeyID,
+		version:    h.Version,
 		iv:         b[blobPrefixLen : blobPrefixLen+ivLen],
 		ciphertext: b[blobPrefixLen+ivLen:],
 		header:     b[:blobHeaderLen],
