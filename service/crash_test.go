@@ -429,3 +429,37 @@ func TestSlowRotationAndReconcilerNeverLoseAVersion(t *testing.T) {
 		})
 	}
 }
+
+// A shutdown cancels the worker's context in the middle of a pass. A
+// rotation that has written its Pending row finishes all the same (steps 2
+// to 4 take milliseconds), rather than leaving a Pending row and a token
+// object for the reconciler's grace period (seen in TestTwoReplicas under
+// load: versions still Pending after both replicas stopped).
+func TestRotationFinishesWhenItsCallerIsCancelled(t *testing.T) {
+	for _, step := range []string{service.StepPendingInserted, service.StepObjectGenerated} {
+		t.Run(step, func(t *testing.T) {
+			w := newWorld(t)
+			id := w.newKey()
+			ctx, cancel := context.WithCancel(w.ctx)
+			defer cancel()
+			w.restart(func(s string) {
+				if s == step {
+					cancel() // the shutdown arrives between two steps
+				}
+			})
+			v, err := w.svc.Worker.RotateKey(ctx, id)
+			if err != nil {
+				t.Fatalf("rotation cancelled after %s: %v", step, err)
+			}
+			vs, err := w.svc.Keys.ListVersions(w.ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(vs) != 2 || vs[1].Version != v.Version || vs[1].State != service.VersionPrimary || vs[0].State != service.VersionDecryptOnly {
+				t.Fatalf("versions after a cancelled rotation: %+v", vs)
+			}
+			w.encrypt(id)
+			w.check(id) // every blob decrypts; the token holds exactly the live versions
+		})
+	}
+}

@@ -30,4 +30,7 @@ const (
 	// AES-GCM encryptions under one version (invocations.go).
 	DefaultRotateAfterEncryptions = 1 << 30 // a quarter of 2^32
 	DefaultMaxEncryptions         = 1 << 31 // half of 2^32
+	// rotationFinishTimeout bounds how long a rotation that has inserted
+	// its Pending row may outlive its caller's context to finish.
+	rotationFinishTimeout = 30 * time.Second
 )

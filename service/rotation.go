@@ -102,6 +102,13 @@ func (s *Worker) rotate(ctx context.Context, keyID string, typ RotationType) (*V
 		return nil, s.storeErr(err)
 	}
 	s.hooks.after(StepPendingInserted)
+	// Once the Pending row exists the rotation is finished even when its
+	// caller goes away (a shutdown cancels the worker mid-pass): steps 2 to
+	// 4 take milliseconds, and a rotation cut between them would leave a
+	// Pending row and an object for the reconciler's grace period. The
+	// database steps keep their own timeout (KMS_DB_TIMEOUT).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rotationFinishTimeout)
+	defer cancel()
 	// Step 2.
 	if err := s.token.GenerateKey(ctx, ref); err != nil {
 		if derr := s.store.DeleteVersion(context.WithoutCancel(ctx), keyID, n); derr != nil {

@@ -191,6 +191,9 @@ func TestTwoReplicas(t *testing.T) {
 		}
 		rotated += len(rots)
 	}
+	if t.Failed() {
+		t.Logf("replica A's log:\n%s\nreplica B's log:\n%s", a.log(), b.log())
+	}
 	if rotated < len(keys) {
 		t.Fatalf("only %d rotations of %d keys", rotated, len(keys))
 	}
