@@ -156,6 +156,12 @@ type Profile struct {
 	// softoken, as above). Objects are then made without it, and a PIN
 	// holder can copy them (a copy outlives the version's destruction).
 	LacksCopyable bool
+	// LacksTokenDataObjects says the token refuses private token objects
+	// of class CKO_DATA (NSS softoken answers CKR_ATTRIBUTE_VALUE_INVALID:
+	// its sftk_handleDataObject takes only public session data objects).
+	// ReadData and WriteData then answer ErrNoDataObjects, and the audit
+	// anchor (issue 16, item 8) is not kept on such a token.
+	LacksTokenDataObjects bool
 	// IgnoresUnwrapTemplate says the token accepts CKA_UNWRAP_TEMPLATE but
 	// does not enforce it (NSS softoken unwraps into a readable key
 	// whatever the template); GenerateWrappingKey then does not prove it.
@@ -209,6 +215,7 @@ var NSSProfile = Profile{
 	LacksAllowedMechanisms: true,
 	LacksCopyable:          true,
 	IgnoresUnwrapTemplate:  true,
+	LacksTokenDataObjects:  true,
 }
 
 // DefaultProfile is a standards-following HSM with caller-chosen 12-byte

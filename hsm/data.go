@@ -23,6 +23,10 @@ func dataTemplate(label string) []*pkcs11.Attribute {
 	}
 }
 
+// ErrNoDataObjects: the token keeps no private data objects
+// (Profile.LacksTokenDataObjects).
+var ErrNoDataObjects = errors.New("hsm: this token keeps no private data objects")
+
 // maxData bounds the objects one label may have: one, or two for the
 // moment between a write's create and its destroy (or after a crash there).
 const maxData = 8
@@ -50,6 +54,9 @@ func (p *PKCS11) findData(c *pkcs11.Ctx, sh pkcs11.SessionHandle, label string) 
 // ReadData implements Token: the values of the data objects named label
 // (usually one), ErrObjectNotFound when there is none.
 func (p *PKCS11) ReadData(ctx context.Context, label string) ([][]byte, error) {
+	if p.cfg.Profile.LacksTokenDataObjects {
+		return nil, ErrNoDataObjects
+	}
 	var out [][]byte
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		out = out[:0]
@@ -83,6 +90,9 @@ func (p *PKCS11) ReadData(ctx context.Context, label string) ([][]byte, error) {
 // (SoftHSM does), so the new object is created first and the old ones
 // destroyed after: a crash in between leaves both, never none.
 func (p *PKCS11) WriteData(ctx context.Context, label string, value []byte) error {
+	if p.cfg.Profile.LacksTokenDataObjects {
+		return ErrNoDataObjects
+	}
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {

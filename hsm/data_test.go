@@ -15,6 +15,13 @@ func TestDataObject(t *testing.T) {
 	p := sharedToken(t)
 	ctx := testCtx(t)
 	label := "hsmkms-test-" + uuid.NewString()
+	if p.cfg.Profile.LacksTokenDataObjects {
+		// Such a token refuses them: say so, never pretend to keep them.
+		if err := p.WriteData(ctx, label, []byte("one")); !errors.Is(err, ErrNoDataObjects) {
+			t.Fatalf("write on a token without data objects: %v, want ErrNoDataObjects", err)
+		}
+		t.Skip("the token keeps no private data objects (Profile.LacksTokenDataObjects)")
+	}
 	if _, err := p.ReadData(ctx, label); !errors.Is(err, ErrObjectNotFound) {
 		t.Fatalf("read before write: %v, want ErrObjectNotFound", err)
 	}

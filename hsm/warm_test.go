@@ -63,19 +63,22 @@ func TestWarm(t *testing.T) {
 		t.Errorf("%d searches on the first use of warmed keys, want none", s-before)
 	}
 
+	probed := false // whether anything Warm left out was used below
 	if p.cfg.Profile.ReportsLocal && !p.cfg.Profile.ReplacesDuplicateID {
+		probed = true
 		if _, _, err := p.Encrypt(ctx, planted, []byte("secret"), nil); !errors.Is(err, ErrAttributeMismatch) {
 			t.Errorf("encrypt under a planted key after Warm = %v, want ErrAttributeMismatch", err)
 		}
 	}
 	if !p.cfg.Profile.ReplacesDuplicateID {
+		probed = true
 		_, _, werr := p.Encrypt(ctx, dup, []byte("x"), nil)
 		_, _, serr := openToken(t, nil).Encrypt(ctx, dup, []byte("x"), nil) // the search, unwarmed
 		if werr == nil || serr == nil || werr.Error() != serr.Error() {
 			t.Errorf("two objects under one name: after Warm %v, by search %v; want the same refusal", werr, serr)
 		}
 	}
-	if s := p.Stats().Searches; s == before {
+	if s := p.Stats().Searches; probed && s == before {
 		t.Error("what Warm left out was not searched on its first use")
 	}
 }

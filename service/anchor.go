@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hsmkms/hsmkms/hsm"
 )
@@ -56,6 +57,10 @@ func (a *Audit) readAnchor(ctx context.Context) (*sealAnchor, error) {
 	}
 	vals, err := a.token.ReadData(ctx, label)
 	if errors.Is(err, hsm.ErrObjectNotFound) {
+		return nil, nil
+	}
+	if errors.Is(err, hsm.ErrNoDataObjects) {
+		a.warnNoAnchor(label)
 		return nil, nil
 	}
 	if err != nil {
@@ -112,9 +117,25 @@ func (a *Audit) anchor(ctx context.Context, seq int64, hash string) error {
 		return err
 	}
 	b, _ := json.Marshal(sealAnchor{Seq: seq, Hash: hash})
-	if err := a.token.WriteData(ctx, label, b); err != nil {
+	if err := a.token.WriteData(ctx, label, b); errors.Is(err, hsm.ErrNoDataObjects) {
+		a.warnNoAnchor(label)
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("audit anchor: %w", a.tokenErr(err))
 	}
 	a.sealer.anchoredSeq = seq
 	return nil
+}
+
+// noAnchorWarned makes the warning of a token without data objects once
+// per process.
+var noAnchorWarned sync.Once
+
+// warnNoAnchor says, once, that this token cannot keep the audit anchor:
+// a cut of the trail while kmsd is stopped is then not detected
+// (docs/access.md, "The anchor in the token").
+func (a *Audit) warnNoAnchor(label string) {
+	noAnchorWarned.Do(func() {
+		a.log.Warn("this token keeps no private data objects (NSS softoken): the audit anchor is not kept, so a trail cut while kmsd is stopped is not detected", "label", label)
+	})
 }
