@@ -49,7 +49,8 @@ type sealAnchor struct {
 // errAnchorMalformed is an anchor this service did not write.
 var errAnchorMalformed = errors.New("the audit anchor in the token is malformed")
 
-// readAnchor is the newest anchor in the token, or nil when there is none.
+// readAnchor is the newest anchor in the token, or nil when there is none
+// (hsm.ErrNoDataObjects: the token cannot keep one).
 func (a *Audit) readAnchor(ctx context.Context) (*sealAnchor, error) {
 	label, err := a.anchorLabel(ctx)
 	if err != nil {
@@ -61,7 +62,7 @@ func (a *Audit) readAnchor(ctx context.Context) (*sealAnchor, error) {
 	}
 	if errors.Is(err, hsm.ErrNoDataObjects) {
 		a.warnNoAnchor(label)
-		return nil, nil
+		return nil, hsm.ErrNoDataObjects
 	}
 	if err != nil {
 		return nil, a.tokenErr(err)
@@ -85,6 +86,9 @@ func (a *Audit) readAnchor(ctx context.Context) (*sealAnchor, error) {
 // one for the newest seal in the chain.
 func (a *Audit) loadAnchor(ctx context.Context) error {
 	an, err := a.readAnchor(ctx)
+	if errors.Is(err, hsm.ErrNoDataObjects) {
+		return nil // no anchor on this token (warnNoAnchor said so)
+	}
 	if err != nil {
 		return err
 	}
@@ -131,11 +135,12 @@ func (a *Audit) anchor(ctx context.Context, seq int64, hash string) error {
 // per process.
 var noAnchorWarned sync.Once
 
-// warnNoAnchor says, once, that this token cannot keep the audit anchor:
+// warnNoAnchor says, once (at info level: a known, documented property
+// of the token, not a fault), that this token cannot keep the audit anchor:
 // a cut of the trail while kmsd is stopped is then not detected
 // (docs/access.md, "The anchor in the token").
 func (a *Audit) warnNoAnchor(label string) {
 	noAnchorWarned.Do(func() {
-		a.log.Warn("this token keeps no private data objects (NSS softoken): the audit anchor is not kept, so a trail cut while kmsd is stopped is not detected", "label", label)
+		a.log.Info("this token keeps no private data objects (NSS softoken): the audit anchor is not kept, so a trail cut while kmsd is stopped is not detected", "label", label)
 	})
 }
