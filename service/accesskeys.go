@@ -257,8 +257,7 @@ func (s *Access) accessKeyEntry(ctx context.Context, id string) (accessKeyEntry,
 	if ok && e.gen == gen && now.Sub(e.loadedAt) < s.auth.ttl {
 		return e, nil
 	}
-	r, err, _ := st.loads.Do(strconv.FormatUint(gen, 10)+"/"+id, func() (any, error) {
-		ctx := context.WithoutCancel(ctx)
+	r, err := sharedLoad(ctx, &st.loads, strconv.FormatUint(gen, 10)+"/"+id, s.dbTimeout, func(ctx context.Context) (any, error) {
 		k, err := s.store.GetAccessKey(ctx, id)
 		if err != nil {
 			return nil, err
