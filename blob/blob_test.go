@@ -44,8 +44,8 @@ func TestParseKnownAnswer(t *testing.T) {
 	}
 }
 
-// Every case the service's parser refuses (service/blob_test.go,
-// TestParseBlobRejects) is refused here with the one opaque error.
+// TestParseRejects: every malformed blob is refused with the one opaque
+// error (the service maps it to ErrInvalidCiphertext: service/blob_test.go).
 func TestParseRejects(t *testing.T) {
 	good := kat(t)
 	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }

@@ -57,21 +57,18 @@ func TestParseBlobRoundTrip(t *testing.T) {
 	}
 }
 
+// TestParseBlobRejects: what blob.Parse refuses (every case is in
+// blob.TestParseRejects) reaches callers as ErrInvalidCiphertext, one
+// opaque error, whatever part of the blob was wrong.
 func TestParseBlobRejects(t *testing.T) {
 	good := marshalBlob(blobHeader(katKeyID, 1), katIV, katCT)
-	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	bad := bytes.Clone(good)
+	bad[0] = 2
 	cases := map[string][]byte{
-		"empty":          nil,
-		"format 0":       mut(func(b []byte) []byte { b[0] = 0; return b }),
-		"format 2":       mut(func(b []byte) []byte { b[0] = 2; return b }),
-		"version 0":      mut(func(b []byte) []byte { copy(b[17:21], []byte{0, 0, 0, 0}); return b }),
-		"version > 2^31": mut(func(b []byte) []byte { b[17] = 0x80; return b }),
-		"iv 11":          mut(func(b []byte) []byte { b[21] = 11; return b }),
-		"iv 17":          mut(func(b []byte) []byte { b[21] = 17; return b }),
-		"tag 12":         mut(func(b []byte) []byte { b[22] = 12; return b }),
-		"no data":        good[:len(good)-1],
-		"header only":    good[:blobPrefixLen],
-		"iv too long":    mut(func(b []byte) []byte { b[21] = 16; return b[:blobPrefixLen+16+16] }),
+		"empty":       nil,
+		"format 2":    bad,
+		"header only": good[:blobPrefixLen],
+		"no data":     good[:len(good)-1],
 	}
 	for name, b := range cases {
 		if _, err := parseBlob(b); err != ErrInvalidCiphertext {
