@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-go.sh
 scripts/ensure-softhsm.sh
+scripts/ensure-wrk.sh
 dir=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 pids=()
 pgdir=

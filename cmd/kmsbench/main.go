@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"net/http"
@@ -40,6 +41,7 @@ func main() {
 	flag.IntVar(&batchItems, "batch", 32, "items per batch request for the batch rows (0: none)")
 	flag.IntVar(&createKeys, "create-keys", 0, "scale: create this many keys through REST (8 parallel clients), compare with the token's own generation rate, write their ids to -key-file, and stop")
 	flag.StringVar(&keyFile, "key-file", "", "scale: the file of key ids of -create-keys; without -create-keys, measure encrypt cycling over those keys against one key, and stop")
+	flag.StringVar(&loadGen, "load", "auto", "load generator of the REST rows: wrk, go (this process's client) or auto (wrk when on PATH)")
 	flag.Parse()
 	compareAddr, addrFlag = *auditOff, *addr
 	replicaAddrs = *replicas
@@ -172,17 +174,17 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 			_, err := tok.Decrypt(ctx, ref, iv, ct, aad)
 			return err
 		})
-		restEnc := measurePID("REST encrypt", kmsdPID, n, d, func(ctx context.Context) error {
+		restEnc := measureREST("REST encrypt", kmsdPID, n, d, encryptReq(addr, k.KeyID, plaintext), func(ctx context.Context) error {
 			_, err := c.Encrypt(ctx, k.KeyID, plaintext, nil)
 			return err
 		})
-		restDec := measurePID("REST decrypt", kmsdPID, n, d, func(ctx context.Context) error {
+		restDec := measureREST("REST decrypt", kmsdPID, n, d, decryptReq(addr, enc.CiphertextBlob), func(ctx context.Context) error {
 			_, err := c.Decrypt(ctx, enc.CiphertextBlob, nil, "")
 			return err
 		})
 		rows = append(rows, rawEnc, rawDec, restEnc, restDec)
 		if batchItems > 0 && n == levels[len(levels)-1] {
-			rows = append(rows, batchRows(ctx, c, k.KeyID, n, d, plaintext)...)
+			rows = append(rows, batchRows(ctx, c, addr, k.KeyID, n, d, plaintext)...)
 		}
 	}
 	var audit [][2]result
@@ -193,11 +195,11 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 			return fmt.Errorf("create key on %s: %w", compareAddr, err)
 		}
 		for _, n := range levels {
-			on := measure("REST encrypt, audit on", n, d, func(ctx context.Context) error {
+			on := measureREST("REST encrypt, audit on", 0, n, d, encryptReq(addr, k.KeyID, plaintext), func(ctx context.Context) error {
 				_, err := c.Encrypt(ctx, k.KeyID, plaintext, nil)
 				return err
 			})
-			offR := measure("REST encrypt, audit off", n, d, func(ctx context.Context) error {
+			offR := measureREST("REST encrypt, audit off", 0, n, d, encryptReq(compareAddr, k2.KeyID, plaintext), func(ctx context.Context) error {
 				_, err := off.Encrypt(ctx, k2.KeyID, plaintext, nil)
 				return err
 			})
@@ -209,10 +211,15 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 
 	fmt.Printf("Machine: %s/%s, %d CPUs (GOMAXPROCS %d), %s; plaintext %d bytes; %s per measurement.\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), size, d)
-	fmt.Println("CPU/op: CPU time per operation of kmsbench (for token rows: the token itself, in process) and of kmsd")
-	fmt.Println("(utime+stime from /proc/<pid>/stat); \"kmsd − token\" is kmsd's CPU per request less the token's per operation.")
+	gen := "kmsbench's own Go client"
+	if useWrk() {
+		gen = "wrk (one thread)"
+	}
+	fmt.Printf("Load generator of the REST rows: %s. CPU/op: CPU time per operation of the load generator (for token rows:\n", gen)
+	fmt.Println("kmsbench, that is the token itself, in process) and of kmsd (utime+stime from /proc/<pid>/stat);")
+	fmt.Println("\"kmsd − token\" is kmsd's CPU per request less the token's per operation.")
 	fmt.Println()
-	fmt.Println("| operation | concurrency | ops/s | p50 | p99 | errors | REST / token | kmsbench CPU/op | kmsd CPU/op | kmsd − token |")
+	fmt.Println("| operation | concurrency | ops/s | p50 | p99 | errors | REST / token | load CPU/op | kmsd CPU/op | kmsd − token |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for i, r := range rows {
 		ratio, own := "", ""
@@ -262,13 +269,14 @@ var (
 func baseRun(ctx context.Context, hc *http.Client, n int, d time.Duration, plaintext []byte) error {
 	type side struct {
 		name string
+		addr string
 		c    *client.Client
 		pid  int
 		blob []byte
 		key  string
 	}
-	sides := []*side{{name: "base", c: client.New(baseAddr, os.Getenv("KMS_TOKEN"), hc), pid: basePID},
-		{name: "this", c: client.New(addrFlag, os.Getenv("KMS_TOKEN"), hc), pid: kmsdPID}}
+	sides := []*side{{name: "base", addr: baseAddr, c: client.New(baseAddr, os.Getenv("KMS_TOKEN"), hc), pid: basePID},
+		{name: "this", addr: addrFlag, c: client.New(addrFlag, os.Getenv("KMS_TOKEN"), hc), pid: kmsdPID}}
 	for _, s := range sides {
 		k, err := s.c.CreateKey(ctx, client.CreateKeyRequest{Description: "kmsbench A/B"})
 		if err != nil {
@@ -285,11 +293,11 @@ func baseRun(ctx context.Context, hc *http.Client, n int, d time.Duration, plain
 	const rounds = 4
 	for range rounds {
 		for j, s := range sides {
-			total[0][j] = sum(total[0][j], measurePID("REST encrypt", s.pid, n, d/rounds, func(ctx context.Context) error {
+			total[0][j] = sum(total[0][j], measureREST("REST encrypt", s.pid, n, d/rounds, encryptReq(s.addr, s.key, plaintext), func(ctx context.Context) error {
 				_, err := s.c.Encrypt(ctx, s.key, plaintext, nil)
 				return err
 			}))
-			total[1][j] = sum(total[1][j], measurePID("REST decrypt", s.pid, n, d/rounds, func(ctx context.Context) error {
+			total[1][j] = sum(total[1][j], measureREST("REST decrypt", s.pid, n, d/rounds, decryptReq(s.addr, s.blob), func(ctx context.Context) error {
 				_, err := s.c.Decrypt(ctx, s.blob, nil, "")
 				return err
 			}))
@@ -338,10 +346,12 @@ func tokenRow(rows []result, r result) (result, bool) {
 // batchRows measures REST batch encrypt and decrypt of batchItems items per
 // request at concurrency n; ops are items, so that the ratio to the token
 // is in items/s.
-func batchRows(ctx context.Context, c *client.Client, keyID string, n int, d time.Duration, plaintext []byte) []result {
+func batchRows(ctx context.Context, c *client.Client, addr, keyID string, n int, d time.Duration, plaintext []byte) []result {
 	items := make([]client.BatchEncryptItem, batchItems)
+	encItems := make([]map[string]string, batchItems)
 	for i := range items {
 		items[i] = client.BatchEncryptItem{KeyID: keyID, Plaintext: plaintext}
+		encItems[i] = map[string]string{"key_id": keyID, "plaintext": base64.StdEncoding.EncodeToString(plaintext)}
 	}
 	res, err := c.BatchEncrypt(ctx, items)
 	if err != nil || len(res) != len(items) || res[0].Error != nil {
@@ -349,22 +359,24 @@ func batchRows(ctx context.Context, c *client.Client, keyID string, n int, d tim
 		return nil
 	}
 	dec := make([]client.BatchDecryptItem, len(res))
+	decItems := make([]map[string]string, len(res))
 	for i, r := range res {
 		dec[i] = client.BatchDecryptItem{CiphertextBlob: r.CiphertextBlob}
+		decItems[i] = map[string]string{"ciphertext_blob": base64.StdEncoding.EncodeToString(r.CiphertextBlob)}
 	}
 	perItem := func(r result) result {
 		r.ops *= int64(batchItems)
 		return r
 	}
 	name := fmt.Sprintf("REST batch %%s (%d items)", batchItems)
-	enc := measurePID(fmt.Sprintf(name, "encrypt"), kmsdPID, n, d, func(ctx context.Context) error {
+	enc := measureREST(fmt.Sprintf(name, "encrypt"), kmsdPID, n, d, batchReq(addr, "/v1/batch/encrypt", encItems), func(ctx context.Context) error {
 		r, err := c.BatchEncrypt(ctx, items)
 		if err == nil && r[len(r)-1].Error != nil {
 			err = r[len(r)-1].Error
 		}
 		return err
 	})
-	de := measurePID(fmt.Sprintf(name, "decrypt"), kmsdPID, n, d, func(ctx context.Context) error {
+	de := measureREST(fmt.Sprintf(name, "decrypt"), kmsdPID, n, d, batchReq(addr, "/v1/batch/decrypt", decItems), func(ctx context.Context) error {
 		r, err := c.BatchDecrypt(ctx, dec)
 		if err == nil && r[len(r)-1].Error != nil {
 			err = r[len(r)-1].Error
