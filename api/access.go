@@ -225,7 +225,7 @@ func (h *handlers) listAudit(c echo.Context) error {
 	out := make([]wire.AuditRecord, len(rows))
 	for i, r := range rows {
 		out[i] = wire.AuditRecord{Seq: r.Seq, Time: r.At.UTC(), RequestID: r.RequestID, Principal: r.Principal,
-			Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Outcome: r.Outcome,
+			Credential: r.Credential, Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Outcome: r.Outcome,
 			ErrorCode: r.ErrorCode, Source: r.Source, Detail: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"records": out, "next_token": next})

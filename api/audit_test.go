@@ -126,11 +126,11 @@ func TestAuditRecordsContent(t *testing.T) {
 		switch {
 		case r["action"] == "kms:Encrypt" && r["outcome"] == "allowed":
 			sawEncrypt = true
-			if r["principal"] != "admin" || r["key_id"] == "" || r["key_version"].(float64) < 1 || r["source"] == "" || r["request_id"] == "" {
-				t.Errorf("encrypt record lacks who/what/where: %v", r)
+			if r["principal"] != "admin" || r["credential"] != "token:bootstrap" || r["key_id"] == "" || r["key_version"].(float64) < 1 || r["source"] == "" || r["request_id"] == "" {
+				t.Errorf("encrypt record lacks who/with what/what/where: %v", r)
 			}
 		case r["outcome"] == "denied":
-			sawDenied = r["error_code"] == "UnauthenticatedException" && r["principal"] == ""
+			sawDenied = r["error_code"] == "UnauthenticatedException" && r["principal"] == "" && r["credential"] == nil
 		case r["outcome"] == "failed":
 			sawFailed = r["error_code"] == "NotFoundException"
 		case r["action"] == "kms:RotateKey":
@@ -175,6 +175,52 @@ func TestAuditRecordsContent(t *testing.T) {
 		t.Errorf("limit=2: %v", page)
 	}
 	_ = s
+}
+
+// A record names the bearer token used by its id, never by its secret, and
+// the credential is covered by the hash: changed or removed (to pass for a
+// record of before credentials were kept), verify names the record.
+func TestAuditRecordsTheTokenIDUsed(t *testing.T) {
+	for _, tc := range []struct{ name, set string }{
+		{"changed", "'token:0000000000000000'"},
+		{"removed", "''"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, admin, db := auditStack(t)
+			admin.must(200, "PUT", "/v1/policies/app", map[string]any{"document": map[string]any{"statements": []map[string]any{
+				{"effect": "allow", "resources": []string{"*"}, "actions": []string{"kms:Encrypt"}}}}})
+			admin.must(201, "POST", "/v1/principals", map[string]any{"name": "app", "policies": []string{"app"}})
+			tok := admin.must(201, "POST", "/v1/principals/app/tokens", map[string]any{"description": "audit"})
+			bearer, id := tok["token"].(string), tok["token_id"].(string)
+			kmstest.Secret(bearer)
+			app := newCaller(t, s.URL, bearer)
+			app.must(200, "POST", "/v1/encrypt", map[string]any{"key_id": "alias/audited", "plaintext": b64("x")})
+			var seq int64
+			for _, r := range listAudit(t, admin, "&principal=app") {
+				if r["action"] == "kms:Encrypt" {
+					if r["credential"] != "token:"+id {
+						t.Errorf("credential %v, want token:%s", r["credential"], id)
+					}
+					seq = int64(r["seq"].(float64))
+				}
+			}
+			if seq == 0 {
+				t.Fatal("no record of app's encrypt")
+			}
+			raw, _ := json.Marshal(listAudit(t, admin, ""))
+			if secret := strings.TrimPrefix(bearer, "kms_"+id+"_"); secret == bearer || strings.Contains(string(raw), secret) {
+				t.Error("the audit records contain the token's secret (or the token has an unexpected form)")
+			}
+			if v := verify(t, admin); v["intact"] != true {
+				t.Fatalf("untouched chain: %v", v)
+			}
+			exec(t, db, `UPDATE audit_events SET credential = `+tc.set+` WHERE seq = ?`, seq)
+			v := verify(t, admin)
+			if v["intact"] != false || int64(v["first_broken_seq"].(float64)) != seq {
+				t.Errorf("credential %s: verify %v, want record %d broken", tc.name, v, seq)
+			}
+		})
+	}
 }
 
 // A management change and its audit record commit together: if the record

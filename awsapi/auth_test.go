@@ -145,7 +145,8 @@ func TestSignedRequestsActAsTheirPrincipal(t *testing.T) {
 	if _, err := s.admin.CreatePrincipal(ctx, client.CreatePrincipalRequest{Name: "app", Policies: []string{"app"}}); err != nil {
 		t.Fatal(err)
 	}
-	app := s.kmsFor(t, "app")
+	appKey := s.accessKey(t, "app")
+	app := s.kmsClient(appKey.AccessKeyID, appKey.SecretAccessKey)
 
 	enc, err := app.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/app-orders"), Plaintext: []byte("order 1")})
 	if err != nil {
@@ -173,6 +174,10 @@ func TestSignedRequestsActAsTheirPrincipal(t *testing.T) {
 	for _, r := range recs.Records {
 		if r.Source != "127.0.0.1" {
 			t.Errorf("record %d: source %q", r.Seq, r.Source)
+		}
+		// The access key's id, never its secret.
+		if r.Credential != "access_key:"+appKey.AccessKeyID || strings.Contains(r.Detail, appKey.SecretAccessKey) {
+			t.Errorf("record %d: credential %q, detail %q", r.Seq, r.Credential, r.Detail)
 		}
 		switch {
 		case r.Action == "kms:Encrypt" && r.Outcome == "allowed" && r.KeyID == mine:

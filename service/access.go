@@ -264,6 +264,7 @@ func (s *Access) authEntry(ctx context.Context, id string) (authEntry, error) {
 		if err != nil {
 			return nil, err
 		}
+		caller.Credential = "token:" + t.ID
 		e := authEntry{tok: *t, caller: caller, loadedAt: now}
 		e.mac, _ = storedMAC(t.Hash)
 		c.mu.Lock()
@@ -328,6 +329,7 @@ func (s *Access) AuthenticateCertificate(ctx context.Context, subject string) (*
 	if err != nil {
 		return nil, s.storeErr(err)
 	}
+	c.Credential = "certificate:" + subject
 	return c, nil
 }
 

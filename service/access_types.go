@@ -36,12 +36,17 @@ type BearerToken struct {
 	LastUsedAt  *time.Time `db:"last_used_at"` // to about a minute
 }
 
-// AuditEvent is one record of the hash-chained audit log.
+// AuditEvent is one record of the hash-chained audit log. Credential is
+// Caller.Credential (the bearer token's or access key's id, or the
+// certificate subject; never a secret); empty for the system,
+// unauthenticated requests and records written before it was kept (hash
+// v1, HashAuditEvent).
 type AuditEvent struct {
 	Seq        int64     `db:"seq"`
 	At         time.Time `db:"at"`
 	RequestID  string    `db:"request_id"`
 	Principal  string    `db:"principal"`
+	Credential string    `db:"credential"`
 	Action     string    `db:"action"`
 	KeyID      string    `db:"key_id"`
 	KeyVersion int       `db:"key_version"`

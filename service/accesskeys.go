@@ -270,6 +270,7 @@ func (s *Access) accessKeyEntry(ctx context.Context, id string) (accessKeyEntry,
 		if err != nil {
 			return nil, err
 		}
+		caller.Credential = "access_key:" + k.ID
 		e := accessKeyEntry{secret: []byte(secret), caller: caller, loadedAt: now, gen: gen}
 		if k.LastUsedAt != nil {
 			e.lastUsed = *k.LastUsedAt

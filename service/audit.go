@@ -23,10 +23,14 @@ const (
 	OutcomeFailed  = "failed"  // allowed, but it failed (validation, state, token, ...)
 )
 
-// HashAuditEvent is the hash of the chain (v1): SHA-256 over the previous
-// hash and every field of the record, each length-prefixed, so that no two
+// HashAuditEvent is the hash of the chain: SHA-256 over the previous hash
+// and every field of the record, each length-prefixed, so that no two
 // different records hash alike and a record cannot be moved to another
-// place in the chain (its seq and predecessor are inside).
+// place in the chain (its seq and predecessor are inside). A record with a
+// credential is hashed as v2 (its own tag, the credential after the
+// principal); one without, as v1, exactly as before credentials were kept,
+// so older records verify unchanged and no record can pass for the other
+// version (the tags differ).
 func HashAuditEvent(e *AuditEvent) string {
 	h := sha256.New()
 	var n [8]byte
@@ -35,12 +39,19 @@ func HashAuditEvent(e *AuditEvent) string {
 		h.Write(n[:])
 		h.Write([]byte(s))
 	}
-	field("hsmkms-audit-v1")
+	if e.Credential == "" {
+		field("hsmkms-audit-v1")
+	} else {
+		field("hsmkms-audit-v2")
+	}
 	field(e.PrevHash)
 	field(strconv.FormatInt(e.Seq, 10))
 	field(strconv.FormatInt(e.At.UTC().Truncate(time.Microsecond).UnixMicro(), 10))
 	field(e.RequestID)
 	field(e.Principal)
+	if e.Credential != "" {
+		field(e.Credential)
+	}
 	field(e.Action)
 	field(e.KeyID)
 	field(strconv.Itoa(e.KeyVersion))
@@ -58,7 +69,7 @@ func (a *Activity) event(at time.Time, outcome, code string) *AuditEvent {
 		b, _ := json.Marshal(a.detail) // map[string]string: sorted keys, cannot fail
 		detail = string(b)
 	}
-	return &AuditEvent{At: at, RequestID: a.requestID, Principal: a.principal, Action: a.action,
+	return &AuditEvent{At: at, RequestID: a.requestID, Principal: a.principal, Credential: a.credential, Action: a.action,
 		KeyID: a.keyID, KeyVersion: a.keyVersion, Outcome: outcome, ErrorCode: code,
 		Source: a.source, Detail: detail}
 }
@@ -94,13 +105,16 @@ type Audit struct {
 	// w group-commits audit records; nil when auditing is off.
 	w      *auditor
 	sealer sealer
+	// export streams the chain to a sink (auditexport.go); nil: none.
+	export AuditExport
 }
 
-func newAudit(b base, store Store, token hsm.Token, enabled bool) *Audit {
-	a := &Audit{base: b, store: store, token: token,
+func newAudit(b base, store Store, token hsm.Token, enabled bool, export AuditExport) *Audit {
+	a := &Audit{base: b, store: store, token: token, export: export,
 		tx: narrow(store, func(q Queries) AuditQueries { return q })}
 	if enabled {
 		a.w = newAuditor(store, b.log, b.dbTimeout)
+		a.w.committed = a.committed
 	}
 	return a
 }
@@ -130,6 +144,11 @@ func commit[Q AuditAppender](ctx context.Context, rec *Audit, tx Tx[Q], fn func(
 	defer cancel()
 	a := activityFrom(ctx)
 	record := a != nil && rec.w != nil
+	if record {
+		if err := rec.admit(ctx); err != nil {
+			return err
+		}
+	}
 	err := tx(ctx, func(q Q) error {
 		if err := fn(q); err != nil {
 			return err
@@ -141,6 +160,7 @@ func commit[Q AuditAppender](ctx context.Context, rec *Audit, tx Tx[Q], fn func(
 	})
 	if err == nil && record {
 		a.recorded = true
+		rec.committed(a.seq)
 	}
 	return err
 }
@@ -151,7 +171,12 @@ func (a *Audit) appendIn(ctx context.Context, q AuditAppender, act *Activity, at
 	if a.w == nil {
 		return nil
 	}
-	return q.AppendAudit(ctx, []*AuditEvent{act.event(at, OutcomeAllowed, "")}, HashAuditEvent)
+	ev := act.event(at, OutcomeAllowed, "")
+	if err := q.AppendAudit(ctx, []*AuditEvent{ev}, HashAuditEvent); err != nil {
+		return err
+	}
+	act.seq = ev.Seq // void if the transaction rolls back
+	return nil
 }
 
 // system appends, inside a transaction, the record of a change the
@@ -170,6 +195,9 @@ func (a *Audit) AuditEnabled() bool { return a.w != nil }
 func (a *Audit) Record(ctx context.Context, act *Activity, outcome, code string) error {
 	if a.w == nil || act == nil || act.recorded {
 		return nil
+	}
+	if err := a.admit(ctx); err != nil {
+		return err
 	}
 	return a.w.append(ctx, act.event(a.clock.Now(), outcome, code))
 }
@@ -191,6 +219,8 @@ type auditor struct {
 	log   interface{ Error(string, ...any) }
 	queue chan *auditReq
 	depth atomic.Int64
+	// committed is told the last seq of each group commit (the export).
+	committed func(seq int64)
 	// timeout bounds one group commit (Config.DBTimeout); a request
 	// waits for its record at most twice that: the commit ahead of its
 	// own, and its own.
@@ -302,16 +332,32 @@ func (a *auditor) write(batch []*auditReq) {
 		// deadlines, not one per record. A store that did not answer in
 		// time is not asked again record by record: it hangs.
 		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+		last := int64(0)
 		for _, r := range batch {
-			r.done <- a.appendIn(ctx, []*AuditEvent{r.ev})
+			err := a.appendIn(ctx, []*AuditEvent{r.ev})
+			if err == nil {
+				last = r.ev.Seq
+			}
+			r.done <- err
 		}
 		cancel()
+		a.notify(last)
 	} else {
+		if err == nil {
+			a.notify(events[len(events)-1].Seq)
+		}
 		for _, r := range batch {
 			r.done <- err
 		}
 	}
 	a.depth.Add(-int64(len(batch)))
+}
+
+// notify tells the export that the chain is durable up to seq.
+func (a *auditor) notify(seq int64) {
+	if a.committed != nil && seq > 0 {
+		a.committed(seq)
+	}
 }
 
 // appendBatch writes one group commit within the timeout; hung says the

@@ -14,8 +14,12 @@ import (
 // documents, or the system itself (the worker, start-up provisioning).
 type Caller struct {
 	Principal string
-	Docs      []policy.Document
-	system    bool
+	// Credential names what authenticated the caller, never a secret:
+	// "token:<id>" (a bearer token's id), "access_key:<AKIA...>" or
+	// "certificate:<subject>"; the audit record keeps it.
+	Credential string
+	Docs       []policy.Document
+	system     bool
 }
 
 // Activity is what a request did, filled in as it goes: StartActivity
@@ -26,6 +30,7 @@ type Caller struct {
 type Activity struct {
 	requestID  string
 	principal  string
+	credential string
 	source     string
 	action     string
 	keyID      string
@@ -36,6 +41,8 @@ type Activity struct {
 	// together with a change (management actions): Audit.Record then does
 	// not write it again.
 	recorded bool
+	// seq is the record's number once appended in a change's transaction.
+	seq int64
 }
 
 // StartActivity begins the audit activity of one request and returns ctx
@@ -43,7 +50,7 @@ type Activity struct {
 func StartActivity(ctx context.Context, requestID, source, action string) (context.Context, *Activity) {
 	a := &Activity{requestID: requestID, source: source, action: action}
 	if c := CallerFrom(ctx); c != nil {
-		a.principal = c.Principal
+		a.principal, a.credential = c.Principal, c.Credential
 	}
 	return withActivity(ctx, a), a
 }
@@ -64,7 +71,7 @@ func (a *Activity) Noted() (keyID string, version int) {
 func StartBatchItem(ctx context.Context, parent *Activity, action string, i int) (context.Context, *Activity) {
 	a := &Activity{action: action, detail: map[string]string{"batch_item": strconv.Itoa(i)}}
 	if parent != nil {
-		a.requestID, a.principal, a.source = parent.requestID, parent.principal, parent.source
+		a.requestID, a.principal, a.credential, a.source = parent.requestID, parent.principal, parent.credential, parent.source
 	}
 	return withActivity(ctx, a), a
 }
@@ -76,7 +83,7 @@ type activityKey struct{}
 // the principal of ctx's activity.
 func WithCaller(ctx context.Context, c *Caller) context.Context {
 	if a := activityFrom(ctx); a != nil && c != nil {
-		a.principal = c.Principal
+		a.principal, a.credential = c.Principal, c.Credential
 	}
 	return context.WithValue(ctx, callerKey{}, c)
 }

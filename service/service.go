@@ -69,6 +69,9 @@ type Config struct {
 	// DisableAudit turns the audit log off. Only for measuring what
 	// auditing costs (make bench): a deployment must keep it on.
 	DisableAudit bool
+	// AuditExport, when set, is told of every audit record this process
+	// commits and asked for room before each request's (KMS_AUDIT_SINK).
+	AuditExport AuditExport
 	// DBTimeout bounds one database step of a request: a cache load, a
 	// management transaction, an audit group commit (default
 	// DefaultDBTimeout).
@@ -171,7 +174,7 @@ func New(store Store, token hsm.Token, cfg Config) *Service {
 	cfg.setDefaults()
 	b := base{clock: cfg.Clock, log: cfg.Logger, dbTimeout: cfg.DBTimeout}
 	ls := &leases{base: b, store: store, duration: cfg.LeaseDuration, instance: uuid.NewString()}
-	audit := newAudit(b, store, token, !cfg.DisableAudit)
+	audit := newAudit(b, store, token, !cfg.DisableAudit, cfg.AuditExport)
 	keys := &Keys{base: b, store: store, tx: narrow(store, func(q Queries) KeysTx { return q }), token: token,
 		cfg: cfg, cache: newKeyCache(store, cfg.Clock, cfg.CacheTTL, cfg.DBTimeout), audit: audit, leases: ls}
 	imports := &Import{base: b, store: store, tx: narrow(store, func(q Queries) ImportTx { return q }),

@@ -18,14 +18,14 @@ import (
 // exactly one more than its predecessor's, with no gap and no fork.
 
 const (
-	auditColumns = `seq, at, request_id, principal, action, key_id, key_version,
+	auditColumns = `seq, at, request_id, principal, credential, action, key_id, key_version,
 		outcome, error_code, source, detail, prev_hash, hash`
 	sqlAuditHead     = `SELECT seq, hash FROM audit_head WHERE id = 1`
 	sqlMoveAuditHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
 	// seq is given explicitly: the head, not the table, numbers records.
 	sqlInsertAuditRows   = `INSERT INTO audit_events (` + auditColumns + `) VALUES `
-	auditRowPlaceholders = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	// 13 parameters per row stays far below both databases' limits
+	auditRowPlaceholders = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// 14 parameters per row stays far below both databases' limits
 	// (SQLite 32766, PostgreSQL 65535).
 	auditInsertChunk = 256
 )
@@ -36,6 +36,7 @@ type auditRow struct {
 	At         int64  `db:"at"`
 	RequestID  string `db:"request_id"`
 	Principal  string `db:"principal"`
+	Credential string `db:"credential"`
 	Action     string `db:"action"`
 	KeyID      string `db:"key_id"`
 	KeyVersion int    `db:"key_version"`
@@ -114,12 +115,12 @@ func (q auditRows) appendAudit(ctx context.Context, events []*service.AuditEvent
 	// chunk costs one parse instead of one per record.
 	// On SQLite the statement is prepared once per number of rows and
 	// reused (stmtCache).
-	args := make([]any, 0, min(len(events), auditInsertChunk)*13)
+	args := make([]any, 0, min(len(events), auditInsertChunk)*14)
 	for start := 0; start < len(events); start += auditInsertChunk {
 		chunk := events[start:min(start+auditInsertChunk, len(events))]
 		args = args[:0]
 		for _, e := range chunk {
-			args = append(args, e.Seq, micros(e.At), e.RequestID, e.Principal,
+			args = append(args, e.Seq, micros(e.At), e.RequestID, e.Principal, e.Credential,
 				e.Action, e.KeyID, e.KeyVersion, e.Outcome, e.ErrorCode, e.Source, e.Detail,
 				e.PrevHash, e.Hash)
 		}
@@ -187,7 +188,7 @@ func (q auditRows) ListAudit(ctx context.Context, f service.AuditFilter) ([]serv
 	es := make([]service.AuditEvent, len(rows))
 	for i, r := range rows {
 		es[i] = service.AuditEvent{Seq: r.Seq, At: fromMicros(r.At), RequestID: r.RequestID,
-			Principal: r.Principal, Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion,
+			Principal: r.Principal, Credential: r.Credential, Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion,
 			Outcome: r.Outcome, ErrorCode: r.ErrorCode, Source: r.Source, Detail: r.Detail,
 			PrevHash: r.PrevHash, Hash: r.Hash}
 	}
@@ -216,7 +217,7 @@ func (q auditRows) LastAudit(ctx context.Context, action string) (*service.Audit
 	}
 	r := rows[0]
 	return &service.AuditEvent{Seq: r.Seq, At: fromMicros(r.At), RequestID: r.RequestID,
-		Principal: r.Principal, Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion,
+		Principal: r.Principal, Credential: r.Credential, Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion,
 		Outcome: r.Outcome, ErrorCode: r.ErrorCode, Source: r.Source, Detail: r.Detail,
 		PrevHash: r.PrevHash, Hash: r.Hash}, nil
 }

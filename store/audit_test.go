@@ -30,7 +30,7 @@ func chainHash(e *service.AuditEvent) string {
 // newEvent is an allowed Encrypt by principal on key.
 func newEvent(principal, key string, when time.Time) *service.AuditEvent {
 	return &service.AuditEvent{At: when, RequestID: nextRequestID(), Principal: principal,
-		Action: "Encrypt", KeyID: key, KeyVersion: 1, Outcome: "allowed", Source: "127.0.0.1",
+		Credential: "token:" + principal, Action: "Encrypt", KeyID: key, KeyVersion: 1, Outcome: "allowed", Source: "127.0.0.1",
 		Detail: `{"context_keys":["app"]}`}
 }
 
@@ -308,7 +308,7 @@ func TestAppendAuditFailure(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *DB) {
 		ctx := t.Context()
 		// Occupy seq 2 behind the head's back, as a corrupt table would.
-		_, err := s.auditRows.exec(ctx, sqlInsertAuditRows+auditRowPlaceholders, 2, micros(t0), "", "", "x", "", 0, "allowed", "", "", "{}", "p", "h")
+		_, err := s.auditRows.exec(ctx, sqlInsertAuditRows+auditRowPlaceholders, 2, micros(t0), "", "", "", "x", "", 0, "allowed", "", "", "{}", "p", "h")
 		noErr(t, err)
 		err = s.AppendAudit(ctx, []*service.AuditEvent{newEvent("a", "", t0), newEvent("b", "", t0)}, chainHash)
 		if err == nil || errors.Is(err, service.ErrAlreadyExists) {
@@ -343,8 +343,10 @@ func TestMigrateAuditHead(t *testing.T) {
 			return applyMigration(ctx, tx, d, ms[0], len(ms))
 		}))
 		for seq, hash := range []string{"h1", "h2", "h3"} {
-			_, err := db.ExecContext(ctx, db.Rebind(sqlInsertAuditRows+auditRowPlaceholders), seq+1, micros(t0), "", "", "x",
-				"", 0, "allowed", "", "", "{}", "prev", hash)
+			// The columns of the first schema (no credential yet).
+			_, err := db.ExecContext(ctx, db.Rebind(`INSERT INTO audit_events (seq, at, request_id, principal, action, key_id,
+				key_version, outcome, error_code, source, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				seq+1, micros(t0), "", "", "x", "", 0, "allowed", "", "", "{}", "prev", hash)
 			noErr(t, err)
 		}
 		noErr(t, db.Close())

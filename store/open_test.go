@@ -250,7 +250,7 @@ func TestSchema(t *testing.T) {
 		"aliases":   {"name", "key_id", "created_at", "updated_at"},
 		"rotations": {"key_id", "version", "rotated_at", "rotation_type"},
 		"audit_events": {"seq", "at", "request_id", "principal", "action", "key_id",
-			"key_version", "outcome", "error_code", "source", "detail", "prev_hash", "hash"},
+			"key_version", "outcome", "error_code", "source", "detail", "prev_hash", "hash", "credential"},
 		"schema_migrations":  {"version", "applied_at"},
 		"principals":         {"name", "created_at", "cert_subject"},
 		"policies":           {"name", "document", "created_at", "updated_at"},

@@ -283,12 +283,16 @@ type PolicyPage struct {
 	NextToken string   `json:"next_token"`
 }
 
-// AuditRecord is one record of the hash-chained audit log.
+// AuditRecord is one record of the hash-chained audit log. Credential
+// names what authenticated the request, never a secret: token:<id>,
+// access_key:<id> or certificate:<subject>; absent when none did (the
+// system, unauthenticated requests, older records).
 type AuditRecord struct {
 	Seq        int64     `json:"seq"`
 	Time       time.Time `json:"time"`
 	RequestID  string    `json:"request_id"`
 	Principal  string    `json:"principal"`
+	Credential string    `json:"credential,omitempty"`
 	Action     string    `json:"action"`
 	KeyID      string    `json:"key_id"`
 	KeyVersion int       `json:"key_version"`
