@@ -35,6 +35,7 @@ type Config struct {
 	TLSClientCA string
 	// Audit off is for measuring its cost only (make bench).
 	Audit bool
+	auditSinkConfig
 	// ProvisionFile lists keys and aliases to create at start if absent.
 	ProvisionFile string
 	HSMProfile    string
@@ -124,6 +125,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	maxVersions := fs.String("max-versions-per-key", env("KMS_MAX_VERSIONS_PER_KEY", ""), "token objects one key may have (KMS_MAX_VERSIONS_PER_KEY; default "+strconv.Itoa(service.DefaultMaxVersionsPerKey)+")")
 	awsFlags(fs, env, c)
 	parseLifecycle := lifecycleFlags(fs, env, c)
+	parseAuditSink := auditSinkFlags(fs, env, c)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -205,6 +207,9 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		}
 	}
 	if err := parseLifecycle(); err != nil {
+		return nil, err
+	}
+	if err := parseAuditSink(); err != nil {
 		return nil, err
 	}
 	pin, err := secret(getenv, "KMS_PIN", "KMS_PIN_FILE")

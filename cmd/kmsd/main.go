@@ -75,7 +75,18 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	defer signal.Stop(hup)
 	hupCtx, endHUP := context.WithCancel(ctx)
 	defer endHUP()
-	go reloadOnHUP(hupCtx, hup, certs, log)
+	sink, err := openAuditSink(cfg)
+	if err != nil {
+		return err
+	}
+	if sink != nil {
+		// Closed by the exporter once it runs; until then, here.
+		defer func() {
+			if sink != nil {
+				sink.Close()
+			}
+		}()
+	}
 
 	tok, err := openToken(ctx, cfg)
 	if err != nil {
@@ -91,10 +102,28 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 
 	// Metrics wrap the token the service uses and read the service at scrape time.
 	mx := metrics.New(metrics.Config{Logger: log})
+	// The export reads the chain from the database: it starts before the
+	// service and closes after it (the deferred closes run in reverse),
+	// so that the last records and the final seal are exported too.
+	var export service.AuditExport
+	var reopen func() error
+	if sink != nil {
+		ex, err := startAuditExport(ctx, cfg, sink, db, log)
+		if err != nil {
+			return err
+		}
+		sink = nil // the exporter's now
+		defer ex.Close(10 * time.Second)
+		mx.WatchAuditExport(ex)
+		export, reopen = ex, ex.Reopen
+	}
+	// SIGHUP: the TLS certificate and the audit export's file, in one handler.
+	go reloadOnHUP(hupCtx, hup, log, certs, reopen)
 	svc := service.New(db, mx.Token(tok), service.Config{Logger: log, MinRotationInterval: cfg.MinRotationInterval,
 		MaxRotationInterval: cfg.MaxRotationInterval, MaxVersionsPerKey: cfg.MaxVersionsPerKey,
 		MaxOnDemandRotations: cfg.MaxOnDemandRotations, DevPendingWindow: cfg.DevPendingWindow,
-		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit, PendingGrace: cfg.PendingGrace, LeaseDuration: cfg.LeaseDuration, DBTimeout: cfg.DBTimeout})
+		DestroyUnknownObjects: cfg.DestroyUnknownObjects, DisableAudit: !cfg.Audit, PendingGrace: cfg.PendingGrace,
+		LeaseDuration: cfg.LeaseDuration, DBTimeout: cfg.DBTimeout, AuditExport: export})
 	// Runs after the HTTP server drained and before the database closes:
 	// every queued audit record is written.
 	defer svc.Close()
@@ -195,20 +224,25 @@ func dbKind(dsn string) string {
 	return "postgres"
 }
 
-// reloadOnHUP reloads certs at each signal on hup until ctx ends (run
-// returns): signal.Stop does not close the channel, so ranging over it
-// would never end.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, certs *certReloader, log *slog.Logger) {
+// reloadOnHUP reloads certs and reopens the audit export's sink (reopen)
+// at each signal on hup until ctx ends (run returns): signal.Stop does not
+// close the channel, so ranging over it would never end. Either may be nil.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, log *slog.Logger, certs *certReloader, reopen func() error) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if certs == nil {
-				log.Info("SIGHUP: no TLS certificate to reload")
+			if certs == nil && reopen == nil {
+				log.Info("SIGHUP: no TLS certificate to reload, no audit file to reopen")
 				continue
 			}
-			_ = certs.Reload()
+			if certs != nil {
+				_ = certs.Reload()
+			}
+			if reopen != nil {
+				_ = reopen() // logged by the exporter
+			}
 		}
 	}
 }

@@ -61,6 +61,8 @@ type proc struct {
 	done   chan error
 	// cred, when set, runs kmsd as another user (faults_test.go).
 	cred *syscall.Credential
+	// stdout, when set, is kmsd's standard output (auditsink_test.go).
+	stdout *os.File
 }
 
 func freeAddr(t *testing.T) string {
@@ -99,9 +101,15 @@ func startKmsd(t *testing.T, env []string) *proc {
 // process's).
 func startKmsdAs(t *testing.T, cred *syscall.Credential, env []string) *proc {
 	t.Helper()
+	return startKmsdWith(t, &proc{cred: cred}, env)
+}
+
+// startKmsdWith is startKmsd with the user and standard output of opts.
+func startKmsdWith(t *testing.T, opts *proc, env []string) *proc {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		addr := freeAddr(t)
-		p := &proc{url: "http://" + addr, done: make(chan error, 1), cred: cred}
+		p := &proc{url: "http://" + addr, done: make(chan error, 1), cred: opts.cred, stdout: opts.stdout}
 		startProc(t, p, append(env, "KMS_LISTEN="+addr))
 		ready, err := p.waitReady(60 * time.Second)
 		if ready {
@@ -150,6 +158,9 @@ func startProcIn(t *testing.T, p *proc, dir string, env []string) {
 	p.cmd.Env = env
 	if p.cred != nil {
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	}
+	if p.stdout != nil {
+		p.cmd.Stdout = p.stdout
 	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -273,6 +284,17 @@ func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 			"KMS_TLS_CLIENT_CA=/nonexistent/ca.pem"), "tls-client-ca", ""},
 		{"client CA not PEM", append(kmsdEnv(t, db), "KMS_TLS_CERT="+certFile, "KMS_TLS_KEY="+keyFile,
 			"KMS_TLS_CLIENT_CA="+keyFile), "no PEM certificate", ""},
+		{"unknown audit sink", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=kafka://broker:9092"), "audit-sink: \"kafka://broker:9092\" is not file:/path", ""},
+		{"unknown syslog transport", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=syslog:http://x"), "the syslog transport must be", ""},
+		{"audit sink policy", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=stdout", "KMS_AUDIT_SINK_FAILURE=maybe"), "audit-sink-failure: \"maybe\" is not block or drop", ""},
+		{"audit sink queue", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=stdout", "KMS_AUDIT_SINK_QUEUE=0"), "audit-sink-queue", ""},
+		{"audit sink file relative", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=file:audit.log"), "absolute path", ""},
+		{"audit sink file in no directory", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=file:/nonexistent/audit.log"), "audit-sink: file:/nonexistent/audit.log: no such file or directory", ""},
+		{"audit sink file a directory", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=file:"+t.TempDir()), "is a directory", ""},
+		{"audit sink FIFO nobody reads", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=file:"+fifo(t)), "a FIFO that no process reads", ""},
+		{"audit sink state unwritable", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=stdout", "KMS_AUDIT_SINK_STATE=/nonexistent/audit.state"), "audit-sink-state: cannot write", ""},
+		{"audit sink state not a number", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=stdout", "KMS_AUDIT_SINK_STATE="+junkFile(t)), "does not hold a record number", ""},
+		{"audit sink with auditing off", append(kmsdEnv(t, db), "KMS_AUDIT=off", "KMS_AUDIT_SINK=stdout"), "nothing to export", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -306,6 +328,24 @@ func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fifo is a named pipe nobody reads.
+func fifo(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// junkFile is a file holding no record number.
+func junkFile(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "junk")
+	if err := os.WriteFile(path, []byte("not a number\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func withoutVar(env []string, name string) []string {
