@@ -50,6 +50,16 @@ func TestMutualTLSMapsCertificateSubjects(t *testing.T) {
 	app.must(200, "GET", "/v1/keys/alias/app-tls", nil)
 	app.must(200, "POST", "/v1/encrypt", map[string]any{"key_id": "alias/app-tls", "plaintext": b64("over mTLS")})
 	app.must(403, "GET", "/v1/keys", nil) // authenticated, but not allowed
+	// Its records name the certificate it authenticated with.
+	recs := listAudit(t, admin, "&principal=tls-app")
+	if len(recs) != 3 {
+		t.Errorf("%d records of tls-app, want 3", len(recs))
+	}
+	for _, r := range recs {
+		if r["credential"] != "certificate:CN=tls-app" {
+			t.Errorf("record %v of tls-app: credential %v", r["seq"], r["credential"])
+		}
+	}
 	with(&strangerCert).must(401, "GET", "/v1/keys/alias/app-tls", nil)
 	with(nil).must(401, "GET", "/v1/keys/alias/app-tls", nil)
 	// A bearer token still works over TLS.

@@ -135,7 +135,24 @@ func openFile(path string) (*fileSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fileSink{path: path, f: f}, nil
+	return &fileSink{path: path, f: f, partial: cutLine(path)}, nil
+}
+
+// cutLine says whether the file ends inside a line (kmsd was killed in
+// the middle of a write): the next record then starts on a line of its own.
+func cutLine(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
+		return false
+	}
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, st.Size()-1)
+	return err == nil && b[0] != '\n'
 }
 
 // openAppend opens path for appending, creating it with mode 0600. A FIFO
@@ -218,7 +235,7 @@ func (s *fileSink) Reopen() error {
 	}
 	s.mu.Lock()
 	old := s.f
-	s.f, s.partial = f, false
+	s.f, s.partial = f, cutLine(s.path)
 	s.mu.Unlock()
 	return old.Close()
 }

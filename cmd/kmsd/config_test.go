@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hsmkms/hsmkms/auditexport"
 )
 
 func envOf(kv ...string) func(string) string {
@@ -57,10 +59,28 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := loadConfig(nil, envOf()); err != nil || !c.Audit || c.LeaseDuration != time.Minute || c.DB != "sqlite:var/hsmkms.db" {
 		t.Errorf("defaults: %v %+v", err, c)
 	}
+	if c, err := loadConfig(nil, envOf()); err != nil || c.AuditSink != "" || c.AuditSinkFailure != auditexport.Drop ||
+		c.AuditSinkQueue != auditexport.DefaultQueue || c.AuditSinkState != "" {
+		t.Errorf("audit export defaults: %v %+v", err, c)
+	}
+	if c, err := loadConfig(nil, envOf("KMS_AUDIT_SINK", "file:/var/log/hsmkms/audit.log")); err != nil ||
+		c.AuditSinkState != "/var/log/hsmkms/audit.log.state" {
+		t.Errorf("the file sink's state file: %v %+v", err, c)
+	}
+	if c, err := loadConfig([]string{"-audit-sink", "syslog:udp://127.0.0.1:514", "-audit-sink-failure", "block", "-audit-sink-queue", "50"},
+		envOf("KMS_AUDIT_SINK", "stdout")); err != nil || c.AuditSink != "syslog:udp://127.0.0.1:514" ||
+		c.AuditSinkFailure != auditexport.Block || c.AuditSinkQueue != 50 || c.AuditSinkState != "" {
+		t.Errorf("audit export flags: %v %+v", err, c)
+	}
 	for _, tc := range []struct {
 		env  []string
 		want string
 	}{
+		{[]string{"KMS_AUDIT_SINK", "kafka:x"}, "audit-sink"},
+		{[]string{"KMS_AUDIT_SINK", "syslog:udp://"}, "no address"},
+		{[]string{"KMS_AUDIT_SINK", "stdout", "KMS_AUDIT_SINK_FAILURE", "Block"}, "audit-sink-failure"},
+		{[]string{"KMS_AUDIT_SINK", "stdout", "KMS_AUDIT_SINK_QUEUE", "10k"}, "audit-sink-queue"},
+		{[]string{"KMS_AUDIT_SINK_STATE", "/tmp/x.state"}, "without audit-sink"},
 		{[]string{"KMS_MIN_ROTATION_INTERVAL", "soon"}, "min-rotation-interval"},
 		{[]string{"KMS_MAX_ROTATION_INTERVAL", "-1d"}, "max-rotation-interval"},
 		{[]string{"KMS_MIN_ROTATION_INTERVAL", "30d", "KMS_MAX_ROTATION_INTERVAL", "7d"}, "above"},
