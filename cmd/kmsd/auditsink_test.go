@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/client"
+	"github.com/hsmkms/hsmkms/internal/kmstest"
+	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"github.com/hsmkms/hsmkms/service"
 )
 
@@ -239,6 +241,30 @@ func TestAuditExportToAFile(t *testing.T) {
 	checkExport(t, got, admin)
 	if len(got) <= len(all) {
 		t.Errorf("nothing exported after the restart")
+	}
+}
+
+// With two replicas on one PostgreSQL database, a replica's sink receives
+// the whole chain, the other replica's records included, in order.
+func TestAuditExportOfTwoReplicas(t *testing.T) {
+	dsn := kmstest.PostgresDSN(t)
+	env := append(kmsdEnv(t, dsn), softhsmtest.ExtraToken(t, "export-replicas").Environ()...)
+	logA := filepath.Join(t.TempDir(), "a.log")
+	a := startKmsd(t, append(env, "KMS_AUDIT_SINK=file:"+logA))
+	b := startKmsd(t, env)
+	appB, _ := appClient(t, b.url)
+	encryptN(t, appB, 5)
+	admin := client.New(a.url, adminToken, nil)
+	got := waitExported(t, admin, func() []client.AuditRecord { return readExport(t, logA) })
+	checkExport(t, got, admin)
+	fromB := 0
+	for _, r := range got {
+		if r.Principal == "app" && r.Action == service.ActEncrypt {
+			fromB++
+		}
+	}
+	if fromB != 5 {
+		t.Errorf("%d of B's encrypt records in A's export, want 5", fromB)
 	}
 }
 
