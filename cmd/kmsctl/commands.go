@@ -337,7 +337,7 @@ var commands = []command{
 					return err
 				}
 			}
-			return e.out.many(e.stdout, "records", all, "seq", "time", "principal", "action", "key_id", "key_version", "outcome", "error_code", "source")
+			return e.out.many(e.stdout, "records", all, "seq", "time", "principal", "credential", "action", "key_id", "key_version", "outcome", "error_code", "source")
 		}
 	}},
 	{"audit verify", "", "check the audit chain and its seals; exit 1 and name the first broken record if it was edited", func(fs *flag.FlagSet) func(*env, []string) error {

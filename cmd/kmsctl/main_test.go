@@ -258,7 +258,8 @@ func TestManagementCommands(t *testing.T) {
 	if code, _, errOut := app.run("x", "encrypt", "--key", "alias/m"); code != 1 || !strings.Contains(errOut, "UnauthenticatedException") {
 		t.Errorf("revoked token: exit %d %s", code, errOut)
 	}
-	if out := c.ok("", "audit", "list", "--principal", "app"); !strings.Contains(out, "kms:Encrypt") || !strings.Contains(out, "denied") {
+	if out := c.ok("", "audit", "list", "--principal", "app"); !strings.Contains(out, "kms:Encrypt") || !strings.Contains(out, "denied") ||
+		!strings.Contains(out, "CREDENTIAL") || !strings.Contains(out, "token:"+tok.TokenID) {
 		t.Errorf("audit list:\n%s", out)
 	}
 	if out := c.ok("", "audit", "verify"); !strings.Contains(out, "intact") || !strings.Contains(out, "true") {
