@@ -77,7 +77,8 @@ type Config struct {
 	// StateFile remembers the last record exported, so that a restart
 	// resumes after it; "" starts each time after the chain's head.
 	StateFile string
-	// Wait bounds how long Admit waits for room (block).
+	// Wait bounds how long Admit waits for room (block), and one read of
+	// the chain (default twice service.DefaultDBTimeout).
 	Wait time.Duration
 	// Poll is how often the chain is read when nothing was said to have
 	// committed (other replicas, the service's seals): DefaultPoll.
@@ -315,7 +316,7 @@ func (e *Exporter) read(after int64) {
 }
 
 func (e *Exporter) page(after int64) ([]service.AuditEvent, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*service.DefaultDBTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Wait)
 	defer cancel()
 	return e.cfg.Source.ListAudit(ctx, service.AuditFilter{AfterSeq: after, Limit: readPage})
 }

@@ -243,3 +243,40 @@ func TestStateFileMustHoldASeq(t *testing.T) {
 		t.Errorf("CheckState of a good file: %v", err)
 	}
 }
+
+// Without a state file the export starts after the chain's head; a state
+// of 0 exports the whole chain from its first record.
+func TestExportStartsAtTheHeadOrFromTheState(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		state string // "": no file
+		from  int64
+	}{
+		{"no state file", "", 4},
+		{"state 0", "0\n", 1},
+		{"state 2", "2\n", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := kmstest.Store(t)
+			for i := 0; i < 3; i++ {
+				appendOne(t, db, i)
+			}
+			path := filepath.Join(t.TempDir(), "audit.log")
+			if tc.state != "" {
+				if err := os.WriteFile(path+".state", []byte(tc.state), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ex, err := auditexport.Start(context.Background(), auditexport.Config{Sink: fileSink(t, path), Source: db,
+				Policy: auditexport.Drop, StateFile: path + ".state", Poll: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ex.Committed(appendOne(t, db, 3))
+			waitUntil(t, func() bool { return ex.Stats().LastSeq == 4 })
+			ex.Close(10 * time.Second)
+			text, _ := os.ReadFile(path)
+			wantExport(t, db, text, tc.from, 4)
+		})
+	}
+}
