@@ -4,14 +4,16 @@
 // so that a SIEM can follow the trail and check it (docs/operations.md,
 // "Audit export").
 //
-// The database is the queue. The exporter reads records from the chain in
-// seq order after they committed, never from memory: a record that was
-// rolled back is never exported, one written by another replica is, and
-// a restart resumes after the last record exported (a state file). The
-// service only says when it committed records (Committed) and asks
-// before each append whether the export has room (Admit): with the block
-// policy, a sink that does not take records stops requests once Queue
-// records wait; with drop, they go on and the export skips records.
+// The database is the queue. The exporter follows the chain in seq order
+// after records committed: the service hands over the records it
+// committed (Committed), and whatever is not among them (the seals,
+// another replica's records, records that found the hand-over full) is
+// read from the store, so a record that was rolled back is never
+// exported, one written by another replica is, and a restart resumes
+// after the last record exported (a state file). The service asks before
+// each append whether the export has room (Admit): with the block policy,
+// a sink that does not take records stops requests once Queue records
+// wait; with drop, they go on and the export skips records.
 package auditexport
 
 import (
@@ -121,8 +123,15 @@ type Exporter struct {
 
 	head    atomic.Int64 // the newest durable record known
 	done    atomic.Int64 // the last record written or dropped
-	dropped atomic.Int64
-	errs    atomic.Int64
+	readSeq atomic.Int64 // the last record the reader queued or skipped
+
+	// recent holds records this process committed, as Committed handed
+	// them over, until the reader takes them: at most Queue of them, so
+	// that the common case reads nothing back from the database.
+	recentMu sync.Mutex
+	recent   map[int64]*service.AuditEvent
+	dropped  atomic.Int64
+	errs     atomic.Int64
 
 	wake    chan struct{}
 	stop    chan struct{} // closed by Close: read to the head, then end
@@ -159,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Exporter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	e := &Exporter{cfg: cfg, log: cfg.Logger, lines: make(chan line, cfg.Queue),
+	e := &Exporter{cfg: cfg, log: cfg.Logger, lines: make(chan line, cfg.Queue), recent: map[int64]*service.AuditEvent{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), abandon: make(chan struct{}), readEnd: make(chan struct{}), wrEnd: make(chan struct{})}
 	head, _, err := cfg.Source.AuditHead(ctx)
 	if err != nil {
@@ -180,15 +189,43 @@ func Start(ctx context.Context, cfg Config) (*Exporter, error) {
 	default:
 		e.log.Info("audit export resumes", "sink", cfg.Sink.String(), "after_seq", from, "head_seq", head)
 	}
+	if !found && cfg.StateFile != "" {
+		// Now, not at the first save: a crash before it must not make the
+		// next start begin after a later head, skipping what was between.
+		if err := writeState(cfg.StateFile, from); err != nil {
+			return nil, fmt.Errorf("audit-sink-state: %v", err)
+		}
+	}
 	e.head.Store(head)
 	e.done.Store(from)
+	e.readSeq.Store(from)
 	go e.read(from)
 	go e.write()
 	return e, nil
 }
 
-// Committed says the chain is durable up to seq: the exporter reads it.
-func (e *Exporter) Committed(seq int64) {
+// Committed hands over records this process committed, in seq order:
+// they are durable, with their final seq and hashes, and nobody changes
+// them any more. Only records whose transaction committed may be given.
+func (e *Exporter) Committed(events []*service.AuditEvent) {
+	if len(events) == 0 {
+		return
+	}
+	read := e.readSeq.Load()
+	e.recentMu.Lock()
+	for _, ev := range events {
+		if ev != nil && ev.Seq > read && len(e.recent) < e.cfg.Queue {
+			e.recent[ev.Seq] = ev
+		}
+	}
+	e.recentMu.Unlock()
+	if last := events[len(events)-1]; last != nil {
+		e.noteHead(last.Seq)
+	}
+}
+
+// noteHead says the chain is durable up to seq, and wakes the reader.
+func (e *Exporter) noteHead(seq int64) {
 	for {
 		h := e.head.Load()
 		if seq <= h || e.head.CompareAndSwap(h, seq) {
@@ -275,43 +312,93 @@ func (e *Exporter) Close(timeout time.Duration) {
 	})
 }
 
-// read tails the chain after seq into lines.
+// read follows the chain after seq into lines: the records handed over
+// while they come in order, the store for the others, and the store once
+// every Poll (the seals, other replicas).
 func (e *Exporter) read(after int64) {
 	defer close(e.readEnd)
 	defer close(e.lines)
 	tick := time.NewTicker(e.cfg.Poll)
 	defer tick.Stop()
-	stopping := false
+	stopping, polled := false, true
 	for {
-		rows, err := e.page(after)
-		if err != nil {
+		if !e.pushRecent(&after) {
+			return
+		}
+		if polled || stopping || e.head.Load() > after {
+			rows, err := e.page(after)
+			if err != nil {
+				if stopping {
+					return
+				}
+				e.warn("audit export: reading the chain failed; retried", after+1, "err", err)
+			}
+			from := after
+			for i := range rows {
+				r := &rows[i]
+				if !e.push(r) {
+					return
+				}
+				after = r.Seq
+				e.readSeq.Store(after)
+			}
+			e.forget(from, after)
+			if after > e.head.Load() {
+				e.noteHead(after) // written by another replica or the seals
+			}
+			if len(rows) == readPage {
+				continue
+			}
 			if stopping {
-				return
+				return // the chain was read to its head after the service closed
 			}
-			e.log.Warn("audit export: reading the chain", "err", err)
 		}
-		for i := range rows {
-			r := &rows[i]
-			if !e.push(r) {
-				return
-			}
-			after = r.Seq
-		}
-		if after > e.head.Load() {
-			e.Committed(after) // written by another replica or the seals
-		}
-		if len(rows) == readPage {
-			continue
-		}
-		if stopping {
-			return // the chain was read to its head after the service closed
-		}
+		polled = false
 		select {
 		case <-e.wake:
 		case <-tick.C:
+			polled = true
+			e.forget(0, after) // records handed over after they were read
 		case <-e.stop:
 			stopping = true
 		}
+	}
+}
+
+// pushRecent queues the handed-over records that follow after, in order;
+// false when the exporter is closing (push).
+func (e *Exporter) pushRecent(after *int64) bool {
+	for {
+		e.recentMu.Lock()
+		ev, ok := e.recent[*after+1]
+		delete(e.recent, *after+1)
+		e.recentMu.Unlock()
+		if !ok {
+			return true
+		}
+		if !e.push(ev) {
+			return false
+		}
+		*after = ev.Seq
+		e.readSeq.Store(*after)
+	}
+}
+
+// forget drops handed-over records in (from, to]: the store's copies
+// were queued instead. from 0 looks at every one.
+func (e *Exporter) forget(from, to int64) {
+	e.recentMu.Lock()
+	defer e.recentMu.Unlock()
+	if from == 0 || to-from > int64(len(e.recent)) {
+		for seq := range e.recent {
+			if seq <= to {
+				delete(e.recent, seq)
+			}
+		}
+		return
+	}
+	for seq := from + 1; seq <= to; seq++ {
+		delete(e.recent, seq)
 	}
 }
 
@@ -366,7 +453,7 @@ func (e *Exporter) advance(seq int64) {
 // state about once a second.
 func (e *Exporter) write() {
 	defer close(e.wrEnd)
-	var saved time.Time
+	saved := time.Now() // Start wrote it, or found it
 	savedSeq := e.done.Load()
 	save := func(force bool) {
 		if d := e.done.Load(); d != savedSeq && (force || time.Since(saved) >= saveEvery) {

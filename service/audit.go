@@ -160,7 +160,7 @@ func commit[Q AuditAppender](ctx context.Context, rec *Audit, tx Tx[Q], fn func(
 	})
 	if err == nil && record {
 		a.recorded = true
-		rec.committed(a.seq)
+		rec.committed(a.appended)
 	}
 	return err
 }
@@ -175,7 +175,7 @@ func (a *Audit) appendIn(ctx context.Context, q AuditAppender, act *Activity, at
 	if err := q.AppendAudit(ctx, []*AuditEvent{ev}, HashAuditEvent); err != nil {
 		return err
 	}
-	act.seq = ev.Seq // void if the transaction rolls back
+	act.appended = ev // void if the transaction rolls back
 	return nil
 }
 
@@ -219,8 +219,8 @@ type auditor struct {
 	log   interface{ Error(string, ...any) }
 	queue chan *auditReq
 	depth atomic.Int64
-	// committed is told the last seq of each group commit (the export).
-	committed func(seq int64)
+	// committed is handed each group commit's records (the export).
+	committed func(events ...*AuditEvent)
 	// timeout bounds one group commit (Config.DBTimeout); a request
 	// waits for its record at most twice that: the commit ahead of its
 	// own, and its own.
@@ -332,19 +332,19 @@ func (a *auditor) write(batch []*auditReq) {
 		// deadlines, not one per record. A store that did not answer in
 		// time is not asked again record by record: it hangs.
 		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
-		last := int64(0)
+		written := events[:0] // events is this batch's own
 		for _, r := range batch {
 			err := a.appendIn(ctx, []*AuditEvent{r.ev})
 			if err == nil {
-				last = r.ev.Seq
+				written = append(written, r.ev)
 			}
 			r.done <- err
 		}
 		cancel()
-		a.notify(last)
+		a.notify(written)
 	} else {
 		if err == nil {
-			a.notify(events[len(events)-1].Seq)
+			a.notify(events)
 		}
 		for _, r := range batch {
 			r.done <- err
@@ -353,10 +353,10 @@ func (a *auditor) write(batch []*auditReq) {
 	a.depth.Add(-int64(len(batch)))
 }
 
-// notify tells the export that the chain is durable up to seq.
-func (a *auditor) notify(seq int64) {
-	if a.committed != nil && seq > 0 {
-		a.committed(seq)
+// notify hands the export a group commit's records.
+func (a *auditor) notify(events []*AuditEvent) {
+	if a.committed != nil && len(events) > 0 {
+		a.committed(events...)
 	}
 }
 

@@ -3,16 +3,18 @@ package service
 import "context"
 
 // AuditExport streams the chain, once durable, to a sink outside the
-// database (package auditexport). It reads the records from the store
-// itself, in seq order: the service only says when it committed some, and
-// asks before each request's append whether the export has room.
+// database (package auditexport), in seq order: the service hands over
+// the records it committed (the export reads the others, the seals and
+// other replicas' records, from the store), and asks before each
+// request's append whether the export has room.
 type AuditExport interface {
 	// Admit returns nil once one more record may be appended; an error
 	// when the export stayed full (its block policy) until ctx ended or
 	// its own bound passed: the request then fails closed.
 	Admit(ctx context.Context) error
-	// Committed says the chain is durable up to seq.
-	Committed(seq int64)
+	// Committed hands over records whose transaction committed, in seq
+	// order; they are not changed afterwards.
+	Committed(events []*AuditEvent)
 }
 
 // admit asks the export, if any, for room for a request's record.
@@ -26,9 +28,9 @@ func (a *Audit) admit(ctx context.Context) error {
 	return nil
 }
 
-// committed tells the export, if any, that records up to seq are durable.
-func (a *Audit) committed(seq int64) {
-	if a.export != nil && seq > 0 {
-		a.export.Committed(seq)
+// committed hands the export, if any, records that committed.
+func (a *Audit) committed(events ...*AuditEvent) {
+	if a.export != nil && len(events) > 0 {
+		a.export.Committed(events)
 	}
 }

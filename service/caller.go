@@ -41,8 +41,8 @@ type Activity struct {
 	// together with a change (management actions): Audit.Record then does
 	// not write it again.
 	recorded bool
-	// seq is the record's number once appended in a change's transaction.
-	seq int64
+	// appended is the record once appended in a change's transaction.
+	appended *AuditEvent
 }
 
 // StartActivity begins the audit activity of one request and returns ctx
