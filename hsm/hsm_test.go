@@ -18,6 +18,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(pinHolderEnv) != "" {
 		os.Exit(pinHolderMain()) // another process with the PIN: pinholder_process_test.go
 	}
+	if os.Getenv(racerEnv) != "" {
+		os.Exit(racerMain()) // another process making fixed-name keys: fixed_process_test.go
+	}
 	os.Exit(softhsmtest.Run(closing{m}))
 }
 

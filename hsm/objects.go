@@ -70,7 +70,8 @@ var required = []boolRule{
 // installation) is still taken if the token attests that it generated the
 // object (CKA_LOCAL where truthful, CKA_ALWAYS_SENSITIVE,
 // CKA_NEVER_EXTRACTABLE), so that a key someone derived or imported under
-// it is refused.
+// it is refused; two processes making such a name at once end with one
+// object between them (generateFixed, which also confirms after the unit).
 func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
 	tmpl := append(append(keyTemplate(ref), p.notCopyable()...), p.allowedAttr(p.versionMechanisms(false)...)...)
@@ -82,11 +83,14 @@ func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 
 // generate is GenerateKey for any secret key: tmpl made with mech, checked
 // by check after generation (and, for a name without a nonce, before it is
-// taken).
+// taken: generateFixed).
 func (p *PKCS11) generate(ctx context.Context, ref ObjectRef, mech []*pkcs11.Mechanism, tmpl []*pkcs11.Attribute,
 	check func(*pkcs11.Ctx, pkcs11.SessionHandle, pkcs11.ObjectHandle, ObjectRef) error) error {
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
+	if ref.Legacy() {
+		return p.generateFixed(ctx, ref, mech, tmpl, check)
+	}
 	var h pkcs11.ObjectHandle
 	_, _, gen := p.current()
 	attempted := false
@@ -96,20 +100,14 @@ func (p *PKCS11) generate(ctx context.Context, ref ObjectRef, mech []*pkcs11.Mec
 			return err
 		}
 		switch {
-		case len(hs) > 0 && !ref.Legacy() && !attempted:
+		case len(hs) > 0 && !attempted:
 			return fmt.Errorf("%w: %s exists already (not made by this service for this version: never adopted)", ErrAmbiguousObject, ref)
-		case len(hs) > 0 && !ref.Legacy():
+		case len(hs) > 0:
 			for _, old := range hs {
 				if err := c.DestroyObject(sh, old); err != nil && !hasCode(err, staleHandleCodes) {
 					return err
 				}
 			}
-		case len(hs) > 0:
-			if err := exactlyOne(ref, hs); err != nil {
-				return err
-			}
-			h = hs[0]
-			return check(c, sh, h, ref) // left for the operator when it fails
 		}
 		attempted = true
 		if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
@@ -284,6 +282,9 @@ func exactlyOne(ref ObjectRef, hs []pkcs11.ObjectHandle) error {
 		return fmt.Errorf("%w: %s", ErrObjectNotFound, ref)
 	case 1:
 		return nil
+	}
+	if ref.Legacy() {
+		return fmt.Errorf("%w: %s (%s)", ErrAmbiguousObject, ref, ambiguousHint)
 	}
 	return fmt.Errorf("%w: %s", ErrAmbiguousObject, ref)
 }

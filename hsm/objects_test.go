@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -153,11 +154,15 @@ func TestAmbiguousObject(t *testing.T) {
 		r.generate(ref)
 	}
 	ctx := testCtx(t)
-	if _, _, err := p.Encrypt(ctx, ref, []byte("x"), nil); !errors.Is(err, ErrAmbiguousObject) {
-		t.Errorf("Encrypt = %v, want ErrAmbiguousObject", err)
+	// A name without a nonce: the error says what it means and where the
+	// remedy is; GenerateKey waits for a race to settle, then refuses
+	// too, destroying neither.
+	_, _, err := p.Encrypt(ctx, ref, []byte("x"), nil)
+	if !errors.Is(err, ErrAmbiguousObject) || !strings.Contains(err.Error(), "docs/operations.md") {
+		t.Errorf("Encrypt = %v, want ErrAmbiguousObject naming the remedy", err)
 	}
-	if err := p.GenerateKey(ctx, ref); !errors.Is(err, ErrAmbiguousObject) {
-		t.Errorf("GenerateKey = %v, want ErrAmbiguousObject", err)
+	if err := p.GenerateKey(ctx, ref); !errors.Is(err, ErrAmbiguousObject) || !strings.Contains(err.Error(), "docs/operations.md") {
+		t.Errorf("GenerateKey = %v, want ErrAmbiguousObject naming the remedy", err)
 	}
 	if err := p.SetDecryptOnly(ctx, ref); !errors.Is(err, ErrAmbiguousObject) {
 		t.Errorf("SetDecryptOnly = %v, want ErrAmbiguousObject", err)
