@@ -143,7 +143,10 @@ func run(addr string, d time.Duration, size int, levelList string) error {
 	if err != nil {
 		return err
 	}
-	ref := hsm.ObjectRef{KeyID: uuid.New(), Version: 1}
+	ref, err := hsm.NewRef(uuid.New(), 1)
+	if err != nil {
+		return err
+	}
 	if err := tok.GenerateKey(ctx, ref); err != nil {
 		return err
 	}

@@ -140,9 +140,14 @@ func createRun(ctx context.Context, c *client.Client) error {
 		return time.Since(start), errs.Load()
 	}
 	raw := min(createKeys, 500)
+	// Named as the service names versions (with a nonce): a name without
+	// one pays generateFixed's settling time.
 	refs := make([]hsm.ObjectRef, raw)
 	for i := range refs {
-		refs[i] = hsm.ObjectRef{KeyID: uuid.New(), Version: 1}
+		var err error
+		if refs[i], err = hsm.NewRef(uuid.New(), 1); err != nil {
+			return err
+		}
 	}
 	tokTime, tokErrs := parallel(raw, func(i int) error { return tok.GenerateKey(ctx, refs[i]) })
 	for _, r := range refs {
