@@ -88,7 +88,11 @@ func (p *PKCS11) ReadData(ctx context.Context, label string) ([][]byte, error) {
 // WriteData implements Token: it replaces the data objects named label by
 // one holding value. Tokens keep CKA_VALUE of a data object read-only
 // (SoftHSM does), so the new object is created first and the old ones
-// destroyed after: a crash in between leaves both, never none.
+// destroyed after: a crash in between leaves both, never none. Two
+// writers at once (each found no object, or the same old ones) leave one
+// object each; ReadData returns both, and the next write removes both.
+// No name is ambiguous for data objects: a reader takes every value
+// (the anchor's reader the newest), up to maxData of them.
 func (p *PKCS11) WriteData(ctx context.Context, label string, value []byte) error {
 	if p.cfg.Profile.LacksTokenDataObjects {
 		return ErrNoDataObjects

@@ -17,7 +17,9 @@ type MAC interface {
 	// GenerateMACKey creates ref's HMAC key in the token: a 256-bit generic
 	// secret, sensitive, non-extractable, usable only to sign. Like
 	// GenerateKey it is idempotent: an existing object with ref's CKA_ID is
-	// checked and reused.
+	// checked and reused; processes making one at the same moment (no
+	// database lock spans two installations) end with one object
+	// (generateFixed).
 	GenerateMACKey(ctx context.Context, ref ObjectRef) error
 	// HMACSHA256 returns HMAC-SHA256 of data under ref's key, computed in the
 	// token (CKM_SHA256_HMAC).
