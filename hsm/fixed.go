@@ -34,6 +34,9 @@ import (
 //     object of the same id instead (Profile.ReplacesDuplicateID): there
 //     the settling time keeps the maker from using a value a rival is
 //     about to overwrite.
+//   - An object found alone that does not pass check may be a rival's
+//     between its creation and its read-back, and is waited on the same
+//     way before it is refused.
 //   - Two or more objects found before generating are a race in progress
 //     (a rival about to destroy its own) or a token left broken by an
 //     older release. The maker waits and looks again, a bounded number of
@@ -45,6 +48,9 @@ import (
 const (
 	// fixedAttempts bounds the rounds of generateFixed.
 	fixedAttempts = 6
+	// halfMadeAttempts bounds the rounds that wait for an object between
+	// its creation and its read-back (milliseconds on SoftHSM).
+	halfMadeAttempts = 3
 	// settleMin and settleMax bound the settling time after a generation.
 	settleMin = 50 * time.Millisecond
 	settleMax = 2 * time.Second
@@ -69,10 +75,17 @@ func (p *PKCS11) generateFixed(ctx context.Context, ref ObjectRef, mech []*pkcs1
 				p.cache(ref, cachedHandle{h: h, gen: gen}) // else the next use finds it again
 			}
 			return nil
-		case !errors.Is(err, errRival):
-			return p.translate("generate "+ref.String(), err)
-		case attempt == fixedAttempts:
+		case errors.Is(err, errRival) && attempt == fixedAttempts:
 			return fmt.Errorf("%w: %s (still after %d attempts: %s)", ErrAmbiguousObject, ref, attempt, ambiguousHint)
+		case errors.Is(err, errRival):
+		case errors.Is(err, ErrAttributeMismatch) && attempt < halfMadeAttempts:
+			// Perhaps a rival's object between its creation and its
+			// read-back: SoftHSM makes an object from the template, then
+			// sets its value and CKA_ALWAYS_SENSITIVE, CKA_LOCAL and
+			// CKA_NEVER_EXTRACTABLE in a second step. One that still does
+			// not match after the rounds is left for the operator.
+		default:
+			return p.translate("generate "+ref.String(), err)
 		}
 		// A random wait, longer each round, so that two makers that both
 		// backed off do not meet again.

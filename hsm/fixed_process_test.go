@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,9 +38,10 @@ type racerResult struct {
 // racerMain is the other process: its own Open of the test token (its
 // own C_Initialize, sessions and login: two Ctx in one process share one
 // module instance, its object store and its handles, so they do not race
-// as two processes do). For each round number n read from stdin it calls
-// GenerateMACKey for version n of job.KeyID (a name without a nonce) and
-// HMACs "probe" under it, and answers one JSON line.
+// as two processes do). For each round number n read from stdin it HMACs
+// under version n of job.KeyID (a name without a nonce; not found, or
+// found), calls GenerateMACKey for it and HMACs "probe" under it, and
+// answers one JSON line.
 func racerMain() int {
 	var job racerJob
 	if err := json.Unmarshal([]byte(os.Getenv(racerEnv)), &job); err != nil {
@@ -69,7 +71,11 @@ func racerMain() int {
 		}
 		ref := ObjectRef{KeyID: job.KeyID, Version: n}
 		res := racerResult{Round: n}
-		if err := p.GenerateMACKey(ctx, ref); err != nil {
+		// First a use, as the service probes for the bearer-token key: it
+		// may meet the other's key while that is being made.
+		if _, err := p.HMACSHA256(ctx, ref, []byte("probe")); err != nil && !errors.Is(err, ErrObjectNotFound) {
+			res.Err = "probe: " + err.Error()
+		} else if err := p.GenerateMACKey(ctx, ref); err != nil {
 			res.Err = "generate: " + err.Error()
 		} else if mac, err := p.HMACSHA256(ctx, ref, []byte("probe")); err != nil {
 			res.Err = "hmac: " + err.Error()
@@ -126,7 +132,7 @@ func startRacer(t *testing.T, job racerJob) *racer {
 // token-level check in generateFixed: from then on every lookup was
 // ambiguous.)
 func TestFixedNameRace(t *testing.T) {
-	const rounds = 12
+	const rounds = 16
 	env := softhsmtest.Get(t)
 	p := sharedToken(t)
 	ctx := testCtx(t)

@@ -107,17 +107,30 @@ func (p *PKCS11) GenerateMACKey(ctx context.Context, ref ObjectRef) error {
 	return p.generate(ctx, ref, mech, tmpl, p.verifyMAC)
 }
 
-// HMACSHA256 implements MAC on a pooled session and the cached handle.
+// HMACSHA256 implements MAC on a pooled session and the cached handle. A
+// key without a value yet (CKR_KEY_SIZE_RANGE: another process is making
+// it, and SoftHSM sets the value in a second step: generateFixed) is
+// found again after a while, a bounded number of times.
 func (p *PKCS11) HMACSHA256(ctx context.Context, ref ObjectRef, data []byte) ([]byte, error) {
 	var out []byte
-	err := p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		if err := c.SignInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, h); err != nil {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = p.withHandle(ctx, ref, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+			if err := c.SignInit(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, h); err != nil {
+				return err
+			}
+			var err error
+			out, err = c.Sign(sh, data)
 			return err
+		})
+		if !ref.Legacy() || attempt == halfMadeAttempts || !hasCode(err, []uint{pkcs11.CKR_KEY_SIZE_RANGE}) {
+			break
 		}
-		var err error
-		out, err = c.Sign(sh, data)
-		return err
-	})
+		p.forgetAny(ref)
+		if serr := sleepCtx(ctx, settleMin<<(attempt-1)); serr != nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, translate("hmac "+ref.String(), err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,9 +45,12 @@ func TestTwoInstallationsStartTogetherOnOneToken(t *testing.T) {
 				p.url = "http://" + addr
 				startProc(t, p, append(envs[i], "KMS_LISTEN="+addr))
 			}
-			for _, p := range ps {
+			for i, p := range ps {
 				if ready, err := p.waitReady(60 * time.Second); !ready {
-					t.Fatalf("kmsd not ready: %v\n%s", err, p.log())
+					if !strings.Contains(p.log(), "address already in use") {
+						t.Fatalf("kmsd not ready: %v\n%s", err, p.log())
+					}
+					ps[i] = startKmsd(t, envs[i]) // its port was taken meanwhile
 				}
 			}
 			var wg sync.WaitGroup
