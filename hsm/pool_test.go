@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,8 +134,10 @@ func TestConcurrency(t *testing.T) {
 		}(g)
 	}
 	for i := 0; i < 30; i++ {
-		ref := newRef()
-		err := p.GenerateKey(ctx, ref)
+		ref, err := NewRef(uuid.New(), 1) // as the service names versions
+		if err == nil {
+			err = p.GenerateKey(ctx, ref)
+		}
 		if err == nil {
 			_, _, err = p.Encrypt(ctx, ref, []byte("new"), nil)
 		}
