@@ -65,7 +65,7 @@ var errRival = errors.New("hsm: another process made an object with the same id"
 func (p *PKCS11) generateFixed(ctx context.Context, ref ObjectRef, mech []*pkcs11.Mechanism, tmpl []*pkcs11.Attribute,
 	check func(*pkcs11.Ctx, pkcs11.SessionHandle, pkcs11.ObjectHandle, ObjectRef) error) error {
 	for attempt := 1; ; attempt++ {
-		h, gen, settle, err := p.makeFixed(ctx, ref, mech, tmpl, check)
+		h, gen, settle, taken, err := p.makeFixed(ctx, ref, mech, tmpl, check)
 		if err == nil && settle > 0 {
 			err = p.confirmFixed(ctx, ref, h, gen, settle)
 		}
@@ -78,7 +78,7 @@ func (p *PKCS11) generateFixed(ctx context.Context, ref ObjectRef, mech []*pkcs1
 		case errors.Is(err, errRival) && attempt == fixedAttempts:
 			return fmt.Errorf("%w: %s (still after %d attempts: %s)", ErrAmbiguousObject, ref, attempt, ambiguousHint)
 		case errors.Is(err, errRival):
-		case errors.Is(err, ErrAttributeMismatch) && attempt < halfMadeAttempts:
+		case errors.Is(err, ErrAttributeMismatch) && taken && attempt < halfMadeAttempts:
 			// Perhaps a rival's object between its creation and its
 			// read-back: SoftHSM makes an object from the template, then
 			// sets its value and CKA_ALWAYS_SENSITIVE, CKA_LOCAL and
@@ -98,9 +98,10 @@ func (p *PKCS11) generateFixed(ctx context.Context, ref ObjectRef, mech []*pkcs1
 
 // makeFixed is one round of generateFixed on one session: the search and,
 // when it finds nothing, the generation and the read-back. settle is the
-// settling time when this call made the object (0 when it took one).
+// settling time when this call made the object (0 when it took one);
+// taken says the object checked was found, not made.
 func (p *PKCS11) makeFixed(ctx context.Context, ref ObjectRef, mech []*pkcs11.Mechanism, tmpl []*pkcs11.Attribute,
-	check func(*pkcs11.Ctx, pkcs11.SessionHandle, pkcs11.ObjectHandle, ObjectRef) error) (h pkcs11.ObjectHandle, gen uint64, settle time.Duration, err error) {
+	check func(*pkcs11.Ctx, pkcs11.SessionHandle, pkcs11.ObjectHandle, ObjectRef) error) (h pkcs11.ObjectHandle, gen uint64, settle time.Duration, taken bool, err error) {
 	_, _, gen = p.current()
 	start := time.Now()
 	err = p.doGen(ctx, gen, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
@@ -111,9 +112,10 @@ func (p *PKCS11) makeFixed(ctx context.Context, ref ObjectRef, mech []*pkcs11.Me
 		case len(hs) > 1:
 			return errRival
 		case len(hs) == 1:
-			h = hs[0]
+			h, taken = hs[0], true
 			return check(c, sh, h, ref) // left for the operator when it fails
 		}
+		taken = false // a retried unit
 		if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
 			return err
 		}
@@ -129,7 +131,7 @@ func (p *PKCS11) makeFixed(ctx context.Context, ref ObjectRef, mech []*pkcs11.Me
 	if hasCode(err, staleHandleCodes) {
 		err = errRival // a module reset: look again
 	}
-	return h, gen, settle, err
+	return h, gen, settle, taken, err
 }
 
 // confirmFixed searches for ref's objects at once and after settle; when
