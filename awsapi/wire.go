@@ -1,7 +1,6 @@
 package awsapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/hsmkms/hsmkms/internal/strictjson"
 )
 
 // epoch is a time on the wire: seconds since 1970 as a JSON number, with
@@ -60,26 +61,29 @@ func op[In, Out any](action string, h func(s *server, ctx context.Context, in *I
 	}}
 }
 
-// decode reads one JSON object. Fields hsmkms does not know are ignored,
-// as AWS's clients expect of a service that may be older than they are;
-// an option that would change the meaning of a request is a field the
-// operation knows and refuses.
+// decode reads one JSON object strictly (internal/strictjson), as the REST
+// API does: member names exactly as AWS spells them (KeyId, not keyid),
+// none twice, none the operation does not know. A member hsmkms does not
+// know is refused, not ignored: it may be an option (DryRun was one) that
+// changes what the request means, and doing the request without it would
+// be doing something else than was asked.
 func decode(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		body = []byte("{}")
+	err := strictjson.Unmarshal(body, v)
+	var se *strictjson.Error
+	if err == nil || !errors.As(err, &se) {
+		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
-		var typ *json.UnmarshalTypeError
-		if errors.As(err, &typ) && typ.Field != "" {
-			return validationf("field %s has the wrong type (binary fields are base64)", clip(typ.Field))
-		}
-		return validationf("the request body is not a valid JSON object of this operation")
-	}
-	if dec.More() {
+	switch se.Kind {
+	case strictjson.WrongType:
+		return validationf("field %s has the wrong type (binary fields are base64)", clip(se.Field))
+	case strictjson.Duplicate:
+		return validationf("field %s is given more than once", clip(se.Field))
+	case strictjson.Unknown:
+		return validationf("unknown field %s (field names are case-sensitive)", clip(se.Field))
+	case strictjson.Trailing:
 		return validationf("the request body must hold exactly one JSON object")
 	}
-	return nil
+	return validationf("the request body is not a valid JSON object of this operation")
 }
 
 // empty is the answer of operations that return nothing.
