@@ -116,13 +116,7 @@ func (p *PKCS11) makeFixed(ctx context.Context, ref ObjectRef, mech []*pkcs11.Me
 			return check(c, sh, h, ref) // left for the operator when it fails
 		}
 		taken = false // a retried unit
-		if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
-			return err
-		}
-		if err := check(c, sh, h, ref); err != nil {
-			if errors.Is(err, ErrAttributeMismatch) {
-				_ = c.DestroyObject(sh, h)
-			}
+		if h, err = generateChecked(c, sh, mech, tmpl, ref, check); err != nil {
 			return err
 		}
 		settle = min(max(10*time.Since(start), settleMin), settleMax)

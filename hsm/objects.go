@@ -81,6 +81,24 @@ func (p *PKCS11) GenerateKey(ctx context.Context, ref ObjectRef) error {
 	return p.storageChecked(ctx, false, func() error { return p.generate(ctx, ref, mech, tmpl, p.verify) })
 }
 
+// generateChecked makes one object from mech and tmpl and reads it back
+// with check; an object that comes out other than the template asked is
+// destroyed at once (it was this call's own: its handle proves it).
+func generateChecked(c *pkcs11.Ctx, sh pkcs11.SessionHandle, mech []*pkcs11.Mechanism, tmpl []*pkcs11.Attribute, ref ObjectRef,
+	check func(*pkcs11.Ctx, pkcs11.SessionHandle, pkcs11.ObjectHandle, ObjectRef) error) (pkcs11.ObjectHandle, error) {
+	h, err := c.GenerateKey(sh, mech, tmpl)
+	if err != nil {
+		return 0, err
+	}
+	if err := check(c, sh, h, ref); err != nil {
+		if errors.Is(err, ErrAttributeMismatch) {
+			_ = c.DestroyObject(sh, h)
+		}
+		return h, err
+	}
+	return h, nil
+}
+
 // generate is GenerateKey for any secret key: tmpl made with mech, checked
 // by check after generation (and, for a name without a nonce, before it is
 // taken: generateFixed).
@@ -110,16 +128,8 @@ func (p *PKCS11) generate(ctx context.Context, ref ObjectRef, mech []*pkcs11.Mec
 			}
 		}
 		attempted = true
-		if h, err = c.GenerateKey(sh, mech, tmpl); err != nil {
-			return err
-		}
-		if err := check(c, sh, h, ref); err != nil {
-			if errors.Is(err, ErrAttributeMismatch) {
-				_ = c.DestroyObject(sh, h)
-			}
-			return err
-		}
-		return nil
+		h, err = generateChecked(c, sh, mech, tmpl, ref, check)
+		return err
 	})
 	if err != nil {
 		return p.translate("generate "+ref.String(), err)

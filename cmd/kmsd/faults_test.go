@@ -474,6 +474,18 @@ func TestReplicasStartTogetherMakeOneSealKey(t *testing.T) {
 
 // sealKeys counts the audit seal key objects in tok's token.
 func sealKeys(t *testing.T, tok *softhsmtest.Env) int {
+	n := 0
+	for _, o := range inventory(t, tok) {
+		if o.Ref.KeyID == service.AuditSealKeyID {
+			n++
+		}
+	}
+	return n
+}
+
+// inventory lists the objects in tok's token, through a token session of
+// this process's own.
+func inventory(t *testing.T, tok *softhsmtest.Env) []hsm.ObjectInfo {
 	t.Helper()
 	prof, err := hsm.SelectProfile(tok.Profile, tok.Module)
 	if err != nil {
@@ -490,11 +502,5 @@ func sealKeys(t *testing.T, tok *softhsmtest.Env) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, o := range inv {
-		if o.Ref.KeyID == service.AuditSealKeyID {
-			n++
-		}
-	}
-	return n
+	return inv
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/client"
-	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/internal/softhsmtest"
 	"github.com/hsmkms/hsmkms/service"
 )
@@ -104,24 +103,8 @@ func TestTwoInstallationsStartTogetherOnOneToken(t *testing.T) {
 // macKeys counts the objects of each version of the service's MAC key in
 // tok's token (1: access keys, 2: bearer tokens).
 func macKeys(t *testing.T, tok *softhsmtest.Env) map[int]int {
-	t.Helper()
-	prof, err := hsm.SelectProfile(tok.Profile, tok.Module)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p, err := hsm.Open(ctx, hsm.Config{Module: tok.Module, InitArgs: tok.InitArgs, TokenLabel: tok.Label, PIN: tok.PIN, Profile: prof})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	inv, err := p.Inventory(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := map[int]int{1: 0, 2: 0}
-	for _, o := range inv {
+	for _, o := range inventory(t, tok) {
 		if o.Ref.KeyID == service.MACKeyID {
 			n[o.Ref.Version]++
 		}
