@@ -2,7 +2,10 @@ package service
 
 import (
 	"context"
+	"maps"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hsmkms/hsmkms/hsm"
@@ -16,56 +19,82 @@ type keyView struct {
 	versions map[int]VersionState
 	refs     map[int]hsm.ObjectRef // each version's token name (refOf)
 	// encryptions is each version's count of encryptions in the store
-	// when the view was loaded (invocations.go).
+	// (invocations.go): as loaded, raised by every count the change log or
+	// this process's flush reports since.
 	encryptions map[int]int64
 	aliases     []string // the key's aliases, for policies on alias/<pattern>
-	loadedAt    time.Time
 }
 
 // keyCache keeps keyViews and alias bindings in memory so that a warm
-// encrypt or decrypt makes no database round trip. Entries live for ttl (so
-// another replica's change is seen within ttl) and are dropped at once when
-// this process changes them. N concurrent misses on one key cause one load.
+// encrypt or decrypt makes no database round trip, at any number of keys.
+// An entry lives until a change to it is seen: at once when this process
+// makes the change (invalidateKey), and from the store's change log
+// (KeyChangesAfter) for changes of other replicas. The log is read at most
+// twice per ttl while requests come (in the background once the last read
+// is ttl/2 old; on the request path only when it is ttl old), so another
+// replica's change is seen within ttl, as with entries that expire, but an
+// untouched key is never read again. N concurrent misses on one key cause
+// one load.
 type keyCache struct {
 	store KeyQueries
 	clock Clock
 	ttl   time.Duration
-	// dbTimeout bounds one load (sharedLoad).
+	// dbTimeout bounds one load or read of the log (sharedLoad).
 	dbTimeout time.Duration
 
 	mu      sync.RWMutex
 	keys    map[string]*keyView
-	aliases map[string]aliasEntry
+	aliases map[string]string // alias name -> key id
 	loads   singleflight.Group
 	// gen counts invalidations; a load that started before one does not
-	// store its (possibly stale) result.
+	// store its (possibly stale) result, and later requests do not join it
+	// (it is part of the load's singleflight key).
 	gen uint64
+
+	// pos is the seq of the last change applied; known is false until the
+	// first read of the log. Only poll touches them, one at a time (its
+	// singleflight key).
+	pos   int64
+	known bool
+	// polledAt is when the last applied read of the log began (unix
+	// nanoseconds of the clock; 0: never): every change committed before
+	// then is reflected in the entries.
+	polledAt atomic.Int64
+	// polling is set while a background read of the log runs.
+	polling atomic.Bool
 }
 
-type aliasEntry struct {
-	keyID    string
-	loadedAt time.Time
-}
+const (
+	// pollPage is how many rows of the change log one query reads;
+	// pollMax how many one read of the log applies one by one before it
+	// drops every entry instead (a process idle for long).
+	pollPage = 5000
+	pollMax  = 50000
+	// keyChangesKept is how many rows of the change log the worker keeps
+	// (PruneKeyChanges): a process that falls further behind drops every
+	// entry once.
+	keyChangesKept = 200000
+)
 
 func newKeyCache(store KeyQueries, clock Clock, ttl, dbTimeout time.Duration) *keyCache {
 	return &keyCache{store: store, clock: clock, ttl: ttl, dbTimeout: dbTimeout,
-		keys: map[string]*keyView{}, aliases: map[string]aliasEntry{}}
+		keys: map[string]*keyView{}, aliases: map[string]string{}}
 }
 
-func (c *keyCache) fresh(loadedAt time.Time) bool {
-	return c.clock.Now().Sub(loadedAt) < c.ttl
-}
-
-// key returns the view of key id, loading it on a miss or when stale.
+// key returns the view of key id, loading it on a miss.
 func (c *keyCache) key(ctx context.Context, id string) (*keyView, error) {
+	if err := c.sync(ctx); err != nil {
+		return nil, err
+	}
 	c.mu.RLock()
 	v, ok := c.keys[id]
+	gen := c.gen
 	c.mu.RUnlock()
-	if ok && c.fresh(v.loadedAt) {
+	if ok {
 		return v, nil
 	}
-	r, err := sharedLoad(ctx, &c.loads, "k/"+id, c.dbTimeout, func(ctx context.Context) (any, error) {
-		return c.loadKey(ctx, id)
+	r, err := sharedLoad(ctx, &c.loads, "k/"+strconv.FormatUint(gen, 10)+"/"+id, c.dbTimeout, func(ctx context.Context) (any, error) {
+		return c.loadKey(ctx, id, gen)
 	})
 	if err != nil {
 		return nil, err
@@ -73,13 +102,9 @@ func (c *keyCache) key(ctx context.Context, id string) (*keyView, error) {
 	return r.(*keyView), nil
 }
 
-func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
-	c.mu.RLock()
-	gen := c.gen
-	c.mu.RUnlock()
-	// The view is as old as its first read: a change committed on another
-	// replica just after it is seen within the TTL, however slow the reads.
-	loadedAt := c.clock.Now()
+// loadKey reads key id; it keeps the view unless an invalidation came
+// after gen.
+func (c *keyCache) loadKey(ctx context.Context, id string, gen uint64) (*keyView, error) {
 	// The key row and its versions are two reads: a rotation committed
 	// between them (here or on another replica) shows a primary version
 	// that is not Primary. Read again until both agree.
@@ -102,7 +127,7 @@ func (c *keyCache) loadKey(ctx context.Context, id string) (*keyView, error) {
 		return nil, err
 	}
 	v := &keyView{key: *k, versions: make(map[int]VersionState, len(vs)), refs: make(map[int]hsm.ObjectRef, len(vs)),
-		encryptions: make(map[int]int64, len(vs)), aliases: names[id], loadedAt: loadedAt}
+		encryptions: make(map[int]int64, len(vs)), aliases: names[id]}
 	for i, ver := range vs {
 		v.versions[ver.Version] = ver.State
 		v.refs[ver.Version] = refOf(&vs[i])
@@ -128,24 +153,24 @@ func primaryIs(vs []Version, n int) bool {
 
 // alias returns the key id an alias names.
 func (c *keyCache) alias(ctx context.Context, name string) (string, error) {
-	c.mu.RLock()
-	e, ok := c.aliases[name]
-	c.mu.RUnlock()
-	if ok && c.fresh(e.loadedAt) {
-		return e.keyID, nil
+	if err := c.sync(ctx); err != nil {
+		return "", err
 	}
-	r, err := sharedLoad(ctx, &c.loads, "a/"+name, c.dbTimeout, func(ctx context.Context) (any, error) {
-		c.mu.RLock()
-		gen := c.gen
-		c.mu.RUnlock()
-		loadedAt := c.clock.Now()
+	c.mu.RLock()
+	id, ok := c.aliases[name]
+	gen := c.gen
+	c.mu.RUnlock()
+	if ok {
+		return id, nil
+	}
+	r, err := sharedLoad(ctx, &c.loads, "a/"+strconv.FormatUint(gen, 10)+"/"+name, c.dbTimeout, func(ctx context.Context) (any, error) {
 		a, err := c.store.GetAlias(ctx, name)
 		if err != nil {
 			return "", err
 		}
 		c.mu.Lock()
 		if c.gen == gen {
-			c.aliases[name] = aliasEntry{keyID: a.KeyID, loadedAt: loadedAt}
+			c.aliases[name] = a.KeyID
 		}
 		c.mu.Unlock()
 		return a.KeyID, nil
@@ -156,13 +181,136 @@ func (c *keyCache) alias(ctx context.Context, name string) (string, error) {
 	return r.(string), nil
 }
 
+// sync makes sure the entries reflect every change committed more than
+// ttl ago: it reads the change log on the request path when the last read
+// began ttl ago or more (or never happened), and starts a background read
+// once it is ttl/2 old, so that a steady stream of requests never waits.
+func (c *keyCache) sync(ctx context.Context) error {
+	now := c.clock.Now()
+	for {
+		if at := c.polledAt.Load(); at != 0 {
+			age := now.Sub(time.Unix(0, at))
+			if age < c.ttl {
+				if age >= c.ttl/2 && c.polling.CompareAndSwap(false, true) {
+					go func() {
+						defer c.polling.Store(false)
+						_, _ = sharedLoad(context.Background(), &c.loads, "poll", c.dbTimeout, c.poll)
+					}()
+				}
+				return nil
+			}
+		}
+		// A read joined in flight may have begun before now-ttl: then
+		// this loop reads again.
+		if _, err := sharedLoad(ctx, &c.loads, "poll", c.dbTimeout, c.poll); err != nil {
+			return err
+		}
+	}
+}
+
+// poll reads the change log after pos and applies it: a changed key's
+// view and a changed alias are dropped, a new count of encryptions raises
+// the view's. A gap in seq (rows pruned before this process read them),
+// the first read, or a backlog over pollMax drop every entry.
+func (c *keyCache) poll(ctx context.Context) (any, error) {
+	start := c.clock.Now()
+	if !c.known {
+		last, err := c.store.LastKeyChange(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.apply(nil, true)
+		c.pos, c.known = last, true
+		c.polledAt.Store(start.UnixNano())
+		return nil, nil
+	}
+	var changes []KeyChange
+	next, all := c.pos+1, false
+	for {
+		page, err := c.store.KeyChangesAfter(ctx, next-1, pollPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, ch := range page {
+			if ch.Seq != next {
+				all = true // pruned: what is missing is unknown
+			}
+			next = ch.Seq + 1
+		}
+		changes = append(changes, page...)
+		if len(page) < pollPage {
+			break
+		}
+		if len(changes) >= pollMax {
+			all = true // the rest is read by the next poll
+			break
+		}
+	}
+	c.apply(changes, all)
+	c.pos = next - 1
+	c.polledAt.Store(start.UnixNano())
+	return nil, nil
+}
+
+// apply drops what changes name (everything when all).
+func (c *keyCache) apply(changes []KeyChange, all bool) {
+	if len(changes) == 0 && !all {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if all {
+		c.keys = map[string]*keyView{}
+		c.aliases = map[string]string{}
+		return
+	}
+	for _, ch := range changes {
+		switch {
+		case ch.Counted:
+			c.raiseCountLocked(ch.KeyID, ch.Version, ch.Encryptions)
+		default:
+			delete(c.keys, ch.KeyID)
+			if ch.Alias != "" {
+				delete(c.aliases, ch.Alias)
+			}
+		}
+	}
+}
+
+// counted raises the cached count of encryptions of a version to total
+// (this process's flush: its own counts leave the pending counters, and
+// are then in the view at once).
+func (c *keyCache) counted(keyID string, version int, total int64) {
+	c.mu.Lock()
+	c.gen++ // a load that read the count before the flush does not keep it
+	c.raiseCountLocked(keyID, version, total)
+	c.mu.Unlock()
+}
+
+// raiseCountLocked replaces the key's view by one whose count for version
+// is at least total. Counts only grow: a lower one is older news.
+func (c *keyCache) raiseCountLocked(keyID string, version int, total int64) {
+	v, ok := c.keys[keyID]
+	if !ok {
+		return
+	}
+	old, has := v.encryptions[version]
+	if !has || old >= total {
+		return
+	}
+	nv := *v
+	nv.encryptions = maps.Clone(v.encryptions)
+	nv.encryptions[version] = total
+	c.keys[keyID] = &nv
+}
+
 // invalidateKey drops a key's view after this process changed it.
 func (c *keyCache) invalidateKey(id string) {
 	c.mu.Lock()
 	c.gen++
 	delete(c.keys, id)
 	c.mu.Unlock()
-	c.loads.Forget("k/" + id)
 }
 
 // invalidateAlias drops an alias binding after this process changed it.
@@ -171,7 +319,6 @@ func (c *keyCache) invalidateAlias(name string) {
 	c.gen++
 	delete(c.aliases, name)
 	c.mu.Unlock()
-	c.loads.Forget("a/" + name)
 }
 
 // invalidateAllAliases drops every alias binding (a deleted key lost all of
@@ -179,6 +326,6 @@ func (c *keyCache) invalidateAlias(name string) {
 func (c *keyCache) invalidateAllAliases() {
 	c.mu.Lock()
 	c.gen++
-	c.aliases = map[string]aliasEntry{}
+	c.aliases = map[string]string{}
 	c.mu.Unlock()
 }

@@ -68,8 +68,10 @@ func (iv *invocations) giveBack(batch []EncryptionCount) {
 }
 
 // checkInvocations refuses an encryption under version n of v's key once
-// the version has made Config.MaxEncryptions (the store's count when the
-// view was loaded, plus this process's since the last flush).
+// the version has made Config.MaxEncryptions: the store's count as the view
+// knows it (loaded, then raised by this process's flushes at once and by
+// other replicas' through the key cache's change log, within CacheTTL),
+// plus this process's since its last flush.
 func (s *Crypto) checkInvocations(v *keyView, n int) error {
 	used := v.encryptions[n] + s.invocations.pending(v.key.ID, n)
 	if used >= s.maxEncryptions {
@@ -93,6 +95,9 @@ func (s *Worker) FlushEncryptions(ctx context.Context) error {
 		return s.storeErr(err)
 	}
 	for _, b := range batch {
+		if b.Total > 0 {
+			s.keys.cache.counted(b.KeyID, b.Version, b.Total)
+		}
 		s.stats.encryptions.Add(uint64(b.Count))
 		for {
 			max := s.stats.maxEncryptions.Load()

@@ -22,8 +22,10 @@ type Config struct {
 	Clock Clock
 	// CacheTTL bounds how long a replica may use a key's cached state after
 	// another replica changed it (default 500ms: "within a second", with
-	// room for the request itself). Changes made by this process invalidate
-	// its cache at once.
+	// room for the request itself): each process reads the store's change
+	// log at most twice per CacheTTL while it serves (cache.go). Changes
+	// made by this process invalidate its cache at once; a key nobody
+	// changes stays cached.
 	CacheTTL time.Duration
 	// MaxVersionsPerKey caps versions (token objects) per key (default 100).
 	MaxVersionsPerKey int

@@ -82,6 +82,16 @@ type KeyQueries interface {
 	// DeleteAliasesOfKey removes every alias of a key (the key was deleted).
 	DeleteAliasesOfKey(ctx context.Context, keyID string) error
 
+	// KeyChangesAfter returns up to limit rows of the change log with seq
+	// > after, in seq order. Every change to a key, version or alias adds
+	// rows in its transaction; seq is dense and in commit order: a reader
+	// that has seen seq n has seen every change before it.
+	KeyChangesAfter(ctx context.Context, after int64, limit int) ([]KeyChange, error)
+	// LastKeyChange is the highest seq of the change log (0: none).
+	LastKeyChange(ctx context.Context) (int64, error)
+	// PruneKeyChanges deletes all but the newest keep rows of the log.
+	PruneKeyChanges(ctx context.Context, keep int64) error
+
 	InsertRotation(ctx context.Context, r *Rotation) error
 	// ListRotations returns a key's rotations ordered by version, with
 	// version > afterVersion.

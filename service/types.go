@@ -120,6 +120,18 @@ type EncryptionCount struct {
 	Total   int64
 }
 
+// KeyChange is one row of the key ring's change log (KeyQueries): a
+// change to key KeyID, to the binding of Alias, or, when Counted, only the
+// count of encryptions of one Version, now Encryptions.
+type KeyChange struct {
+	Seq         int64
+	KeyID       string
+	Alias       string
+	Version     int
+	Counted     bool
+	Encryptions int64
+}
+
 // Alias binds alias/NAME to one key.
 type Alias struct {
 	Name      string    `db:"name"` // with the "alias/" prefix

@@ -84,6 +84,9 @@ func (s *Worker) RunWorker(ctx context.Context, cfg WorkerConfig) {
 			if err := s.RunDue(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("worker pass", "err", err)
 			}
+			if err := s.store.PruneKeyChanges(ctx, keyChangesKept); err != nil && ctx.Err() == nil {
+				s.log.Error("prune the key change log", "err", err)
+			}
 		case <-rec.C:
 			if _, err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("reconcile", "err", err)

@@ -260,6 +260,8 @@ func TestSchema(t *testing.T) {
 		"import_params":      {"token_hash", "key_id", "wrapping_id", "algorithm", "created_at", "expires_at", "used_at"},
 		"key_material":       {"key_id", "kcv", "imported_at", "valid_to"},
 		"access_keys":        {"id", "principal", "nonce", "created_at", "last_used_at"},
+		"key_changes":        {"seq", "key_id", "alias", "version", "encryptions"},
+		"key_change_counter": {"id", "seq"},
 	}
 	const (
 		sqliteColumns   = `SELECT name FROM pragma_table_info(?) ORDER BY cid`
