@@ -50,23 +50,25 @@ func (p *PKCS11) Warm(ctx context.Context) (int, error) {
 		if err := c.FindObjectsFinal(sh); err != nil {
 			return err
 		}
+		rules := p.attestRules()
+		attested := map[pkcs11.ObjectHandle]bool{}
 		for _, h := range handles {
-			a, err := c.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, nil)})
-			if err != nil || len(a) != 1 {
+			id, good, ok := readWarm(c, sh, h, rules)
+			if !ok {
 				continue // destroyed meanwhile, or no CKA_ID: not ours
 			}
-			id := string(a[0].Value)
-			if _, ok := refFromID(a[0].Value); !ok {
+			if _, ok := refFromID(id); !ok {
 				continue
 			}
-			byID[id] = append(byID[id], h)
+			byID[string(id)] = append(byID[string(id)], h)
+			attested[h] = good
 		}
 		for id, hs := range byID {
 			ref, _ := refFromID([]byte(id))
 			if len(hs) != 1 {
 				continue // the search reports the duplicate
 			}
-			if !ref.Legacy() && !ref.Imported() && checkBools(c, sh, hs[0], p.attestRules(), ref.String()) != nil {
+			if !ref.Legacy() && !ref.Imported() && !attested[hs[0]] && checkBools(c, sh, hs[0], rules, ref.String()) != nil {
 				continue // the search refuses it
 			}
 			refs = append(refs, ref)
@@ -105,4 +107,38 @@ func refFromID(id []byte) (ObjectRef, bool) {
 		}
 	}
 	return r, string(r.ID()) == string(id)
+}
+
+// readWarm reads h's CKA_ID and the attested booleans of rules in one
+// C_GetAttributeValue, so that a scan of n objects makes n calls, not n
+// times four. attested says the booleans hold; ok is false when h has no
+// readable CKA_ID. A token that refuses the whole template (pitfalls item
+// 14: one unreadable attribute fails them all) is asked for CKA_ID alone,
+// with attested false: the caller then checks the rules one by one, as the
+// search does.
+func readWarm(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, rules []boolRule) (id []byte, attested, ok bool) {
+	tmpl := make([]*pkcs11.Attribute, 0, 1+len(rules))
+	tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, nil))
+	for _, r := range rules {
+		tmpl = append(tmpl, pkcs11.NewAttribute(r.attr, nil))
+	}
+	if a, err := c.GetAttributeValue(sh, h, tmpl); err == nil && len(a) == len(tmpl) {
+		return a[0].Value, boolsHold(a[1:], rules), true
+	}
+	a, err := c.GetAttributeValue(sh, h, tmpl[:1])
+	if err != nil || len(a) != 1 {
+		return nil, false, false
+	}
+	return a[0].Value, false, true
+}
+
+// boolsHold says whether the values read for rules (in their order) are
+// booleans with the wanted values.
+func boolsHold(vals []*pkcs11.Attribute, rules []boolRule) bool {
+	for i, r := range rules {
+		if i >= len(vals) || vals[i].Type != r.attr || len(vals[i].Value) != 1 || (vals[i].Value[0] != 0) != r.want {
+			return false
+		}
+	}
+	return true
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/miekg/pkcs11"
 )
 
 // Warm caches the handle of every version the request path's search would
@@ -99,6 +100,50 @@ func TestRefFromID(t *testing.T) {
 		"version 0": zeroVersion, "all-zero nonce": zeroNonce} {
 		if _, ok := refFromID(id); ok {
 			t.Errorf("refFromID accepted %s", name)
+		}
+	}
+}
+
+// readWarm reads a version's name and attestation in one call: a key the
+// token generated is attested, a planted one (imported material under a
+// fresh name) is not, exactly as the one-by-one check decides.
+func TestReadWarm(t *testing.T) {
+	p := openToken(t, nil)
+	ctx := testCtx(t)
+	made, err := NewRef(uuid.New(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.GenerateKey(ctx, made); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Destroy(context.Background(), made) })
+	planted, err := NewRef(uuid.New(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plantKnownKey(t, p, rawSession(t, p), planted)
+	for _, tt := range []struct {
+		ref  ObjectRef
+		want bool
+	}{{made, true}, {planted, false}} {
+		err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+			hs, err := p.findIn(c, sh, tt.ref)
+			if err != nil || len(hs) != 1 {
+				t.Fatalf("find %s: %v %d", tt.ref, err, len(hs))
+			}
+			id, attested, ok := readWarm(c, sh, hs[0], p.attestRules())
+			if !ok || string(id) != string(tt.ref.ID()) {
+				t.Errorf("%s: id %x ok %v", tt.ref, id, ok)
+			}
+			one := checkBools(c, sh, hs[0], p.attestRules(), tt.ref.String()) == nil
+			if attested != tt.want || one != tt.want {
+				t.Errorf("%s: attested in one call %v, one by one %v; want %v", tt.ref, attested, one, tt.want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -186,12 +186,14 @@ func (c *keyCache) alias(ctx context.Context, name string) (string, error) {
 // began ttl ago or more (or never happened), and starts a background read
 // once it is ttl/2 old, so that a steady stream of requests never waits.
 func (c *keyCache) sync(ctx context.Context) error {
-	now := c.clock.Now()
+	start := c.clock.Now()
 	for {
 		if at := c.polledAt.Load(); at != 0 {
-			age := now.Sub(time.Unix(0, at))
-			if age < c.ttl {
-				if age >= c.ttl/2 && c.polling.CompareAndSwap(false, true) {
+			polled, now := time.Unix(0, at), c.clock.Now()
+			// Fresh: begun less than ttl before this request, and not
+			// after now (a clock set back must not stretch the bound).
+			if start.Sub(polled) < c.ttl && !polled.After(now) {
+				if now.Sub(polled) >= c.ttl/2 && c.polling.CompareAndSwap(false, true) {
 					go func() {
 						defer c.polling.Store(false)
 						_, _ = sharedLoad(context.Background(), &c.loads, "poll", c.dbTimeout, c.poll)
@@ -200,8 +202,8 @@ func (c *keyCache) sync(ctx context.Context) error {
 				return nil
 			}
 		}
-		// A read joined in flight may have begun before now-ttl: then
-		// this loop reads again.
+		// A read joined in flight may have begun too early: then this
+		// loop reads again, and that read begins after start.
 		if _, err := sharedLoad(ctx, &c.loads, "poll", c.dbTimeout, c.poll); err != nil {
 			return err
 		}

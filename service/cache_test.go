@@ -278,3 +278,21 @@ func TestInvocationLimitAcrossReplicas(t *testing.T) {
 		t.Fatalf("a seventh encryption right after A flushed five: %v, want ErrLimitExceeded", err)
 	}
 }
+
+// A clock set back does not stretch how long a view is used unchecked:
+// the change log is read again.
+func TestCacheClockSetBack(t *testing.T) {
+	w := newWorld(t)
+	a := service.New(w.store, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
+	id := w.newKey()
+	if _, err := a.Crypto.Encrypt(w.ctx, id, []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.Keys.DisableKey(w.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(-time.Hour)
+	if _, err := a.Crypto.Encrypt(w.ctx, id, []byte("x"), nil); !errors.Is(err, service.ErrDisabled) {
+		t.Fatalf("encrypt after the clock went back an hour, the key disabled meanwhile: %v, want ErrDisabled", err)
+	}
+}
