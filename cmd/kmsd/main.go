@@ -188,6 +188,9 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	// once kmsd serves, not before (seconds with 10,000 keys); a request
 	// meanwhile waits for it or searches as before, and a failure only
 	// leaves the searches to the request path.
+	// The readiness probe's key is found first (one search), so that
+	// /readyz answers during the scan instead of waiting for its lock.
+	_ = tok.Ping(ctx)
 	go func(start time.Time) {
 		if n, err := tok.Warm(ctx); err != nil {
 			if ctx.Err() == nil {
