@@ -58,8 +58,9 @@ type decryptRequest struct {
 	KeyId               string
 	EncryptionAlgorithm string
 	GrantTokens         []string
-	Recipient           *struct{}
+	Recipient           *recipient
 	DryRun              bool
+	DryRunModifiers     []string // only with DryRun, which is refused
 }
 
 type decryptResponse struct {
@@ -98,7 +99,7 @@ type dataKeyRequest struct {
 	NumberOfBytes     int
 	EncryptionContext map[string]string
 	GrantTokens       []string
-	Recipient         *struct{}
+	Recipient         *recipient
 	DryRun            bool
 }
 
@@ -139,6 +140,7 @@ type reEncryptRequest struct {
 	DestinationEncryptionAlgorithm string
 	GrantTokens                    []string
 	DryRun                         bool
+	DryRunModifiers                []string // only with DryRun, which is refused
 }
 
 type reEncryptResponse struct {
@@ -179,10 +181,17 @@ func reEncrypt(s *server, ctx context.Context, in *reEncryptRequest) (*reEncrypt
 		DestinationEncryptionAlgorithm: symmetricDefault}, nil
 }
 
+// recipient is AWS's RecipientInfo (Nitro Enclaves attestation): read so
+// that a real one is refused as unsupported, not as an unknown member.
+type recipient struct {
+	KeyEncryptionAlgorithm string
+	AttestationDocument    []byte
+}
+
 type randomRequest struct {
 	NumberOfBytes    int
 	CustomKeyStoreId string
-	Recipient        *struct{}
+	Recipient        *recipient
 }
 
 type randomResponse struct{ Plaintext []byte }

@@ -41,9 +41,17 @@ type importRequest struct {
 	EncryptedKeyMaterial []byte
 	ValidTo              *epoch
 	ExpirationModel      string
+	// Several key materials per key (AWS's ImportType, KeyMaterialId,
+	// KeyMaterialDescription) are not supported: refused when given.
+	ImportType             string
+	KeyMaterialId          *string
+	KeyMaterialDescription *string
 }
 
 func importKeyMaterial(s *server, ctx context.Context, in *importRequest) (*empty, error) {
+	if in.ImportType != "" || in.KeyMaterialId != nil || in.KeyMaterialDescription != nil {
+		return nil, unsupportedf("several key materials per key (ImportType, KeyMaterialId, KeyMaterialDescription) are not supported")
+	}
 	ref, err := s.ref("KeyId", in.KeyId)
 	if err != nil {
 		return nil, err
@@ -68,4 +76,18 @@ func importKeyMaterial(s *server, ctx context.Context, in *importRequest) (*empt
 	}
 	_, err = s.svc.Import.ImportKeyMaterial(ctx, ref, string(in.ImportToken), in.EncryptedKeyMaterial, validTo)
 	return &empty{}, err
+}
+
+// deleteKeyMaterialRequest: KeyMaterialId names one of several key
+// materials, which this service does not keep; refused when given.
+type deleteKeyMaterialRequest struct {
+	KeyId         string
+	KeyMaterialId *string
+}
+
+func deleteImportedKeyMaterial(s *server, ctx context.Context, in *deleteKeyMaterialRequest) (*empty, error) {
+	if in.KeyMaterialId != nil {
+		return nil, unsupportedf("KeyMaterialId: several key materials per key are not supported")
+	}
+	return keyChange(func(s Service) keyOp { return s.Import.DeleteImportedKeyMaterial })(s, ctx, &keyRequest{KeyId: in.KeyId})
 }

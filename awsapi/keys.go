@@ -63,6 +63,9 @@ type createKeyRequest struct {
 	MultiRegion           bool
 	CustomKeyStoreId      string
 	XksKeyId              string
+	// BypassPolicyLockoutSafetyCheck is accepted either way: there is no
+	// key policy here (Policy is refused), so nothing to bypass.
+	BypassPolicyLockoutSafetyCheck bool
 }
 
 func createKey(s *server, ctx context.Context, in *createKeyRequest) (*keyMetadataResponse, error) {
@@ -116,7 +119,14 @@ func tagMap(tags []tag) (map[string]string, error) {
 
 type keyRequest struct{ KeyId string }
 
-func describeKey(s *server, ctx context.Context, in *keyRequest) (*keyMetadataResponse, error) {
+// describeKeyRequest: grant tokens are accepted and ignored (there are no
+// grants: they could only add rights, never take them away).
+type describeKeyRequest struct {
+	KeyId       string
+	GrantTokens []string
+}
+
+func describeKey(s *server, ctx context.Context, in *describeKeyRequest) (*keyMetadataResponse, error) {
 	ref, err := s.ref("KeyId", in.KeyId)
 	if err != nil {
 		return nil, err
@@ -133,6 +143,9 @@ func describeKey(s *server, ctx context.Context, in *keyRequest) (*keyMetadataRe
 type pageRequest struct {
 	Limit  int
 	Marker string
+	// ResourceOwners: only SELF (the default); keys shared from other
+	// accounts do not exist here.
+	ResourceOwners []string
 }
 
 type keyListEntry struct{ KeyId, KeyArn string }
@@ -144,6 +157,11 @@ type listKeysResponse struct {
 }
 
 func listKeys(s *server, ctx context.Context, in *pageRequest) (*listKeysResponse, error) {
+	for _, o := range in.ResourceOwners {
+		if o != "SELF" {
+			return nil, unsupportedf("ResourceOwners %s: only SELF (keys shared through RAM do not exist here)", clip(o))
+		}
+	}
 	keys, next, err := s.svc.Keys.ListKeys(ctx, in.Limit, in.Marker)
 	if err != nil {
 		return nil, err

@@ -40,5 +40,5 @@ var operations = map[string]operation{
 
 	"GetParametersForImport":    op(service.ActGetParametersForImport, getParametersForImport),
 	"ImportKeyMaterial":         op(service.ActImportKeyMaterial, importKeyMaterial),
-	"DeleteImportedKeyMaterial": op(service.ActDeleteImportedKeyMaterial, keyChange(func(s Service) keyOp { return s.Import.DeleteImportedKeyMaterial })),
+	"DeleteImportedKeyMaterial": op(service.ActDeleteImportedKeyMaterial, deleteImportedKeyMaterial),
 }

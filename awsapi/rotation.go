@@ -83,6 +83,9 @@ type listRotationsRequest struct {
 	KeyId  string
 	Limit  int
 	Marker string
+	// IncludeKeyMaterial: ROTATIONS_ONLY (the default) lists what this
+	// service lists; ALL_KEY_MATERIAL (imported materials) is refused.
+	IncludeKeyMaterial string
 }
 
 type rotationEntry struct {
@@ -98,6 +101,9 @@ type listRotationsResponse struct {
 }
 
 func listKeyRotations(s *server, ctx context.Context, in *listRotationsRequest) (*listRotationsResponse, error) {
+	if in.IncludeKeyMaterial != "" && in.IncludeKeyMaterial != "ROTATIONS_ONLY" {
+		return nil, unsupportedf("IncludeKeyMaterial %s is not supported: only ROTATIONS_ONLY", clip(in.IncludeKeyMaterial))
+	}
 	ref, err := s.ref("KeyId", in.KeyId)
 	if err != nil {
 		return nil, err

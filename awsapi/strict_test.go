@@ -96,3 +96,78 @@ func TestBodiesAreStrict(t *testing.T) {
 		t.Fatalf("Encrypt with its exact body: %d %s %s", status, typ, msg)
 	}
 }
+
+// TestSDKMembersKnown: members the AWS SDK sends for options hsmkms has no
+// use for are accepted where they change nothing (grant tokens, the policy
+// lockout check, the current account, rotations only) and refused with
+// UnsupportedOperationException where they would change what is asked
+// (another account's keys, several key materials, an enclave recipient),
+// never as unknown members; a refused request made no key.
+func TestSDKMembersKnown(t *testing.T) {
+	s := start(t)
+	ctx := kmstest.Ctx(t)
+	k := s.accessKey(t, "admin")
+	c := s.kmsClient(k.AccessKeyID, k.SecretAccessKey)
+	key := must[*kms.CreateKeyOutput](t, "CreateKey")(c.CreateKey(ctx, &kms.CreateKeyInput{BypassPolicyLockoutSafetyCheck: false}))
+	id := key.KeyMetadata.KeyId
+	before := must[*kms.ListKeysOutput](t, "ListKeys")(c.ListKeys(ctx, &kms.ListKeysInput{
+		ResourceOwners: []types.ResourceOwnerType{types.ResourceOwnerTypeSelf}}))
+	for name, call := range map[string]func() error{
+		"DescribeKey with GrantTokens": func() error {
+			_, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: id, GrantTokens: []string{"gt"}})
+			return err
+		},
+		"ListKeyRotations ROTATIONS_ONLY": func() error {
+			_, err := c.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: id, IncludeKeyMaterial: types.IncludeKeyMaterialRotationsOnly})
+			return err
+		},
+		"CreateKey with BypassPolicyLockoutSafetyCheck": func() error {
+			out, err := c.CreateKey(ctx, &kms.CreateKeyInput{BypassPolicyLockoutSafetyCheck: true})
+			if err == nil {
+				_, err = c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: out.KeyMetadata.KeyId})
+			}
+			return err
+		},
+	} {
+		if err := call(); err != nil {
+			t.Errorf("%s: %v, want success", name, err)
+		}
+	}
+	unsupported := map[string]func() error{
+		"ListKeys OTHER_ACCOUNTS_VIA_RAM": func() error {
+			_, err := c.ListKeys(ctx, &kms.ListKeysInput{ResourceOwners: []types.ResourceOwnerType{types.ResourceOwnerTypeOtherAccountsViaRam}})
+			return err
+		},
+		"ListKeyRotations ALL_KEY_MATERIAL": func() error {
+			_, err := c.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: id, IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})
+			return err
+		},
+		"Decrypt with a Recipient": func() error {
+			_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: []byte("x"), Recipient: &types.RecipientInfo{
+				KeyEncryptionAlgorithm: types.KeyEncryptionMechanismRsaesOaepSha256, AttestationDocument: []byte("doc")}})
+			return err
+		},
+		"ImportKeyMaterial with ImportType": func() error {
+			_, err := c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: id, ImportToken: []byte("t"),
+				EncryptedKeyMaterial: []byte("m"), ImportType: types.ImportTypeNewKeyMaterial})
+			return err
+		},
+		"DeleteImportedKeyMaterial with KeyMaterialId": func() error {
+			_, err := c.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: id, KeyMaterialId: aws.String("m1")})
+			return err
+		},
+	}
+	for name, call := range unsupported {
+		if err := call(); code(err) != "UnsupportedOperationException" {
+			t.Errorf("%s: %v, want UnsupportedOperationException", name, err)
+		}
+	}
+	after := must[*kms.ListKeysOutput](t, "ListKeys")(c.ListKeys(ctx, &kms.ListKeysInput{}))
+	if len(after.Keys) != len(before.Keys)+1 { // the one made and scheduled above
+		t.Errorf("keys: %d before, %d after; want one more (the BypassPolicyLockoutSafetyCheck key)", len(before.Keys), len(after.Keys))
+	}
+	d := must[*kms.DescribeKeyOutput](t, "DescribeKey")(c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: id}))
+	if d.KeyMetadata.KeyState != types.KeyStateEnabled {
+		t.Errorf("key %s after the refused requests: %s, want Enabled", *id, d.KeyMetadata.KeyState)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -43,6 +44,9 @@ func epochPtr(t *time.Time) *epoch {
 type operation struct {
 	action string
 	run    func(s *server, c echo.Context, body []byte) ([]byte, error)
+	// input is the request type the body is decoded into (its members
+	// are checked against the AWS SDK's: TestMembersMatchTheSDK).
+	input reflect.Type
 }
 
 // op makes an operation from a typed handler: it decodes the body into In
@@ -58,7 +62,7 @@ func op[In, Out any](action string, h func(s *server, ctx context.Context, in *I
 			return nil, err
 		}
 		return json.Marshal(out)
-	}}
+	}, input: reflect.TypeFor[In]()}
 }
 
 // decode reads one JSON object strictly (internal/strictjson), as the REST
