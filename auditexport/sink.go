@@ -128,6 +128,7 @@ type fileSink struct {
 	// partial says the last write stopped inside a line: the next starts
 	// with a newline, so one cut line does not swallow the next record.
 	partial bool
+	closed  bool // Close ran: a late SIGHUP's Reopen opens nothing
 }
 
 func openFile(path string) (*fileSink, error) {
@@ -156,12 +157,19 @@ func cutLine(path string) bool {
 }
 
 // openAppend opens path for appending, creating it with mode 0600. A FIFO
-// is opened without waiting for a reader (none: an error, not a hang).
+// is opened without waiting for a reader (none: an error, not a hang). A
+// symbolic link is not followed (whoever can write the directory must not
+// point kmsd's appends at another file, its database say), and a file
+// every user may read or write is refused: the trail names principals,
+// keys and credentials' ids (group access, for a forwarder, is allowed).
 func openAppend(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		if errors.Is(err, syscall.ENXIO) {
 			return nil, fmt.Errorf("file:%s: a FIFO that no process reads", path)
+		}
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("file:%s: a symbolic link (not followed: name the file itself)", path)
 		}
 		return nil, fmt.Errorf("file:%s: %v", path, errors.Unwrap(err))
 	}
@@ -173,6 +181,10 @@ func openAppend(path string) (*os.File, error) {
 	if st.IsDir() {
 		f.Close()
 		return nil, fmt.Errorf("file:%s: a directory", path)
+	}
+	if st.Mode().IsRegular() && st.Mode().Perm()&0o007 != 0 {
+		f.Close()
+		return nil, fmt.Errorf("file:%s: mode %04o lets every user read or write the audit trail (chmod o-rwx)", path, st.Mode().Perm())
 	}
 	if st.Mode()&os.ModeNamedPipe == 0 {
 		// O_NONBLOCK was for the open of a FIFO (Go polls a FIFO's
@@ -228,30 +240,47 @@ func writeLines(f *os.File, lines [][]byte, partial *bool) (int, error) {
 
 // Reopen opens the file by its name again and switches to it; on failure
 // the old file stays in use (records go on to the moved file, none lost).
+// The old file is flushed to disk before it is closed: the export state
+// saved next names records written to it, and must not run ahead of them.
 func (s *fileSink) Reopen() error {
 	f, err := openAppend(s.path)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		f.Close()
+		return fmt.Errorf("file:%s: the sink is closed", s.path)
+	}
 	old := s.f
 	s.f, s.partial = f, cutLine(s.path)
 	s.mu.Unlock()
-	return old.Close()
+	return errors.Join(syncFile(old), old.Close())
 }
 
 // Sync flushes the file to disk (before the export state is saved).
 func (s *fileSink) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.f.Sync()
+	return syncFile(s.f)
+}
+
+// syncFile is f.Sync, where there is something to flush.
+func syncFile(f *os.File) error {
+	err := f.Sync()
 	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EROFS) {
 		return nil // a FIFO or a device: nothing to flush
 	}
 	return err
 }
 
-func (s *fileSink) Close() error   { return s.f.Close() }
+func (s *fileSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return s.f.Close()
+}
 func (s *fileSink) String() string { return "file:" + s.path }
 
 // writerSink writes to kmsd's standard output.

@@ -292,6 +292,8 @@ func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 		{"audit sink file in no directory", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=file:/nonexistent/audit.log"), "audit-sink: file:/nonexistent/audit.log: no such file or directory", ""},
 		{"audit sink file a directory", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=file:"+t.TempDir()), "is a directory", ""},
 		{"audit sink FIFO nobody reads", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=file:"+fifo(t)), "a FIFO that no process reads", ""},
+		{"audit sink a symbolic link", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=file:"+symlinkTo(t, db)), "a symbolic link (not followed", ""},
+		{"audit sink readable by every user", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=file:"+worldReadable(t)), "mode 0644 lets every user read", ""},
 		{"audit sink state unwritable", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=stdout", "KMS_AUDIT_SINK_STATE=/nonexistent/audit.state"), "audit-sink-state: cannot write", ""},
 		{"audit sink state not a number", append(kmsdEnv(t, db), "KMS_AUDIT_SINK=stdout", "KMS_AUDIT_SINK_STATE="+junkFile(t)), "does not hold a record number", ""},
 		{"audit sink with auditing off", append(kmsdEnv(t, db), "KMS_AUDIT=off", "KMS_AUDIT_SINK=stdout"), "nothing to export", ""},
@@ -334,6 +336,28 @@ func TestStartupFailuresSayWhatIsWrong(t *testing.T) {
 func fifo(t *testing.T) string {
 	path := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// symlinkTo is a symbolic link to the file of the database URL db (an
+// audit sink there would append to kmsd's own database).
+func symlinkTo(t *testing.T, db string) string {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	if err := os.Symlink(strings.TrimPrefix(db, "sqlite:"), path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// worldReadable is an existing file of mode 0644.
+func worldReadable(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil { // whatever the umask
 		t.Fatal(err)
 	}
 	return path
