@@ -56,6 +56,9 @@ type keyCache struct {
 	// singleflight key).
 	pos   int64
 	known bool
+	// fullAt is when the last read dropped every entry (the first one,
+	// or MaxKeyViewAge after the previous one).
+	fullAt time.Time
 	// polledAt is when the last applied read of the log began (unix
 	// nanoseconds of the clock; 0: never): every change committed before
 	// then is reflected in the entries.
@@ -216,13 +219,16 @@ func (c *keyCache) sync(ctx context.Context) error {
 // the first read, or a backlog over pollMax drop every entry.
 func (c *keyCache) poll(ctx context.Context) (any, error) {
 	start := c.clock.Now()
+	if c.known && (start.Sub(c.fullAt) >= MaxKeyViewAge || start.Before(c.fullAt)) {
+		c.known = false // a bound on what a log that lost rows could hide
+	}
 	if !c.known {
 		last, err := c.store.LastKeyChange(ctx)
 		if err != nil {
 			return nil, err
 		}
 		c.apply(nil, true)
-		c.pos, c.known = last, true
+		c.pos, c.known, c.fullAt = last, true, start
 		c.polledAt.Store(start.UnixNano())
 		return nil, nil
 	}

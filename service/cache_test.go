@@ -296,3 +296,48 @@ func TestCacheClockSetBack(t *testing.T) {
 		t.Fatalf("encrypt after the clock went back an hour, the key disabled meanwhile: %v, want ErrDisabled", err)
 	}
 }
+
+// TestLostChangeLogRowsBoundedByMaxKeyViewAge: a change log that lost rows
+// this process had read (a failover to a standby behind the primary) hands
+// out their numbers again, so a later disable gets a number the cache
+// thinks it has seen. The view then lives at most MaxKeyViewAge: after it
+// the cache drops all and reads the head again, and the disable is seen.
+func TestLostChangeLogRowsBoundedByMaxKeyViewAge(t *testing.T) {
+	dsn, raw := insiderDB(t)
+	st := kmstest.StoreAt(t, dsn)
+	clock, tok := kmstest.NewClock(), kmstest.Token(t)
+	ctx := kmstest.Ctx(t)
+	cfg := service.Config{Clock: clock, Logger: kmstest.Logger()}
+	a, b := service.New(st, tok, cfg), service.New(st, tok, cfg)
+	k, err := b.Keys.CreateKey(ctx, service.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Crypto.Encrypt(ctx, k.ID, []byte("x"), nil); err != nil { // A's view is warm
+		t.Fatal(err)
+	}
+	// Rows A reads, then loses: the failover.
+	mark := sqlInt(t, raw, `SELECT COALESCE(MAX(seq), 0) FROM key_changes`)
+	for range 3 {
+		if _, err := b.Keys.TagKey(ctx, k.ID, map[string]string{"n": "x"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(service.DefaultCacheTTL)
+	if _, err := a.Crypto.Encrypt(ctx, k.ID, []byte("x"), nil); err != nil { // A reads them
+		t.Fatal(err)
+	}
+	sqlExec(t, raw, `DELETE FROM key_changes WHERE seq > ?`, mark)
+	sqlExec(t, raw, `UPDATE key_change_counter SET seq = ?`, mark) // SQLite numbers from it
+	if _, err := b.Keys.DisableKey(ctx, k.ID); err != nil { // logged under a number A has seen
+		t.Fatal(err)
+	}
+	clock.Advance(service.DefaultCacheTTL)
+	if _, err := a.Crypto.Encrypt(ctx, k.ID, []byte("x"), nil); err != nil {
+		t.Fatalf("encrypt right after the hidden disable: %v; the test did not hide it from the log", err)
+	}
+	clock.Advance(service.MaxKeyViewAge)
+	if _, err := a.Crypto.Encrypt(ctx, k.ID, []byte("x"), nil); !errors.Is(err, service.ErrDisabled) {
+		t.Fatalf("encrypt MaxKeyViewAge after a disable the log hid: %v, want ErrDisabled", err)
+	}
+}
