@@ -341,3 +341,56 @@ func TestLostChangeLogRowsBoundedByMaxKeyViewAge(t *testing.T) {
 		t.Fatalf("encrypt MaxKeyViewAge after a disable the log hid: %v, want ErrDisabled", err)
 	}
 }
+
+// hookStore runs hook once, right after the first ListVersions of key id
+// returns: a change made there lands while a load of id is in flight.
+type hookStore struct {
+	service.Store
+	id   string
+	once sync.Once
+	hook func()
+}
+
+func (h *hookStore) ListVersions(ctx context.Context, id string) ([]service.Version, error) {
+	vs, err := h.Store.ListVersions(ctx, id)
+	if id == h.id {
+		h.once.Do(h.hook)
+	}
+	return vs, err
+}
+
+// TestLoadRacingAChangeKeepsNoStaleView: a view lives until a change to
+// its key is seen, so a load that read the key before a change, and
+// stores its view after the change log's read applied that change, would
+// keep the stale view for good. Replica B disables the key while A's load
+// of it is between its reads, and A reads the log (another request) before
+// the load finishes: A must not keep the enabled view.
+func TestLoadRacingAChangeKeepsNoStaleView(t *testing.T) {
+	w := newWorld(t)
+	b := w.svc
+	k, err := b.Keys.CreateKey(w.ctx, service.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := w.newKey()
+	hs := &hookStore{Store: w.store, id: k.ID}
+	a := service.New(hs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
+	if _, err := a.Crypto.Encrypt(w.ctx, other, []byte("x"), nil); err != nil { // A has read the log
+		t.Fatal(err)
+	}
+	hs.hook = func() {
+		if _, err := b.Keys.DisableKey(w.ctx, k.ID); err != nil {
+			t.Error(err)
+		}
+		w.clock.Advance(service.DefaultCacheTTL)
+		if _, err := a.Crypto.Encrypt(w.ctx, other, []byte("x"), nil); err != nil { // A reads the log: the disable
+			t.Error(err)
+		}
+	}
+	// This request began before the disable and may use what it read.
+	_, _ = a.Crypto.Encrypt(w.ctx, k.ID, []byte("x"), nil)
+	w.clock.Advance(time.Millisecond)
+	if _, err := a.Crypto.Encrypt(w.ctx, k.ID, []byte("x"), nil); !errors.Is(err, service.ErrDisabled) {
+		t.Fatalf("encrypt after a disable that raced A's load: %v, want ErrDisabled (a stale view was kept)", err)
+	}
+}
