@@ -185,15 +185,17 @@ func (a *Audit) close() {
 // management change and its audit record commit together or not at all.
 // The record is appended last, so the chain's head is locked briefly.
 func commit[Q AuditAppender](ctx context.Context, rec *Audit, tx Tx[Q], fn func(q Q) error) error {
-	ctx, cancel := rec.dbCtx(ctx)
-	defer cancel()
 	a := activityFrom(ctx)
 	record := a != nil && rec.w != nil
 	if record {
+		// Before the transaction's own bound starts: the export's wait
+		// (block policy) has its bound, and must not eat the transaction's.
 		if err := rec.admit(ctx); err != nil {
 			return err
 		}
 	}
+	ctx, cancel := rec.dbCtx(ctx)
+	defer cancel()
 	err := tx(ctx, func(q Q) error {
 		if err := fn(q); err != nil {
 			return err
