@@ -329,7 +329,7 @@ func TestLostChangeLogRowsBoundedByMaxKeyViewAge(t *testing.T) {
 	}
 	sqlExec(t, raw, `DELETE FROM key_changes WHERE seq > ?`, mark)
 	sqlExec(t, raw, `UPDATE key_change_counter SET seq = ?`, mark) // SQLite numbers from it
-	if _, err := b.Keys.DisableKey(ctx, k.ID); err != nil { // logged under a number A has seen
+	if _, err := b.Keys.DisableKey(ctx, k.ID); err != nil {        // logged under a number A has seen
 		t.Fatal(err)
 	}
 	clock.Advance(service.DefaultCacheTTL)

@@ -5,7 +5,7 @@ import "time"
 // Defaults of the service, in one place: Config and WorkerConfig apply them
 // to zero fields, and kmsd's flag help texts print them.
 const (
-	DefaultCacheTTL          = 500 * time.Millisecond
+	DefaultCacheTTL = 500 * time.Millisecond
 	// MaxKeyViewAge bounds how long a cached key view or alias lives
 	// without a change seen for it: every MaxKeyViewAge the key cache drops
 	// all and reads the change log's head again. Changes arrive through
@@ -13,7 +13,7 @@ const (
 	// already read (a PostgreSQL failover to a standby behind the primary)
 	// could hide, where the log alone would hide it until the key's next
 	// change.
-	MaxKeyViewAge = 5 * time.Minute
+	MaxKeyViewAge            = 5 * time.Minute
 	DefaultAuthCacheTTL      = 500 * time.Millisecond
 	DefaultMaxVersionsPerKey = 100
 	// DefaultMaxOnDemandRotations is each key's lifetime quota of
