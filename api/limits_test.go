@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,9 +38,10 @@ func serveLimited(t *testing.T, s *kmstest.Stack, l api.Limits) string {
 // body is 200 bytes (or the Content-Length among headers), then feeds the
 // body one byte per second. It returns
 // the status line the server answers with ("" when it closes without one),
-// its request id, and how long after the dial that came. It gives up after
-// limit.
-func slowRequest(t *testing.T, addr, path string, headers []string, limit time.Duration) (string, string, time.Duration) {
+// its request id, and how long after the dial that came, and after how long
+// the server closed the connection (0 when it did not within limit). It
+// gives up after limit.
+func slowRequest(t *testing.T, addr, path string, headers []string, limit time.Duration) (status, id string, answered, closed time.Duration) {
 	t.Helper()
 	start := time.Now()
 	conn, err := net.Dial("tcp", addr)
@@ -76,7 +80,6 @@ func slowRequest(t *testing.T, addr, path string, headers []string, limit time.D
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatalf("POST %s: held open for %s with no answer", path, limit)
 	}
-	id := ""
 	for {
 		h, err := br.ReadString('\n')
 		if err != nil || strings.TrimSpace(h) == "" {
@@ -86,7 +89,10 @@ func slowRequest(t *testing.T, addr, path string, headers []string, limit time.D
 			id = strings.TrimSpace(v)
 		}
 	}
-	return strings.TrimSpace(line), id, elapsed
+	if _, err := io.Copy(io.Discard, br); !errors.As(err, &ne) || !ne.Timeout() {
+		closed = time.Since(start)
+	}
+	return strings.TrimSpace(line), id, elapsed, closed
 }
 
 // A body fed one byte per second is cut off at the read timeout, even
@@ -95,7 +101,7 @@ func TestSlowBodyIsCutAtTheReadTimeout(t *testing.T) {
 	s := kmstest.Start(t, kmstest.Options{})
 	const readTimeout = 2 * time.Second
 	addr := serveLimited(t, s, api.Limits{ReadTimeout: readTimeout})
-	status, id, took := slowRequest(t, addr, "/v1/encrypt", []string{
+	status, id, took, _ := slowRequest(t, addr, "/v1/encrypt", []string{
 		"Authorization: Bearer " + kmstest.AdminToken + "\r\n", "Content-Type: application/json\r\n"}, 40*time.Second)
 	// Measured from before the dial, so never below the timeout; the upper
 	// bound leaves a loaded CI machine 15 s.
@@ -122,6 +128,8 @@ func TestSlowBodyIsCutAtTheReadTimeout(t *testing.T) {
 // declared body over the 64 KiB limit 413, at once and not when the body
 // (200 s at this pace) or the read timeout (60 s) ends. (Up to 256 KiB
 // net/http would otherwise read the rest of the body before answering.)
+// The connection then lingers for what the client still sends, but not
+// for the rest of a slow body: it closes within a few seconds.
 func TestRefusalDoesNotWaitForTheBody(t *testing.T) {
 	s := kmstest.Start(t, kmstest.Options{})
 	addr := serveLimited(t, s, api.Limits{ReadTimeout: 60 * time.Second})
@@ -138,15 +146,98 @@ func TestRefusalDoesNotWaitForTheBody(t *testing.T) {
 		{"200 KiB body", []string{"Authorization: Bearer " + kmstest.AdminToken + "\r\n", "Content-Type: application/json\r\n", "Content-Length: 204800\r\n"}, " 413 "},
 		{"1 MiB body", []string{"Authorization: Bearer " + kmstest.AdminToken + "\r\n", "Content-Type: application/json\r\n", "Content-Length: 1048576\r\n"}, " 413 "},
 	} {
-		path := "/v1/encrypt"
-		if strings.HasPrefix(tc.name, "unknown route") {
-			path = "/v1/nothing-here"
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := "/v1/encrypt"
+			if strings.HasPrefix(tc.name, "unknown route") {
+				path = "/v1/nothing-here"
+			}
+			status, _, took, closed := slowRequest(t, addr, path, tc.headers, 20*time.Second)
+			if !strings.Contains(status, tc.want) {
+				t.Errorf("%q, want%s", status, tc.want)
+			}
+			// The linger is 2 s; the bound leaves a loaded machine the rest.
+			if closed == 0 || closed > 15*time.Second {
+				t.Errorf("connection still open 20 s after the refusal (closed after %s)", closed)
+			}
+			t.Logf("%q after %s, closed after %s", status, took.Round(time.Millisecond), closed.Round(time.Millisecond))
+		})
+	}
+}
+
+// smallBuffers shrinks a socket's kernel buffers to a few KiB, so a body
+// of tens of KiB cannot sit in them: its writer is still writing when the
+// server answers, as over a real network.
+func smallBuffers(_, _ string, rc syscall.RawConn) error {
+	var err error
+	cerr := rc.Control(func(fd uintptr) {
+		if err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096); err == nil {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
 		}
-		status, _, took := slowRequest(t, addr, path, tc.headers, 20*time.Second)
-		if !strings.Contains(status, tc.want) {
-			t.Errorf("%s: %q, want%s", tc.name, status, tc.want)
-		}
-		t.Logf("%s: %q after %s", tc.name, status, took.Round(time.Millisecond))
+	})
+	return errors.Join(cerr, err)
+}
+
+// A client that is still sending its body when it is refused, as Go's
+// net/http and curl do, reads the refusal instead of a broken pipe: the
+// server drains what it sends after answering. (Closing with the body
+// unread reset the connection under the writing client.)
+func TestRefusalReachesAClientStillSendingItsBody(t *testing.T) {
+	s := kmstest.Start(t, kmstest.Options{})
+	ln, err := (&net.ListenConfig{Control: smallBuffers}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := api.NewHTTPServer(api.New(api.Config{Service: s.Service, Logger: kmstest.Logger()}), api.Limits{})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	// Within the 64 KiB limit for the refusals that come after it.
+	const within, over = 60 << 10, 300 << 10
+	for _, tc := range []struct {
+		name, path, token, contentType string
+		size                           int
+		declared                       bool
+		status                         int
+		code                           string
+	}{
+		{"no token", "/v1/encrypt", "", "application/json", within, true, 401, "UnauthenticatedException"},
+		{"wrong token", "/v1/encrypt", "not-a-token-of-anyone", "application/json", within, true, 401, "UnauthenticatedException"},
+		{"unknown route, wrong token", "/v1/nothing-here", "not-a-token-of-anyone", "application/json", within, true, 401, "UnauthenticatedException"},
+		{"text/plain", "/v1/encrypt", kmstest.AdminToken, "text/plain", within, true, 415, "UnsupportedMediaTypeException"},
+		{"declared over the limit", "/v1/encrypt", kmstest.AdminToken, "application/json", over, true, 413, "ValidationException"},
+		{"chunked over the limit", "/v1/encrypt", kmstest.AdminToken, "application/json", over, false, 413, "ValidationException"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 3 {
+				var body io.Reader = strings.NewReader(strings.Repeat(" ", tc.size))
+				if !tc.declared {
+					body = struct{ io.Reader }{body} // no length: sent chunked
+				}
+				req, err := http.NewRequest("POST", "http://"+addr+tc.path, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", tc.contentType)
+				if tc.token != "" {
+					req.Header.Set("Authorization", "Bearer "+tc.token)
+				}
+				c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+					DialContext: (&net.Dialer{Control: smallBuffers}).DialContext}}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatalf("got %v, want %d %s", err, tc.status, tc.code)
+				}
+				var e struct {
+					Error struct{ Code, Message string }
+				}
+				err = json.NewDecoder(resp.Body).Decode(&e)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != tc.status || e.Error.Code != tc.code || e.Error.Message == "" {
+					t.Fatalf("got %d %+v (%v), want %d %s", resp.StatusCode, e.Error, err, tc.status, tc.code)
+				}
+			}
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -103,6 +104,7 @@ func New(cfg Config) *echo.Echo {
 	// whatever the client says it is.
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.Use(lingerAfterRefusal)
 	e.Use(requestIDs)
 	e.Use(requestLog(cfg.Logger, cfg.Observe))
 	e.Use(recoverPanics(cfg.Logger))
@@ -366,21 +368,61 @@ func hasBody(r *http.Request) bool {
 	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
 }
 
-// closeUnread marks a refusal sent before the body is read: reading stops
-// at once, and an HTTP/1 connection closes after the answer. Otherwise
-// net/http, to keep the connection, first reads what is left of the body,
-// and a body fed a byte at a time would hold the answer back until the
-// read timeout. (HTTP/2 answers a stream without reading its body; there
-// "Connection: close" would end every other stream of the connection.)
+// A refused HTTP/1 request lingers (RFC 9112 §9.6): the answer goes out at
+// once, then what the client is still sending is read and discarded, at
+// most refusalLingerBytes for at most refusalLinger, before the connection
+// closes. Closing on unread bytes resets the connection, and a client that
+// writes its whole body before reading the answer (Go's net/http, curl)
+// would see a broken pipe instead of the refusal.
+const (
+	refusalLinger      = 2 * time.Second
+	refusalLingerBytes = 4 << 20
+)
+
+// ctxLinger marks a refusal whose unread body lingerAfterRefusal drains.
+const ctxLinger = "linger_after_refusal"
+
+// closeUnread marks a refusal sent before the body is read: the answer is
+// not held back for the body, and an HTTP/1 connection closes after it
+// and a bounded linger. Otherwise net/http, to keep the connection, first
+// reads what is left of the body, and a body fed a byte at a time would
+// hold the answer back until the read timeout. (HTTP/2 answers a stream
+// without reading its body; there "Connection: close" would end every
+// other stream of the connection.)
 func closeUnread(c echo.Context) {
 	r := c.Request()
 	if !hasBody(r) {
 		return
 	}
-	if r.ProtoMajor == 1 {
-		c.Response().Header().Set(echo.HeaderConnection, "close")
+	rc := http.NewResponseController(c.Response())
+	if r.ProtoMajor != 1 {
+		_ = rc.SetReadDeadline(time.Now())
+		return
 	}
-	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
+	c.Response().Header().Set(echo.HeaderConnection, "close")
+	// Full duplex keeps the body readable after the answer is flushed.
+	_ = rc.EnableFullDuplex()
+	_ = rc.SetReadDeadline(time.Now().Add(refusalLinger))
+	c.Set(ctxLinger, true)
+}
+
+// lingerAfterRefusal is the outermost middleware: once a request marked by
+// closeUnread has its answer written, it sends the answer and then drains
+// the body within the linger's bounds.
+func lingerAfterRefusal(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		body := c.Request().Body // BodyLimit replaces it with a pooled reader
+		err := next(c)
+		if linger, _ := c.Get(ctxLinger).(bool); linger {
+			if err != nil {
+				c.Error(err)
+				err = nil
+			}
+			_ = http.NewResponseController(c.Response()).Flush()
+			_, _ = io.CopyN(io.Discard, body, refusalLingerBytes)
+		}
+		return err
+	}
 }
 
 // recoverPanics turns a panic into a logged 500; the process keeps serving.
