@@ -250,16 +250,12 @@ func TestRequestHeadersAreCapped(t *testing.T) {
 		size int
 		want int
 	}{{900 << 10, http.StatusRequestHeaderFieldsTooLarge}, {64 << 10, http.StatusRequestHeaderFieldsTooLarge}, {8 << 10, http.StatusOK}} {
-		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/keys", nil)
-		req.Header.Set("Authorization", "Bearer "+kmstest.AdminToken)
-		req.Header.Set("X-Padding", strings.Repeat("p", tc.size))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%d-byte header: %v", tc.size, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.want {
-			t.Errorf("%d-byte header: %d, want %d", tc.size, resp.StatusCode, tc.want)
+		// Sent raw: a 900 KiB header does not fit in the socket buffers, and
+		// net/http's client would report its broken write, not the 431.
+		status := kmstest.StatusLine(t, addr, "GET /v1/keys HTTP/1.1\r\nHost: kms\r\nAuthorization: Bearer "+kmstest.AdminToken+
+			"\r\nX-Padding: "+strings.Repeat("p", tc.size)+"\r\nConnection: close\r\n\r\n")
+		if want := fmt.Sprintf(" %d ", tc.want); !strings.Contains(status+" ", want) {
+			t.Errorf("%d-byte header: %q, want%s", tc.size, status, want)
 		}
 	}
 }

@@ -418,7 +418,10 @@ func lingerAfterRefusal(next echo.HandlerFunc) echo.HandlerFunc {
 				c.Error(err)
 				err = nil
 			}
-			_ = http.NewResponseController(c.Response()).Flush()
+			rc := http.NewResponseController(c.Response())
+			_ = rc.Flush()
+			// The linger counts from the answer, not from the refusal.
+			_ = rc.SetReadDeadline(time.Now().Add(refusalLinger))
 			_, _ = io.CopyN(io.Discard, body, refusalLingerBytes)
 		}
 		return err

@@ -30,7 +30,7 @@ func TestDeletionWithDevWindow(t *testing.T) {
 	env := kmsdEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "kms.db"),
 		"KMS_DEV_MODE=true", "KMS_DEV_PENDING_WINDOW="+devWindow.String(), "KMS_WORKER_TICK=200ms")
 	p := startKmsd(t, env)
-	if !strings.Contains(p.log(), "DEVELOPMENT") || !strings.Contains(p.log(), "KMS_DEV_PENDING_WINDOW") {
+	if !logShows(p, "DEVELOPMENT") || !logShows(p, "KMS_DEV_PENDING_WINDOW") {
 		t.Fatalf("no warning about the development window at start:\n%s", p.log())
 	}
 	c := client.New(p.url, adminToken, nil)

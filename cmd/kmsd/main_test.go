@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -65,15 +66,36 @@ type proc struct {
 	stdout *os.File
 }
 
+// freeAddr picks a port for a kmsd to listen on, free when picked. It is
+// below Linux's ephemeral range (32768–60999), from which the kernel takes
+// the ports of ":0" listeners and of outgoing connections, so the other
+// test packages running meanwhile do not take it before kmsd binds it; and
+// never one it handed out before in this process.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if handedOut[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		handedOut[port] = true
+		return ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port between 20000 and 32000")
+	return ""
 }
+
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
 
 // kmsdEnv is the environment of a kmsd on the test token with database db.
 func kmsdEnv(t *testing.T, db string, extra ...string) []string {
