@@ -159,8 +159,8 @@ type Profile struct {
 	// LacksTokenDataObjects says the token refuses private token objects
 	// of class CKO_DATA (NSS softoken answers CKR_ATTRIBUTE_VALUE_INVALID:
 	// its sftk_handleDataObject takes only public session data objects).
-	// ReadData and WriteData then answer ErrNoDataObjects, and the audit
-	// anchor (issue 16, item 8) is not kept on such a token.
+	// ReadData and WriteData then keep each value in a key that can do
+	// nothing (data.go).
 	LacksTokenDataObjects bool
 	// IgnoresUnwrapTemplate says the token accepts CKA_UNWRAP_TEMPLATE but
 	// does not enforce it (NSS softoken unwraps into a readable key

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 
@@ -11,9 +12,22 @@ import (
 // (CKO_DATA, CKA_PRIVATE, so only a logged-in session sees them), found by
 // CKA_APPLICATION and CKA_LABEL. The service keeps there what the database
 // must not be able to roll back: the anchor of the audit seal chain.
+//
+// A token that refuses private CKO_DATA objects (Profile.LacksTokenDataObjects,
+// NSS softoken) keeps each value in a secret key that can do nothing
+// instead: an AES key generated in the token, sensitive, non-extractable,
+// private, with every usage false, whose CKA_LABEL is the label and whose
+// CKA_ID is dataKeyIDPrefix and the value. Its key is never used and
+// nothing of it can leave the token; the value, like a data object's, is
+// seen only by a logged-in session.
 
 // dataApplication is the CKA_APPLICATION of this service's data objects.
 const dataApplication = "hsmkms"
+
+// dataKeyIDPrefix begins the CKA_ID of a data value kept in a key: no
+// version's CKA_ID (ObjectRef.ID, 20 or 36 bytes of key id, version and
+// nonce) starts so and is as long.
+const dataKeyIDPrefix = "hsmkms-data:"
 
 func dataTemplate(label string) []*pkcs11.Attribute {
 	return []*pkcs11.Attribute{
@@ -23,9 +37,33 @@ func dataTemplate(label string) []*pkcs11.Attribute {
 	}
 }
 
-// ErrNoDataObjects: the token keeps no private data objects
-// (Profile.LacksTokenDataObjects).
-var ErrNoDataObjects = errors.New("hsm: this token keeps no private data objects")
+// dataKeyTemplate finds the keys that keep the values named label.
+func dataKeyTemplate(label string) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+	}
+}
+
+// dataKeyGenTemplate is the key that keeps value under label.
+func dataKeyGenTemplate(label string, value []byte) []*pkcs11.Attribute {
+	return append(dataKeyTemplate(label)[1:],
+		pkcs11.NewAttribute(pkcs11.CKA_ID, append([]byte(dataKeyIDPrefix), value...)),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+	)
+}
 
 // maxData bounds the objects one label may have: one, or two for the
 // moment between a write's create and its destroy (or after a crash there).
@@ -35,7 +73,11 @@ const maxData = 8
 // that is not logged in is that error, not "not found".
 func (p *PKCS11) findData(c *pkcs11.Ctx, sh pkcs11.SessionHandle, label string) ([]pkcs11.ObjectHandle, error) {
 	p.stats.searches.Add(1)
-	if err := c.FindObjectsInit(sh, dataTemplate(label)); err != nil {
+	tmpl := dataTemplate(label)
+	if p.cfg.Profile.LacksTokenDataObjects {
+		tmpl = dataKeyTemplate(label)
+	}
+	if err := c.FindObjectsInit(sh, tmpl); err != nil {
 		return nil, err
 	}
 	hs, _, err := c.FindObjects(sh, maxData+1)
@@ -54,9 +96,6 @@ func (p *PKCS11) findData(c *pkcs11.Ctx, sh pkcs11.SessionHandle, label string) 
 // ReadData implements Token: the values of the data objects named label
 // (usually one), ErrObjectNotFound when there is none.
 func (p *PKCS11) ReadData(ctx context.Context, label string) ([][]byte, error) {
-	if p.cfg.Profile.LacksTokenDataObjects {
-		return nil, ErrNoDataObjects
-	}
 	var out [][]byte
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		out = out[:0]
@@ -68,7 +107,7 @@ func (p *PKCS11) ReadData(ctx context.Context, label string) ([][]byte, error) {
 			return ErrObjectNotFound
 		}
 		for _, h := range hs {
-			v, err := attr(c, sh, h, pkcs11.CKA_VALUE)
+			v, err := p.dataValue(c, sh, h)
 			if hasCode(err, staleHandleCodes) {
 				continue // replaced meanwhile
 			}
@@ -94,9 +133,6 @@ func (p *PKCS11) ReadData(ctx context.Context, label string) ([][]byte, error) {
 // No name is ambiguous for data objects: a reader takes every value
 // (the anchor's reader the newest), up to maxData of them.
 func (p *PKCS11) WriteData(ctx context.Context, label string, value []byte) error {
-	if p.cfg.Profile.LacksTokenDataObjects {
-		return ErrNoDataObjects
-	}
 	p.mgmt.Lock()
 	defer p.mgmt.Unlock()
 	err := p.do(ctx, func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
@@ -104,10 +140,7 @@ func (p *PKCS11) WriteData(ctx context.Context, label string, value []byte) erro
 		if err != nil && !errors.Is(err, ErrAmbiguousObject) {
 			return err
 		}
-		if _, err := c.CreateObject(sh, append(dataTemplate(label),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE, value))); err != nil {
+		if err := p.createData(c, sh, label, value); err != nil {
 			return err
 		}
 		for _, h := range old {
@@ -119,3 +152,37 @@ func (p *PKCS11) WriteData(ctx context.Context, label string, value []byte) erro
 	})
 	return translate("write data object "+label, err)
 }
+
+// createData makes one object keeping value under label.
+func (p *PKCS11) createData(c *pkcs11.Ctx, sh pkcs11.SessionHandle, label string, value []byte) error {
+	if p.cfg.Profile.LacksTokenDataObjects {
+		_, err := c.GenerateKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)},
+			dataKeyGenTemplate(label, value))
+		return err
+	}
+	_, err := c.CreateObject(sh, append(dataTemplate(label),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value)))
+	return err
+}
+
+// dataValue is the value an object found by findData keeps.
+func (p *PKCS11) dataValue(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
+	if !p.cfg.Profile.LacksTokenDataObjects {
+		return attr(c, sh, h, pkcs11.CKA_VALUE)
+	}
+	id, err := attr(c, sh, h, pkcs11.CKA_ID)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := bytes.CutPrefix(id, []byte(dataKeyIDPrefix))
+	if !ok {
+		return nil, errDataKeyForeign
+	}
+	return v, nil
+}
+
+// errDataKeyForeign is a key under a data label that this service did not
+// make: its CKA_ID lacks dataKeyIDPrefix.
+var errDataKeyForeign = errors.New("hsm: a key named as a data value holds none")

@@ -10,24 +10,19 @@ import (
 )
 
 // A data object is written, replaced and read back; it is a private
-// token object.
+// token object. On a token without private data objects (NSS softoken) it
+// is a key that can do nothing and reveals nothing.
 func TestDataObject(t *testing.T) {
 	p := sharedToken(t)
 	ctx := testCtx(t)
 	label := "hsmkms-test-" + uuid.NewString()
-	if p.cfg.Profile.LacksTokenDataObjects {
-		// Such a token refuses them: say so, never pretend to keep them.
-		if err := p.WriteData(ctx, label, []byte("one")); !errors.Is(err, ErrNoDataObjects) {
-			t.Fatalf("write on a token without data objects: %v, want ErrNoDataObjects", err)
-		}
-		t.Skip("the token keeps no private data objects (Profile.LacksTokenDataObjects)")
-	}
+	t.Logf("profile %s: data objects kept in keys: %v", p.cfg.Profile.Name, p.cfg.Profile.LacksTokenDataObjects)
 	if _, err := p.ReadData(ctx, label); !errors.Is(err, ErrObjectNotFound) {
 		t.Fatalf("read before write: %v, want ErrObjectNotFound", err)
 	}
 	r := rawSession(t, p)
 	t.Cleanup(func() {
-		for _, h := range r.findData(label) {
+		for _, h := range r.findData(p, label) {
 			r.c.DestroyObject(r.sh, h)
 		}
 	})
@@ -40,18 +35,32 @@ func TestDataObject(t *testing.T) {
 			t.Fatalf("read %q, %v; want %q", got, err, v)
 		}
 	}
-	if n := len(r.findData(label)); n != 1 {
+	if n := len(r.findData(p, label)); n != 1 {
 		t.Fatalf("%d data objects after two writes, want 1 (the old one destroyed)", n)
 	}
-	h := r.findData(label)[0]
+	h := r.findData(p, label)[0]
 	a, err := r.c.GetAttributeValue(r.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, nil), pkcs11.NewAttribute(pkcs11.CKA_TOKEN, nil)})
 	if err != nil || a[0].Value[0] != 1 || a[1].Value[0] != 1 {
 		t.Fatalf("CKA_PRIVATE/CKA_TOKEN = %v, %v; want both true", a, err)
 	}
+	if p.cfg.Profile.LacksTokenDataObjects {
+		// The key keeping the value: its key cannot be read or used.
+		if _, err := r.c.GetAttributeValue(r.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)}); err == nil {
+			t.Error("the CKA_VALUE of the key keeping a data value is readable")
+		}
+		a, err := r.c.GetAttributeValue(r.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil), pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, nil), pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, nil)})
+		if err != nil || a[0].Value[0] != 1 || a[1].Value[0] != 0 || a[2].Value[0] != 0 || a[3].Value[0] != 0 {
+			t.Errorf("sensitive, extractable, encrypt, decrypt = %v, %v; want true, false, false, false", a, err)
+		}
+		if err := r.c.EncryptInit(r.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}, h); err == nil {
+			r.c.EncryptFinal(r.sh)
+			t.Error("the key keeping a data value encrypts")
+		}
+	}
 	// A second object under the label (a crash between create and
 	// destroy) is read too, and the next write leaves one.
-	if _, err := r.c.CreateObject(r.sh, append(dataTemplate(label), pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true), pkcs11.NewAttribute(pkcs11.CKA_VALUE, []byte("other")))); err != nil {
+	if err := p.createData(r.c, r.sh, label, []byte("other")); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := p.ReadData(ctx, label); err != nil || len(got) != 2 {
@@ -64,9 +73,15 @@ func TestDataObject(t *testing.T) {
 		t.Fatalf("read after the write: %q, %v; want [x]", got, err)
 	}
 }
-func (r *raw) findData(label string) []pkcs11.ObjectHandle {
+
+// findData finds the objects keeping label's values, as p makes them.
+func (r *raw) findData(p *PKCS11, label string) []pkcs11.ObjectHandle {
 	r.t.Helper()
-	if err := r.c.FindObjectsInit(r.sh, dataTemplate(label)); err != nil {
+	tmpl := dataTemplate(label)
+	if p.cfg.Profile.LacksTokenDataObjects {
+		tmpl = dataKeyTemplate(label)
+	}
+	if err := r.c.FindObjectsInit(r.sh, tmpl); err != nil {
 		r.t.Fatal(err)
 	}
 	hs, _, err := r.c.FindObjects(r.sh, 10)

@@ -87,6 +87,16 @@ func (sp *sessionPool) get(ctx context.Context) (session, error) {
 	return s, nil
 }
 
+// SoftHSM 2.6 fails C_Login with CKR_GENERAL_ERROR now and then while
+// another process writes the same token (pitfalls item 30: two kmsd
+// starting at once on one token); it is not a refused PIN, and a login
+// moments later succeeds. open tries loginAttempts times, waiting one more
+// loginRetryStep before each retry (0.5 s in all).
+const (
+	loginAttempts  = 5
+	loginRetryStep = 50 * time.Millisecond
+)
+
 // open opens a session and logs in. Login is per application, so
 // CKR_USER_ALREADY_LOGGED_IN is success; after a wrong PIN no further login
 // is attempted until the process restarts.
@@ -99,8 +109,12 @@ func (sp *sessionPool) open(c *pkcs11.Ctx, slot uint, gen uint64) (session, erro
 		return session{}, translate("C_OpenSession", err)
 	}
 	sp.p.stats.sessionsOpened.Add(1)
-	if err := c.Login(h, pkcs11.CKU_USER, sp.p.cfg.PIN); err != nil &&
-		!errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+	err = c.Login(h, pkcs11.CKU_USER, sp.p.cfg.PIN)
+	for attempt := 1; hasCode(err, []uint{pkcs11.CKR_GENERAL_ERROR}) && attempt < loginAttempts; attempt++ {
+		time.Sleep(time.Duration(attempt) * loginRetryStep)
+		err = c.Login(h, pkcs11.CKU_USER, sp.p.cfg.PIN)
+	}
+	if err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
 		sp.closeSession(c, h)
 		terr := translate("C_Login", err) // the PIN is never part of it
 		if errors.Is(terr, ErrLogin) {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/hsmkms/hsmkms/hsm"
 )
@@ -49,8 +48,7 @@ type sealAnchor struct {
 // errAnchorMalformed is an anchor this service did not write.
 var errAnchorMalformed = errors.New("the audit anchor in the token is malformed")
 
-// readAnchor is the newest anchor in the token, or nil when there is none
-// (hsm.ErrNoDataObjects: the token cannot keep one).
+// readAnchor is the newest anchor in the token, or nil when there is none.
 func (a *Audit) readAnchor(ctx context.Context) (*sealAnchor, error) {
 	label, err := a.anchorLabel(ctx)
 	if err != nil {
@@ -59,10 +57,6 @@ func (a *Audit) readAnchor(ctx context.Context) (*sealAnchor, error) {
 	vals, err := a.token.ReadData(ctx, label)
 	if errors.Is(err, hsm.ErrObjectNotFound) {
 		return nil, nil
-	}
-	if errors.Is(err, hsm.ErrNoDataObjects) {
-		a.warnNoAnchor(label)
-		return nil, hsm.ErrNoDataObjects
 	}
 	if err != nil {
 		return nil, a.tokenErr(err)
@@ -86,9 +80,6 @@ func (a *Audit) readAnchor(ctx context.Context) (*sealAnchor, error) {
 // one for the newest seal in the chain.
 func (a *Audit) loadAnchor(ctx context.Context) error {
 	an, err := a.readAnchor(ctx)
-	if errors.Is(err, hsm.ErrNoDataObjects) {
-		return nil // no anchor on this token (warnNoAnchor said so)
-	}
 	if err != nil {
 		return err
 	}
@@ -121,26 +112,9 @@ func (a *Audit) anchor(ctx context.Context, seq int64, hash string) error {
 		return err
 	}
 	b, _ := json.Marshal(sealAnchor{Seq: seq, Hash: hash})
-	if err := a.token.WriteData(ctx, label, b); errors.Is(err, hsm.ErrNoDataObjects) {
-		a.warnNoAnchor(label)
-		return nil
-	} else if err != nil {
+	if err := a.token.WriteData(ctx, label, b); err != nil {
 		return fmt.Errorf("audit anchor: %w", a.tokenErr(err))
 	}
 	a.sealer.anchoredSeq = seq
 	return nil
-}
-
-// noAnchorWarned makes the warning of a token without data objects once
-// per process.
-var noAnchorWarned sync.Once
-
-// warnNoAnchor says, once (at info level: a known, documented property
-// of the token, not a fault), that this token cannot keep the audit anchor:
-// a cut of the trail while kmsd is stopped is then not detected
-// (docs/access.md, "The anchor in the token").
-func (a *Audit) warnNoAnchor(label string) {
-	noAnchorWarned.Do(func() {
-		a.log.Info("this token keeps no private data objects (NSS softoken): the audit anchor is not kept, so a trail cut while kmsd is stopped is not detected", "label", label)
-	})
 }

@@ -63,9 +63,6 @@ func audited(ctx context.Context, action string) context.Context {
 // anchors the newest seal, so verify reports the loss and the sealer does
 // not seal over it. Without the cut, a restart verifies intact.
 func TestAuditCutWhileStoppedIsDetected(t *testing.T) {
-	if kmstest.Profile(t).LacksTokenDataObjects {
-		t.Skip("the token keeps no private data objects, so no audit anchor (docs/access.md); SoftHSM runs this")
-	}
 	for _, tc := range []struct {
 		name string
 		cut  func(t *testing.T, db *sqlx.DB)
