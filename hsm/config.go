@@ -117,6 +117,12 @@ type Profile struct {
 	// never creates an object whose id exists; the flag tells the tests
 	// which way a duplicate can be made.
 	ReplacesDuplicateID bool
+	// LoginRetryCodes are C_Login answers that are not a refused PIN but a
+	// passing fault, tried again (session.go): SoftHSM 2.6 answers
+	// CKR_GENERAL_ERROR now and then while another process writes the
+	// same token (pitfalls item 30). Elsewhere that code is a device fault
+	// and is not retried.
+	LoginRetryCodes []uint
 	// ForcesSensitive says the token makes every secret key sensitive and
 	// private whatever the template asks (NSS softoken), so a template with
 	// CKA_SENSITIVE or CKA_PRIVATE false still gives a key that passes the
@@ -183,6 +189,7 @@ var SoftHSMProfile = Profile{
 	},
 	NotPermittedCodes:   []uint{pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED},
 	StorageFaultCodes:   []uint{pkcs11.CKR_GENERAL_ERROR},
+	LoginRetryCodes:     []uint{pkcs11.CKR_GENERAL_ERROR},
 	ReportsLocal:        true,
 	SupportsEncryptFlip: true,
 	KWPMechanism:        pkcs11.CKM_AES_KEY_WRAP_PAD, // 0x210A

@@ -119,7 +119,7 @@ func (p *PKCS11) ReadData(ctx context.Context, label string) ([][]byte, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, translate("read data object "+label, err)
+		return nil, p.translate("read data object "+label, err)
 	}
 	return out, nil
 }
@@ -140,31 +140,46 @@ func (p *PKCS11) WriteData(ctx context.Context, label string, value []byte) erro
 		if err != nil && !errors.Is(err, ErrAmbiguousObject) {
 			return err
 		}
-		if err := p.createData(c, sh, label, value); err != nil {
-			return err
+		// An object that already keeps value stays, and only the others
+		// go: on a token that replaces an object of the same class and id
+		// (NSS: the value is the key's CKA_ID), writing the value again
+		// would replace that object in place, under the same handle, and
+		// destroying the old handle would destroy the new object.
+		keep, kept := pkcs11.ObjectHandle(0), false
+		for _, h := range old {
+			if v, err := p.dataValue(c, sh, h); err == nil && bytes.Equal(v, value) {
+				keep, kept = h, true
+				break
+			}
+		}
+		if !kept {
+			if keep, err = p.createData(c, sh, label, value); err != nil {
+				return err
+			}
 		}
 		for _, h := range old {
+			if h == keep {
+				continue
+			}
 			if err := c.DestroyObject(sh, h); err != nil && !hasCode(err, staleHandleCodes) {
 				return err
 			}
 		}
 		return nil
 	})
-	return translate("write data object "+label, err)
+	return p.translate("write data object "+label, err)
 }
 
 // createData makes one object keeping value under label.
-func (p *PKCS11) createData(c *pkcs11.Ctx, sh pkcs11.SessionHandle, label string, value []byte) error {
+func (p *PKCS11) createData(c *pkcs11.Ctx, sh pkcs11.SessionHandle, label string, value []byte) (pkcs11.ObjectHandle, error) {
 	if p.cfg.Profile.LacksTokenDataObjects {
-		_, err := c.GenerateKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)},
-			dataKeyGenTemplate(label, value))
-		return err
+		return c.GenerateKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)},
+			append(dataKeyGenTemplate(label, value), p.notCopyable()...))
 	}
-	_, err := c.CreateObject(sh, append(dataTemplate(label),
+	return c.CreateObject(sh, append(dataTemplate(label),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value)))
-	return err
 }
 
 // dataValue is the value an object found by findData keeps.
@@ -176,13 +191,11 @@ func (p *PKCS11) dataValue(c *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.Obje
 	if err != nil {
 		return nil, err
 	}
-	v, ok := bytes.CutPrefix(id, []byte(dataKeyIDPrefix))
-	if !ok {
-		return nil, errDataKeyForeign
+	// A key under the label that this service did not make (its CKA_ID
+	// lacks the prefix) reads as its whole CKA_ID, a value no reader
+	// takes for one it wrote (the anchor's reports it malformed).
+	if v, ok := bytes.CutPrefix(id, []byte(dataKeyIDPrefix)); ok {
+		return v, nil
 	}
-	return v, nil
+	return id, nil
 }
-
-// errDataKeyForeign is a key under a data label that this service did not
-// make: its CKA_ID lacks dataKeyIDPrefix.
-var errDataKeyForeign = errors.New("hsm: a key named as a data value holds none")

@@ -26,7 +26,9 @@ func TestDataObject(t *testing.T) {
 			r.c.DestroyObject(r.sh, h)
 		}
 	})
-	for _, v := range [][]byte{[]byte("one"), []byte("two, longer than one")} {
+	// The last write repeats the value: it must stay (on NSS a key of the
+	// same CKA_ID replaces the old one in place, under its handle).
+	for _, v := range [][]byte{[]byte("one"), []byte("two, longer than one"), []byte("two, longer than one")} {
 		if err := p.WriteData(ctx, label, v); err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +38,7 @@ func TestDataObject(t *testing.T) {
 		}
 	}
 	if n := len(r.findData(p, label)); n != 1 {
-		t.Fatalf("%d data objects after two writes, want 1 (the old one destroyed)", n)
+		t.Fatalf("%d data objects after three writes, want 1 (the old ones destroyed)", n)
 	}
 	h := r.findData(p, label)[0]
 	a, err := r.c.GetAttributeValue(r.sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, nil), pkcs11.NewAttribute(pkcs11.CKA_TOKEN, nil)})
@@ -60,7 +62,7 @@ func TestDataObject(t *testing.T) {
 	}
 	// A second object under the label (a crash between create and
 	// destroy) is read too, and the next write leaves one.
-	if err := p.createData(r.c, r.sh, label, []byte("other")); err != nil {
+	if _, err := p.createData(r.c, r.sh, label, []byte("other")); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := p.ReadData(ctx, label); err != nil || len(got) != 2 {

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -40,7 +41,7 @@ func (p *PKCS11) onKeeper(create bool, fn func(c *pkcs11.Ctx, sh pkcs11.SessionH
 		if !create {
 			return fmt.Errorf("%w: no wrapping key survives in this process (restarted, or the token was reset)", ErrObjectNotFound)
 		}
-		s, err := p.pool.open(c, slot, gen)
+		s, err := p.pool.open(context.Background(), c, slot, gen) // a retried login waits at most 0.5 s
 		if err != nil {
 			return err
 		}

@@ -73,7 +73,8 @@ var _ Token = (*PKCS11)(nil)
 
 // Open loads the module, finds the token by label, logs in and checks that
 // the token offers the mechanisms the service needs. Every failure is one
-// clear error; a wrong PIN wraps ErrLogin. Nothing is retried.
+// clear error; a wrong PIN wraps ErrLogin. Nothing is retried but a
+// login the profile says failed in passing (Profile.LoginRetryCodes).
 func Open(ctx context.Context, cfg Config) (*PKCS11, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -79,7 +79,7 @@ func (sp *sessionPool) get(ctx context.Context) (session, error) {
 		}
 		sp.retire(c, s) // put back just as its generation ended
 	}
-	s, err := sp.open(c, slot, gen)
+	s, err := sp.open(ctx, c, slot, gen)
 	if err != nil {
 		sp.slots <- struct{}{}
 		return session{}, err
@@ -87,11 +87,9 @@ func (sp *sessionPool) get(ctx context.Context) (session, error) {
 	return s, nil
 }
 
-// SoftHSM 2.6 fails C_Login with CKR_GENERAL_ERROR now and then while
-// another process writes the same token (pitfalls item 30: two kmsd
-// starting at once on one token); it is not a refused PIN, and a login
-// moments later succeeds. open tries loginAttempts times, waiting one more
-// loginRetryStep before each retry (0.5 s in all).
+// loginAttempts bounds the logins open tries when the token answers one
+// of Profile.LoginRetryCodes, waiting one more loginRetryStep before each
+// retry (0.5 s in all).
 const (
 	loginAttempts  = 5
 	loginRetryStep = 50 * time.Millisecond
@@ -100,7 +98,7 @@ const (
 // open opens a session and logs in. Login is per application, so
 // CKR_USER_ALREADY_LOGGED_IN is success; after a wrong PIN no further login
 // is attempted until the process restarts.
-func (sp *sessionPool) open(c *pkcs11.Ctx, slot uint, gen uint64) (session, error) {
+func (sp *sessionPool) open(ctx context.Context, c *pkcs11.Ctx, slot uint, gen uint64) (session, error) {
 	if sp.p.loginFailed.Load() {
 		return session{}, fmt.Errorf("%w: an earlier login was refused; fix the PIN and restart", ErrLogin)
 	}
@@ -110,8 +108,10 @@ func (sp *sessionPool) open(c *pkcs11.Ctx, slot uint, gen uint64) (session, erro
 	}
 	sp.p.stats.sessionsOpened.Add(1)
 	err = c.Login(h, pkcs11.CKU_USER, sp.p.cfg.PIN)
-	for attempt := 1; hasCode(err, []uint{pkcs11.CKR_GENERAL_ERROR}) && attempt < loginAttempts; attempt++ {
-		time.Sleep(time.Duration(attempt) * loginRetryStep)
+	for attempt := 1; hasCode(err, sp.p.cfg.Profile.LoginRetryCodes) && attempt < loginAttempts; attempt++ {
+		if serr := sleepCtx(ctx, time.Duration(attempt)*loginRetryStep); serr != nil {
+			break
+		}
 		err = c.Login(h, pkcs11.CKU_USER, sp.p.cfg.PIN)
 	}
 	if err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
