@@ -432,17 +432,7 @@ func TestReplicasStartTogetherMakeOneSealKey(t *testing.T) {
 			env := append(kmsdEnv(t, dsn), tok.Environ()...)
 			// Both start before either is ready: the two seal workers
 			// look for the key at the same moment.
-			ps := []*proc{{done: make(chan error, 1)}, {done: make(chan error, 1)}}
-			for _, p := range ps {
-				addr := freeAddr(t)
-				p.url = "http://" + addr
-				startProc(t, p, append(env, "KMS_LISTEN="+addr))
-			}
-			for _, p := range ps {
-				if ready, err := p.waitReady(60 * time.Second); !ready {
-					t.Fatalf("kmsd not ready: %v\n%s", err, p.log())
-				}
-			}
+			ps := startTogether(t, env, env)
 			for i, p := range ps {
 				c := client.New(p.url, adminToken, nil)
 				if _, err := c.CreateKey(ctx, client.CreateKeyRequest{Description: fmt.Sprintf("made on replica %d", i)}); err != nil {

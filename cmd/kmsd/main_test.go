@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -142,6 +143,28 @@ func startKmsdWith(t *testing.T, opts *proc, env []string) *proc {
 		}
 		t.Fatalf("kmsd not ready: %v\n%s", err, p.log())
 	}
+}
+
+// startTogether starts one kmsd for each environment, all before any is
+// ready (so that their start-ups race), and waits until each is. One whose
+// port another process took meanwhile is started again on another.
+func startTogether(t *testing.T, envs ...[]string) []*proc {
+	t.Helper()
+	ps := make([]*proc, len(envs))
+	for i, env := range envs {
+		addr := freeAddr(t)
+		ps[i] = &proc{url: "http://" + addr, done: make(chan error, 1)}
+		startProc(t, ps[i], append(slices.Clip(env), "KMS_LISTEN="+addr)) // envs may share an array
+	}
+	for i, p := range ps {
+		if ready, err := p.waitReady(60 * time.Second); !ready {
+			if !strings.Contains(p.log(), "address already in use") {
+				t.Fatalf("kmsd not ready: %v\n%s", err, p.log())
+			}
+			ps[i] = startKmsd(t, envs[i])
+		}
+	}
+	return ps
 }
 
 // waitReady waits until /readyz answers 200, kmsd exits, or limit passes.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,25 +32,14 @@ func TestTwoInstallationsStartTogetherOnOneToken(t *testing.T) {
 			defer cancel()
 			tok := softhsmtest.ExtraToken(t, "two-installs")
 			dir := t.TempDir()
-			ps := []*proc{{done: make(chan error, 1)}, {done: make(chan error, 1)}}
-			envs := make([][]string, len(ps))
-			for i, p := range ps {
+			envs := make([][]string, 2)
+			for i := range envs {
 				envs[i] = append(kmsdEnv(t, "sqlite:"+filepath.Join(dir, fmt.Sprintf("kms%d.db", i))), tok.Environ()...)
 				if i == 1 {
 					envs[i] = append(envs[i], "KMS_AUDIT=off")
 				}
-				addr := freeAddr(t)
-				p.url = "http://" + addr
-				startProc(t, p, append(envs[i], "KMS_LISTEN="+addr))
 			}
-			for i, p := range ps {
-				if ready, err := p.waitReady(60 * time.Second); !ready {
-					if !strings.Contains(p.log(), "address already in use") {
-						t.Fatalf("kmsd not ready: %v\n%s", err, p.log())
-					}
-					ps[i] = startKmsd(t, envs[i]) // its port was taken meanwhile
-				}
-			}
+			ps := startTogether(t, envs...)
 			var wg sync.WaitGroup
 			errs := make([]error, len(ps))
 			for i, p := range ps {
