@@ -407,17 +407,14 @@ func closeUnread(c echo.Context) {
 }
 
 // lingerAfterRefusal is the outermost middleware: once a request marked by
-// closeUnread has its answer written, it sends the answer and then drains
-// the body within the linger's bounds.
+// closeUnread has its answer written (requestLog, inside it, writes every
+// answer, errors included), it sends the answer and then drains the body
+// within the linger's bounds.
 func lingerAfterRefusal(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		body := c.Request().Body // BodyLimit replaces it with a pooled reader
 		err := next(c)
 		if linger, _ := c.Get(ctxLinger).(bool); linger {
-			if err != nil {
-				c.Error(err)
-				err = nil
-			}
 			rc := http.NewResponseController(c.Response())
 			_ = rc.Flush()
 			// The linger counts from the answer, not from the refusal.

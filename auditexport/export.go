@@ -111,7 +111,7 @@ type Stats struct {
 	Dropped int64
 	// WriteErrors counts failed writes to the sink.
 	WriteErrors int64
-	// LastSeq is the last record written (or dropped by the sink's refusal).
+	// LastSeq is the last record written.
 	LastSeq int64
 }
 
@@ -517,8 +517,9 @@ func (e *Exporter) writeBatch(batch []line) bool {
 			e.errs.Add(1)
 			texts, seqs = texts[n:], seqs[n:]
 			if e.cfg.Policy == Drop {
+				// Not advanced past: the state keeps the last record written,
+				// so the next start exports these again.
 				e.dropped.Add(int64(len(texts)))
-				e.advance(seqs[len(seqs)-1])
 				e.warn("audit export: the sink refused records; they are left out of the export (they stay in the database and GET /v1/audit)", seqs[0], "err", err)
 				break
 			}

@@ -281,3 +281,42 @@ func TestExportStartsAtTheHeadOrFromTheState(t *testing.T) {
 		})
 	}
 }
+
+// Records the sink refuses under drop are left out of this run's export,
+// but the state keeps the last record written, so the next start exports
+// them again: nothing is lost for good while the database holds it.
+func TestRefusedRecordsAreExportedByTheNextStart(t *testing.T) {
+	db := kmstest.Store(t)
+	for i := 0; i < 3; i++ {
+		appendOne(t, db, i)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	if err := os.WriteFile(state, []byte("0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := auditexport.Start(context.Background(), auditexport.Config{Sink: fileSink(t, "/dev/full"), Source: db,
+		Policy: auditexport.Drop, StateFile: state, Poll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex.Committed(appendOne(t, db, 3))
+	waitUntil(t, func() bool { return ex.Stats().Dropped == 4 })
+	if st := ex.Stats(); st.LastSeq != 0 || st.Lag != 4 || st.WriteErrors == 0 {
+		t.Errorf("after the sink refused every record: %+v, want last seq 0, lag 4 and write errors", st)
+	}
+	ex.Close(10 * time.Second)
+	if b, _ := os.ReadFile(state); strings.TrimSpace(string(b)) != "0" {
+		t.Fatalf("state after refused records: %q, want 0 (the last record written)", b)
+	}
+
+	path := filepath.Join(t.TempDir(), "audit.log")
+	ex, err = auditexport.Start(context.Background(), auditexport.Config{Sink: fileSink(t, path), Source: db,
+		Policy: auditexport.Drop, StateFile: state, Poll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return ex.Stats().LastSeq == 4 })
+	ex.Close(10 * time.Second)
+	text, _ := os.ReadFile(path)
+	wantExport(t, db, text, 1, 4)
+}

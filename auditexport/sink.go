@@ -119,8 +119,9 @@ const (
 )
 
 // fileSink appends to a file and reopens it by name: logrotate moves the
-// file and sends SIGHUP (create mode), or copies and truncates it
-// (copytruncate: O_APPEND writes go to the new end).
+// file and sends SIGHUP (create mode). copytruncate is not supported:
+// records written between its copy and its truncation are lost
+// (docs/operations.md, "Audit export").
 type fileSink struct {
 	path string
 	mu   sync.Mutex

@@ -107,7 +107,11 @@ func measureWrk(name string, pid, n int, d time.Duration, r restReq) (result, er
 	}
 	_, server := cpu.stop()
 	var reqs, durUS, p50, p99, bad, sockErrs int64
-	line := out.String()[strings.LastIndex(out.String(), "KMSBENCH "):]
+	i := strings.LastIndex(out.String(), "KMSBENCH ")
+	if i < 0 {
+		return result{}, fmt.Errorf("wrk printed no summary: %s", strings.TrimSpace(errOut.String()))
+	}
+	line := out.String()[i:]
 	if _, err := fmt.Sscanf(line, "KMSBENCH requests=%d duration_us=%d p50_us=%d p99_us=%d bad=%d socket_errors=%d",
 		&reqs, &durUS, &p50, &p99, &bad, &sockErrs); err != nil {
 		return result{}, fmt.Errorf("wrk's summary %q: %v", strings.TrimSpace(line), err)

@@ -363,7 +363,8 @@ func TestAuditExportDropsWhenTheSinkCannotWrite(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := kmsdEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "kms.db"),
-				"KMS_AUDIT_SINK="+tc.sink, "KMS_AUDIT_SINK_FAILURE=drop", "KMS_AUDIT_SINK_QUEUE=8")
+				"KMS_AUDIT_SINK="+tc.sink, "KMS_AUDIT_SINK_FAILURE=drop", "KMS_AUDIT_SINK_QUEUE=8",
+				"KMS_AUDIT_SINK_STATE="+filepath.Join(t.TempDir(), "state")) // not /dev/full.state
 			opts := &proc{}
 			if tc.pipe {
 				_, opts.stdout = unreadPipe(t)
