@@ -193,6 +193,11 @@ func (c *keyCache) sync(ctx context.Context) error {
 	for {
 		if at := c.polledAt.Load(); at != 0 {
 			polled, now := time.Unix(0, at), c.clock.Now()
+			// A clock set back since start: the bound counts from now,
+			// or no read begun from here on would ever be fresh.
+			if now.Before(start) {
+				start = now
+			}
 			// Fresh: begun less than ttl before this request, and not
 			// after now (a clock set back must not stretch the bound).
 			if start.Sub(polled) < c.ttl && !polled.After(now) {

@@ -297,6 +297,23 @@ func TestCacheClockSetBack(t *testing.T) {
 	}
 }
 
+// TestCacheClockSetBackDuringARead: a clock set back while the change log
+// is read leaves that read begun "after now", and the next read begun long
+// before the request; neither may make the request read again and again
+// until its time runs out.
+func TestCacheClockSetBackDuringARead(t *testing.T) {
+	w := newWorld(t)
+	id := w.newKey()
+	fs := kmstest.NewFaultStore(w.store)
+	a := service.New(fs, w.token, service.Config{Clock: w.clock, Logger: kmstest.Logger()})
+	fs.AfterNext("LastKeyChange", func() { w.clock.Advance(-time.Hour) })
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := a.Crypto.Encrypt(ctx, id, []byte("x"), nil); err != nil {
+		t.Fatalf("encrypt with the clock set back during the cache's read: %v", err)
+	}
+}
+
 // TestLostChangeLogRowsBoundedByMaxKeyViewAge: a change log that lost rows
 // this process had read (a failover to a standby behind the primary) hands
 // out their numbers again, so a later disable gets a number the cache

@@ -155,7 +155,7 @@ type FaultStore struct {
 
 // AfterNext runs fn once, right after the next call of method
 // ("LastAudit" or "GetAlias" inside a transaction, "GetToken",
-// "ListVersions" outside one), or right
+// "ListVersions", "LastKeyChange" outside one), or right
 // before it for "before AppendAudit" (inside a transaction): to let another
 // writer act at that moment.
 func (f *FaultStore) AfterNext(method string, fn func()) {
@@ -182,6 +182,13 @@ func (f *FaultStore) ListVersions(ctx context.Context, keyID string) ([]service.
 	vs, err := f.Store.ListVersions(ctx, keyID)
 	f.runAfter("ListVersions")
 	return vs, err
+}
+
+// LastKeyChange implements service.Store.
+func (f *FaultStore) LastKeyChange(ctx context.Context) (int64, error) {
+	seq, err := f.Store.LastKeyChange(ctx)
+	f.runAfter("LastKeyChange")
+	return seq, err
 }
 
 // GetToken implements service.Store.
