@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hsmkms/hsmkms/auditexport"
 	"github.com/hsmkms/hsmkms/policy"
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/hsmkms/hsmkms/wire"
@@ -223,10 +224,8 @@ func (h *handlers) listAudit(c echo.Context) error {
 		return err
 	}
 	out := make([]wire.AuditRecord, len(rows))
-	for i, r := range rows {
-		out[i] = wire.AuditRecord{Seq: r.Seq, Time: r.At.UTC(), RequestID: r.RequestID, Principal: r.Principal,
-			Credential: r.Credential, Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Outcome: r.Outcome,
-			ErrorCode: r.ErrorCode, Source: r.Source, Detail: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash}
+	for i := range rows {
+		out[i] = auditexport.Record(&rows[i])
 	}
 	return c.JSON(http.StatusOK, map[string]any{"records": out, "next_token": next})
 }

@@ -562,11 +562,16 @@ func (e *Exporter) warn(msg string, seq int64, args ...any) {
 	}
 }
 
-// Line is a record as exported: the JSON object GET /v1/audit lists
-// (wire.AuditRecord), and a newline.
-func Line(r *service.AuditEvent) []byte {
-	b, _ := json.Marshal(wire.AuditRecord{Seq: r.Seq, Time: r.At.UTC(), RequestID: r.RequestID, Principal: r.Principal,
+// Record is an audit record as GET /v1/audit lists it and the export
+// writes it: one conversion for both, so the two cannot differ.
+func Record(r *service.AuditEvent) wire.AuditRecord {
+	return wire.AuditRecord{Seq: r.Seq, Time: r.At.UTC(), RequestID: r.RequestID, Principal: r.Principal,
 		Credential: r.Credential, Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Outcome: r.Outcome,
-		ErrorCode: r.ErrorCode, Source: r.Source, Detail: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash})
+		ErrorCode: r.ErrorCode, Source: r.Source, Detail: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash}
+}
+
+// Line is a record as exported: Record's JSON object, and a newline.
+func Line(r *service.AuditEvent) []byte {
+	b, _ := json.Marshal(Record(r))
 	return append(b, '\n')
 }
