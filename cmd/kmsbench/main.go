@@ -43,6 +43,10 @@ func main() {
 	flag.StringVar(&keyFile, "key-file", "", "scale: the file of key ids of -create-keys; without -create-keys, measure encrypt cycling over those keys against one key, and stop")
 	flag.StringVar(&loadGen, "load", "auto", "load generator of the REST rows: wrk, go (this process's client) or auto (wrk when on PATH)")
 	flag.Parse()
+	if err := checkLoadGen(); err != nil {
+		fmt.Fprintln(os.Stderr, "kmsbench:", err)
+		os.Exit(2)
+	}
 	compareAddr, addrFlag = *auditOff, *addr
 	replicaAddrs = *replicas
 	if err := run(*addr, *dur, *size, *levels); err != nil {

@@ -23,6 +23,21 @@ import (
 // loadGen is -load: "wrk", "go", or "auto" (wrk when on PATH).
 var loadGen string
 
+// checkLoadGen refuses a -load that names no load generator, and -load wrk
+// without wrk on PATH (auto would fall back to the Go client).
+func checkLoadGen() error {
+	switch loadGen {
+	case "go", "auto":
+		return nil
+	case "wrk":
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return fmt.Errorf("-load wrk: %v (scripts/ensure-wrk.sh installs it)", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("-load %q: want wrk, go or auto", loadGen)
+}
+
 // useWrk says whether the REST rows use wrk.
 func useWrk() bool {
 	if loadGen == "go" {
