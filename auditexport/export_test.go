@@ -246,7 +246,8 @@ func TestStateFileMustHoldASeq(t *testing.T) {
 }
 
 // Without a state file the export starts after the chain's head; a state
-// of 0 exports the whole chain from its first record.
+// of 0 exports the whole chain from its first record, one ahead of the
+// head goes on from the head.
 func TestExportStartsAtTheHeadOrFromTheState(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -256,6 +257,9 @@ func TestExportStartsAtTheHeadOrFromTheState(t *testing.T) {
 		{"no state file", "", 4},
 		{"state 0", "0\n", 1},
 		{"state 2", "2\n", 3},
+		// Ahead of the head (3 records): a database restored from an older
+		// backup; the export goes on from the head.
+		{"state ahead of the head", "9\n", 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := kmstest.Store(t)
